@@ -1,0 +1,46 @@
+# capwatch — the two commands: `make run` and `make test`. Everything else they need is set up here.
+SHELL := /bin/bash
+PYTHON ?= python3
+ORT_LIB := .ort/libonnxruntime.so
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: all setup run serve test lint unit bench fixtures clean-ort
+
+all: test
+
+## setup: fetch the ONNX Runtime library (from the onnxruntime wheel on PyPI) and test tools
+setup: $(ORT_LIB) .ort/test-tools
+
+$(ORT_LIB): tools/fetch_onnxruntime.py
+	$(PYTHON) tools/fetch_onnxruntime.py
+
+# openapi-spec-validator checks /openapi.json in the tests.
+.ort/test-tools: tools/requirements-test.txt
+	@mkdir -p .ort
+	$(PYTHON) -c "import openapi_spec_validator" 2>/dev/null || $(PYTHON) -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
+	@touch $@
+
+## run: serve the model (the dashboard arrives with issue 4)
+run: $(ORT_LIB)
+	$(CARGO) run --release -- serve $(ARGS)
+
+serve: run
+
+## test: format check, clippy with -D warnings, every test
+test: setup
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+
+## bench: HTTP load benchmark of the server (see BENCHMARKS.md)
+bench: $(ORT_LIB)
+	$(CARGO) build --release
+	$(CARGO) run --release --example loadbench -- $(ARGS)
+
+## fixtures: rebuild tests/fixtures with the pinned Python tools (needs tools/.venv)
+fixtures:
+	tools/.venv/bin/python tools/make_parity_fixtures.py
+
+clean-ort:
+	rm -rf .ort

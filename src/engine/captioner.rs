@@ -1,0 +1,167 @@
+//! One loaded model: vision encoder + greedy generation + tokenizer, for one image at a time.
+//!
+//! A `Captioner` owns its ONNX Runtime sessions and is used from a single worker thread
+//! (`Session::run` takes `&mut self`). It knows nothing about queues or HTTP.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ndarray::Array4;
+use ort::session::Session;
+use ort::value::{DynValue, Tensor};
+use tokenizers::Tokenizer;
+
+use super::decoder::StepDecoder;
+use super::model_dir::{DecoderLayout, ModelLayout, ModelSpec};
+use super::preprocess::to_pixel_values;
+use super::{EngineError, StageTimings};
+
+/// The text and ids of one generated caption, with the stages the captioner measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    pub text: String,
+    /// Generated ids: without the prompt, with the stop token if one was produced.
+    pub token_ids: Vec<i64>,
+    /// `preprocess`, `encoder` and `decoder` are filled; the caller adds queue and decode.
+    pub timings: StageTimings,
+}
+
+/// A model ready to caption images.
+pub struct Captioner {
+    spec: ModelSpec,
+    encoder: Session,
+    encoder_input: String,
+    encoder_output: String,
+    decoder: StepDecoder,
+    tokenizer: Tokenizer,
+}
+
+impl Captioner {
+    /// Loads every session and the tokenizer of `spec`.
+    pub fn load(spec: &ModelSpec, intra_op_threads: usize, onnxruntime_library: Option<&Path>) -> Result<Self, EngineError> {
+        let environment = super::runtime::environment(onnxruntime_library)?;
+        let open = |path: &Path| -> Result<Session, EngineError> {
+            let fail = |e: &dyn std::fmt::Display| EngineError::ModelLoad {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            };
+            Session::builder(&environment)
+                .map_err(|e| fail(&e))?
+                .with_intra_threads(intra_op_threads)
+                .map_err(|e| fail(&e))?
+                .with_inter_threads(1)
+                .map_err(|e| fail(&e))?
+                .commit_from_file(path)
+                .map_err(|e| fail(&e))
+        };
+        let encoder = open(&spec.encoder_file)?;
+        let encoder_input = pick_name(encoder.inputs().iter().map(|i| i.name()), "pixel_values", &spec.encoder_file)?;
+        let encoder_output = pick_name(
+            encoder.outputs().iter().map(|o| o.name()),
+            match spec.layout {
+                ModelLayout::Blip => "image_embeds",
+                ModelLayout::VisionEncoderDecoder(_) => "last_hidden_state",
+            },
+            &spec.encoder_file,
+        )?;
+        let first = open(&spec.decoder_file)?;
+        let with_past = spec.decoder_with_past_file.as_deref().map(open).transpose()?;
+        let use_cache = !matches!(spec.layout, ModelLayout::VisionEncoderDecoder(DecoderLayout::NoCache));
+        let decoder = StepDecoder::new(first, with_past, use_cache, spec.attention).map_err(|e| match e {
+            EngineError::ModelLoad { reason, .. } => EngineError::ModelLoad {
+                path: spec.decoder_file.display().to_string(),
+                reason,
+            },
+            other => other,
+        })?;
+        let tokenizer = Tokenizer::from_file(&spec.tokenizer_file).map_err(|e| EngineError::ModelLoad {
+            path: spec.tokenizer_file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            spec: spec.clone(),
+            encoder,
+            encoder_input,
+            encoder_output,
+            decoder,
+            tokenizer,
+        })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Captions a decoded RGB image.
+    pub fn caption_image(&mut self, image: &image::RgbImage, max_new_tokens: usize) -> Result<Generated, EngineError> {
+        let started = Instant::now();
+        let pixel_values = to_pixel_values(image, &self.spec.image);
+        let preprocess = started.elapsed();
+        let mut generated = self.caption_pixels(pixel_values, max_new_tokens)?;
+        generated.timings.preprocess = preprocess;
+        Ok(generated)
+    }
+
+    /// Captions an already preprocessed `[1, 3, H, W]` tensor.
+    pub fn caption_pixels(&mut self, pixel_values: Array4<f32>, max_new_tokens: usize) -> Result<Generated, EngineError> {
+        let started = Instant::now();
+        let encoder_hidden_states = self.encode(pixel_values)?;
+        let encoder = started.elapsed();
+
+        let started = Instant::now();
+        let generation = &self.spec.generation;
+        let mut ids = generation.prompt_ids.clone();
+        self.decoder.reset();
+        for _ in 0..max_new_tokens {
+            let token = self.decoder.next_token(&ids, &encoder_hidden_states)?;
+            ids.push(token);
+            if generation.stop_ids.contains(&token) {
+                break;
+            }
+        }
+        let token_ids = ids.split_off(generation.prompt_ids.len());
+        let text_ids: Vec<u32> = token_ids
+            .iter()
+            .filter(|id| !generation.stop_ids.contains(id))
+            .filter_map(|id| u32::try_from(*id).ok())
+            .collect();
+        let text = self
+            .tokenizer
+            .decode(&text_ids, true)
+            .map_err(|e| EngineError::Inference(format!("tokenizer decode failed: {e}")))?
+            .trim()
+            .to_owned();
+        let decoder = started.elapsed();
+        Ok(Generated {
+            text,
+            token_ids,
+            timings: StageTimings {
+                encoder,
+                decoder,
+                ..StageTimings::default()
+            },
+        })
+    }
+
+    fn encode(&mut self, pixel_values: Array4<f32>) -> Result<DynValue, EngineError> {
+        let input = Tensor::from_array(pixel_values)?;
+        let mut outputs = self.encoder.run(vec![(self.encoder_input.as_str(), input)])?;
+        outputs
+            .remove(&self.encoder_output)
+            .ok_or_else(|| EngineError::Inference(format!("encoder produced no `{}`", self.encoder_output)))
+    }
+}
+
+/// `preferred` if the graph declares it, else the only name there is.
+fn pick_name<'a>(mut names: impl Iterator<Item = &'a str> + Clone, preferred: &str, file: &Path) -> Result<String, EngineError> {
+    if names.clone().any(|n| n == preferred) {
+        return Ok(preferred.to_owned());
+    }
+    match (names.next(), names.next()) {
+        (Some(only), None) => Ok(only.to_owned()),
+        _ => Err(EngineError::ModelLoad {
+            path: file.display().to_string(),
+            reason: format!("expected a tensor named `{preferred}`"),
+        }),
+    }
+}

@@ -1,0 +1,201 @@
+//! One greedy decoding step, for every supported decoder layout.
+//!
+//! The decoder is driven by the names its ONNX graph declares, not by hard-coded lists:
+//! `input_ids`, `attention_mask`, `position_ids`, `encoder_hidden_states`,
+//! `encoder_attention_mask`, `use_cache_branch` and `past_key_values.*` are fed as
+//! HuggingFace does; `present.*` outputs become the next step's `past_key_values.*`.
+//!
+//! - Merged (Optimum) and BLIP graphs take past tensors on every step: zero-length
+//!   `[B, H, 0, Dh]` tensors (and `use_cache_branch = false`) on the first step.
+//! - Split layouts use `decoder_model.onnx` for the first step and
+//!   `decoder_with_past_model.onnx` afterwards.
+//! - Without cache the whole sequence is fed at every step.
+
+use std::borrow::Cow;
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+
+use super::EngineError;
+use super::model_dir::AttentionShape;
+
+const PAST_PREFIX: &str = "past_key_values";
+const PRESENT_PREFIX: &str = "present";
+
+/// Greedy step decoder over one or two ONNX sessions.
+pub struct StepDecoder {
+    first: Session,
+    with_past: Option<Session>,
+    use_cache: bool,
+    attention: Option<AttentionShape>,
+    /// The cache from the previous step, keyed by the `past_key_values.*` input name.
+    past: Vec<(String, DynValue)>,
+}
+
+impl StepDecoder {
+    /// `with_past` is the split layout's second graph; `use_cache` is false for cache-less exports.
+    pub fn new(first: Session, with_past: Option<Session>, use_cache: bool, attention: Option<AttentionShape>) -> Result<Self, EngineError> {
+        for session in std::iter::once(&first).chain(with_past.as_ref()) {
+            if !session.outputs().iter().any(|o| o.name() == "logits") {
+                return Err(EngineError::ModelLoad {
+                    path: "decoder".to_owned(),
+                    reason: "decoder graph has no `logits` output".to_owned(),
+                });
+            }
+            for input in session.inputs() {
+                if !is_known_input(input.name()) {
+                    return Err(EngineError::ModelLoad {
+                        path: "decoder".to_owned(),
+                        reason: format!("decoder input `{}` is not supported", input.name()),
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            first,
+            with_past,
+            use_cache,
+            attention,
+            past: Vec::new(),
+        })
+    }
+
+    /// Forgets the cache; call before each new image.
+    pub fn reset(&mut self) {
+        self.past.clear();
+    }
+
+    /// Runs one step over `ids` (the whole sequence so far) and returns the argmax token.
+    pub fn next_token(&mut self, ids: &[i64], encoder_hidden_states: &DynValue) -> Result<i64, EngineError> {
+        let Some(&last_id) = ids.last() else {
+            return Err(EngineError::Inference("decoder called with an empty sequence".to_owned()));
+        };
+        let has_cache = self.use_cache && !self.past.is_empty();
+        let session = match (&mut self.with_past, has_cache) {
+            (Some(with_past), true) => with_past,
+            _ => &mut self.first,
+        };
+        let new_ids: Vec<i64> = if has_cache { vec![last_id] } else { ids.to_vec() };
+        let past_len = ids.len() - new_ids.len();
+        let encoder_seq = match encoder_hidden_states.dtype() {
+            ValueType::Tensor { shape, .. } => shape.get(1).copied().unwrap_or(0).max(0),
+            _ => 0,
+        };
+
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(session.inputs().len());
+        for input in session.inputs() {
+            let name = input.name();
+            let element_type = input.dtype().tensor_type().unwrap_or(TensorElementType::Int64);
+            let value: SessionInputValue<'_> = match name {
+                "input_ids" | "decoder_input_ids" => int_tensor(element_type, new_ids.len(), new_ids.clone())?,
+                "attention_mask" | "decoder_attention_mask" => int_tensor(element_type, ids.len(), vec![1; ids.len()])?,
+                "position_ids" => int_tensor(element_type, new_ids.len(), (past_len as i64..ids.len() as i64).collect())?,
+                "encoder_attention_mask" => {
+                    let len = usize::try_from(encoder_seq).unwrap_or(0);
+                    int_tensor(element_type, len, vec![1; len])?
+                }
+                "encoder_hidden_states" => SessionInputValue::from(encoder_hidden_states),
+                "use_cache_branch" => Tensor::from_array(([1usize], vec![has_cache]))?.into(),
+                past_name if past_name.starts_with(PAST_PREFIX) => match self.past.iter().find(|(n, _)| n == past_name) {
+                    Some((_, value)) if has_cache => SessionInputValue::from(value),
+                    _ => empty_past(input.dtype(), self.attention, past_name)?,
+                },
+                other => {
+                    return Err(EngineError::Inference(format!("decoder input `{other}` is not supported")));
+                }
+            };
+            inputs.push((Cow::Borrowed(name), value));
+        }
+
+        let mut outputs = session.run(inputs)?;
+        let token = {
+            let (shape, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
+            let vocab = usize::try_from(shape.last().copied().unwrap_or(0)).unwrap_or(0);
+            if vocab == 0 || logits.len() < vocab {
+                return Err(EngineError::Inference(format!("unexpected logits shape {shape:?}")));
+            }
+            argmax(&logits[logits.len() - vocab..])
+        };
+        if self.use_cache {
+            let present_names: Vec<String> = outputs.keys().filter(|k| k.starts_with(PRESENT_PREFIX)).map(str::to_owned).collect();
+            let mut next_past = Vec::with_capacity(present_names.len());
+            for name in present_names {
+                if let Some(value) = outputs.remove(&name) {
+                    next_past.push((format!("{PAST_PREFIX}{}", &name[PRESENT_PREFIX.len()..]), value));
+                }
+            }
+            drop(outputs);
+            self.past = next_past;
+        }
+        Ok(token)
+    }
+}
+
+fn is_known_input(name: &str) -> bool {
+    matches!(
+        name,
+        "input_ids"
+            | "decoder_input_ids"
+            | "attention_mask"
+            | "decoder_attention_mask"
+            | "position_ids"
+            | "encoder_attention_mask"
+            | "encoder_hidden_states"
+            | "use_cache_branch"
+    ) || name.starts_with(PAST_PREFIX)
+}
+
+/// A `[1, len]` integer tensor of the type the graph declares.
+fn int_tensor(element_type: TensorElementType, len: usize, values: Vec<i64>) -> Result<SessionInputValue<'static>, EngineError> {
+    match element_type {
+        TensorElementType::Int64 => Ok(Tensor::from_array(([1usize, len], values))?.into()),
+        TensorElementType::Int32 => {
+            let narrowed: Vec<i32> = values.into_iter().map(|v| i32::try_from(v).unwrap_or(i32::MAX)).collect();
+            Ok(Tensor::from_array(([1usize, len], narrowed))?.into())
+        }
+        other => Err(EngineError::Inference(format!("integer input declared as {other:?}, expected int64 or int32"))),
+    }
+}
+
+/// A zero-length `[1, H, 0, Dh]` past tensor for the first step.
+fn empty_past(dtype: &ValueType, attention: Option<AttentionShape>, name: &str) -> Result<SessionInputValue<'static>, EngineError> {
+    let ValueType::Tensor { ty, shape, .. } = dtype else {
+        return Err(EngineError::Inference(format!("`{name}` is not a tensor input")));
+    };
+    if *ty != TensorElementType::Float32 {
+        return Err(EngineError::Inference(format!("`{name}` is {ty:?}; only float32 caches are supported")));
+    }
+    let declared = |index: usize| shape.get(index).copied().filter(|d| *d > 0).and_then(|d| usize::try_from(d).ok());
+    let heads = declared(1).or(attention.map(|a| a.num_heads));
+    let head_dim = declared(3).or(attention.map(|a| a.head_dim));
+    let (Some(heads), Some(head_dim)) = (heads, head_dim) else {
+        return Err(EngineError::Inference(format!(
+            "cannot size `{name}`: its shape {:?} is symbolic and config.json has no attention heads",
+            &shape[..]
+        )));
+    };
+    Ok(Tensor::from_array(([1usize, heads, 0, head_dim], Vec::<f32>::new()))?.into())
+}
+
+/// Index of the largest value; the first one on ties, as `torch.argmax` does.
+fn argmax(values: &[f32]) -> i64 {
+    let mut best = 0;
+    for (index, value) in values.iter().enumerate() {
+        if *value > values[best] {
+            best = index;
+        }
+    }
+    best as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argmax;
+
+    #[test]
+    fn argmax_takes_first_of_ties() {
+        assert_eq!(argmax(&[0.1, 0.9, 0.9, 0.2]), 1);
+        assert_eq!(argmax(&[3.0]), 0);
+        assert_eq!(argmax(&[-1.0, -0.5, -2.0]), 1);
+    }
+}

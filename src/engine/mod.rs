@@ -1,0 +1,97 @@
+//! The captioning engine: the only part of capwatch that imports `ort`.
+//!
+//! Layout:
+//! - [`runtime`]: finds and loads the ONNX Runtime shared library once per process.
+//! - [`model_dir`]: reads a model directory (config files) and detects its layout.
+//! - [`preprocess`]: image bytes → normalized NCHW tensor, as the model's image processor does.
+//! - [`decoder`]: one greedy step for every supported decoder layout (KV cache or not).
+//! - [`captioner`]: encoder + greedy generation + tokenizer for one image.
+//! - [`worker`]: worker threads owning the sessions, behind a bounded queue.
+//!
+//! Nothing here knows about HTTP; the server maps [`EngineError`] to status codes.
+
+pub mod captioner;
+pub mod decoder;
+pub mod model_dir;
+pub mod preprocess;
+pub mod runtime;
+pub mod worker;
+
+use std::time::Duration;
+
+pub use captioner::Captioner;
+pub use model_dir::{ModelLayout, ModelSpec};
+pub use worker::{Engine, EngineOptions};
+
+/// Everything that can go wrong between image bytes and a caption.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the image is empty")]
+    EmptyImage,
+    #[error("unsupported image format (supported: PNG, JPEG, GIF, WebP, BMP, TIFF)")]
+    UnsupportedImageFormat,
+    #[error("the image could not be decoded: {0}")]
+    InvalidImage(String),
+    #[error("the image is {width}x{height} pixels, more than the limit of {max_pixels} pixels")]
+    ImageTooLarge {
+        width: u32,
+        height: u32,
+        max_pixels: usize,
+    },
+    #[error("max_new_tokens must be between 1 and {limit}, got {requested}")]
+    InvalidMaxNewTokens { requested: usize, limit: usize },
+    #[error("the inference queue is full ({capacity} requests waiting); retry later")]
+    Overloaded { capacity: usize },
+    #[error("the engine is not running")]
+    Unavailable,
+    /// ONNX Runtime could not be found or loaded; the message says what to run.
+    #[error("{0}")]
+    Runtime(String),
+    #[error("cannot load model from {path}: {reason}")]
+    ModelLoad { path: String, reason: String },
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+impl From<ort::Error> for EngineError {
+    fn from(err: ort::Error) -> Self {
+        Self::Inference(err.to_string())
+    }
+}
+
+/// Time spent in each stage of one caption, measured on the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimings {
+    /// Waiting in the queue for a worker.
+    pub queue: Duration,
+    /// Decoding the image file into pixels.
+    pub decode: Duration,
+    /// Resizing and normalizing pixels into the input tensor.
+    pub preprocess: Duration,
+    /// Running the vision encoder.
+    pub encoder: Duration,
+    /// Greedy generation (all decoder steps) and detokenization.
+    pub decoder: Duration,
+}
+
+impl StageTimings {
+    /// Everything from entering the queue to the finished caption.
+    pub fn total(&self) -> Duration {
+        self.queue + self.decode + self.preprocess + self.encoder + self.decoder
+    }
+
+    /// Model time: what the network itself cost (encoder + decoder).
+    pub fn model(&self) -> Duration {
+        self.encoder + self.decoder
+    }
+}
+
+/// A finished caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    /// The decoded text, special tokens removed, trimmed.
+    pub text: String,
+    /// Generated token ids (without the start token; with the stop token if one was produced).
+    pub token_ids: Vec<i64>,
+    pub timings: StageTimings,
+}

@@ -1,0 +1,300 @@
+//! Reading a model directory: which layout it is, which files to load, and the settings
+//! (image preprocessing, start/stop tokens, length) taken from the model's own json files.
+//!
+//! Two families are supported (DESIGN.md, "Models"):
+//! - `model_type: vision-encoder-decoder` as exported by HuggingFace Optimum
+//!   (`encoder_model.onnx` + a merged, split or cache-less decoder);
+//! - `model_type: blip` as written by `tools/export_blip.py` (`vision_model.onnx` +
+//!   `text_decoder.onnx`, see `tools/BLIP_LAYOUT.md`).
+//!
+//! This module only reads files; it never creates ONNX Runtime sessions.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::EngineError;
+use super::preprocess::{ImageProcessorSpec, ResampleFilter};
+
+/// Which decoder files a vision-encoder-decoder export has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderLayout {
+    /// `decoder_model_merged.onnx`: one graph, `use_cache_branch` picks first step or cached step.
+    Merged,
+    /// `decoder_model.onnx` for the first step, `decoder_with_past_model.onnx` afterwards.
+    Split,
+    /// `decoder_model.onnx` alone: the whole sequence is fed at every step.
+    NoCache,
+}
+
+/// The model family and its decoder layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelLayout {
+    VisionEncoderDecoder(DecoderLayout),
+    /// BLIP as exported by `tools/export_blip.py` (single decoder graph with KV cache).
+    Blip,
+}
+
+impl ModelLayout {
+    /// Short stable name, used in `/health`, metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VisionEncoderDecoder(DecoderLayout::Merged) => "vision-encoder-decoder/merged",
+            Self::VisionEncoderDecoder(DecoderLayout::Split) => "vision-encoder-decoder/split",
+            Self::VisionEncoderDecoder(DecoderLayout::NoCache) => "vision-encoder-decoder/no-cache",
+            Self::Blip => "blip",
+        }
+    }
+}
+
+/// Start/stop tokens and default length for greedy generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationSpec {
+    /// Token ids the decoder starts from (`decoder_start_token_id`, or BLIP's `bos_token_id`).
+    pub prompt_ids: Vec<i64>,
+    /// Generation stops after producing any of these.
+    pub stop_ids: Vec<i64>,
+    /// Tokens generated at most when the request does not say.
+    pub default_max_new_tokens: usize,
+}
+
+/// Attention geometry from config.json, used where the ONNX graph declares symbolic dims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub num_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Everything needed to load and run one model directory.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub dir: PathBuf,
+    /// Display name: the directory name.
+    pub name: String,
+    pub layout: ModelLayout,
+    pub encoder_file: PathBuf,
+    /// Decoder for the first step (and every step without cache).
+    pub decoder_file: PathBuf,
+    /// Decoder for cached steps, when it is a separate file (split layout).
+    pub decoder_with_past_file: Option<PathBuf>,
+    pub tokenizer_file: PathBuf,
+    pub image: ImageProcessorSpec,
+    pub generation: GenerationSpec,
+    pub attention: Option<AttentionShape>,
+}
+
+impl ModelSpec {
+    /// Reads `dir` and detects its layout; errors name the missing file or key.
+    pub fn read(dir: &Path) -> Result<Self, EngineError> {
+        let fail = |reason: String| EngineError::ModelLoad {
+            path: dir.display().to_string(),
+            reason,
+        };
+        if !dir.is_dir() {
+            return Err(fail("no such directory".to_owned()));
+        }
+        let config = read_json(&dir.join("config.json")).map_err(&fail)?;
+        let generation_config = match dir.join("generation_config.json") {
+            path if path.is_file() => read_json(&path).map_err(&fail)?,
+            _ => Value::Null,
+        };
+        let preprocessor = read_json(&dir.join("preprocessor_config.json")).map_err(&fail)?;
+        let image = ImageProcessorSpec::from_json(&preprocessor).map_err(|e| fail(format!("preprocessor_config.json: {e}")))?;
+        let tokenizer_file = require_file(dir, "tokenizer.json").map_err(&fail)?;
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+
+        let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
+        match model_type {
+            "vision-encoder-decoder" => {
+                let encoder_file = require_file(dir, "encoder_model.onnx").map_err(&fail)?;
+                let (layout, decoder_file, decoder_with_past_file) = detect_decoder_files(dir).map_err(&fail)?;
+                let decoder_config = config.get("decoder").unwrap_or(&Value::Null);
+                let generation = vision_encoder_decoder_generation(&config, decoder_config, &generation_config).map_err(&fail)?;
+                Ok(Self {
+                    dir: dir.to_owned(),
+                    name,
+                    layout: ModelLayout::VisionEncoderDecoder(layout),
+                    encoder_file,
+                    decoder_file,
+                    decoder_with_past_file,
+                    tokenizer_file,
+                    image,
+                    generation,
+                    attention: attention_shape(decoder_config),
+                })
+            }
+            "blip" => {
+                let encoder_file = require_file(dir, "vision_model.onnx").map_err(&fail)?;
+                let decoder_file = require_file(dir, "text_decoder.onnx").map_err(&fail)?;
+                let text_config = config
+                    .get("text_config")
+                    .ok_or_else(|| fail("config.json has no `text_config`".to_owned()))?;
+                let generation = blip_generation(text_config, &generation_config).map_err(&fail)?;
+                Ok(Self {
+                    dir: dir.to_owned(),
+                    name,
+                    layout: ModelLayout::Blip,
+                    encoder_file,
+                    decoder_file,
+                    decoder_with_past_file: None,
+                    tokenizer_file,
+                    image,
+                    generation,
+                    attention: attention_shape(text_config),
+                })
+            }
+            other => Err(fail(format!(
+                "config.json has model_type `{other}`; supported: `vision-encoder-decoder` (Optimum export) and `blip` (tools/export_blip.py)"
+            ))),
+        }
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", file_name(path)))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", file_name(path)))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn require_file(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("missing {name}"))
+    }
+}
+
+fn detect_decoder_files(dir: &Path) -> Result<(DecoderLayout, PathBuf, Option<PathBuf>), String> {
+    let merged = dir.join("decoder_model_merged.onnx");
+    let plain = dir.join("decoder_model.onnx");
+    let with_past = dir.join("decoder_with_past_model.onnx");
+    if merged.is_file() {
+        Ok((DecoderLayout::Merged, merged, None))
+    } else if plain.is_file() && with_past.is_file() {
+        Ok((DecoderLayout::Split, plain, Some(with_past)))
+    } else if plain.is_file() {
+        Ok((DecoderLayout::NoCache, plain, None))
+    } else {
+        Err("missing decoder: expected decoder_model_merged.onnx, or decoder_model.onnx (+ decoder_with_past_model.onnx)".to_owned())
+    }
+}
+
+/// An integer token id, or the first of a list (HF allows both for `eos_token_id`).
+fn token_ids(value: Option<&Value>) -> Vec<i64> {
+    match value {
+        Some(Value::Number(n)) => n.as_i64().into_iter().collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_i64).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The first of `sources` that has `key` set to a non-null value.
+fn lookup<'a>(sources: &[&'a Value], key: &str) -> Option<&'a Value> {
+    sources.iter().find_map(|source| source.get(key).filter(|v| !v.is_null()))
+}
+
+/// HF counts `max_length` including the prompt; `max_new_tokens` wins when present.
+fn default_max_new_tokens(sources: &[&Value], prompt_len: usize) -> usize {
+    if let Some(n) = lookup(sources, "max_new_tokens").and_then(Value::as_u64) {
+        return usize::try_from(n).unwrap_or(usize::MAX).max(1);
+    }
+    let max_length = lookup(sources, "max_length")
+        .and_then(Value::as_u64)
+        .map_or(20, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    max_length.saturating_sub(prompt_len).max(1)
+}
+
+fn vision_encoder_decoder_generation(config: &Value, decoder: &Value, generation: &Value) -> Result<GenerationSpec, String> {
+    let sources = [generation, config, decoder];
+    let start = token_ids(lookup(&sources, "decoder_start_token_id"));
+    let start = if start.is_empty() { token_ids(lookup(&sources, "bos_token_id")) } else { start };
+    let Some(&start) = start.first() else {
+        return Err("no decoder_start_token_id or bos_token_id in generation_config.json / config.json".to_owned());
+    };
+    let stop_ids = token_ids(lookup(&sources, "eos_token_id"));
+    if stop_ids.is_empty() {
+        return Err("no eos_token_id in generation_config.json / config.json".to_owned());
+    }
+    Ok(GenerationSpec {
+        prompt_ids: vec![start],
+        stop_ids,
+        default_max_new_tokens: default_max_new_tokens(&[generation, config], 1),
+    })
+}
+
+/// HF's BLIP `generate()` starts from `text_config.bos_token_id` and stops on
+/// `text_config.sep_token_id`, whatever `eos_token_id` says (DESIGN.md, known traps).
+fn blip_generation(text_config: &Value, generation: &Value) -> Result<GenerationSpec, String> {
+    let bos = text_config.get("bos_token_id").and_then(Value::as_i64);
+    let sep = text_config.get("sep_token_id").and_then(Value::as_i64);
+    let (Some(bos), Some(sep)) = (bos, sep) else {
+        return Err("config.json text_config needs bos_token_id and sep_token_id".to_owned());
+    };
+    Ok(GenerationSpec {
+        prompt_ids: vec![bos],
+        stop_ids: vec![sep],
+        default_max_new_tokens: default_max_new_tokens(&[generation, text_config], 1),
+    })
+}
+
+fn attention_shape(config: &Value) -> Option<AttentionShape> {
+    let get = |keys: &[&str]| keys.iter().find_map(|k| config.get(*k).and_then(Value::as_u64));
+    let heads = usize::try_from(get(&["n_head", "num_attention_heads"])?).ok()?;
+    let hidden = usize::try_from(get(&["n_embd", "hidden_size", "d_model"])?).ok()?;
+    (heads > 0 && hidden % heads == 0).then_some(AttentionShape {
+        num_heads: heads,
+        head_dim: hidden / heads,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn vision_encoder_decoder_reads_start_stop_and_length() {
+        let config = json!({"decoder_start_token_id": 50256, "decoder": {"n_head": 12, "n_embd": 768}});
+        let generation = json!({"eos_token_id": 50256, "max_length": 16});
+        let spec = vision_encoder_decoder_generation(&config, &config["decoder"], &generation).unwrap();
+        assert_eq!(spec.prompt_ids, vec![50256]);
+        assert_eq!(spec.stop_ids, vec![50256]);
+        assert_eq!(spec.default_max_new_tokens, 15);
+        assert_eq!(
+            attention_shape(&config["decoder"]),
+            Some(AttentionShape { num_heads: 12, head_dim: 64 })
+        );
+    }
+
+    #[test]
+    fn max_new_tokens_wins_over_max_length() {
+        let generation = json!({"decoder_start_token_id": 1, "eos_token_id": [2, 3], "max_length": 16, "max_new_tokens": 7});
+        let spec = vision_encoder_decoder_generation(&Value::Null, &Value::Null, &generation).unwrap();
+        assert_eq!(spec.stop_ids, vec![2, 3]);
+        assert_eq!(spec.default_max_new_tokens, 7);
+    }
+
+    #[test]
+    fn blip_uses_sep_not_eos() {
+        let text_config = json!({"bos_token_id": 30522, "sep_token_id": 102, "eos_token_id": 2});
+        let generation = json!({"eos_token_id": 2});
+        let spec = blip_generation(&text_config, &generation).unwrap();
+        assert_eq!(spec.prompt_ids, vec![30522]);
+        assert_eq!(spec.stop_ids, vec![102]);
+        assert_eq!(spec.default_max_new_tokens, 19);
+    }
+
+    #[test]
+    fn missing_directory_is_a_clear_error() {
+        let err = ModelSpec::read(Path::new("/nonexistent/model")).unwrap_err();
+        assert!(err.to_string().contains("no such directory"), "{err}");
+    }
+}

@@ -1,0 +1,247 @@
+//! Worker threads that own the ONNX Runtime sessions, fed through a bounded queue.
+//!
+//! Each worker loads its own [`Captioner`] and warms it up before the engine reports
+//! ready. Requests go through a bounded MPMC queue with a one-shot reply each (TEI's
+//! design); a full queue is refused at once with [`EngineError::Overloaded`] instead of
+//! piling up memory. Closing the engine lets the workers drain what is queued, then exit.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use super::preprocess::{DecodeLimits, decode_image};
+use super::{Caption, Captioner, EngineError, ModelSpec};
+
+/// How the engine runs the model.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub workers: usize,
+    pub intra_op_threads: usize,
+    pub queue_capacity: usize,
+    pub max_image_pixels: usize,
+    pub max_new_tokens_limit: usize,
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+struct CaptionJob {
+    image: Bytes,
+    max_new_tokens: usize,
+    enqueued_at: Instant,
+    reply_tx: oneshot::Sender<Result<Caption, EngineError>>,
+}
+
+struct EngineInner {
+    spec: ModelSpec,
+    options: EngineOptions,
+    job_tx: Mutex<Option<Sender<CaptionJob>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    workers_alive: Arc<AtomicUsize>,
+}
+
+/// Handle to the running workers; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+/// Decrements the live-worker count when a worker thread ends, however it ends.
+struct AliveGuard(Arc<AtomicUsize>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Engine {
+    /// Starts the workers, loads the model in each and warms it up. Blocks until all are
+    /// ready, or returns the first load error.
+    pub fn start(spec: ModelSpec, options: EngineOptions) -> Result<Self, EngineError> {
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<CaptionJob>(options.queue_capacity);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), EngineError>>();
+        let workers_alive = Arc::new(AtomicUsize::new(0));
+        let mut workers = Vec::with_capacity(options.workers);
+        for index in 0..options.workers {
+            let (spec, options, job_rx, ready_tx) = (spec.clone(), options.clone(), job_rx.clone(), ready_tx.clone());
+            workers_alive.fetch_add(1, Ordering::SeqCst);
+            let alive = AliveGuard(Arc::clone(&workers_alive));
+            let handle = std::thread::Builder::new()
+                .name(format!("capwatch-engine-{index}"))
+                .spawn(move || {
+                    let _alive = alive;
+                    let captioner = Captioner::load(&spec, options.intra_op_threads, options.onnxruntime_library.as_deref())
+                        .and_then(|mut captioner| warm_up(&mut captioner).map(|()| captioner));
+                    match captioner {
+                        Ok(captioner) => {
+                            // The starter waits on ready_rx until every worker reported; if it gave
+                            // up (an earlier worker failed), there is nobody left to tell.
+                            let _ = ready_tx.send(Ok(()));
+                            drop(ready_tx);
+                            serve_jobs(captioner, &job_rx, &options);
+                        }
+                        Err(err) => {
+                            // Same as above: a closed channel means start() already returned.
+                            let _ = ready_tx.send(Err(err));
+                        }
+                    }
+                })
+                .map_err(|e| EngineError::ModelLoad {
+                    path: spec.dir.display().to_string(),
+                    reason: format!("cannot start worker thread: {e}"),
+                })?;
+            workers.push(handle);
+        }
+        drop(ready_tx);
+        drop(job_rx);
+        let engine = Self {
+            inner: Arc::new(EngineInner {
+                spec,
+                options,
+                job_tx: Mutex::new(Some(job_tx)),
+                workers: Mutex::new(workers),
+                workers_alive,
+            }),
+        };
+        for _ in 0..engine.inner.options.workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    engine.close();
+                    return Err(err);
+                }
+                Err(_) => {
+                    engine.close();
+                    return Err(EngineError::Unavailable);
+                }
+            }
+        }
+        Ok(engine)
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.inner.spec
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    /// Requests waiting for a worker.
+    pub fn queue_depth(&self) -> usize {
+        self.sender().map_or(0, |tx| tx.len())
+    }
+
+    /// Worker threads still running.
+    pub fn workers_alive(&self) -> usize {
+        self.inner.workers_alive.load(Ordering::SeqCst)
+    }
+
+    fn sender(&self) -> Option<Sender<CaptionJob>> {
+        self.inner.job_tx.lock().ok().and_then(|tx| tx.clone())
+    }
+
+    /// The number of new tokens a request gets, validated against the configured limit.
+    pub fn resolve_max_new_tokens(&self, requested: Option<usize>) -> Result<usize, EngineError> {
+        let limit = self.inner.options.max_new_tokens_limit;
+        match requested {
+            None => Ok(self.inner.spec.generation.default_max_new_tokens.min(limit)),
+            Some(n) if (1..=limit).contains(&n) => Ok(n),
+            Some(n) => Err(EngineError::InvalidMaxNewTokens { requested: n, limit }),
+        }
+    }
+
+    /// Captions an encoded image (PNG, JPEG, ...). Refuses at once when the queue is full.
+    pub async fn caption(&self, image: Bytes, max_new_tokens: Option<usize>) -> Result<Caption, EngineError> {
+        let max_new_tokens = self.resolve_max_new_tokens(max_new_tokens)?;
+        let Some(job_tx) = self.sender() else {
+            return Err(EngineError::Unavailable);
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = CaptionJob {
+            image,
+            max_new_tokens,
+            enqueued_at: Instant::now(),
+            reply_tx,
+        };
+        match job_tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(EngineError::Overloaded {
+                    capacity: self.inner.options.queue_capacity,
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Unavailable),
+        }
+        reply_rx.await.map_err(|_| EngineError::Unavailable)?
+    }
+
+    /// Stops taking requests; workers finish what is queued, then exit.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.inner.job_tx.lock() {
+            tx.take();
+        }
+    }
+
+    /// Closes the engine and waits for every worker to finish (at most `timeout`).
+    pub fn shutdown(&self, timeout: Duration) {
+        self.close();
+        let deadline = Instant::now() + timeout;
+        let handles: Vec<JoinHandle<()>> = self.inner.workers.lock().map(|mut w| w.drain(..).collect()).unwrap_or_default();
+        for handle in handles {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                // A worker that panicked already logged it; nothing else to do with the result.
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// One caption on a synthetic gradient, so the first real request pays no warm-up.
+fn warm_up(captioner: &mut Captioner) -> Result<(), EngineError> {
+    let spec = &captioner.spec().image;
+    let image = image::RgbImage::from_fn(spec.width, spec.height, |x, y| {
+        image::Rgb([(x * 255 / spec.width.max(1)) as u8, (y * 255 / spec.height.max(1)) as u8, 128])
+    });
+    captioner.caption_image(&image, 2).map(|_| ())
+}
+
+fn serve_jobs(mut captioner: Captioner, job_rx: &Receiver<CaptionJob>, options: &EngineOptions) {
+    let limits = DecodeLimits {
+        max_pixels: options.max_image_pixels,
+    };
+    while let Ok(job) = job_rx.recv() {
+        if job.reply_tx.is_closed() {
+            // The client went away while queued: skip the work.
+            continue;
+        }
+        let queue = job.enqueued_at.elapsed();
+        let started = Instant::now();
+        let result = decode_image(&job.image, limits).and_then(|image| {
+            let decode = started.elapsed();
+            captioner.caption_image(&image, job.max_new_tokens).map(|generated| {
+                let mut timings = generated.timings;
+                timings.queue = queue;
+                timings.decode = decode;
+                Caption {
+                    text: generated.text,
+                    token_ids: generated.token_ids,
+                    timings,
+                }
+            })
+        });
+        if let Err(EngineError::Inference(message)) = &result {
+            tracing::error!(error = %message, "inference failed");
+        }
+        // The requester may have timed out and dropped its receiver; the result is then unwanted.
+        let _ = job.reply_tx.send(result);
+    }
+}

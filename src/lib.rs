@@ -1,0 +1,17 @@
+//! capwatch: serve an ONNX image-captioning model over HTTP and watch it live.
+//!
+//! Layout:
+//! - [`config`]: the one YAML config file, validated with key paths and line numbers.
+//! - [`engine`]: the only module that talks to ONNX Runtime (model layouts, preprocessing,
+//!   greedy generation, worker threads behind a bounded queue).
+//! - [`server`]: the axum HTTP API in front of the engine.
+//! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
+//!
+//! `main.rs` is the only place that turns errors into exit codes.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;

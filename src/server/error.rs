@@ -1,0 +1,109 @@
+//! API errors and the one place where HTTP status codes are chosen.
+//!
+//! Every error body is JSON: `{"error": "<human message>", "error_type": "<stable code>"}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::engine::EngineError;
+
+/// Seconds a client is asked to wait after a 503 for overload or start-up.
+pub const RETRY_AFTER_S: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the model is still loading")]
+    NotReady,
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported content type `{0}`: send the image as multipart/form-data field `file`, or as the raw body with an image/* content type")]
+    UnsupportedMediaType(String),
+    #[error("multipart request has no `file` field")]
+    MissingFile,
+    #[error("invalid multipart body: {0}")]
+    InvalidMultipart(String),
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    #[error("the request could not be read: {0}")]
+    BodyRead(String),
+    #[error("captioning took longer than {timeout_s} s")]
+    Timeout { timeout_s: usize },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub error_type: &'static str,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Engine(err) => match err {
+                EngineError::EmptyImage | EngineError::InvalidMaxNewTokens { .. } => StatusCode::BAD_REQUEST,
+                EngineError::UnsupportedImageFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                EngineError::InvalidImage(_) | EngineError::ImageTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                EngineError::Overloaded { .. } | EngineError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::Runtime(_) | EngineError::ModelLoad { .. } | EngineError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MissingFile | Self::InvalidMultipart(_) | Self::InvalidParameter(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Engine(err) => match err {
+                EngineError::EmptyImage => "empty_image",
+                EngineError::UnsupportedImageFormat => "unsupported_image_format",
+                EngineError::InvalidImage(_) => "invalid_image",
+                EngineError::ImageTooLarge { .. } => "image_too_large",
+                EngineError::InvalidMaxNewTokens { .. } => "invalid_parameter",
+                EngineError::Overloaded { .. } => "overloaded",
+                EngineError::Unavailable => "unavailable",
+                EngineError::Runtime(_) | EngineError::ModelLoad { .. } => "model_error",
+                EngineError::Inference(_) => "inference_error",
+            },
+            Self::NotReady => "not_ready",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::MissingFile => "missing_file",
+            Self::InvalidMultipart(_) => "invalid_multipart",
+            Self::InvalidParameter(_) => "invalid_parameter",
+            Self::BodyRead(_) => "body_read_error",
+            Self::Timeout { .. } => "timeout",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, error_type = self.error_type(), "request failed");
+        }
+        let body = ErrorBody {
+            error: self.to_string(),
+            error_type: self.error_type(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        }
+        response
+    }
+}

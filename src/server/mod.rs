@@ -1,0 +1,129 @@
+//! The HTTP server: `run(config, listener, shutdown)` serves the API until `shutdown`
+//! resolves, then drains in-flight requests and stops the engine.
+//!
+//! Layout: [`routes`] (handlers, router), [`error`] (status codes), [`metrics`] (Prometheus).
+//! The model loads in the background after the socket is bound, so `/health` and `/ready`
+//! answer from the first moment; a model that fails to load stops the server with an error.
+
+pub mod error;
+pub mod metrics;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::ServiceConfig;
+use crate::engine::{Engine, EngineError, EngineOptions, ModelSpec};
+
+pub use routes::router;
+
+/// How long the engine may take to finish queued work after the HTTP server stopped.
+const ENGINE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared state of all handlers.
+pub struct AppState {
+    pub config: ServiceConfig,
+    pub engine: OnceLock<Engine>,
+    pub started_at: Instant,
+    pub metrics: metrics::Metrics,
+}
+
+impl AppState {
+    pub fn new(config: ServiceConfig) -> Self {
+        Self {
+            config,
+            engine: OnceLock::new(),
+            started_at: Instant::now(),
+            metrics: metrics::Metrics::new(),
+        }
+    }
+}
+
+/// Engine options from the service config.
+pub fn engine_options(config: &ServiceConfig) -> EngineOptions {
+    EngineOptions {
+        workers: config.workers.get(),
+        intra_op_threads: config.intra_op_threads.get(),
+        queue_capacity: config.queue_capacity.get(),
+        max_image_pixels: config.max_image_pixels.get(),
+        max_new_tokens_limit: config.max_new_tokens_limit.get(),
+        onnxruntime_library: config.onnxruntime_library.clone(),
+    }
+}
+
+/// Loads the model described by `config` and starts its workers (blocking).
+pub fn load_engine(config: &ServiceConfig) -> Result<Engine, EngineError> {
+    let spec = ModelSpec::read(&config.model_dir)?;
+    Engine::start(spec, engine_options(config))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves or the model fails to load.
+pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let state = Arc::new(AppState::new(config));
+    let (load_failed_tx, mut load_failed_rx) = watch::channel(None::<String>);
+
+    let loader_state = Arc::clone(&state);
+    let loader = tokio::task::spawn_blocking(move || {
+        let loaded = Instant::now();
+        match load_engine(&loader_state.config) {
+            Ok(engine) => {
+                let spec = engine.spec();
+                tracing::info!(
+                    model = %spec.name,
+                    layout = spec.layout.name(),
+                    workers = engine.options().workers,
+                    load_ms = loaded.elapsed().as_millis() as u64,
+                    "model loaded and warmed up; ready"
+                );
+                routes::publish_model_info(&loader_state, &engine);
+                // `set` only fails if an engine is already there, which cannot happen: one loader.
+                let _ = loader_state.engine.set(engine);
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "model failed to load");
+                // The receiver lives until `run` returns; if it is gone nobody needs the news.
+                let _ = load_failed_tx.send(Some(err.to_string()));
+                Err(err)
+            }
+        }
+    });
+
+    let app = router(Arc::clone(&state));
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => tracing::info!("shutdown requested; draining in-flight requests"),
+            _ = load_failed_rx.wait_for(Option::is_some) => {}
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(stop).await?;
+
+    let load_result = match loader.await {
+        Ok(result) => result,
+        Err(join_error) => Err(EngineError::ModelLoad {
+            path: state.config.model_dir.display().to_string(),
+            reason: format!("loader task failed: {join_error}"),
+        }),
+    };
+    if let Some(engine) = state.engine.get() {
+        let engine = engine.clone();
+        // Joining worker threads blocks; keep it off the async workers.
+        let drained = tokio::task::spawn_blocking(move || engine.shutdown(ENGINE_DRAIN_TIMEOUT)).await;
+        if let Err(err) = drained {
+            tracing::warn!(error = %err, "engine shutdown task failed");
+        }
+    }
+    load_result.map_err(ServerError::from)
+}

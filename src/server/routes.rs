@@ -1,0 +1,312 @@
+//! HTTP handlers and the router: `/caption`, `/health`, `/ready`, `/metrics`,
+//! `/openapi.json`, `/docs`. Handlers translate HTTP to engine calls and back; status codes
+//! come from [`ApiError`], metric names from [`super::metrics`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use super::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ModelLabels};
+use crate::engine::{Caption, Engine, StageTimings};
+
+/// The OpenAPI document, written by hand and checked against the live API by tests.
+const OPENAPI_JSON: &str = include_str!("../../assets/openapi.json");
+/// The offline API page (no CDN): renders `/openapi.json` and can send a test image.
+const DOCS_HTML: &str = include_str!("../../assets/docs.html");
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Builds the router over shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.max_body_bytes.get();
+    Router::new()
+        .route("/caption", post(caption))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
+        .fallback(not_found)
+        // Multipart bodies are limited by axum; raw bodies are limited in `read_raw_body`.
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), track_requests))
+        .with_state(state)
+}
+
+/// Records every request in the HTTP metrics, by route template.
+async fn track_requests(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    state.metrics.requests_in_flight.inc();
+    let response = next.run(request).await;
+    state.metrics.requests_in_flight.dec();
+    state.metrics.observe_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(super::error::ErrorBody {
+            error: "no such endpoint; see /docs".to_owned(),
+            error_type: "not_found",
+        }),
+    )
+        .into_response()
+}
+
+/// Records the model in `capwatch_model_info` once it is loaded.
+pub fn publish_model_info(state: &AppState, engine: &Engine) {
+    let spec = engine.spec();
+    state
+        .metrics
+        .model_info
+        .get_or_create(&ModelLabels {
+            model: spec.name.clone(),
+            layout: spec.layout.name().to_owned(),
+            version: VERSION.to_owned(),
+        })
+        .set(1);
+}
+
+fn engine(state: &AppState) -> Result<&Engine, ApiError> {
+    state.engine.get().ok_or(ApiError::NotReady)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CaptionParams {
+    pub max_new_tokens: Option<usize>,
+}
+
+/// Server-side stage timings in milliseconds.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TimingsMs {
+    pub queue: f64,
+    pub decode: f64,
+    pub preprocess: f64,
+    pub encoder: f64,
+    pub decoder: f64,
+    pub total: f64,
+}
+
+impl From<&StageTimings> for TimingsMs {
+    fn from(t: &StageTimings) -> Self {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        Self {
+            queue: ms(t.queue),
+            decode: ms(t.decode),
+            preprocess: ms(t.preprocess),
+            encoder: ms(t.encoder),
+            decoder: ms(t.decoder),
+            total: ms(t.total()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CaptionResponse {
+    pub caption: String,
+    pub model: String,
+    /// Tokens generated, the stop token included.
+    pub tokens: usize,
+    pub timings_ms: TimingsMs,
+}
+
+/// What a caption request carried.
+struct CaptionInput {
+    image: Bytes,
+    max_new_tokens: Option<usize>,
+}
+
+async fn caption(State(state): State<Arc<AppState>>, params: Result<Query<CaptionParams>, axum::extract::rejection::QueryRejection>, request: Request) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::InvalidParameter(e.body_text()))?;
+    let engine = engine(&state)?;
+    let input = read_caption_input(&state, request).await?;
+    let max_new_tokens = input.max_new_tokens.or(params.max_new_tokens);
+    let timeout_s = state.config.request_timeout_s.get();
+    let caption = tokio::time::timeout(Duration::from_secs(timeout_s as u64), engine.caption(input.image, max_new_tokens))
+        .await
+        .map_err(|_| ApiError::Timeout { timeout_s })??;
+    state.metrics.observe_caption(&caption.timings, caption.token_ids.len());
+    Ok(caption_response(&engine.spec().name, &caption))
+}
+
+fn caption_response(model: &str, caption: &Caption) -> Response {
+    let timings = TimingsMs::from(&caption.timings);
+    let server_timing = format!(
+        "queue;dur={}, decode;dur={}, preprocess;dur={}, encoder;dur={}, decoder;dur={}, total;dur={}",
+        timings.queue, timings.decode, timings.preprocess, timings.encoder, timings.decoder, timings.total
+    );
+    let body = CaptionResponse {
+        caption: caption.text.clone(),
+        model: model.to_owned(),
+        tokens: caption.token_ids.len(),
+        timings_ms: timings,
+    };
+    let mut response = Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&server_timing) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
+}
+
+/// Accepts multipart (`file`, optional `max_new_tokens`) or a raw `image/*` body.
+async fn read_caption_input(state: &Arc<AppState>, request: Request) -> Result<CaptionInput, ApiError> {
+    let content_type = content_type(request.headers());
+    let limit = state.config.max_body_bytes.get();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
+        let mut input = CaptionInput {
+            image: Bytes::new(),
+            max_new_tokens: None,
+        };
+        let mut found_file = false;
+        while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(&e, limit))? {
+            match field.name() {
+                Some("file") => {
+                    input.image = field.bytes().await.map_err(|e| multipart_error(&e, limit))?;
+                    found_file = true;
+                }
+                Some("max_new_tokens") => {
+                    let text = field.text().await.map_err(|e| multipart_error(&e, limit))?;
+                    let value = text
+                        .trim()
+                        .parse::<usize>()
+                        .map_err(|_| ApiError::InvalidParameter(format!("max_new_tokens must be a positive integer, got `{text}`")))?;
+                    input.max_new_tokens = Some(value);
+                }
+                // Unknown fields are read and ignored, as browsers add their own.
+                _ => {}
+            }
+        }
+        if !found_file {
+            return Err(ApiError::MissingFile);
+        }
+        Ok(input)
+    } else if content_type.starts_with("image/") || content_type.starts_with("application/octet-stream") {
+        Ok(CaptionInput {
+            image: read_raw_body(request.into_body(), limit).await?,
+            max_new_tokens: None,
+        })
+    } else if content_type.is_empty() {
+        Err(ApiError::UnsupportedMediaType("(none)".to_owned()))
+    } else {
+        Err(ApiError::UnsupportedMediaType(content_type))
+    }
+}
+
+/// Reads a raw body, refusing it as soon as it passes `limit` bytes.
+async fn read_raw_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let inner = err.into_inner();
+        if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BodyRead(inner.to_string())
+        }
+    })
+}
+
+fn multipart_error(err: &axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit }
+    } else {
+        ApiError::InvalidMultipart(err.body_text())
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub status: String,
+    pub model: String,
+    pub layout: Option<String>,
+    pub ready: bool,
+    pub workers_alive: usize,
+    pub queue_depth: usize,
+    pub uptime_s: f64,
+    pub version: String,
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let engine = state.engine.get();
+    let workers_alive = engine.map_or(0, Engine::workers_alive);
+    let healthy = engine.is_some() && workers_alive > 0;
+    let model = engine.map_or_else(
+        || {
+            state
+                .config
+                .model_dir
+                .file_name()
+                .map_or_else(|| state.config.model_dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+        },
+        |e| e.spec().name.clone(),
+    );
+    let body = HealthResponse {
+        status: if healthy { "healthy" } else { "unhealthy" }.to_owned(),
+        model,
+        layout: engine.map(|e| e.spec().layout.name().to_owned()),
+        ready: engine.is_some(),
+        workers_alive,
+        queue_depth: engine.map_or(0, Engine::queue_depth),
+        uptime_s: (state.started_at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        version: VERSION.to_owned(),
+    };
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadyResponse {
+    pub ready: bool,
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.engine.get().is_some();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(ReadyResponse { ready })).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let metrics = &state.metrics;
+    match state.engine.get() {
+        Some(engine) => {
+            metrics.queue_depth.set(engine.queue_depth() as i64);
+            metrics.workers_alive.set(engine.workers_alive() as i64);
+            metrics.ready.set(1);
+        }
+        None => metrics.ready.set(0),
+    }
+    let text = metrics.encode().map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+}
+
+async fn openapi() -> Response {
+    let document = OPENAPI_JSON.replace("{{VERSION}}", VERSION);
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(DOCS_HTML)
+}

@@ -1,0 +1,355 @@
+//! The HTTP API against a real server (127.0.0.1:0) and the real ONNX model: every
+//! endpoint, every kind of bad input (each answered with the right 4xx JSON error while the
+//! server keeps serving), the queue limit, metrics, and the OpenAPI document.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::num::NonZeroUsize;
+
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+use common::{TestServer, encode, fixture, png};
+
+const MODEL: &str = "vit_gpt2_merged";
+
+async fn server() -> TestServer {
+    TestServer::start(fixture(MODEL), |_| {}).await
+}
+
+async fn post_raw(server: &TestServer, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.endpoint("/caption"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_file(server: &TestServer, bytes: Vec<u8>, file_name: &str) -> reqwest::Response {
+    let form = Form::new().part("file", Part::bytes(bytes).file_name(file_name.to_owned()));
+    reqwest::Client::new().post(server.endpoint("/caption")).multipart(form).send().await.unwrap()
+}
+
+/// Asserts a JSON error with the given status and `error_type`.
+async fn assert_error(response: reqwest::Response, status: u16, error_type: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status for {error_type}");
+    assert!(
+        response.headers()["content-type"].to_str().unwrap().starts_with("application/json"),
+        "{error_type}: error must be JSON"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_type"], error_type, "{body}");
+    assert!(!body["error"].as_str().unwrap().is_empty(), "{body}");
+    body
+}
+
+async fn assert_caption(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200);
+    let timing = response.headers().get("server-timing").expect("Server-Timing header").to_str().unwrap().to_owned();
+    for stage in ["queue", "decode", "preprocess", "encoder", "decoder", "total"] {
+        assert!(timing.contains(&format!("{stage};dur=")), "{timing}");
+    }
+    let body: Value = response.json().await.unwrap();
+    assert!(body["caption"].is_string(), "{body}");
+    assert_eq!(body["model"], MODEL);
+    assert!(body["tokens"].as_u64().unwrap() >= 1);
+    let t = &body["timings_ms"];
+    let parts: f64 = ["queue", "decode", "preprocess", "encoder", "decoder"].iter().map(|k| t[k].as_f64().unwrap()).sum();
+    let total = t["total"].as_f64().unwrap();
+    assert!((parts - total).abs() < 0.01, "stages {parts} vs total {total}");
+    body
+}
+
+#[tokio::test]
+async fn captions_multipart_and_raw_bodies_with_the_reference_text() {
+    let server = server().await;
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(fixture("reference.json")).unwrap()).unwrap();
+    for case in reference["models"][MODEL]["cases"].as_array().unwrap() {
+        let image = case["image"].as_str().unwrap();
+        let bytes = std::fs::read(fixture(&format!("images/{image}"))).unwrap();
+        let content_type = if image.ends_with(".jpg") { "image/jpeg" } else { "image/png" };
+        let by_file = assert_caption(post_file(&server, bytes.clone(), image).await).await;
+        assert_eq!(by_file["caption"], case["text"], "{image}");
+        assert_eq!(by_file["tokens"].as_u64().unwrap() as usize, case["generated_ids"].as_array().unwrap().len());
+        let by_body = assert_caption(post_raw(&server, content_type, bytes).await).await;
+        assert_eq!(by_body["caption"], case["text"], "{image}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn max_new_tokens_is_honoured_and_validated() {
+    let server = server().await;
+    let client = reqwest::Client::new();
+    let gray = std::fs::read(fixture("images/gray_72x40.png")).unwrap();
+    // The gray image never stops early (see reference.json), so the bound is what ends it.
+    let response = client
+        .post(server.endpoint("/caption?max_new_tokens=3"))
+        .header("content-type", "image/png")
+        .body(gray.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_caption(response).await["tokens"], 3);
+    let form = Form::new().part("file", Part::bytes(gray.clone()).file_name("g.png")).text("max_new_tokens", "2");
+    let response = client.post(server.endpoint("/caption")).multipart(form).send().await.unwrap();
+    assert_eq!(assert_caption(response).await["tokens"], 2);
+    for bad in ["0", "100000", "abc", "-1"] {
+        let response = client
+            .post(server.endpoint(&format!("/caption?max_new_tokens={bad}")))
+            .header("content-type", "image/png")
+            .body(gray.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 400, "invalid_parameter").await;
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
+    let server = TestServer::start(fixture(MODEL), |c| c.max_body_bytes = NonZeroUsize::new(256 * 1024).unwrap()).await;
+    let good = png(40, 30);
+
+    assert_error(post_raw(&server, "image/png", Vec::new()).await, 400, "empty_image").await;
+    assert_error(post_raw(&server, "image/png", b"this is not an image at all".to_vec()).await, 415, "unsupported_image_format").await;
+    let jpeg = encode(&image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 64, image::Rgb([200, 10, 10]))), image::ImageFormat::Jpeg);
+    assert_error(post_raw(&server, "image/jpeg", jpeg[..jpeg.len() / 2].to_vec()).await, 422, "invalid_image").await;
+    let body = assert_error(post_raw(&server, "image/png", bomb_png(50_000, 50_000)).await, 422, "image_too_large").await;
+    assert!(body["error"].as_str().unwrap().contains("50000x50000"), "{body}");
+    let oversized = vec![0u8; 300 * 1024];
+    assert_error(post_raw(&server, "image/png", oversized.clone()).await, 413, "payload_too_large").await;
+    assert_error(post_file(&server, oversized, "big.png").await, 413, "payload_too_large").await;
+    assert_error(post_raw(&server, "text/plain", good.clone()).await, 415, "unsupported_media_type").await;
+    let no_type = reqwest::Client::new().post(server.endpoint("/caption")).body(good.clone()).send().await.unwrap();
+    assert_error(no_type, 415, "unsupported_media_type").await;
+    let form = Form::new().text("image", "nope");
+    let response = reqwest::Client::new().post(server.endpoint("/caption")).multipart(form).send().await.unwrap();
+    assert_error(response, 400, "missing_file").await;
+    let broken = reqwest::Client::new()
+        .post(server.endpoint("/caption"))
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .body("--XYZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc")
+        .send()
+        .await
+        .unwrap();
+    assert!(broken.status() == 400 || broken.status() == 415 || broken.status() == 422, "{}", broken.status());
+    let missing = reqwest::Client::new().get(server.endpoint("/nope")).send().await.unwrap();
+    assert_error(missing, 404, "not_found").await;
+
+    // Still serving, and still healthy.
+    assert_caption(post_raw(&server, "image/png", good).await).await;
+    let health = reqwest::Client::new().get(server.endpoint("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unusual_but_valid_images_get_captions() {
+    let server = server().await;
+    let tiny = encode(&image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(1, 1, image::Rgb([9, 99, 199]))), image::ImageFormat::Png);
+    let gray = encode(&image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(50, 40, |x, _| image::Luma([(x * 5) as u8]))), image::ImageFormat::Png);
+    let alpha = encode(
+        &image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(30, 30, |x, y| image::Rgba([x as u8 * 8, y as u8 * 8, 90, (x * y) as u8]))),
+        image::ImageFormat::Png,
+    );
+    let deep = encode(
+        &image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(20, 24, |x, y| image::Rgb([x as u16 * 3000, y as u16 * 2500, 40_000]))),
+        image::ImageFormat::Png,
+    );
+    let gray_alpha16 = encode(
+        &image::DynamicImage::ImageLumaA16(image::ImageBuffer::from_fn(16, 16, |x, _| image::LumaA([x as u16 * 4000, 65535]))),
+        image::ImageFormat::Png,
+    );
+    let cases = [
+        ("1x1 png", "image/png", tiny),
+        ("grayscale png", "image/png", gray),
+        ("rgba png", "image/png", alpha),
+        ("16-bit png", "image/png", deep),
+        ("16-bit gray+alpha png", "image/png", gray_alpha16),
+        ("cmyk jpeg", "image/jpeg", cmyk_jpeg()),
+        ("animated gif", "image/gif", animated_gif()),
+        ("webp", "image/webp", encode(&image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(20, 20, image::Rgb([1, 2, 3]))), image::ImageFormat::WebP)),
+        ("bmp", "image/bmp", encode(&image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(20, 20, image::Rgb([1, 2, 3]))), image::ImageFormat::Bmp)),
+    ];
+    for (label, content_type, bytes) in cases {
+        let response = post_raw(&server, content_type, bytes).await;
+        assert_eq!(response.status(), 200, "{label}: {:?}", response.text().await);
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn full_queue_answers_503_with_retry_after() {
+    // One worker, one waiting slot, and images that take a while to decode: most of a burst
+    // of concurrent requests must be refused at once rather than queued without bound.
+    let server = TestServer::start(fixture(MODEL), |c| {
+        c.queue_capacity = NonZeroUsize::new(1).unwrap();
+        c.max_body_bytes = NonZeroUsize::new(64 * 1024 * 1024).unwrap();
+    })
+    .await;
+    let big = png(3000, 3000);
+    let client = reqwest::Client::new();
+    let requests = (0..12).map(|_| {
+        let request = client.post(server.endpoint("/caption")).header("content-type", "image/png").body(big.clone());
+        async move { request.send().await.unwrap() }
+    });
+    let responses = futures::future::join_all(requests).await;
+    let mut served = 0;
+    let mut refused = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            200 => served += 1,
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                assert_error(response, 503, "overloaded").await;
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(served >= 1, "nothing was served");
+    assert!(refused >= 1, "the queue never filled ({served} served)");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let server = server().await;
+    let client = reqwest::Client::new();
+    let health = client.get(server.endpoint("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["model"], MODEL);
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health["uptime_s"].as_f64().unwrap() >= 0.0);
+    let ready = client.get(server.endpoint("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    assert_caption(post_raw(&server, "image/png", png(32, 32)).await).await;
+    assert_error(post_raw(&server, "image/png", Vec::new()).await, 400, "empty_image").await;
+    let response = client.get(server.endpoint("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().contains("openmetrics-text"));
+    let text = response.text().await.unwrap();
+    for expected in [
+        "capwatch_http_requests_total{route=\"/caption\",status=\"200\"} 1",
+        "capwatch_http_requests_total{route=\"/caption\",status=\"400\"} 1",
+        "capwatch_http_request_duration_seconds_bucket{le=",
+        "capwatch_inference_stage_duration_seconds_count{stage=\"encoder\"} 1",
+        "capwatch_inference_stage_duration_seconds_count{stage=\"total\"} 1",
+        "capwatch_queue_depth 0",
+        "capwatch_requests_in_flight 1",
+        "capwatch_workers_alive 1",
+        "capwatch_ready 1",
+        "capwatch_model_info{model=\"vit_gpt2_merged\",layout=\"vision-encoder-decoder/merged\"",
+        "capwatch_start_time_seconds ",
+        "# EOF",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(text.contains("capwatch_generated_tokens_total "), "{text}");
+    // Every sample line is `name{labels} value`.
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample line `{line}`");
+        assert!(line.starts_with("capwatch_"), "unprefixed metric `{line}`");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn docs_page_is_self_contained() {
+    let server = server().await;
+    let response = reqwest::Client::new().get(server.endpoint("/docs")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("openapi.json"));
+    assert!(!html.contains("http://") && !html.contains("https://"), "the docs page must not load anything from the network");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn openapi_document_is_valid_and_matches_responses() {
+    let server = server().await;
+    let client = reqwest::Client::new();
+    let document: Value = client.get(server.endpoint("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+    for path in ["/caption", "/health", "/ready", "/metrics", "/openapi.json", "/docs"] {
+        assert!(document["paths"][path].is_object(), "{path} is not documented");
+    }
+
+    // The official validator (openapi-spec-validator, installed by `make setup`).
+    let path = std::env::temp_dir().join(format!("capwatch-openapi-{}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_vec(&document).unwrap()).unwrap();
+    let output = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&path)
+        .output()
+        .expect("python3 must be installed");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator rejected /openapi.json (run `make setup` if it is not installed):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Real responses validate against the documented schemas.
+    let schema_for = |name: &str| {
+        let mut root = document.clone();
+        root["$ref"] = Value::String(format!("#/components/schemas/{name}"));
+        jsonschema::validator_for(&root).unwrap()
+    };
+    let caption: Value = post_raw(&server, "image/png", png(20, 20)).await.json().await.unwrap();
+    let health: Value = client.get(server.endpoint("/health")).send().await.unwrap().json().await.unwrap();
+    let ready: Value = client.get(server.endpoint("/ready")).send().await.unwrap().json().await.unwrap();
+    let error: Value = post_raw(&server, "image/png", Vec::new()).await.json().await.unwrap();
+    for (name, instance) in [("CaptionResponse", caption), ("HealthResponse", health), ("ReadyResponse", ready), ("Error", error)] {
+        let validator = schema_for(name);
+        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name} does not match its schema: {errors:?}\n{instance}");
+    }
+    server.stop().await.unwrap();
+}
+
+/// A PNG whose header claims `width`×`height` pixels, with no pixel data behind it.
+fn bomb_png(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(b"IHDR");
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend_from_slice(&13u32.to_be_bytes());
+    bytes.extend_from_slice(&ihdr);
+    bytes.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
+    bytes
+}
+
+fn cmyk_jpeg() -> Vec<u8> {
+    let (width, height) = (24u16, 16u16);
+    let pixels: Vec<u8> = (0..usize::from(width) * usize::from(height)).flat_map(|i| [(i % 255) as u8, 40, 200, 10]).collect();
+    let mut bytes = Vec::new();
+    jpeg_encoder::Encoder::new(&mut bytes, 90)
+        .encode(&pixels, width, height, jpeg_encoder::ColorType::Cmyk)
+        .unwrap();
+    bytes
+}
+
+fn animated_gif() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut bytes);
+        encoder.set_repeat(image::codecs::gif::Repeat::Infinite).unwrap();
+        let frames = (0..3).map(|i| image::Frame::new(image::RgbaImage::from_pixel(20, 20, image::Rgba([i * 80, 100, 50, 255]))));
+        encoder.encode_frames(frames).unwrap();
+    }
+    bytes
+}

@@ -1,0 +1,103 @@
+//! Parity with HuggingFace transformers: the Rust engine must reproduce the token ids that
+//! `generate()` (greedy) produced for the tiny random-weight fixtures built by
+//! `tools/make_parity_fixtures.py`, for every supported layout (ViT-GPT2 merged, split and
+//! cache-less decoders; BLIP with KV cache). Both with HF's own pixel values (model parity)
+//! and with capwatch's preprocessing of the image files (end-to-end parity).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use capwatch::engine::preprocess::{DecodeLimits, decode_image, to_pixel_values};
+use capwatch::engine::{Captioner, ModelSpec};
+use ndarray::Array4;
+use serde_json::Value;
+
+use common::fixture;
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(fixture("reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(value: &Value) -> Vec<i64> {
+    value.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
+}
+
+fn check_model(name: &str) {
+    let reference = reference();
+    let model = &reference["models"][name];
+    assert!(model.is_object(), "reference.json has no model {name}");
+    let spec = ModelSpec::read(&fixture(name)).unwrap();
+    assert_eq!(spec.generation.prompt_ids, vec![model["start_token_id"].as_i64().unwrap()], "{name}: start token");
+    assert_eq!(spec.generation.stop_ids, vec![model["stop_token_id"].as_i64().unwrap()], "{name}: stop token");
+    let max_new_tokens = model["generate_kwargs"]["max_new_tokens"].as_u64().unwrap() as usize;
+    let mut captioner = Captioner::load(&spec, 1, None).unwrap();
+    let limits = DecodeLimits { max_pixels: 10_000_000 };
+
+    let cases = model["cases"].as_array().unwrap();
+    assert!(cases.len() >= 3, "{name}: too few cases");
+    for case in cases {
+        let image_name = case["image"].as_str().unwrap();
+        let expected_ids = ids(&case["generated_ids"]);
+        let expected_text = case["text"].as_str().unwrap();
+
+        // 1. HF's pixel values: the model and the generation loop alone.
+        let shape: Vec<usize> = case["pixel_values_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let values: Vec<f32> = case["pixel_values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let hf_pixels = Array4::from_shape_vec((shape[0], shape[1], shape[2], shape[3]), values).unwrap();
+        let generated = captioner.caption_pixels(hf_pixels.clone(), max_new_tokens).unwrap();
+        assert_eq!(generated.token_ids, expected_ids, "{name}/{image_name}: token ids from HF pixel values");
+        assert_eq!(generated.text, expected_text, "{name}/{image_name}: decoded text");
+
+        // 2. capwatch's own decoding and preprocessing of the file.
+        let bytes = std::fs::read(fixture(&format!("images/{image_name}"))).unwrap();
+        let rgb = decode_image(&bytes, limits).unwrap();
+        let ours = to_pixel_values(&rgb, &spec.image);
+        assert_eq!(ours.shape(), hf_pixels.shape(), "{name}/{image_name}: pixel_values shape");
+        let max_diff = ours.iter().zip(hf_pixels.iter()).map(|(a, b)| (a - b).abs()).fold(0.0_f32, f32::max);
+        // One 8-bit level after normalization is 1/255/std (≤ 0.015 for CLIP's std); the resize
+        // may round a few pixels the other way, never more than that.
+        let one_level = spec.image.rescale_factor / spec.image.std.iter().copied().fold(f32::INFINITY, f32::min);
+        assert!(
+            max_diff <= one_level * 1.01,
+            "{name}/{image_name}: preprocessing differs from HF by {max_diff} (> one 8-bit level, {one_level})"
+        );
+        let from_file = captioner.caption_image(&rgb, max_new_tokens).unwrap();
+        assert_eq!(from_file.token_ids, expected_ids, "{name}/{image_name}: token ids from the image file");
+    }
+}
+
+#[test]
+fn vit_gpt2_merged_decoder_matches_transformers() {
+    check_model("vit_gpt2_merged");
+}
+
+#[test]
+fn vit_gpt2_split_decoders_match_transformers() {
+    check_model("vit_gpt2_split");
+}
+
+#[test]
+fn vit_gpt2_without_cache_matches_transformers() {
+    check_model("vit_gpt2_nocache");
+}
+
+#[test]
+fn blip_matches_transformers() {
+    check_model("blip");
+}
+
+#[test]
+fn every_fixture_layout_is_detected() {
+    use capwatch::engine::ModelLayout;
+    use capwatch::engine::model_dir::DecoderLayout;
+    let expect = [
+        ("vit_gpt2_merged", ModelLayout::VisionEncoderDecoder(DecoderLayout::Merged)),
+        ("vit_gpt2_split", ModelLayout::VisionEncoderDecoder(DecoderLayout::Split)),
+        ("vit_gpt2_nocache", ModelLayout::VisionEncoderDecoder(DecoderLayout::NoCache)),
+        ("blip", ModelLayout::Blip),
+    ];
+    for (name, layout) in expect {
+        assert_eq!(ModelSpec::read(&fixture(name)).unwrap().layout, layout, "{name}");
+    }
+}

@@ -1,0 +1,138 @@
+//! `capwatch serve` as a real process: it drains in-flight requests on SIGTERM/SIGINT and
+//! exits 0; a missing ONNX Runtime, model or bad config stops it with a clear message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fixture, png, repo_path};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_capwatch");
+
+/// Starts `capwatch serve --port 0` and reads the bound URL from its log.
+fn spawn_server(extra: &[&str]) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--port", "0", "--workers", "1", "--model"])
+        .arg(fixture("vit_gpt2_merged"))
+        .args(extra)
+        .current_dir(repo_path(""))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = line_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed no URL");
+        if let Some(start) = line.find("http://127.0.0.1:") {
+            let url: String = line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+            return (child, url, line_rx);
+        }
+    }
+}
+
+fn wait_ready(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let ready = runtime.block_on(client.get(format!("{url}/ready")).send());
+        if ready.map(|r| r.status() == 200).unwrap_or(false) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} never became ready");
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    for signal_name in ["TERM", "INT"] {
+        let (mut child, url, _log) = spawn_server(&[]);
+        wait_ready(&url);
+        // A large image keeps the request busy decoding while the signal arrives.
+        let big = png(5000, 5000);
+        let request_url = format!("{url}/caption");
+        let request = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let response = reqwest::Client::new()
+                    .post(request_url)
+                    .header("content-type", "image/png")
+                    .body(big)
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            })
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        signal(&child, signal_name);
+        let (status, body) = request.join().unwrap();
+        assert_eq!(status, 200, "SIG{signal_name}: in-flight request was not drained: {body}");
+        assert!(body.contains("\"caption\""), "{body}");
+        let exit = wait_exit(&mut child);
+        assert_eq!(exit.code(), Some(0), "SIG{signal_name}: exit status {exit:?}");
+    }
+}
+
+#[test]
+fn missing_onnxruntime_names_the_command_to_run() {
+    let output = Command::new(BINARY)
+        .args(["serve", "--port", "0", "--model"])
+        .arg(fixture("vit_gpt2_merged"))
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/libonnxruntime.so"), "{stderr}");
+    assert!(stderr.contains("make setup"), "{stderr}");
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let output = Command::new(BINARY).args(["serve", "--port", "0", "--model", "/nonexistent/model"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/model") && stderr.contains("no such directory"), "{stderr}");
+}
+
+#[test]
+fn bad_config_names_key_and_line() {
+    let path = std::env::temp_dir().join(format!("capwatch-bad-config-{}.yaml", std::process::id()));
+    std::fs::write(&path, "service:\n  port: 8000\n  wokers: 2\n").unwrap();
+    let output = Command::new(BINARY).args(["serve", "--config"]).arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(":3:") && stderr.contains("service.wokers") && stderr.contains("unknown field"), "{stderr}");
+}
