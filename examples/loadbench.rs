@@ -43,7 +43,12 @@ fn parse_options() -> Options {
             "--images" => options.images = args.next().expect("--images DIR").into(),
             "--requests" => options.requests = args.next().expect("--requests N").parse().expect("a number"),
             "--concurrency" => {
-                options.concurrency = args.next().expect("--concurrency 1,4,16").split(',').map(|c| c.parse().expect("numbers")).collect();
+                options.concurrency = args
+                    .next()
+                    .expect("--concurrency 1,4,16")
+                    .split(',')
+                    .map(|c| c.parse().expect("numbers"))
+                    .collect();
             }
             other => panic!("unknown argument {other}"),
         }
@@ -88,7 +93,8 @@ async fn run_level(url: &str, images: Arc<Vec<(String, Vec<u8>)>>, concurrency: 
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, images, next, url) = (client.clone(), Arc::clone(&images), Arc::clone(&next), format!("{url}/caption"));
+        let (client, images, next, url) =
+            (client.clone(), Arc::clone(&images), Arc::clone(&next), format!("{url}/caption"));
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             loop {
@@ -172,10 +178,10 @@ fn main() {
     let client = reqwest::Client::new();
     runtime.block_on(async {
         loop {
-            if let Ok(r) = client.get(format!("{url}/ready")).send().await {
-                if r.status() == 200 {
-                    break;
-                }
+            if let Ok(r) = client.get(format!("{url}/ready")).send().await
+                && r.status() == 200
+            {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

@@ -23,13 +23,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{path}:{line}:{column}: invalid config at key `{key}`: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Invalid { path: PathBuf, key: String, line: usize, column: usize, message: String },
 }
 
 /// The whole config file.
@@ -96,10 +90,8 @@ const fn nz(value: usize) -> NonZeroUsize {
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
@@ -112,9 +104,7 @@ impl Config {
         serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let key = err.path().to_string();
             let inner = err.into_inner();
-            let (line, column) = inner
-                .location()
-                .map_or((0, 0), |loc| (loc.line(), loc.column()));
+            let (line, column) = inner.location().map_or((0, 0), |loc| (loc.line(), loc.column()));
             ConfigError::Invalid {
                 path: path.to_owned(),
                 key,

@@ -42,16 +42,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
 }
 
 fn run_server(config: capwatch::config::Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let service = config.service;
         let address = format!("{}:{}", service.host, service.port);
-        let listener = tokio::net::TcpListener::bind(&address)
-            .await
-            .with_context(|| format!("cannot listen on {address}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
         let local = listener.local_addr().context("listener has no address")?;
         tracing::info!(
             url = %format!("http://{local}"),

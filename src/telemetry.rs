@@ -2,6 +2,8 @@
 //!
 //! `RUST_LOG` overrides the default filter (`info`). Only `main` calls this, once.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
@@ -14,7 +16,10 @@ pub enum LogFormat {
 /// Installs the global subscriber. Calling it twice is harmless (the second is ignored).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // try_init fails only when a subscriber is already installed (tests); keep that one.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

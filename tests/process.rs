@@ -8,12 +8,22 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixture, png, repo_path};
+use common::{fixture, repo_path, smooth_png};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_capwatch");
 
+/// The server process; killed on drop so a failing test leaves no orphan.
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `capwatch serve --port 0` and reads the bound URL from its log.
-fn spawn_server(extra: &[&str]) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+fn spawn_server(extra: &[&str]) -> (ServerProcess, String, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(BINARY)
         .args(["serve", "--port", "0", "--workers", "1", "--model"])
         .arg(fixture("vit_gpt2_merged"))
@@ -25,6 +35,7 @@ fn spawn_server(extra: &[&str]) -> (Child, String, std::sync::mpsc::Receiver<Str
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let child = ServerProcess(child);
     let (line_tx, line_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -35,7 +46,8 @@ fn spawn_server(extra: &[&str]) -> (Child, String, std::sync::mpsc::Receiver<Str
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = line_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed no URL");
+        let line =
+            line_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed no URL");
         if let Some(start) = line.find("http://127.0.0.1:") {
             let url: String = line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
             return (child, url, line_rx);
@@ -57,10 +69,10 @@ fn wait_ready(url: &str) {
     panic!("{url} never became ready");
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+fn wait_exit(child: &mut ServerProcess) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             return status;
         }
         assert!(Instant::now() < deadline, "server did not exit");
@@ -68,8 +80,8 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+fn signal(child: &ServerProcess, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -79,7 +91,7 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
         let (mut child, url, _log) = spawn_server(&[]);
         wait_ready(&url);
         // A large image keeps the request busy decoding while the signal arrives.
-        let big = png(5000, 5000);
+        let big = smooth_png(6000, 6000);
         let request_url = format!("{url}/caption");
         let request = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -134,5 +146,8 @@ fn bad_config_names_key_and_line() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(":3:") && stderr.contains("service.wokers") && stderr.contains("unknown field"), "{stderr}");
+    assert!(
+        stderr.contains(":3:") && stderr.contains("service.wokers") && stderr.contains("unknown field"),
+        "{stderr}"
+    );
 }

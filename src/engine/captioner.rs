@@ -38,7 +38,11 @@ pub struct Captioner {
 
 impl Captioner {
     /// Loads every session and the tokenizer of `spec`.
-    pub fn load(spec: &ModelSpec, intra_op_threads: usize, onnxruntime_library: Option<&Path>) -> Result<Self, EngineError> {
+    pub fn load(
+        spec: &ModelSpec,
+        intra_op_threads: usize,
+        onnxruntime_library: Option<&Path>,
+    ) -> Result<Self, EngineError> {
         let environment = super::runtime::environment(onnxruntime_library)?;
         let open = |path: &Path| -> Result<Session, EngineError> {
             let fail = |e: &dyn std::fmt::Display| EngineError::ModelLoad {
@@ -68,24 +72,16 @@ impl Captioner {
         let with_past = spec.decoder_with_past_file.as_deref().map(open).transpose()?;
         let use_cache = !matches!(spec.layout, ModelLayout::VisionEncoderDecoder(DecoderLayout::NoCache));
         let decoder = StepDecoder::new(first, with_past, use_cache, spec.attention).map_err(|e| match e {
-            EngineError::ModelLoad { reason, .. } => EngineError::ModelLoad {
-                path: spec.decoder_file.display().to_string(),
-                reason,
-            },
+            EngineError::ModelLoad { reason, .. } => {
+                EngineError::ModelLoad { path: spec.decoder_file.display().to_string(), reason }
+            }
             other => other,
         })?;
         let tokenizer = Tokenizer::from_file(&spec.tokenizer_file).map_err(|e| EngineError::ModelLoad {
             path: spec.tokenizer_file.display().to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Self {
-            spec: spec.clone(),
-            encoder,
-            encoder_input,
-            encoder_output,
-            decoder,
-            tokenizer,
-        })
+        Ok(Self { spec: spec.clone(), encoder, encoder_input, encoder_output, decoder, tokenizer })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -103,7 +99,11 @@ impl Captioner {
     }
 
     /// Captions an already preprocessed `[1, 3, H, W]` tensor.
-    pub fn caption_pixels(&mut self, pixel_values: Array4<f32>, max_new_tokens: usize) -> Result<Generated, EngineError> {
+    pub fn caption_pixels(
+        &mut self,
+        pixel_values: Array4<f32>,
+        max_new_tokens: usize,
+    ) -> Result<Generated, EngineError> {
         let started = Instant::now();
         let encoder_hidden_states = self.encode(pixel_values)?;
         let encoder = started.elapsed();
@@ -132,15 +132,7 @@ impl Captioner {
             .trim()
             .to_owned();
         let decoder = started.elapsed();
-        Ok(Generated {
-            text,
-            token_ids,
-            timings: StageTimings {
-                encoder,
-                decoder,
-                ..StageTimings::default()
-            },
-        })
+        Ok(Generated { text, token_ids, timings: StageTimings { encoder, decoder, ..StageTimings::default() } })
     }
 
     fn encode(&mut self, pixel_values: Array4<f32>) -> Result<DynValue, EngineError> {
@@ -153,7 +145,11 @@ impl Captioner {
 }
 
 /// `preferred` if the graph declares it, else the only name there is.
-fn pick_name<'a>(mut names: impl Iterator<Item = &'a str> + Clone, preferred: &str, file: &Path) -> Result<String, EngineError> {
+fn pick_name<'a>(
+    mut names: impl Iterator<Item = &'a str> + Clone,
+    preferred: &str,
+    file: &Path,
+) -> Result<String, EngineError> {
     if names.clone().any(|n| n == preferred) {
         return Ok(preferred.to_owned());
     }

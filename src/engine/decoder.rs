@@ -22,10 +22,23 @@ use super::model_dir::AttentionShape;
 const PAST_PREFIX: &str = "past_key_values";
 const PRESENT_PREFIX: &str = "present";
 
+/// A decoder session with its declared inputs (read once, not per step).
+struct DecoderGraph {
+    session: Session,
+    inputs: Vec<(String, ValueType)>,
+}
+
+impl DecoderGraph {
+    fn new(session: Session) -> Self {
+        let inputs = session.inputs().iter().map(|i| (i.name().to_owned(), i.dtype().clone())).collect();
+        Self { session, inputs }
+    }
+}
+
 /// Greedy step decoder over one or two ONNX sessions.
 pub struct StepDecoder {
-    first: Session,
-    with_past: Option<Session>,
+    first: DecoderGraph,
+    with_past: Option<DecoderGraph>,
     use_cache: bool,
     attention: Option<AttentionShape>,
     /// The cache from the previous step, keyed by the `past_key_values.*` input name.
@@ -34,7 +47,12 @@ pub struct StepDecoder {
 
 impl StepDecoder {
     /// `with_past` is the split layout's second graph; `use_cache` is false for cache-less exports.
-    pub fn new(first: Session, with_past: Option<Session>, use_cache: bool, attention: Option<AttentionShape>) -> Result<Self, EngineError> {
+    pub fn new(
+        first: Session,
+        with_past: Option<Session>,
+        use_cache: bool,
+        attention: Option<AttentionShape>,
+    ) -> Result<Self, EngineError> {
         for session in std::iter::once(&first).chain(with_past.as_ref()) {
             if !session.outputs().iter().any(|o| o.name() == "logits") {
                 return Err(EngineError::ModelLoad {
@@ -52,8 +70,8 @@ impl StepDecoder {
             }
         }
         Ok(Self {
-            first,
-            with_past,
+            first: DecoderGraph::new(first),
+            with_past: with_past.map(DecoderGraph::new),
             use_cache,
             attention,
             past: Vec::new(),
@@ -71,7 +89,7 @@ impl StepDecoder {
             return Err(EngineError::Inference("decoder called with an empty sequence".to_owned()));
         };
         let has_cache = self.use_cache && !self.past.is_empty();
-        let session = match (&mut self.with_past, has_cache) {
+        let graph = match (&mut self.with_past, has_cache) {
             (Some(with_past), true) => with_past,
             _ => &mut self.first,
         };
@@ -82,23 +100,26 @@ impl StepDecoder {
             _ => 0,
         };
 
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(session.inputs().len());
-        for input in session.inputs() {
-            let name = input.name();
-            let element_type = input.dtype().tensor_type().unwrap_or(TensorElementType::Int64);
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(graph.inputs.len());
+        for (name, dtype) in &graph.inputs {
+            let name = name.as_str();
+            let element_type = dtype.tensor_type().unwrap_or(TensorElementType::Int64);
             let value: SessionInputValue<'_> = match name {
                 "input_ids" | "decoder_input_ids" => int_tensor(element_type, new_ids.len(), new_ids.clone())?,
                 "attention_mask" | "decoder_attention_mask" => int_tensor(element_type, ids.len(), vec![1; ids.len()])?,
-                "position_ids" => int_tensor(element_type, new_ids.len(), (past_len as i64..ids.len() as i64).collect())?,
+                "position_ids" => {
+                    int_tensor(element_type, new_ids.len(), (past_len as i64..ids.len() as i64).collect())?
+                }
                 "encoder_attention_mask" => {
                     let len = usize::try_from(encoder_seq).unwrap_or(0);
                     int_tensor(element_type, len, vec![1; len])?
                 }
                 "encoder_hidden_states" => SessionInputValue::from(encoder_hidden_states),
                 "use_cache_branch" => Tensor::from_array(([1usize], vec![has_cache]))?.into(),
-                past_name if past_name.starts_with(PAST_PREFIX) => match self.past.iter().find(|(n, _)| n == past_name) {
+                past_name if past_name.starts_with(PAST_PREFIX) => match self.past.iter().find(|(n, _)| n == past_name)
+                {
                     Some((_, value)) if has_cache => SessionInputValue::from(value),
-                    _ => empty_past(input.dtype(), self.attention, past_name)?,
+                    _ => empty_past(dtype, self.attention, past_name)?,
                 },
                 other => {
                     return Err(EngineError::Inference(format!("decoder input `{other}` is not supported")));
@@ -107,7 +128,7 @@ impl StepDecoder {
             inputs.push((Cow::Borrowed(name), value));
         }
 
-        let mut outputs = session.run(inputs)?;
+        let mut outputs = graph.session.run(inputs)?;
         let token = {
             let (shape, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
             let vocab = usize::try_from(shape.last().copied().unwrap_or(0)).unwrap_or(0);
@@ -117,7 +138,8 @@ impl StepDecoder {
             argmax(&logits[logits.len() - vocab..])
         };
         if self.use_cache {
-            let present_names: Vec<String> = outputs.keys().filter(|k| k.starts_with(PRESENT_PREFIX)).map(str::to_owned).collect();
+            let present_names: Vec<String> =
+                outputs.keys().filter(|k| k.starts_with(PRESENT_PREFIX)).map(str::to_owned).collect();
             let mut next_past = Vec::with_capacity(present_names.len());
             for name in present_names {
                 if let Some(value) = outputs.remove(&name) {
@@ -146,7 +168,11 @@ fn is_known_input(name: &str) -> bool {
 }
 
 /// A `[1, len]` integer tensor of the type the graph declares.
-fn int_tensor(element_type: TensorElementType, len: usize, values: Vec<i64>) -> Result<SessionInputValue<'static>, EngineError> {
+fn int_tensor(
+    element_type: TensorElementType,
+    len: usize,
+    values: Vec<i64>,
+) -> Result<SessionInputValue<'static>, EngineError> {
     match element_type {
         TensorElementType::Int64 => Ok(Tensor::from_array(([1usize, len], values))?.into()),
         TensorElementType::Int32 => {
@@ -158,7 +184,11 @@ fn int_tensor(element_type: TensorElementType, len: usize, values: Vec<i64>) -> 
 }
 
 /// A zero-length `[1, H, 0, Dh]` past tensor for the first step.
-fn empty_past(dtype: &ValueType, attention: Option<AttentionShape>, name: &str) -> Result<SessionInputValue<'static>, EngineError> {
+fn empty_past(
+    dtype: &ValueType,
+    attention: Option<AttentionShape>,
+    name: &str,
+) -> Result<SessionInputValue<'static>, EngineError> {
     let ValueType::Tensor { ty, shape, .. } = dtype else {
         return Err(EngineError::Inference(format!("`{name}` is not a tensor input")));
     };

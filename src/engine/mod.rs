@@ -4,6 +4,7 @@
 //! - [`runtime`]: finds and loads the ONNX Runtime shared library once per process.
 //! - [`model_dir`]: reads a model directory (config files) and detects its layout.
 //! - [`preprocess`]: image bytes → normalized NCHW tensor, as the model's image processor does.
+//! - [`resample`]: Pillow-exact resizing (HF processors resize with PIL).
 //! - [`decoder`]: one greedy step for every supported decoder layout (KV cache or not).
 //! - [`captioner`]: encoder + greedy generation + tokenizer for one image.
 //! - [`worker`]: worker threads owning the sessions, behind a bounded queue.
@@ -14,6 +15,7 @@ pub mod captioner;
 pub mod decoder;
 pub mod model_dir;
 pub mod preprocess;
+pub mod resample;
 pub mod runtime;
 pub mod worker;
 
@@ -33,11 +35,7 @@ pub enum EngineError {
     #[error("the image could not be decoded: {0}")]
     InvalidImage(String),
     #[error("the image is {width}x{height} pixels, more than the limit of {max_pixels} pixels")]
-    ImageTooLarge {
-        width: u32,
-        height: u32,
-        max_pixels: usize,
-    },
+    ImageTooLarge { width: u32, height: u32, max_pixels: usize },
     #[error("max_new_tokens must be between 1 and {limit}, got {requested}")]
     InvalidMaxNewTokens { requested: usize, limit: usize },
     #[error("the inference queue is full ({capacity} requests waiting); retry later")]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::EngineError;
-use super::preprocess::{ImageProcessorSpec, ResampleFilter};
+use super::preprocess::ImageProcessorSpec;
 
 /// Which decoder files a vision-encoder-decoder export has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +86,7 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Reads `dir` and detects its layout; errors name the missing file or key.
     pub fn read(dir: &Path) -> Result<Self, EngineError> {
-        let fail = |reason: String| EngineError::ModelLoad {
-            path: dir.display().to_string(),
-            reason,
-        };
+        let fail = |reason: String| EngineError::ModelLoad { path: dir.display().to_string(), reason };
         if !dir.is_dir() {
             return Err(fail("no such directory".to_owned()));
         }
@@ -99,7 +96,8 @@ impl ModelSpec {
             _ => Value::Null,
         };
         let preprocessor = read_json(&dir.join("preprocessor_config.json")).map_err(&fail)?;
-        let image = ImageProcessorSpec::from_json(&preprocessor).map_err(|e| fail(format!("preprocessor_config.json: {e}")))?;
+        let image =
+            ImageProcessorSpec::from_json(&preprocessor).map_err(|e| fail(format!("preprocessor_config.json: {e}")))?;
         let tokenizer_file = require_file(dir, "tokenizer.json").map_err(&fail)?;
         let name = dir
             .canonicalize()
@@ -113,7 +111,8 @@ impl ModelSpec {
                 let encoder_file = require_file(dir, "encoder_model.onnx").map_err(&fail)?;
                 let (layout, decoder_file, decoder_with_past_file) = detect_decoder_files(dir).map_err(&fail)?;
                 let decoder_config = config.get("decoder").unwrap_or(&Value::Null);
-                let generation = vision_encoder_decoder_generation(&config, decoder_config, &generation_config).map_err(&fail)?;
+                let generation =
+                    vision_encoder_decoder_generation(&config, decoder_config, &generation_config).map_err(&fail)?;
                 Ok(Self {
                     dir: dir.to_owned(),
                     name,
@@ -130,9 +129,8 @@ impl ModelSpec {
             "blip" => {
                 let encoder_file = require_file(dir, "vision_model.onnx").map_err(&fail)?;
                 let decoder_file = require_file(dir, "text_decoder.onnx").map_err(&fail)?;
-                let text_config = config
-                    .get("text_config")
-                    .ok_or_else(|| fail("config.json has no `text_config`".to_owned()))?;
+                let text_config =
+                    config.get("text_config").ok_or_else(|| fail("config.json has no `text_config`".to_owned()))?;
                 let generation = blip_generation(text_config, &generation_config).map_err(&fail)?;
                 Ok(Self {
                     dir: dir.to_owned(),
@@ -165,11 +163,7 @@ fn file_name(path: &Path) -> String {
 
 fn require_file(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let path = dir.join(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!("missing {name}"))
-    }
+    if path.is_file() { Ok(path) } else { Err(format!("missing {name}")) }
 }
 
 fn detect_decoder_files(dir: &Path) -> Result<(DecoderLayout, PathBuf, Option<PathBuf>), String> {
@@ -206,13 +200,16 @@ fn default_max_new_tokens(sources: &[&Value], prompt_len: usize) -> usize {
     if let Some(n) = lookup(sources, "max_new_tokens").and_then(Value::as_u64) {
         return usize::try_from(n).unwrap_or(usize::MAX).max(1);
     }
-    let max_length = lookup(sources, "max_length")
-        .and_then(Value::as_u64)
-        .map_or(20, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let max_length =
+        lookup(sources, "max_length").and_then(Value::as_u64).map_or(20, |n| usize::try_from(n).unwrap_or(usize::MAX));
     max_length.saturating_sub(prompt_len).max(1)
 }
 
-fn vision_encoder_decoder_generation(config: &Value, decoder: &Value, generation: &Value) -> Result<GenerationSpec, String> {
+fn vision_encoder_decoder_generation(
+    config: &Value,
+    decoder: &Value,
+    generation: &Value,
+) -> Result<GenerationSpec, String> {
     let sources = [generation, config, decoder];
     let start = token_ids(lookup(&sources, "decoder_start_token_id"));
     let start = if start.is_empty() { token_ids(lookup(&sources, "bos_token_id")) } else { start };
@@ -249,10 +246,7 @@ fn attention_shape(config: &Value) -> Option<AttentionShape> {
     let get = |keys: &[&str]| keys.iter().find_map(|k| config.get(*k).and_then(Value::as_u64));
     let heads = usize::try_from(get(&["n_head", "num_attention_heads"])?).ok()?;
     let hidden = usize::try_from(get(&["n_embd", "hidden_size", "d_model"])?).ok()?;
-    (heads > 0 && hidden % heads == 0).then_some(AttentionShape {
-        num_heads: heads,
-        head_dim: hidden / heads,
-    })
+    (heads > 0 && hidden % heads == 0).then_some(AttentionShape { num_heads: heads, head_dim: hidden / heads })
 }
 
 #[cfg(test)]
@@ -268,15 +262,13 @@ mod tests {
         assert_eq!(spec.prompt_ids, vec![50256]);
         assert_eq!(spec.stop_ids, vec![50256]);
         assert_eq!(spec.default_max_new_tokens, 15);
-        assert_eq!(
-            attention_shape(&config["decoder"]),
-            Some(AttentionShape { num_heads: 12, head_dim: 64 })
-        );
+        assert_eq!(attention_shape(&config["decoder"]), Some(AttentionShape { num_heads: 12, head_dim: 64 }));
     }
 
     #[test]
     fn max_new_tokens_wins_over_max_length() {
-        let generation = json!({"decoder_start_token_id": 1, "eos_token_id": [2, 3], "max_length": 16, "max_new_tokens": 7});
+        let generation =
+            json!({"decoder_start_token_id": 1, "eos_token_id": [2, 3], "max_length": 16, "max_new_tokens": 7});
         let spec = vision_encoder_decoder_generation(&Value::Null, &Value::Null, &generation).unwrap();
         assert_eq!(spec.stop_ids, vec![2, 3]);
         assert_eq!(spec.default_max_new_tokens, 7);

@@ -9,37 +9,33 @@ use std::io::Cursor;
 
 use image::imageops::FilterType;
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+use super::resample::{PilFilter, resize as pil_resize};
 use ndarray::Array4;
 use serde_json::Value;
 
 use super::EngineError;
 
-/// PIL resampling filters, by the integer codes HF configs use.
+/// PIL resampling filters, by the integer codes HF configs use (`PILImageResampling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResampleFilter {
+    /// Code 0. Resized with the `image` crate's nearest neighbour, which may pick
+    /// different pixels than PIL's; captioning models do not use it.
     Nearest,
-    Bilinear,
-    Bicubic,
-    Lanczos,
+    /// Codes 1–5, reproduced exactly (see [`super::resample`]).
+    Pil(PilFilter),
 }
 
 impl ResampleFilter {
     fn from_pil_code(code: u64) -> Result<Self, String> {
         match code {
             0 => Ok(Self::Nearest),
-            1 => Ok(Self::Lanczos),
-            2 => Ok(Self::Bilinear),
-            3 => Ok(Self::Bicubic),
-            other => Err(format!("unsupported resample filter code {other} (supported: 0, 1, 2, 3)")),
-        }
-    }
-
-    fn filter_type(self) -> FilterType {
-        match self {
-            Self::Nearest => FilterType::Nearest,
-            Self::Bilinear => FilterType::Triangle,
-            Self::Bicubic => FilterType::CatmullRom,
-            Self::Lanczos => FilterType::Lanczos3,
+            1 => Ok(Self::Pil(PilFilter::Lanczos)),
+            2 => Ok(Self::Pil(PilFilter::Bilinear)),
+            3 => Ok(Self::Pil(PilFilter::Bicubic)),
+            4 => Ok(Self::Pil(PilFilter::Box)),
+            5 => Ok(Self::Pil(PilFilter::Hamming)),
+            other => Err(format!("unsupported resample filter code {other} (supported: 0 to 5)")),
         }
     }
 }
@@ -70,7 +66,10 @@ impl ImageProcessorSpec {
                 let dim = |key: &str| size.get(key).and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok());
                 match (dim("width"), dim("height")) {
                     (Some(w), Some(h)) => (w, h),
-                    _ => return Err("`size` must have `height` and `width` (shortest_edge resizing is not supported)".to_owned()),
+                    _ => {
+                        return Err("`size` must have `height` and `width` (shortest_edge resizing is not supported)"
+                            .to_owned());
+                    }
                 }
             }
             _ => return Err("missing `size`".to_owned()),
@@ -81,7 +80,7 @@ impl ImageProcessorSpec {
         let flag = |key: &str| config.get(key).and_then(Value::as_bool).unwrap_or(true);
         let resample = match config.get("resample").and_then(Value::as_u64) {
             Some(code) => ResampleFilter::from_pil_code(code)?,
-            None => ResampleFilter::Bilinear,
+            None => ResampleFilter::Pil(PilFilter::Bilinear),
         };
         let rescale_factor = config.get("rescale_factor").and_then(Value::as_f64).unwrap_or(1.0 / 255.0) as f32;
         let triple = |key: &str, default: f32| -> Result<[f32; 3], String> {
@@ -128,7 +127,12 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, Engi
     let format = image::guess_format(bytes).map_err(|_| EngineError::UnsupportedImageFormat)?;
     if !matches!(
         format,
-        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff
+        ImageFormat::Png
+            | ImageFormat::Jpeg
+            | ImageFormat::Gif
+            | ImageFormat::WebP
+            | ImageFormat::Bmp
+            | ImageFormat::Tiff
     ) {
         return Err(EngineError::UnsupportedImageFormat);
     }
@@ -137,11 +141,7 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, Engi
         .map_err(|e| EngineError::InvalidImage(e.to_string()))?;
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels as u64 {
-        return Err(EngineError::ImageTooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-        });
+        return Err(EngineError::ImageTooLarge { width, height, max_pixels: limits.max_pixels });
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decode_limits = Limits::default();
@@ -156,7 +156,10 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, Engi
 pub fn to_pixel_values(image: &RgbImage, spec: &ImageProcessorSpec) -> Array4<f32> {
     let resized;
     let source = if spec.do_resize && (image.width(), image.height()) != (spec.width, spec.height) {
-        resized = image::imageops::resize(image, spec.width, spec.height, spec.resample.filter_type());
+        resized = match spec.resample {
+            ResampleFilter::Pil(filter) => pil_resize(image, spec.width, spec.height, filter),
+            ResampleFilter::Nearest => image::imageops::resize(image, spec.width, spec.height, FilterType::Nearest),
+        };
         &resized
     } else {
         image
@@ -198,11 +201,11 @@ mod tests {
     #[test]
     fn reads_vit_and_blip_configs() {
         let spec = vit_spec();
-        assert_eq!((spec.width, spec.height, spec.resample), (4, 4, ResampleFilter::Bilinear));
+        assert_eq!((spec.width, spec.height, spec.resample), (4, 4, ResampleFilter::Pil(PilFilter::Bilinear)));
         let blip = ImageProcessorSpec::from_json(&json!({"size": {"height": 384, "width": 384}, "resample": 3,
             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}))
         .unwrap();
-        assert_eq!(blip.resample, ResampleFilter::Bicubic);
+        assert_eq!(blip.resample, ResampleFilter::Pil(PilFilter::Bicubic));
         assert!((blip.mean[0] - 0.481_454_66).abs() < 1e-7);
         assert!(ImageProcessorSpec::from_json(&json!({"size": {"shortest_edge": 224}})).is_err());
         assert!(ImageProcessorSpec::from_json(&json!({})).is_err());
@@ -249,7 +252,8 @@ mod tests {
         assert_eq!(rgb.get_pixel(0, 0).0, [200, 200, 200]);
         let rgba = image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(2, 2, image::Rgba([9, 8, 7, 0])));
         assert_eq!(decode_image(&png_bytes(&rgba), limits).unwrap().get_pixel(1, 1).0, [9, 8, 7]);
-        let deep = image::DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(2, 2, image::Rgb([65535u16, 0, 32768])));
+        let deep =
+            image::DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(2, 2, image::Rgb([65535u16, 0, 32768])));
         assert_eq!(decode_image(&png_bytes(&deep), limits).unwrap().get_pixel(0, 0).0, [255, 0, 128]);
     }
 }

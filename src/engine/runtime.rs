@@ -48,19 +48,13 @@ pub fn locate(configured: Option<&Path>) -> Result<PathBuf, EngineError> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(EngineError::Runtime(format!(
-                "ONNX Runtime library {} does not exist. {SETUP_HINT}",
-                path.display()
-            )))
+            Err(EngineError::Runtime(format!("ONNX Runtime library {} does not exist. {SETUP_HINT}", path.display())))
         };
     }
     let candidates = fetched_library_candidates();
     candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        EngineError::Runtime(format!(
-            "ONNX Runtime library not found (looked in: {}). {SETUP_HINT}",
-            looked.join(", ")
-        ))
+        EngineError::Runtime(format!("ONNX Runtime library not found (looked in: {}). {SETUP_HINT}", looked.join(", ")))
     })
 }
 

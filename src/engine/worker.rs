@@ -68,22 +68,27 @@ impl Engine {
         let workers_alive = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::with_capacity(options.workers);
         for index in 0..options.workers {
-            let (spec, options, job_rx, ready_tx) = (spec.clone(), options.clone(), job_rx.clone(), ready_tx.clone());
+            let (worker_spec, worker_options, job_rx, ready_tx) =
+                (spec.clone(), options.clone(), job_rx.clone(), ready_tx.clone());
             workers_alive.fetch_add(1, Ordering::SeqCst);
             let alive = AliveGuard(Arc::clone(&workers_alive));
             let handle = std::thread::Builder::new()
                 .name(format!("capwatch-engine-{index}"))
                 .spawn(move || {
                     let _alive = alive;
-                    let captioner = Captioner::load(&spec, options.intra_op_threads, options.onnxruntime_library.as_deref())
-                        .and_then(|mut captioner| warm_up(&mut captioner).map(|()| captioner));
+                    let captioner = Captioner::load(
+                        &worker_spec,
+                        worker_options.intra_op_threads,
+                        worker_options.onnxruntime_library.as_deref(),
+                    )
+                    .and_then(|mut captioner| warm_up(&mut captioner).map(|()| captioner));
                     match captioner {
                         Ok(captioner) => {
                             // The starter waits on ready_rx until every worker reported; if it gave
                             // up (an earlier worker failed), there is nobody left to tell.
                             let _ = ready_tx.send(Ok(()));
                             drop(ready_tx);
-                            serve_jobs(captioner, &job_rx, &options);
+                            serve_jobs(captioner, &job_rx, &worker_options);
                         }
                         Err(err) => {
                             // Same as above: a closed channel means start() already returned.
@@ -163,18 +168,11 @@ impl Engine {
             return Err(EngineError::Unavailable);
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        let job = CaptionJob {
-            image,
-            max_new_tokens,
-            enqueued_at: Instant::now(),
-            reply_tx,
-        };
+        let job = CaptionJob { image, max_new_tokens, enqueued_at: Instant::now(), reply_tx };
         match job_tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Err(EngineError::Overloaded {
-                    capacity: self.inner.options.queue_capacity,
-                });
+                return Err(EngineError::Overloaded { capacity: self.inner.options.queue_capacity });
             }
             Err(TrySendError::Disconnected(_)) => return Err(EngineError::Unavailable),
         }
@@ -192,7 +190,8 @@ impl Engine {
     pub fn shutdown(&self, timeout: Duration) {
         self.close();
         let deadline = Instant::now() + timeout;
-        let handles: Vec<JoinHandle<()>> = self.inner.workers.lock().map(|mut w| w.drain(..).collect()).unwrap_or_default();
+        let handles: Vec<JoinHandle<()>> =
+            self.inner.workers.lock().map(|mut w| w.drain(..).collect()).unwrap_or_default();
         for handle in handles {
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -215,9 +214,7 @@ fn warm_up(captioner: &mut Captioner) -> Result<(), EngineError> {
 }
 
 fn serve_jobs(mut captioner: Captioner, job_rx: &Receiver<CaptionJob>, options: &EngineOptions) {
-    let limits = DecodeLimits {
-        max_pixels: options.max_image_pixels,
-    };
+    let limits = DecodeLimits { max_pixels: options.max_image_pixels };
     while let Ok(job) = job_rx.recv() {
         if job.reply_tx.is_closed() {
             // The client went away while queued: skip the work.
@@ -231,11 +228,7 @@ fn serve_jobs(mut captioner: Captioner, job_rx: &Receiver<CaptionJob>, options: 
                 let mut timings = generated.timings;
                 timings.queue = queue;
                 timings.decode = decode;
-                Caption {
-                    text: generated.text,
-                    token_ids: generated.token_ids,
-                    timings,
-                }
+                Caption { text: generated.text, token_ids: generated.token_ids, timings }
             })
         });
         if let Err(EngineError::Inference(message)) = &result {

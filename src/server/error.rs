@@ -20,7 +20,9 @@ pub enum ApiError {
     NotReady,
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("unsupported content type `{0}`: send the image as multipart/form-data field `file`, or as the raw body with an image/* content type")]
+    #[error(
+        "unsupported content type `{0}`: send the image as multipart/form-data field `file`, or as the raw body with an image/* content type"
+    )]
     UnsupportedMediaType(String),
     #[error("multipart request has no `file` field")]
     MissingFile,
@@ -51,12 +53,16 @@ impl ApiError {
                 EngineError::UnsupportedImageFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 EngineError::InvalidImage(_) | EngineError::ImageTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 EngineError::Overloaded { .. } | EngineError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                EngineError::Runtime(_) | EngineError::ModelLoad { .. } | EngineError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                EngineError::Runtime(_) | EngineError::ModelLoad { .. } | EngineError::Inference(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::MissingFile | Self::InvalidMultipart(_) | Self::InvalidParameter(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::MissingFile | Self::InvalidMultipart(_) | Self::InvalidParameter(_) | Self::BodyRead(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -94,15 +100,10 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self, error_type = self.error_type(), "request failed");
         }
-        let body = ErrorBody {
-            error: self.to_string(),
-            error_type: self.error_type(),
-        };
+        let body = ErrorBody { error: self.to_string(), error_type: self.error_type() };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
         }
         response
     }

@@ -90,14 +90,16 @@ impl Metrics {
         let mut registry = Registry::default();
         let http_requests = Family::<RouteStatusLabels, Counter>::default();
         registry.register(HTTP_REQUESTS, "HTTP requests by route template and status code", http_requests.clone());
-        let http_request_duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(request_histogram);
+        let http_request_duration =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(request_histogram);
         registry.register_with_unit(
             HTTP_REQUEST_DURATION,
             "HTTP request duration, from first byte to response",
             Unit::Seconds,
             http_request_duration.clone(),
         );
-        let inference_stage_duration = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(stage_histogram);
+        let inference_stage_duration =
+            Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(stage_histogram);
         registry.register_with_unit(
             INFERENCE_STAGE_DURATION,
             "Time per captioning stage (queue, decode, preprocess, encoder, decoder, total)",
@@ -139,10 +141,7 @@ impl Metrics {
     /// Records one finished HTTP request.
     pub fn observe_request(&self, route: &str, status: u16, elapsed: Duration) {
         self.http_requests
-            .get_or_create(&RouteStatusLabels {
-                route: route.to_owned(),
-                status: status.to_string(),
-            })
+            .get_or_create(&RouteStatusLabels { route: route.to_owned(), status: status.to_string() })
             .inc();
         self.http_request_duration
             .get_or_create(&RouteLabels { route: route.to_owned() })
@@ -160,9 +159,7 @@ impl Metrics {
             ("total", timings.total()),
         ];
         for (stage, duration) in stages {
-            self.inference_stage_duration
-                .get_or_create(&StageLabels { stage })
-                .observe(duration.as_secs_f64());
+            self.inference_stage_duration.get_or_create(&StageLabels { stage }).observe(duration.as_secs_f64());
         }
         self.generated_tokens.inc_by(tokens as u64);
     }

@@ -42,12 +42,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: ServiceConfig) -> Self {
-        Self {
-            config,
-            engine: OnceLock::new(),
-            started_at: Instant::now(),
-            metrics: metrics::Metrics::new(),
-        }
+        Self { config, engine: OnceLock::new(), started_at: Instant::now(), metrics: metrics::Metrics::new() }
     }
 }
 
@@ -70,7 +65,11 @@ pub fn load_engine(config: &ServiceConfig) -> Result<Engine, EngineError> {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves or the model fails to load.
-pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn run(
+    config: ServiceConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let state = Arc::new(AppState::new(config));
     let (load_failed_tx, mut load_failed_rx) = watch::channel(None::<String>);
 
@@ -102,10 +101,16 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: impl Fu
     });
 
     let app = router(Arc::clone(&state));
+    let load_failed = async move {
+        // The sender is dropped once the model loaded; that is not a failure.
+        if load_failed_rx.wait_for(Option::is_some).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     let stop = async move {
         tokio::select! {
             () = shutdown => tracing::info!("shutdown requested; draining in-flight requests"),
-            _ = load_failed_rx.wait_for(Option::is_some) => {}
+            () = load_failed => {}
         }
     };
     axum::serve(listener, app).with_graceful_shutdown(stop).await?;

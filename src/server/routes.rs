@@ -44,10 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Records every request in the HTTP metrics, by route template.
 async fn track_requests(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = Instant::now();
     state.metrics.requests_in_flight.inc();
     let response = next.run(request).await;
@@ -59,10 +57,7 @@ async fn track_requests(State(state): State<Arc<AppState>>, request: Request, ne
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(super::error::ErrorBody {
-            error: "no such endpoint; see /docs".to_owned(),
-            error_type: "not_found",
-        }),
+        Json(super::error::ErrorBody { error: "no such endpoint; see /docs".to_owned(), error_type: "not_found" }),
     )
         .into_response()
 }
@@ -130,15 +125,20 @@ struct CaptionInput {
     max_new_tokens: Option<usize>,
 }
 
-async fn caption(State(state): State<Arc<AppState>>, params: Result<Query<CaptionParams>, axum::extract::rejection::QueryRejection>, request: Request) -> Result<Response, ApiError> {
+async fn caption(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<CaptionParams>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::InvalidParameter(e.body_text()))?;
     let engine = engine(&state)?;
     let input = read_caption_input(&state, request).await?;
     let max_new_tokens = input.max_new_tokens.or(params.max_new_tokens);
     let timeout_s = state.config.request_timeout_s.get();
-    let caption = tokio::time::timeout(Duration::from_secs(timeout_s as u64), engine.caption(input.image, max_new_tokens))
-        .await
-        .map_err(|_| ApiError::Timeout { timeout_s })??;
+    let caption =
+        tokio::time::timeout(Duration::from_secs(timeout_s as u64), engine.caption(input.image, max_new_tokens))
+            .await
+            .map_err(|_| ApiError::Timeout { timeout_s })??;
     state.metrics.observe_caption(&caption.timings, caption.token_ids.len());
     Ok(caption_response(&engine.spec().name, &caption))
 }
@@ -167,13 +167,9 @@ async fn read_caption_input(state: &Arc<AppState>, request: Request) -> Result<C
     let content_type = content_type(request.headers());
     let limit = state.config.max_body_bytes.get();
     if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
-        let mut input = CaptionInput {
-            image: Bytes::new(),
-            max_new_tokens: None,
-        };
+        let mut multipart =
+            Multipart::from_request(request, state).await.map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
+        let mut input = CaptionInput { image: Bytes::new(), max_new_tokens: None };
         let mut found_file = false;
         while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(&e, limit))? {
             match field.name() {
@@ -183,10 +179,9 @@ async fn read_caption_input(state: &Arc<AppState>, request: Request) -> Result<C
                 }
                 Some("max_new_tokens") => {
                     let text = field.text().await.map_err(|e| multipart_error(&e, limit))?;
-                    let value = text
-                        .trim()
-                        .parse::<usize>()
-                        .map_err(|_| ApiError::InvalidParameter(format!("max_new_tokens must be a positive integer, got `{text}`")))?;
+                    let value = text.trim().parse::<usize>().map_err(|_| {
+                        ApiError::InvalidParameter(format!("max_new_tokens must be a positive integer, got `{text}`"))
+                    })?;
                     input.max_new_tokens = Some(value);
                 }
                 // Unknown fields are read and ignored, as browsers add their own.
@@ -198,10 +193,7 @@ async fn read_caption_input(state: &Arc<AppState>, request: Request) -> Result<C
         }
         Ok(input)
     } else if content_type.starts_with("image/") || content_type.starts_with("application/octet-stream") {
-        Ok(CaptionInput {
-            image: read_raw_body(request.into_body(), limit).await?,
-            max_new_tokens: None,
-        })
+        Ok(CaptionInput { image: read_raw_body(request.into_body(), limit).await?, max_new_tokens: None })
     } else if content_type.is_empty() {
         Err(ApiError::UnsupportedMediaType("(none)".to_owned()))
     } else {
@@ -296,7 +288,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
             metrics.workers_alive.set(engine.workers_alive() as i64);
             metrics.ready.set(1);
         }
-        None => metrics.ready.set(0),
+        None => {
+            metrics.ready.set(0);
+        }
     }
     let text = metrics.encode().map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())

@@ -29,11 +29,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server for `model_dir`, applies `tweak` to the config, waits for `/ready`.
     pub async fn start(model_dir: PathBuf, tweak: impl FnOnce(&mut ServiceConfig)) -> Self {
-        let mut config = ServiceConfig {
-            model_dir,
-            port: 0,
-            ..ServiceConfig::default()
-        };
+        let mut config = ServiceConfig { model_dir, port: 0, ..ServiceConfig::default() };
         config.workers = std::num::NonZeroUsize::new(1).unwrap();
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -42,11 +38,7 @@ impl TestServer {
         let handle = tokio::spawn(server::run(config, listener, async move {
             let _ = stop_rx.await;
         }));
-        let server = Self {
-            url,
-            stop_tx: Some(stop_tx),
-            handle: Some(handle),
-        };
+        let server = Self { url, stop_tx: Some(stop_tx), handle: Some(handle) };
         server.wait_ready().await;
         server
     }
@@ -54,10 +46,10 @@ impl TestServer {
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         for _ in 0..600 {
-            if let Ok(response) = client.get(format!("{}/ready", self.url)).send().await {
-                if response.status() == 200 {
-                    return;
-                }
+            if let Ok(response) = client.get(format!("{}/ready", self.url)).send().await
+                && response.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -88,5 +80,12 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
     let image = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x + y) % 256) as u8])
     });
+    encode(&image::DynamicImage::ImageRgb8(image), image::ImageFormat::Png)
+}
+
+/// A large but well-compressible PNG (a smooth gradient): slow to decode, small to send.
+pub fn smooth_png(width: u32, height: u32) -> Vec<u8> {
+    let image =
+        image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x / 32 % 256) as u8, (y / 32 % 256) as u8, 128]));
     encode(&image::DynamicImage::ImageRgb8(image), image::ImageFormat::Png)
 }

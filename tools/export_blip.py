@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Export a BLIP captioning checkpoint (BlipForConditionalGeneration) to the ONNX layout capwatch serves.
+
+Neither Optimum nor Transformers.js exports BLIP, so capwatch ships this exporter. Export the real
+model on a machine with internet access, then copy OUTDIR wherever capwatch runs:
+
+    huggingface-cli download Salesforce/blip-image-captioning-base --local-dir blip-base
+    tools/.venv/bin/python tools/export_blip.py --checkpoint blip-base --out models/blip-base
+
+(`Salesforce/blip-image-captioning-large` works the same way.)
+
+Layout written to OUTDIR (also described in tools/BLIP_LAYOUT.md):
+
+  vision_model.onnx
+      in   pixel_values   float32 [batch, 3, image_size, image_size]   (preprocessed as preprocessor_config.json
+                                                                       says; only batch is dynamic)
+      out  image_embeds   float32 [batch, enc_seq, hidden]   enc_seq = (image_size / patch_size)^2 + 1; the vision
+                                                              last_hidden_state, exactly what BLIP's generate()
+                                                              feeds the text decoder
+  text_decoder.onnx       one graph with a self-attention KV cache
+      in   input_ids                 int64   [batch, seq]
+           attention_mask            int64   [batch, past + seq]   (1 = real token, 0 = padding)
+           encoder_hidden_states     float32 [batch, enc_seq, hidden]  (= image_embeds)
+           past_key_values.{i}.key   float32 [batch, heads, past, head_dim]   for i in 0..num_layers
+           past_key_values.{i}.value float32 [batch, heads, past, head_dim]
+      out  logits                    float32 [batch, seq, vocab]
+           present.{i}.key           float32 [batch, heads, past + seq, head_dim]
+           present.{i}.value         float32 [batch, heads, past + seq, head_dim]
+      Cross-attention keys/values are recomputed from encoder_hidden_states at every step (no cross cache).
+      Position ids are derived inside the graph from attention_mask exactly as HF generate() does
+      (cumsum(attention_mask) - 1, padding positions set to 1), so left-padded batches work.
+  config.json, preprocessor_config.json, tokenizer.json (+ tokenizer_config.json, special_tokens_map.json,
+  vocab.txt, generation_config.json when present): copied unchanged.
+
+Greedy decoding (what HF `BlipForConditionalGeneration.generate()` does in transformers 4.57):
+  1. image_embeds = vision_model(pixel_values)
+  2. prompt = [text_config.bos_token_id]  (generate() builds [bos, eos] and drops the last token)
+  3. step 1: feed the whole prompt, attention_mask of ones, and zero-length past tensors
+     [batch, heads, 0, head_dim]; later steps: only the last token, the attention mask grown by one,
+     and the previous step's present.* as past_key_values.*.
+  4. next = argmax(logits[:, -1, :]); stop when next == text_config.sep_token_id (that token is still
+     appended to the output) or after max_new_tokens. pad_token_id = text_config.pad_token_id.
+     generation_config.json's eos_token_id is NOT used by BLIP's generate(); read bos/sep/pad from
+     config.json["text_config"] and never hard-code 30522 / 102.
+  5. caption = tokenizer.decode(generated ids, skip_special_tokens=True).strip()
+
+Every .onnx written is loaded back with onnxruntime (IR version kept <= 10 so ONNX Runtime 1.31 loads
+it) and checked against PyTorch, including a first step with zero-length past tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+from transformers import BlipForConditionalGeneration
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+OPSET = 17
+# ONNX Runtime 1.31 refuses IR version 14 (what recent `onnx` writes by default); 10 is safe.
+MAX_IR_VERSION = 10
+COPIED_FILES = (
+    "config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "generation_config.json",
+)
+REQUIRED_FILES = ("config.json", "preprocessor_config.json", "tokenizer.json")
+
+
+class VisionModel(nn.Module):
+    """pixel_values -> image_embeds (the vision last_hidden_state)."""
+
+    def __init__(self, blip: BlipForConditionalGeneration):
+        super().__init__()
+        self.vision_model = blip.vision_model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
+
+
+class TextDecoderWithPast(nn.Module):
+    """One decoding step of BLIP's text decoder with flat self-attention KV-cache tensors."""
+
+    def __init__(self, blip: BlipForConditionalGeneration):
+        super().__init__()
+        self.text_decoder = blip.text_decoder
+        self.num_layers = blip.config.text_config.num_hidden_layers
+
+    def forward(self, input_ids, attention_mask, encoder_hidden_states, *past_flat):
+        self_cache = DynamicCache()
+        for layer in range(self.num_layers):
+            self_cache.update(past_flat[2 * layer], past_flat[2 * layer + 1], layer)
+        cache = EncoderDecoderCache(self_cache, DynamicCache())
+        # Same position ids as GenerationMixin.prepare_inputs_for_generation.
+        position_ids = attention_mask.long().cumsum(-1) - 1
+        position_ids = position_ids.masked_fill(attention_mask == 0, 1)
+        position_ids = position_ids[:, -input_ids.shape[1] :]
+        out = self.text_decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            encoder_hidden_states=encoder_hidden_states,
+            past_key_values=cache,
+            use_cache=True,
+            return_dict=True,
+        )
+        presents = []
+        for layer in out.past_key_values.self_attention_cache.layers:
+            presents += [layer.keys, layer.values]
+        return (out.logits, *presents)
+
+
+def _finalize_onnx(path: Path, output_dims: dict[str, list[int | str]] | None = None) -> None:
+    """Keep the IR version ORT 1.31 accepts, name output dims, make sure the model is self-contained, check it."""
+    model = onnx.load(str(path))
+    for output in model.graph.output:
+        for i, dim in enumerate((output_dims or {}).get(output.name, [])):
+            proto = output.type.tensor_type.shape.dim[i]
+            if isinstance(dim, int):
+                proto.dim_value = dim
+            else:
+                proto.dim_param = dim
+    if model.ir_version > MAX_IR_VERSION:
+        model.ir_version = MAX_IR_VERSION
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    leftovers = [p for p in path.parent.iterdir() if p.suffix == ".onnx_data" or p.name.endswith(".data")]
+    if leftovers:
+        raise RuntimeError(f"unexpected external-data files next to {path.name}: {leftovers}")
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def export_vision(blip, out_dir: Path, image_size: int, enc_seq: int) -> Path:
+    path = out_dir / "vision_model.onnx"
+    dummy = torch.randn(1, 3, image_size, image_size)
+    torch.onnx.export(
+        VisionModel(blip),
+        (dummy,),
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["image_embeds"],
+        dynamic_axes={
+            # height/width must equal vision_config.image_size (no position-embedding interpolation).
+            "pixel_values": {0: "batch"},
+            "image_embeds": {0: "batch"},
+        },
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    _finalize_onnx(path, {"image_embeds": ["batch", enc_seq, blip.config.vision_config.hidden_size]})
+    return path
+
+
+def export_text_decoder(blip, out_dir: Path, enc_seq: int) -> Path:
+    text_cfg = blip.config.text_config
+    layers = text_cfg.num_hidden_layers
+    heads = text_cfg.num_attention_heads
+    head_dim = text_cfg.hidden_size // heads
+    enc_hidden = text_cfg.encoder_hidden_size
+    # Trace with past > 0 so the cache path (concat with past) is in the graph; dynamic axes make
+    # past = 0 work too (verified below).
+    batch, seq, past = 2, 3, 4
+    input_ids = torch.randint(0, text_cfg.vocab_size, (batch, seq), dtype=torch.long)
+    attention_mask = torch.ones(batch, past + seq, dtype=torch.long)
+    encoder_hidden_states = torch.randn(batch, enc_seq, enc_hidden)
+    past_flat = [torch.randn(batch, heads, past, head_dim) for _ in range(2 * layers)]
+
+    input_names = ["input_ids", "attention_mask", "encoder_hidden_states"]
+    output_names = ["logits"]
+    dynamic_axes = {
+        "input_ids": {0: "batch", 1: "seq"},
+        "attention_mask": {0: "batch", 1: "past_plus_seq"},
+        "encoder_hidden_states": {0: "batch", 1: "enc_seq"},
+        "logits": {0: "batch", 1: "seq"},
+    }
+    for i in range(layers):
+        for kind in ("key", "value"):
+            name_in, name_out = f"past_key_values.{i}.{kind}", f"present.{i}.{kind}"
+            input_names.append(name_in)
+            output_names.append(name_out)
+            dynamic_axes[name_in] = {0: "batch", 2: "past"}
+            dynamic_axes[name_out] = {0: "batch", 2: "past_plus_seq"}
+
+    path = out_dir / "text_decoder.onnx"
+    torch.onnx.export(
+        TextDecoderWithPast(blip),
+        (input_ids, attention_mask, encoder_hidden_states, *past_flat),
+        str(path),
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes,
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    _finalize_onnx(path)
+    return path
+
+
+@torch.no_grad()
+def verify(blip, out_dir: Path, image_size: int, steps: int = 4) -> None:
+    """Compare ORT against PyTorch: vision embeddings and a short greedy decode with the KV cache,
+    starting from zero-length past tensors."""
+    text_cfg = blip.config.text_config
+    vision = _session(out_dir / "vision_model.onnx")
+    decoder = _session(out_dir / "text_decoder.onnx")
+
+    gen = torch.Generator().manual_seed(0)
+    pixel_values = torch.randn(2, 3, image_size, image_size, generator=gen)
+    ref_embeds = blip.vision_model(pixel_values=pixel_values).last_hidden_state
+    (embeds,) = vision.run(["image_embeds"], {"pixel_values": pixel_values.numpy()})
+    np.testing.assert_allclose(embeds, ref_embeds.numpy(), rtol=1e-3, atol=1e-4)
+
+    heads = text_cfg.num_attention_heads
+    head_dim = text_cfg.hidden_size // heads
+    batch = embeds.shape[0]
+    past_inputs = [i.name for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
+    output_names = [o.name for o in decoder.get_outputs()]
+    feeds_past = {name: np.zeros((batch, heads, 0, head_dim), np.float32) for name in past_inputs}
+    ids = np.full((batch, 1), text_cfg.bos_token_id, np.int64)
+    step_ids = ids
+    for _ in range(steps):
+        mask = np.ones((batch, ids.shape[1]), np.int64)
+        outs = dict(
+            zip(
+                output_names,
+                decoder.run(
+                    output_names,
+                    {
+                        "input_ids": step_ids,
+                        "attention_mask": mask,
+                        "encoder_hidden_states": embeds,
+                        **feeds_past,
+                    },
+                ),
+            )
+        )
+        ref_logits = blip.text_decoder(
+            input_ids=torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            encoder_hidden_states=torch.from_numpy(embeds),
+            use_cache=False,
+        ).logits[:, -1, :]
+        np.testing.assert_allclose(outs["logits"][:, -1, :], ref_logits.numpy(), rtol=1e-3, atol=1e-3)
+        next_ids = outs["logits"][:, -1, :].argmax(-1).astype(np.int64)[:, None]
+        feeds_past = {name: outs[name.replace("past_key_values.", "present.")] for name in past_inputs}
+        ids = np.concatenate([ids, next_ids], axis=1)
+        step_ids = next_ids
+
+
+def export(checkpoint: Path, out_dir: Path) -> None:
+    for name in REQUIRED_FILES:
+        if not (checkpoint / name).is_file():
+            raise FileNotFoundError(f"{checkpoint / name} is missing; is this a BLIP captioning checkpoint?")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blip = BlipForConditionalGeneration.from_pretrained(str(checkpoint), attn_implementation="eager")
+    blip.eval()
+    vision_cfg = blip.config.vision_config
+    image_size = vision_cfg.image_size
+    enc_seq = (image_size // vision_cfg.patch_size) ** 2 + 1
+
+    with torch.no_grad():
+        export_vision(blip, out_dir, image_size, enc_seq)
+        export_text_decoder(blip, out_dir, enc_seq)
+    for name in COPIED_FILES:
+        src = checkpoint / name
+        if src.is_file():
+            shutil.copyfile(src, out_dir / name)
+    verify(blip, out_dir, image_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="BLIP checkpoint directory (save_pretrained)")
+    parser.add_argument("--out", type=Path, required=True, help="output model directory")
+    args = parser.parse_args(argv)
+    export(args.checkpoint, args.out)
+    print(f"exported BLIP from {args.checkpoint} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
