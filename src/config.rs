@@ -31,6 +31,25 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub service: ServiceConfig,
+    pub quality: QualityConfig,
+}
+
+/// `quality:` — the images the prober sends and what their captions should contain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualityConfig {
+    pub test_images: Vec<TestImage>,
+}
+
+/// One test image: its file, the keywords a good caption contains, and (optionally) the
+/// exact caption the bundled model gives it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestImage {
+    pub file: PathBuf,
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub expected_caption: Option<String>,
 }
 
 /// `service:` — where and how `capwatch serve` runs the model.
@@ -183,6 +202,21 @@ mod tests {
     fn unknown_section_is_rejected() {
         let err = parse("servcie:\n  port: 1\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `servcie`"), "{err}");
+    }
+
+    #[test]
+    fn quality_section_lists_test_images() {
+        let config = parse(
+            "quality:\n  test_images:\n    - file: test_images/a.png\n      keywords: [red, circle]\n      expected_caption: a small red circle\n    - file: noise.png\n      keywords: [blue]\n",
+        )
+        .unwrap();
+        let images = &config.quality.test_images;
+        assert_eq!(images.len(), 2);
+        assert_eq!(images[0].keywords, ["red", "circle"]);
+        assert_eq!(images[0].expected_caption.as_deref(), Some("a small red circle"));
+        assert_eq!(images[1].expected_caption, None);
+        let err = parse("quality:\n  test_images:\n    - file: a.png\n      keyword: [red]\n").unwrap_err();
+        assert!(err.to_string().contains("quality.test_images[0].keyword"), "{err}");
     }
 
     #[test]

@@ -5,13 +5,17 @@
 //! - [`engine`]: the only module that talks to ONNX Runtime (model layouts, preprocessing,
 //!   greedy generation, worker threads behind a bounded queue).
 //! - [`server`]: the axum HTTP API in front of the engine.
+//! - [`quality`]: caption quality scores (expected keywords found).
+//! - [`dash`]: monitoring logic (statistics, alerts); the dashboard is being built on it.
 //! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
 //!
 //! `main.rs` is the only place that turns errors into exit codes.
 
 pub mod cli;
 pub mod config;
+pub mod dash;
 pub mod engine;
+pub mod quality;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

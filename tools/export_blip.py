@@ -75,7 +75,7 @@ COPIED_FILES = (
     "vocab.txt",
     "generation_config.json",
 )
-REQUIRED_FILES = ("config.json", "preprocessor_config.json", "tokenizer.json")
+REQUIRED_FILES = ("config.json", "preprocessor_config.json")
 
 
 class VisionModel(nn.Module):
@@ -281,6 +281,13 @@ def export(checkpoint: Path, out_dir: Path) -> None:
         src = checkpoint / name
         if src.is_file():
             shutil.copyfile(src, out_dir / name)
+    if not (out_dir / "tokenizer.json").is_file():
+        # Older checkpoints ship only vocab.txt: let transformers build the fast tokenizer.
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True).save_pretrained(str(out_dir))
+        if not (out_dir / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"{checkpoint} has no tokenizer.json and none could be built from it")
     verify(blip, out_dir, image_size)
 
 
