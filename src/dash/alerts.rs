@@ -170,7 +170,7 @@ impl AlertEngine {
             .filter(|(_, state)| state.severity != Severity::Ok)
             .map(|(rule, state)| (rule.kind, state.severity))
             .collect();
-        active.sort_by(|a, b| b.1.cmp(&a.1));
+        active.sort_by_key(|(_, severity)| std::cmp::Reverse(*severity));
         active
     }
 
