@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Measure the bundled default model through a running capwatch server.
+
+Draws scenes with tools/draw_scenes.py (seed never used in training), sends each one as a
+PNG to ``POST /caption`` and compares the caption with the scene's true caption:
+
+    cargo run --release -- serve --model models/default --port 8000 &
+    tools/.venv/bin/python tools/eval_server.py --url http://127.0.0.1:8000 --count 500
+
+Prints and writes (``--out``) exact-match accuracy, keyword recall (same definition as the
+training script's evaluation), accuracy per caption type, and the server-reported and
+client-measured latencies. Needs only Pillow (for drawing) and the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import draw_scenes  # noqa: E402
+
+DEFAULT_SEED = 99_000_001  # the training script's EVAL_SEED: never used for training
+
+
+def caption_type(caption: str) -> str:
+    if " left of " in caption:
+        return "two objects, left of"
+    if " above " in caption:
+        return "two objects, above"
+    return "one object"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def post_png(url: str, png: bytes) -> tuple[dict, float]:
+    request = urllib.request.Request(f"{url}/caption", data=png, headers={"content-type": "image/png"}, method="POST")
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.loads(response.read())
+    return body, (time.perf_counter() - started) * 1000.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    exact = 0
+    hits = expected = 0
+    per_type: dict[str, list[int]] = {}
+    client_ms: list[float] = []
+    server_total_ms: list[float] = []
+    model_ms: list[float] = []
+    mistakes = []
+    for _ in range(args.count):
+        image, truth, _objects = draw_scenes.draw_scene(rng)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        body, latency = post_png(args.url, buffer.getvalue())
+        predicted = body["caption"]
+        ok = predicted == truth
+        exact += ok
+        h, e = draw_scenes.keyword_recall(truth, predicted)
+        hits, expected = hits + h, expected + e
+        per_type.setdefault(caption_type(truth), []).append(int(ok))
+        client_ms.append(latency)
+        timings = body["timings_ms"]
+        server_total_ms.append(timings["total"])
+        model_ms.append(timings["encoder"] + timings["decoder"])
+        if not ok and len(mistakes) < 20:
+            mistakes.append({"truth": truth, "predicted": predicted})
+
+    report = {
+        "url": args.url,
+        "seed": args.seed,
+        "count": args.count,
+        "exact_match": exact / args.count,
+        "keyword_recall": hits / expected if expected else 1.0,
+        "exact_match_by_type": {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(per_type.items())},
+        "client_latency_ms": {
+            "p50": percentile(client_ms, 0.50),
+            "p95": percentile(client_ms, 0.95),
+            "mean": statistics.fmean(client_ms),
+        },
+        "server_total_ms": {"p50": percentile(server_total_ms, 0.50), "p95": percentile(server_total_ms, 0.95)},
+        "model_ms": {"p50": percentile(model_ms, 0.50), "p95": percentile(model_ms, 0.95)},
+        "mistakes": mistakes,
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
