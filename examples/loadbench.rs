@@ -4,9 +4,10 @@
 //! then for each concurrency level sends a fixed number of `POST /caption` requests
 //! (closed loop: each client sends its next request when the previous one answered),
 //! cycling through the test images. Reports throughput, client latency P50/P95/P99, the
-//! server's model time (encoder + decoder, from the response), the overhead (client latency
-//! minus model time: HTTP, queueing, decoding, preprocessing), failures, and the server's
-//! peak RSS. Usage: `cargo run --release --example loadbench -- [--model DIR] [--requests N]
+//! server's model time (encoder + decoder, from the response), the server's own overhead
+//! (its reported total minus model time: queueing, image decoding, preprocessing), the
+//! client-side overhead (client latency minus model time: the former plus HTTP and JSON),
+//! failures, and the server's peak RSS. Usage: `cargo run --release --example loadbench -- [--model DIR] [--requests N]
 //! [--concurrency 1,4,16] [--images DIR]`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -84,6 +85,7 @@ struct LevelResult {
     elapsed: Duration,
     latency: Histogram<u64>,
     model: Histogram<u64>,
+    server_overhead: Histogram<u64>,
     overhead: Histogram<u64>,
 }
 
@@ -111,7 +113,7 @@ async fn run_level(url: &str, images: Arc<Vec<(String, Vec<u8>)>>, concurrency: 
                         let latency = sent.elapsed();
                         let t = &body["timings_ms"];
                         let model_ms = t["encoder"].as_f64().unwrap() + t["decoder"].as_f64().unwrap();
-                        Some((latency, model_ms))
+                        Some((latency, model_ms, t["total"].as_f64().unwrap()))
                     }
                     _ => None,
                 };
@@ -127,14 +129,17 @@ async fn run_level(url: &str, images: Arc<Vec<(String, Vec<u8>)>>, concurrency: 
         elapsed: Duration::ZERO,
         latency: Histogram::new(3).unwrap(),
         model: Histogram::new(3).unwrap(),
+        server_overhead: Histogram::new(3).unwrap(),
         overhead: Histogram::new(3).unwrap(),
     };
     for task in tasks {
         for sample in task.await.unwrap() {
             match sample {
-                Some((latency, model_ms)) => {
+                Some((latency, model_ms, server_total_ms)) => {
                     let latency_us = latency.as_micros() as u64;
                     let model_us = (model_ms * 1000.0) as u64;
+                    let server_total_us = (server_total_ms * 1000.0) as u64;
+                    result.server_overhead.record(server_total_us.saturating_sub(model_us).max(1)).unwrap();
                     result.latency.record(latency_us.max(1)).unwrap();
                     result.model.record(model_us.max(1)).unwrap();
                     result.overhead.record(latency_us.saturating_sub(model_us).max(1)).unwrap();
@@ -204,12 +209,12 @@ fn main() {
     if let Some(kib) = peak_rss {
         println!("server peak RSS: {:.1} MiB", kib as f64 / 1024.0);
     }
-    let header = "| concurrency | requests | failed | throughput (req/s) | latency P50 / P95 / P99 (ms) | model time P50 / P95 (ms) | overhead P50 / P95 / P99 (ms) |";
+    let header = "| concurrency | requests | failed | throughput (req/s) | latency P50 / P95 / P99 (ms) | model time P50 / P95 (ms) | server overhead P50 / P95 / P99 (ms) | client-side overhead P50 / P95 / P99 (ms) |";
     println!("{header}");
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {} | {} | {:.1} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.3} / {:.3} / {:.3} |",
+            "| {} | {} | {} | {:.1} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} / {:.3} |",
             r.concurrency,
             r.requests,
             r.failures,
@@ -219,6 +224,9 @@ fn main() {
             ms(&r.latency, 0.99),
             ms(&r.model, 0.5),
             ms(&r.model, 0.95),
+            ms(&r.server_overhead, 0.5),
+            ms(&r.server_overhead, 0.95),
+            ms(&r.server_overhead, 0.99),
             ms(&r.overhead, 0.5),
             ms(&r.overhead, 0.95),
             ms(&r.overhead, 0.99),

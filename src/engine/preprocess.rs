@@ -166,17 +166,19 @@ pub fn to_pixel_values(image: &RgbImage, spec: &ImageProcessorSpec) -> Array4<f3
     };
     let (width, height) = (source.width() as usize, source.height() as usize);
     let scale = if spec.do_rescale { spec.rescale_factor } else { 1.0 };
-    let mut tensor = Array4::<f32>::zeros((1, 3, height, width));
-    for (x, y, pixel) in source.enumerate_pixels() {
+    let plane = width * height;
+    let mut values = vec![0.0f32; 3 * plane];
+    for (index, pixel) in source.as_raw().chunks_exact(3).enumerate() {
         for channel in 0..3 {
             let mut value = f32::from(pixel[channel]) * scale;
             if spec.do_normalize {
                 value = (value - spec.mean[channel]) / spec.std[channel];
             }
-            tensor[[0, channel, y as usize, x as usize]] = value;
+            values[channel * plane + index] = value;
         }
     }
-    tensor
+    // `values` holds exactly 3 × height × width numbers, so the shape always fits.
+    Array4::from_shape_vec((1, 3, height, width), values).unwrap_or_else(|_| Array4::zeros((1, 3, height, width)))
 }
 
 #[cfg(test)]

@@ -123,38 +123,58 @@ fn clip8(accumulator: i64) -> u8 {
     (accumulator >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-fn convolve(taps: &Taps, sample: impl Fn(usize) -> [u8; 3]) -> [u8; 3] {
+/// One separable pass over interleaved RGB bytes: `lines` lines of `taps.len()` output
+/// pixels; `source_index(line, tap_position)` gives the byte offset of an input pixel.
+fn pass(
+    taps: &[Taps],
+    lines: usize,
+    source: &[u8],
+    source_index: impl Fn(usize, usize) -> usize,
+    out: &mut [u8],
+    out_index: impl Fn(usize, usize) -> usize,
+) {
     let half = 1i64 << (PRECISION_BITS - 1);
-    let mut sums = [half; 3];
-    for (offset, weight) in taps.weights.iter().enumerate() {
-        let pixel = sample(taps.start + offset);
-        for (sum, channel) in sums.iter_mut().zip(pixel) {
-            *sum += i64::from(channel) * i64::from(*weight);
+    for line in 0..lines {
+        for (position, tap) in taps.iter().enumerate() {
+            let mut sums = [half; 3];
+            for (offset, weight) in tap.weights.iter().enumerate() {
+                let at = source_index(line, tap.start + offset);
+                let weight = i64::from(*weight);
+                for (channel, sum) in sums.iter_mut().enumerate() {
+                    *sum += i64::from(source[at + channel]) * weight;
+                }
+            }
+            let at = out_index(line, position);
+            for (channel, sum) in sums.into_iter().enumerate() {
+                out[at + channel] = clip8(sum);
+            }
         }
     }
-    sums.map(clip8)
 }
 
 /// Resizes like `PIL.Image.resize((width, height), filter)` on an RGB image.
 pub fn resize(image: &RgbImage, width: u32, height: u32, filter: PilFilter) -> RgbImage {
-    let mut current = image.clone();
-    if current.width() != width {
-        let horizontal = taps(current.width() as usize, width as usize, filter);
-        let source = &current;
-        let next = RgbImage::from_fn(width, source.height(), |x, y| {
-            image::Rgb(convolve(&horizontal[x as usize], |sx| source.get_pixel(sx as u32, y).0))
-        });
-        current = next;
-    }
-    if current.height() != height {
-        let vertical = taps(current.height() as usize, height as usize, filter);
-        let source = &current;
-        let next = RgbImage::from_fn(width, height, |x, y| {
-            image::Rgb(convolve(&vertical[y as usize], |sy| source.get_pixel(x, sy as u32).0))
-        });
-        current = next;
-    }
-    current
+    let (in_width, in_height) = (image.width() as usize, image.height() as usize);
+    let (out_width, out_height) = (width as usize, height as usize);
+    // Horizontal pass first, as Pillow does (its 8-bit rounding between passes matters).
+    let horizontal: Vec<u8> = if out_width == in_width {
+        image.as_raw().clone()
+    } else {
+        let taps = taps(in_width, out_width, filter);
+        let mut out = vec![0u8; out_width * in_height * 3];
+        pass(&taps, in_height, image.as_raw(), |y, x| (y * in_width + x) * 3, &mut out, |y, x| (y * out_width + x) * 3);
+        out
+    };
+    let vertical = if out_height == in_height {
+        horizontal
+    } else {
+        let taps = taps(in_height, out_height, filter);
+        let mut out = vec![0u8; out_width * out_height * 3];
+        pass(&taps, out_width, &horizontal, |x, y| (y * out_width + x) * 3, &mut out, |x, y| (y * out_width + x) * 3);
+        out
+    };
+    // The buffer has exactly width × height × 3 bytes by construction.
+    RgbImage::from_raw(width, height, vertical).unwrap_or_else(|| RgbImage::new(width, height))
 }
 
 #[cfg(test)]
