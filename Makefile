@@ -31,7 +31,7 @@ serve: run
 test: setup
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --tests
 
 ## bench: HTTP load benchmark of the server (see BENCHMARKS.md)
 bench: $(ORT_LIB)
