@@ -14,7 +14,11 @@ use common::{TestServer, repo_path};
 #[tokio::test]
 async fn every_bundled_scene_gets_its_exact_caption() {
     let config = Config::load(&repo_path("config/monitoring_config.yaml")).unwrap();
-    assert_eq!(config.service.model_dir, std::path::Path::new("models/default"), "make run must serve the default model");
+    assert_eq!(
+        config.service.model_dir,
+        std::path::Path::new("models/default"),
+        "make run must serve the default model"
+    );
     let images = &config.quality.test_images;
     assert!(images.len() >= 7, "expected 6-8 scenes plus a noise image, got {}", images.len());
     let server = TestServer::start(repo_path("models/default"), |_| {}).await;

@@ -75,6 +75,15 @@ def caption_keywords(caption: str) -> list[str]:
     return [w for w in caption.split() if w in KEYWORD_VOCAB]
 
 
+def caption_type(caption: str) -> str:
+    """The kind of scene a caption describes: "one object", "left of" or "above"."""
+    if " left of " in caption:
+        return "left of"
+    if " above " in caption:
+        return "above"
+    return "one object"
+
+
 def keyword_recall(expected_caption: str, predicted_caption: str) -> tuple[int, int]:
     """(expected keywords found in the prediction, expected keywords), multiset-aware."""
     expected = caption_keywords(expected_caption)

@@ -30,13 +30,6 @@ import draw_scenes  # noqa: E402
 DEFAULT_SEED = 99_000_001  # the training script's EVAL_SEED: never used for training
 
 
-def caption_type(caption: str) -> str:
-    if " left of " in caption:
-        return "two objects, left of"
-    if " above " in caption:
-        return "two objects, above"
-    return "one object"
-
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -78,7 +71,7 @@ def main() -> int:
         exact += ok
         h, e = draw_scenes.keyword_recall(truth, predicted)
         hits, expected = hits + h, expected + e
-        per_type.setdefault(caption_type(truth), []).append(int(ok))
+        per_type.setdefault(draw_scenes.caption_type(truth), []).append(int(ok))
         client_ms.append(latency)
         timings = body["timings_ms"]
         server_total_ms.append(timings["total"])

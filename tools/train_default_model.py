@@ -92,13 +92,6 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def caption_type(caption: str) -> str:
-    if " left of " in caption:
-        return "left of"
-    if " above " in caption:
-        return "above"
-    return "one object"
-
 
 def encode_caption(caption: str) -> list[int]:
     return [VOCAB[w] for w in caption.split()]
@@ -534,8 +527,8 @@ def evaluate(model_dir: Path, seed: int = EVAL_SEED, count: int = EVAL_COUNT) ->
         hit, total = draw_scenes.keyword_recall(caption, pred)
         kw_hit += hit
         kw_total += total
-        per_type[caption_type(caption)][0] += ok
-        per_type[caption_type(caption)][1] += 1
+        per_type[draw_scenes.caption_type(caption)][0] += ok
+        per_type[draw_scenes.caption_type(caption)][1] += 1
         if not ok and len(failures) < 20:
             failures.append({"expected": caption, "predicted": pred})
         buf = io.BytesIO()
