@@ -2,7 +2,9 @@
 //! and threshold alerts. Pure logic so far; the supervisor, prober, event loop and terminal
 //! UI will build on these.
 //!
-//! Layout: [`stats`] (rolling window and session totals), [`alerts`] (rule state machines).
+//! Layout: [`stats`] (rolling window and session totals), [`alerts`] (rule state machines),
+//! [`supervisor`] (the `capwatch serve` child process: start, watch, restart, stop).
 
 pub mod alerts;
 pub mod stats;
+pub mod supervisor;

@@ -1,0 +1,447 @@
+//! The supervisor: runs `capwatch serve` as a child process and keeps it running.
+//!
+//! It spawns the child (`kill_on_drop`, so no orphan survives the dashboard), learns its URL
+//! from the child's first JSON log line, waits for `/ready`, and reports everything as
+//! [`ServerEvent`]s. On an unexpected exit it restarts with exponential backoff; more than
+//! `max_restarts` restarts within `window` stops the restarting ([`ServerEvent::CrashLoop`])
+//! until a manual restart. Stopping is graceful: SIGTERM, then SIGKILL after a grace period.
+//! It knows nothing about the UI; decisions based on health checks come in as commands.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, timeout};
+
+/// Lines of the child's stderr kept to explain a failed start.
+const STDERR_TAIL: usize = 20;
+
+/// How to start the server.
+#[derive(Debug, Clone)]
+pub struct ServeCommand {
+    pub program: PathBuf,
+    /// Arguments after the program; must make it log JSON lines to stderr (`--log-format json`).
+    pub args: Vec<OsString>,
+}
+
+/// Restart behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartPolicy {
+    /// Restart automatically after an unexpected exit.
+    pub automatic: bool,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Restarts allowed within `window` before giving up.
+    pub max_restarts: usize,
+    pub window: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Time the child has to become ready.
+    pub startup_timeout: Duration,
+}
+
+impl RestartPolicy {
+    /// Backoff before restart number `attempt` (0-based): initial × 2^attempt, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.min(30));
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+/// Restarts within the sliding window.
+#[derive(Debug, Clone, Default)]
+pub struct RestartHistory {
+    restarts: VecDeque<Instant>,
+}
+
+impl RestartHistory {
+    /// Records a restart at `now` if the policy still allows one; false means crash loop.
+    pub fn try_record(&mut self, now: Instant, policy: &RestartPolicy) -> bool {
+        while self.restarts.front().is_some_and(|t| now.saturating_duration_since(*t) > policy.window) {
+            self.restarts.pop_front();
+        }
+        if self.restarts.len() >= policy.max_restarts {
+            return false;
+        }
+        self.restarts.push_back(now);
+        true
+    }
+
+    /// Restarts in the current window (after the last `try_record`).
+    pub fn recent(&self) -> usize {
+        self.restarts.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.restarts.clear();
+    }
+}
+
+/// What the supervisor tells the event loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    Spawned {
+        pid: u32,
+    },
+    /// The child said where it listens.
+    Listening {
+        pid: u32,
+        url: String,
+    },
+    Ready {
+        pid: u32,
+        startup: Duration,
+    },
+    /// The child did not become ready (died, or timed out); `reason` quotes its stderr.
+    StartFailed {
+        pid: u32,
+        reason: String,
+    },
+    Exited {
+        pid: u32,
+        code: Option<i32>,
+        signal: Option<i32>,
+        expected: bool,
+    },
+    RestartScheduled {
+        delay: Duration,
+        reason: String,
+    },
+    /// Too many restarts: automatic restarting is off until a manual restart.
+    CrashLoop {
+        restarts: usize,
+        window: Duration,
+    },
+    /// A line the child wrote to stderr.
+    Log {
+        line: String,
+    },
+    /// The supervisor has stopped the child for good.
+    Stopped,
+}
+
+/// What the event loop asks of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SupervisorCommand {
+    Restart { reason: String },
+    Stop,
+}
+
+enum Outcome {
+    /// Run another child (after an optional delay).
+    Respawn {
+        delay: Duration,
+        reason: String,
+    },
+    /// Wait for a command before doing anything (crash loop).
+    Idle,
+    Stop,
+}
+
+/// Runs the child until `Stop` (or until the command channel closes).
+pub async fn run(
+    command: ServeCommand,
+    policy: RestartPolicy,
+    events_tx: mpsc::Sender<ServerEvent>,
+    mut commands_rx: mpsc::Receiver<SupervisorCommand>,
+) {
+    let mut history = RestartHistory::default();
+    let mut attempt = 0u32;
+    let mut next = Outcome::Respawn { delay: Duration::ZERO, reason: String::new() };
+    loop {
+        match next {
+            Outcome::Stop => break,
+            Outcome::Idle => match commands_rx.recv().await {
+                Some(SupervisorCommand::Restart { .. }) => {
+                    history.clear();
+                    attempt = 0;
+                    next = Outcome::Respawn { delay: Duration::ZERO, reason: String::new() };
+                    continue;
+                }
+                Some(SupervisorCommand::Stop) | None => break,
+            },
+            Outcome::Respawn { delay, reason } => {
+                if !delay.is_zero() {
+                    send(&events_tx, ServerEvent::RestartScheduled { delay, reason }).await;
+                    tokio::select! {
+                        () = sleep(delay) => {}
+                        command = commands_rx.recv() => match command {
+                            Some(SupervisorCommand::Stop) | None => break,
+                            // A manual restart while waiting: go now.
+                            Some(SupervisorCommand::Restart { .. }) => {}
+                        },
+                    }
+                }
+            }
+        }
+        let (outcome, was_ready) = run_one(&command, &policy, &events_tx, &mut commands_rx).await;
+        if was_ready {
+            attempt = 0;
+        }
+        next = match outcome {
+            ChildEnd::Stop => Outcome::Stop,
+            ChildEnd::ManualRestart => Outcome::Respawn { delay: Duration::ZERO, reason: String::new() },
+            ChildEnd::Failed { reason } if policy.automatic => {
+                if history.try_record(Instant::now(), &policy) {
+                    let delay = policy.backoff(attempt);
+                    attempt = attempt.saturating_add(1);
+                    Outcome::Respawn { delay, reason }
+                } else {
+                    send(&events_tx, ServerEvent::CrashLoop { restarts: history.recent(), window: policy.window })
+                        .await;
+                    Outcome::Idle
+                }
+            }
+            ChildEnd::Failed { .. } => Outcome::Idle,
+        };
+    }
+    send(&events_tx, ServerEvent::Stopped).await;
+}
+
+enum ChildEnd {
+    Stop,
+    ManualRestart,
+    Failed { reason: String },
+}
+
+async fn send(events_tx: &mpsc::Sender<ServerEvent>, event: ServerEvent) {
+    // The event loop owns the receiver; once it is gone nobody is listening and the
+    // supervisor is being torn down anyway.
+    let _ = events_tx.send(event).await;
+}
+
+/// Spawns one child and supervises it until it ends; returns why, and whether it got ready.
+async fn run_one(
+    command: &ServeCommand,
+    policy: &RestartPolicy,
+    events_tx: &mpsc::Sender<ServerEvent>,
+    commands_rx: &mut mpsc::Receiver<SupervisorCommand>,
+) -> (ChildEnd, bool) {
+    let spawned = Command::new(&command.program)
+        .args(&command.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            let reason = format!("cannot start {}: {err}", command.program.display());
+            send(events_tx, ServerEvent::StartFailed { pid: 0, reason: reason.clone() }).await;
+            return (ChildEnd::Failed { reason }, false);
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    send(events_tx, ServerEvent::Spawned { pid }).await;
+
+    let (url_tx, mut url_rx) = mpsc::channel::<String>(1);
+    let (tail_tx, mut tail_rx) = mpsc::channel::<Vec<String>>(1);
+    if let Some(stderr) = child.stderr.take() {
+        let events_tx = events_tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut tail = VecDeque::with_capacity(STDERR_TAIL);
+            let mut url_tx = Some(url_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if url_tx.is_some()
+                    && let Some(url) = listening_url(&line)
+                    && let Some(tx) = url_tx.take()
+                {
+                    // Capacity 1 and a single send: cannot be full; a closed receiver
+                    // means the start-up wait is over and the URL is no longer needed.
+                    let _ = tx.try_send(url);
+                }
+                if tail.len() == STDERR_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
+                send(&events_tx, ServerEvent::Log { line }).await;
+            }
+            // Same as above: if nobody waits for the tail, the child's end is already explained.
+            let _ = tail_tx.try_send(tail.into_iter().collect());
+        });
+    }
+
+    // Start-up: the URL from the log, then /ready.
+    let started = Instant::now();
+    let startup = async {
+        let url = url_rx.recv().await?;
+        send(events_tx, ServerEvent::Listening { pid, url: url.clone() }).await;
+        let client = reqwest::Client::new();
+        loop {
+            let ready = client.get(format!("{url}/ready")).timeout(Duration::from_secs(2)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Some(url);
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let ready = tokio::select! {
+        ready = timeout(policy.startup_timeout, startup) => ready.ok().flatten(),
+        status = child.wait() => {
+            let tail = tail_rx.recv().await.unwrap_or_default();
+            let reason = describe_exit(status.ok(), &tail);
+            send(events_tx, ServerEvent::StartFailed { pid, reason: reason.clone() }).await;
+            return (ChildEnd::Failed { reason }, false);
+        }
+        command = commands_rx.recv() => {
+            let end = match command {
+                Some(SupervisorCommand::Restart { .. }) => ChildEnd::ManualRestart,
+                Some(SupervisorCommand::Stop) | None => ChildEnd::Stop,
+            };
+            stop_child(&mut child, pid, policy.grace, events_tx).await;
+            return (end, false);
+        }
+    };
+    if ready.is_none() {
+        let reason = format!("not ready within {} s", policy.startup_timeout.as_secs());
+        send(events_tx, ServerEvent::StartFailed { pid, reason: reason.clone() }).await;
+        stop_child(&mut child, pid, policy.grace, events_tx).await;
+        return (ChildEnd::Failed { reason }, false);
+    }
+    send(events_tx, ServerEvent::Ready { pid, startup: started.elapsed() }).await;
+
+    // Running, until it exits or we are told otherwise.
+    tokio::select! {
+        status = child.wait() => {
+            let status = status.ok();
+            let (code, signal) = exit_parts(status);
+            send(events_tx, ServerEvent::Exited { pid, code, signal, expected: false }).await;
+            let reason = format!("server exited unexpectedly ({})", describe_exit(status, &[]));
+            (ChildEnd::Failed { reason }, true)
+        }
+        command = commands_rx.recv() => {
+            let end = match command {
+                Some(SupervisorCommand::Restart { .. }) => ChildEnd::ManualRestart,
+                Some(SupervisorCommand::Stop) | None => ChildEnd::Stop,
+            };
+            stop_child(&mut child, pid, policy.grace, events_tx).await;
+            (end, true)
+        }
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL; reports the exit as expected.
+async fn stop_child(child: &mut Child, pid: u32, grace: Duration, events_tx: &mpsc::Sender<ServerEvent>) {
+    if let Ok(raw) = i32::try_from(pid) {
+        // The child may already be gone (ESRCH); waiting below settles it either way.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), nix::sys::signal::Signal::SIGTERM);
+    }
+    let status = match timeout(grace, child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            // start_kill only fails if the child was already reaped.
+            let _ = child.start_kill();
+            child.wait().await.ok()
+        }
+    };
+    let (code, signal) = exit_parts(status);
+    send(events_tx, ServerEvent::Exited { pid, code, signal, expected: true }).await;
+}
+
+fn exit_parts(status: Option<std::process::ExitStatus>) -> (Option<i32>, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    status.map_or((None, None), |s| (s.code(), s.signal()))
+}
+
+fn describe_exit(status: Option<std::process::ExitStatus>, tail: &[String]) -> String {
+    let how = match exit_parts(status) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "unknown exit".to_owned(),
+    };
+    // The most useful line is usually the last error the child printed.
+    let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| summarize_log_line(l));
+    match last {
+        Some(line) => format!("{how}: {line}"),
+        None => how,
+    }
+}
+
+/// The message of a JSON log line (or the line itself).
+fn summarize_log_line(line: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(value) => {
+            let message = value.get("message").and_then(|m| m.as_str()).unwrap_or(line);
+            match value.get("error").and_then(|e| e.as_str()) {
+                Some(error) => format!("{message}: {error}"),
+                None => message.to_owned(),
+            }
+        }
+        Err(_) => line.trim().to_owned(),
+    }
+}
+
+/// The URL from the server's "listening" log line (JSON or text format).
+pub fn listening_url(line: &str) -> Option<String> {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(line) {
+        return value.get("url").and_then(|u| u.as_str()).map(str::to_owned);
+    }
+    let start = line.find("url=http://")? + "url=".len();
+    Some(line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RestartPolicy {
+        RestartPolicy {
+            automatic: true,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            max_restarts: 5,
+            window: Duration::from_secs(600),
+            grace: Duration::from_secs(5),
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_sixty() {
+        let p = policy();
+        let delays: Vec<u64> = (0..9).map(|a| p.backoff(a).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(p.backoff(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_than_five_restarts_in_ten_minutes_is_a_crash_loop() {
+        let p = policy();
+        let mut history = RestartHistory::default();
+        for _ in 0..5 {
+            assert!(history.try_record(Instant::now(), &p));
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+        // Sixth restart within 10 minutes of the first: refused.
+        assert!(!history.try_record(Instant::now(), &p));
+        // Once the oldest restart leaves the window, one more is allowed.
+        tokio::time::advance(Duration::from_secs(301)).await;
+        assert!(history.try_record(Instant::now(), &p));
+    }
+
+    #[test]
+    fn finds_the_url_in_json_and_text_logs() {
+        let json = r#"{"timestamp":"x","level":"INFO","message":"capwatch serve listening (docs at /docs)","url":"http://127.0.0.1:4321","model_dir":"m"}"#;
+        assert_eq!(listening_url(json).as_deref(), Some("http://127.0.0.1:4321"));
+        let text =
+            "2026-11-26T12:00:00Z  INFO capwatch: capwatch serve listening url=http://127.0.0.1:8000 model_dir=m";
+        assert_eq!(listening_url(text).as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(listening_url(r#"{"message":"model loaded"}"#), None);
+    }
+
+    #[test]
+    fn failure_reasons_quote_the_childs_last_error() {
+        let tail = vec![r#"{"level":"ERROR","message":"model failed to load","error":"cannot load model from x: no such directory"}"#.to_owned()];
+        assert_eq!(
+            describe_exit(None, &tail),
+            "unknown exit: model failed to load: cannot load model from x: no such directory"
+        );
+    }
+}
