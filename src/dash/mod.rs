@@ -3,8 +3,10 @@
 //! UI will build on these.
 //!
 //! Layout: [`stats`] (rolling window and session totals), [`alerts`] (rule state machines),
-//! [`supervisor`] (the `capwatch serve` child process: start, watch, restart, stop).
+//! [`supervisor`] (the `capwatch serve` child process: start, watch, restart, stop),
+//! [`prober`] (timed, classified health checks and inference tests over HTTP).
 
 pub mod alerts;
+pub mod prober;
 pub mod stats;
 pub mod supervisor;
