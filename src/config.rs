@@ -7,6 +7,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -31,7 +32,158 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub service: ServiceConfig,
+    pub monitoring: MonitoringConfig,
+    pub thresholds: ThresholdsConfig,
+    pub alerts: AlertsConfig,
+    pub restart: RestartConfig,
+    pub logs: LogsConfig,
     pub quality: QualityConfig,
+}
+
+/// A positive number of seconds (fractions allowed), read as a `Duration`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub Duration);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if value.is_finite() && value > 0.0 && value < 1e9 {
+            Ok(Self(Duration::from_secs_f64(value)))
+        } else {
+            Err(serde::de::Error::custom(format!("expected a positive number of seconds, got {value}")))
+        }
+    }
+}
+
+const fn secs(value: u64) -> Seconds {
+    Seconds(Duration::from_secs(value))
+}
+
+/// `monitoring:` — how often and how hard the dashboard probes the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// `GET /health` every this many seconds.
+    pub health_interval_s: Seconds,
+    /// An inference test cycle every this many seconds.
+    pub inference_interval_s: Seconds,
+    /// Captions per cycle (test images are used in turn).
+    pub tests_per_cycle: NonZeroUsize,
+    /// Each probe's time limit.
+    pub probe_timeout_s: Seconds,
+    /// Rolling statistics window.
+    pub window_s: Seconds,
+    /// Time the child server has to become ready.
+    pub startup_timeout_s: Seconds,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            health_interval_s: secs(30),
+            inference_interval_s: secs(10),
+            tests_per_cycle: nz(5),
+            probe_timeout_s: secs(30),
+            window_s: secs(300),
+            startup_timeout_s: secs(60),
+        }
+    }
+}
+
+/// Warning and critical levels of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Levels {
+    pub warning: f64,
+    pub critical: f64,
+}
+
+/// `thresholds:` — when the alert rules fire (the original design's defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdsConfig {
+    pub p95_latency_ms: Levels,
+    pub error_rate_percent: Levels,
+    pub consecutive_failures: Levels,
+    /// Fires when the window's mean quality score drops to these levels or below.
+    pub quality_score: Levels,
+    /// Probes needed in the window before percentile and rate rules judge.
+    pub min_samples: u64,
+}
+
+impl Default for ThresholdsConfig {
+    fn default() -> Self {
+        Self {
+            p95_latency_ms: Levels { warning: 4000.0, critical: 8000.0 },
+            error_rate_percent: Levels { warning: 10.0, critical: 25.0 },
+            consecutive_failures: Levels { warning: 3.0, critical: 5.0 },
+            quality_score: Levels { warning: 0.75, critical: 0.5 },
+            min_samples: 5,
+        }
+    }
+}
+
+/// `alerts:` — how often a still-firing alert repeats.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub cooldown_s: Seconds,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self { cooldown_s: secs(300) }
+    }
+}
+
+/// `restart:` — self-healing of the child server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartConfig {
+    /// Restart on unexpected exit or repeated failed health checks.
+    pub automatic: bool,
+    /// Consecutive failed health checks that trigger a restart.
+    pub health_failures: NonZeroUsize,
+    pub initial_backoff_s: Seconds,
+    pub max_backoff_s: Seconds,
+    /// More restarts than this within `window_s` stops restarting (crash loop).
+    pub max_restarts: usize,
+    pub window_s: Seconds,
+    /// Time between SIGTERM and SIGKILL when stopping the server.
+    pub grace_s: Seconds,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self {
+            automatic: true,
+            health_failures: nz(3),
+            initial_backoff_s: secs(1),
+            max_backoff_s: secs(60),
+            max_restarts: 5,
+            window_s: secs(600),
+            grace_s: secs(5),
+        }
+    }
+}
+
+/// `logs:` — where the dashboard writes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    pub dir: PathBuf,
+    pub log_file: String,
+    pub metrics_file: String,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("logs"),
+            log_file: "service_monitoring.log".to_owned(),
+            metrics_file: "service_metrics.jsonl".to_owned(),
+        }
+    }
 }
 
 /// `quality:` — the images the prober sends and what their captions should contain.
@@ -202,6 +354,25 @@ mod tests {
     fn unknown_section_is_rejected() {
         let err = parse("servcie:\n  port: 1\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `servcie`"), "{err}");
+    }
+
+    #[test]
+    fn monitoring_sections_have_the_original_defaults_and_validate() {
+        let config = parse("").unwrap();
+        assert_eq!(config.monitoring.health_interval_s, Seconds(Duration::from_secs(30)));
+        assert_eq!(config.monitoring.inference_interval_s, Seconds(Duration::from_secs(10)));
+        assert_eq!(config.monitoring.tests_per_cycle.get(), 5);
+        assert_eq!(config.thresholds.p95_latency_ms, Levels { warning: 4000.0, critical: 8000.0 });
+        assert_eq!(config.thresholds.error_rate_percent, Levels { warning: 10.0, critical: 25.0 });
+        assert_eq!(config.thresholds.consecutive_failures, Levels { warning: 3.0, critical: 5.0 });
+        assert_eq!(config.alerts.cooldown_s, Seconds(Duration::from_secs(300)));
+        assert_eq!(config.restart.max_restarts, 5);
+        let config = parse("monitoring:\n  inference_interval_s: 0.5\n").unwrap();
+        assert_eq!(config.monitoring.inference_interval_s, Seconds(Duration::from_millis(500)));
+        let err = parse("monitoring:\n  health_interval_s: 30\n  window_s: -1\n").unwrap_err();
+        assert!(err.to_string().contains(":3:") && err.to_string().contains("monitoring.window_s"), "{err}");
+        let err = parse("thresholds:\n  p95_latency_ms: {warning: 1, critcal: 2}\n").unwrap_err();
+        assert!(err.to_string().contains("thresholds.p95_latency_ms.critcal"), "{err}");
     }
 
     #[test]
