@@ -10,16 +10,56 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "capwatch", version, about = "Serve an ONNX image-captioning model and watch it live")]
+#[command(
+    name = "capwatch",
+    version,
+    about = "Serve an ONNX image-captioning model and watch it live",
+    long_about = "Without a subcommand, capwatch launches `capwatch serve` as a child process and monitors it \
+                  (health checks, inference tests, latency percentiles, error rate, caption quality, alerts, restarts).",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the captioning model over HTTP (no dashboard).
     Serve(ServeArgs),
+    /// Monitor a server that is already running (no child process).
+    Monitor(MonitorArgs),
+}
+
+/// How long a monitoring session runs and how it shows itself.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// No terminal UI: print coloured log lines (for CI and cron). Exit code 0 when no alert
+    /// fired, 1 when only warnings did, 2 when a critical one did.
+    #[arg(long)]
+    pub headless: bool,
+    /// Stop after this many inference test cycles.
+    #[arg(long)]
+    pub cycles: Option<u64>,
+    /// Stop after this long (e.g. `90s`, `10m`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Base URL of the running server, e.g. http://127.0.0.1:8000
+    #[arg(long)]
+    pub url: String,
+    /// Config file (YAML).
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Flags shared by everything that starts the server.
@@ -43,6 +83,31 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Arguments that make a child `capwatch serve` use this resolved config (JSON logs, so
+    /// the supervisor can read its URL).
+    pub fn child_args(&self, config: &Config) -> Vec<std::ffi::OsString> {
+        let service = &config.service;
+        let mut args: Vec<std::ffi::OsString> = vec!["serve".into()];
+        if self.config.exists() {
+            args.extend(["--config".into(), self.config.clone().into_os_string()]);
+        }
+        args.extend([
+            "--host".into(),
+            service.host.clone().into(),
+            "--port".into(),
+            service.port.to_string().into(),
+            "--model".into(),
+            service.model_dir.clone().into_os_string(),
+            "--workers".into(),
+            service.workers.to_string().into(),
+            "--log-format".into(),
+            "json".into(),
+        ]);
+        args
+    }
 }
 
 impl ServeArgs {

@@ -6,19 +6,87 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
-use capwatch::cli::{Cli, Command, ServeArgs};
+use capwatch::cli::{Cli, Command, MonitorArgs, RunArgs, ServeArgs};
+use capwatch::config::Config;
+use capwatch::dash::runner::{self, StopAfter, Target};
+use capwatch::dash::supervisor::ServeCommand;
 use capwatch::{server, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Serve(args)) => serve(&args),
-        None => {
-            // The dashboard is not built yet; until then `capwatch` explains what exists.
-            if Cli::command().print_help().is_err() {
-                return ExitCode::from(2);
+        Some(Command::Monitor(args)) => monitor(&args),
+        None => dashboard(&cli.run, &cli.serve),
+    }
+}
+
+/// `capwatch`: launch the server as a child and monitor it.
+fn dashboard(run: &RunArgs, serve: &ServeArgs) -> ExitCode {
+    let config = match serve.resolve_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(err) => {
+            eprintln!("error: cannot find the capwatch executable to launch the server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = Target::Child(ServeCommand { program, args: serve.child_args(&config) });
+    run_monitor(run, config, target)
+}
+
+/// `capwatch monitor --url URL`: monitor a server that is already running.
+fn monitor(args: &MonitorArgs) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    run_monitor(&args.run, config, Target::Url(args.url.clone()))
+}
+
+fn run_monitor(run: &RunArgs, config: Config, target: Target) -> ExitCode {
+    if !run.headless {
+        // The full-screen terminal UI is still being built (issue 4).
+        eprintln!("error: the terminal dashboard is not available yet; run with --headless");
+        if Cli::command().print_help().is_err() {
+            return ExitCode::from(2);
+        }
+        return ExitCode::from(2);
+    }
+    telemetry::init_with_default(telemetry::LogFormat::Text, "warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop_after = StopAfter { cycles: run.cycles, duration: run.duration };
+    let outcome = runtime.block_on(runner::run_headless(config, target, stop_after, async {
+        let signal = shutdown::signal().await;
+        tracing::info!(signal, "stopping the monitor");
+    }));
+    match outcome {
+        Ok(outcome) => {
+            println!();
+            print!("{}", outcome.summary.markdown());
+            if let Some((json, markdown)) = &outcome.summary_paths {
+                println!("\nSummary written to {} and {}", json.display(), markdown.display());
             }
-            ExitCode::from(2)
+            ExitCode::from(outcome.exit_code())
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -13,9 +13,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Calling it twice is harmless (the second is ignored).
+/// Installs the global subscriber (`info` unless `RUST_LOG` says otherwise). Calling it
+/// twice is harmless (the second is ignored).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
+    init_with_default(format, "info,ort=warn");
+}
+
+/// Like [`init`] with another default filter (headless mode prints its own lines on stdout
+/// and keeps stderr for warnings).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

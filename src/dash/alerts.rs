@@ -47,6 +47,8 @@ pub enum RuleKind {
     ConsecutiveFailures,
     QualityScore,
     HealthDown,
+    /// The supervisor gave up restarting (raised directly, not by thresholds).
+    CrashLoop,
 }
 
 impl RuleKind {
@@ -57,6 +59,7 @@ impl RuleKind {
             Self::ConsecutiveFailures => "consecutive_failures",
             Self::QualityScore => "quality_score",
             Self::HealthDown => "health_down",
+            Self::CrashLoop => "crash_loop",
         }
     }
 
@@ -65,7 +68,7 @@ impl RuleKind {
         match self {
             Self::P95Latency => format!("{value:.1}ms"),
             Self::ErrorRate => format!("{:.1}%", value * 100.0),
-            Self::ConsecutiveFailures | Self::HealthDown => format!("{value:.0}"),
+            Self::ConsecutiveFailures | Self::HealthDown | Self::CrashLoop => format!("{value:.0}"),
             Self::QualityScore => format!("{value:.2}"),
         }
     }

@@ -1,0 +1,326 @@
+//! The monitoring event loop: wires the supervisor (or an external URL), the probe loops,
+//! the pure model and the sinks together. Headless mode prints the model's log lines; the
+//! terminal UI (to come) will render the same model instead.
+//!
+//! One bounded channel carries every [`Event`]; probe loops and the supervisor only send.
+//! On the way out probing stops, the child gets SIGTERM (then SIGKILL after the grace
+//! period), the metrics file is synced and the session summary is written.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::alerts::Severity;
+use super::model::{DashModel, Effect, Event, LogLevel};
+use super::prober::{ProbeImage, Prober};
+use super::sinks::JsonLinesSink;
+use super::summary::SessionSummary;
+use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
+use crate::config::Config;
+
+/// Errors that stop the monitor before it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("{0}")]
+    TestImages(String),
+    #[error("cannot open {path}: {source}")]
+    Sink {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the config's quality section lists no test images")]
+    NoTestImages,
+}
+
+/// What to watch.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Launch and supervise this server command.
+    Child(ServeCommand),
+    /// Watch a server that is already running.
+    Url(String),
+}
+
+/// When to stop on its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopAfter {
+    pub cycles: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+/// How the session ended.
+#[derive(Debug)]
+pub struct MonitorOutcome {
+    pub summary: SessionSummary,
+    pub summary_paths: Option<(PathBuf, PathBuf)>,
+    /// The worst alert severity fired during the session.
+    pub worst: Severity,
+}
+
+impl MonitorOutcome {
+    /// Exit code for CI and cron: 0 no alert, 1 only warnings, 2 a critical one.
+    pub fn exit_code(&self) -> u8 {
+        match self.worst {
+            Severity::Ok => 0,
+            Severity::Warning => 1,
+            Severity::Critical => 2,
+        }
+    }
+}
+
+fn restart_policy(config: &Config) -> RestartPolicy {
+    let r = &config.restart;
+    RestartPolicy {
+        automatic: r.automatic,
+        initial_backoff: r.initial_backoff_s.0,
+        max_backoff: r.max_backoff_s.0,
+        max_restarts: r.max_restarts,
+        window: r.window_s.0,
+        grace: r.grace_s.0,
+        startup_timeout: config.monitoring.startup_timeout_s.0,
+    }
+}
+
+/// Runs the monitor headless until `stop_after` or `shutdown` resolves; prints log lines.
+pub async fn run_headless(
+    config: Config,
+    target: Target,
+    stop_after: StopAfter,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<MonitorOutcome, MonitorError> {
+    let images = ProbeImage::load_all(&config.quality.test_images, std::path::Path::new("."))
+        .map_err(MonitorError::TestImages)?;
+    if images.is_empty() {
+        return Err(MonitorError::NoTestImages);
+    }
+    let metrics_path = config.logs.dir.join(&config.logs.metrics_file);
+    let mut sink = JsonLinesSink::open(&metrics_path)
+        .map_err(|source| MonitorError::Sink { path: metrics_path.clone(), source })?;
+    let started_at = super::model::timestamp();
+    let now = Instant::now();
+    let mut model = DashModel::new(&config, now);
+
+    let (events_tx, mut events_rx) = mpsc::channel::<Event>(256);
+    let (url_tx, url_rx) = watch::channel::<Option<String>>(None);
+    let mut tasks = JoinSet::new();
+
+    // The server: supervised child, or a fixed URL.
+    let (commands_tx, commands_rx) = mpsc::channel::<SupervisorCommand>(8);
+    let supervisor_task = match &target {
+        Target::Child(command) => {
+            let (server_tx, mut server_rx) = mpsc::channel::<ServerEvent>(256);
+            let events_tx = events_tx.clone();
+            let supervisor = supervisor::run(command.clone(), restart_policy(&config), server_tx, commands_rx);
+            let forward = async move {
+                while let Some(event) = server_rx.recv().await {
+                    if events_tx.send(Event::Server(event)).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            Some(tokio::spawn(async move {
+                tokio::join!(supervisor, forward);
+            }))
+        }
+        Target::Url(url) => {
+            // A receiver exists (url_rx), so this cannot fail.
+            let _ = url_tx.send(Some(url.trim_end_matches('/').to_owned()));
+            model.update(Event::Server(ServerEvent::Ready { pid: 0, startup: Duration::ZERO }), now);
+            drop(commands_rx);
+            None
+        }
+    };
+    let supervised = supervisor_task.is_some();
+
+    // Probe loops: they wait for a URL, then probe on their intervals.
+    let prober = Prober::new(config.monitoring.probe_timeout_s.0);
+    tasks.spawn(health_loop(prober.clone(), config.monitoring.health_interval_s.0, url_rx.clone(), events_tx.clone()));
+    tasks.spawn(inference_loop(
+        prober,
+        config.monitoring.inference_interval_s.0,
+        config.monitoring.tests_per_cycle.get(),
+        Arc::new(images),
+        url_rx,
+        events_tx.clone(),
+    ));
+    drop(events_tx);
+
+    let deadline = stop_after.duration.map(|d| Instant::now() + d);
+    tokio::pin!(shutdown);
+    loop {
+        let event = tokio::select! {
+            event = events_rx.recv() => event,
+            () = &mut shutdown => break,
+            () = sleep_until_opt(deadline) => break,
+        };
+        let Some(event) = event else { break };
+        let ready = matches!(event, Event::Server(ServerEvent::Ready { .. }));
+        apply(&mut model, event, &mut sink, supervised.then_some(&commands_tx));
+        if ready && model.url.is_some() {
+            // Probing starts once the (re)started server is ready; the probe loops hold the
+            // receiver for as long as they run.
+            let _ = url_tx.send(model.url.clone());
+        }
+        if stop_after.cycles.is_some_and(|n| model.cycles >= n) {
+            break;
+        }
+    }
+
+    // Quit: stop probing, then stop the child gracefully and record how it ended.
+    let last_status = model.status();
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    if let Some(supervisor_task) = supervisor_task {
+        // A closed channel means the supervisor already ended.
+        let _ = commands_tx.send(SupervisorCommand::Stop).await;
+        let limit = config.restart.grace_s.0 + Duration::from_secs(5);
+        let drain = async {
+            while let Some(event) = events_rx.recv().await {
+                let stopped = matches!(event, Event::Server(ServerEvent::Stopped));
+                if matches!(event, Event::Server(_)) {
+                    apply(&mut model, event, &mut sink, None);
+                }
+                if stopped {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(limit, drain).await.is_err() {
+            tracing::warn!("the supervisor did not report a stop in time; the child is killed on drop");
+        }
+        supervisor_task.abort();
+        // Aborted or finished: either way it is over.
+        let _ = supervisor_task.await;
+    }
+    if let Err(err) = sink.sync() {
+        tracing::error!(error = %err, "cannot sync the metrics file");
+    }
+    let now = Instant::now();
+    let mut summary = SessionSummary::from_model(&mut model, &started_at, now);
+    summary.last_status = last_status.label().to_owned();
+    let summary_paths = match summary.write(&config.logs.dir) {
+        Ok(paths) => Some(paths),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot write the session summary");
+            None
+        }
+    };
+    let worst = if model.criticals_fired > 0 {
+        Severity::Critical
+    } else if model.warnings_fired > 0 {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
+    Ok(MonitorOutcome { summary, summary_paths, worst })
+}
+
+/// Feeds one event to the model and carries out its effects.
+fn apply(
+    model: &mut DashModel,
+    event: Event,
+    sink: &mut JsonLinesSink,
+    commands_tx: Option<&mpsc::Sender<SupervisorCommand>>,
+) {
+    for effect in model.update(event, Instant::now()) {
+        match effect {
+            Effect::Record(record) => {
+                if let Err(err) = sink.write(&record) {
+                    tracing::error!(error = %err, path = %sink.path().display(), "cannot write metrics");
+                }
+            }
+            Effect::Log { level, message } => print_line(level, &message),
+            Effect::Alert(_) => {}
+            Effect::RestartServer { reason } => {
+                if let Some(commands_tx) = commands_tx {
+                    print_line(LogLevel::Warn, &format!("🔁 Restarting the server: {reason}"));
+                    // A full or closed command channel means a restart or stop is already under way.
+                    let _ = commands_tx.try_send(SupervisorCommand::Restart { reason });
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn print_line(level: LogLevel, message: &str) {
+    // Headless output is the product here (stdout), and also goes to the structured log.
+    const RESET: &str = "\x1b[0m";
+    let colour = match level {
+        LogLevel::Info => "",
+        LogLevel::Warn => "\x1b[33m",
+        LogLevel::Error => "\x1b[31m",
+    };
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    if colour.is_empty() {
+        println!("{time} {message}");
+    } else {
+        println!("{time} {colour}{message}{RESET}");
+    }
+    match level {
+        LogLevel::Info => tracing::info!(target: "capwatch::monitor", "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "capwatch::monitor", "{message}"),
+        LogLevel::Error => tracing::error!(target: "capwatch::monitor", "{message}"),
+    }
+}
+
+async fn wait_for_url(url_rx: &mut watch::Receiver<Option<String>>) -> Option<String> {
+    url_rx.wait_for(Option::is_some).await.ok().and_then(|url| url.clone())
+}
+
+async fn health_loop(
+    prober: Prober,
+    interval: Duration,
+    mut url_rx: watch::Receiver<Option<String>>,
+    events_tx: mpsc::Sender<Event>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(url) = wait_for_url(&mut url_rx).await else { return };
+        let check = prober.health(&url).await;
+        if events_tx.send(Event::Health(check)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn inference_loop(
+    prober: Prober,
+    interval: Duration,
+    tests_per_cycle: usize,
+    images: Arc<Vec<ProbeImage>>,
+    mut url_rx: watch::Receiver<Option<String>>,
+    events_tx: mpsc::Sender<Event>,
+) {
+    let next_image = AtomicUsize::new(0);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        for _ in 0..tests_per_cycle {
+            let Some(url) = wait_for_url(&mut url_rx).await else { return };
+            let image = &images[next_image.fetch_add(1, Ordering::Relaxed) % images.len()];
+            let probe = prober.caption(&url, image).await;
+            if events_tx.send(Event::Probe(probe)).await.is_err() {
+                return;
+            }
+        }
+        if events_tx.send(Event::CycleDone).await.is_err() {
+            return;
+        }
+    }
+}

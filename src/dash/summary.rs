@@ -1,0 +1,105 @@
+//! The session summary written on quit: `session_summary_<timestamp>.json` and `.md` under
+//! the logs directory, and printed after the terminal is restored.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::model::{DashModel, snapshot_json};
+use super::prober::InferenceProbe;
+
+/// What a session amounted to.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_s: f64,
+    pub cycles: u64,
+    pub tests: u64,
+    pub successes: u64,
+    pub success_rate: f64,
+    pub error_rate: f64,
+    /// Mean of the window P95 at the end of each cycle.
+    pub mean_p95_ms: f64,
+    /// Window P95 at the end.
+    pub final_p95_ms: f64,
+    pub session: serde_json::Value,
+    pub last_status: String,
+    pub last_caption: Option<String>,
+    pub alerts_warning: u64,
+    pub alerts_critical: u64,
+    pub restarts: u32,
+}
+
+impl SessionSummary {
+    pub fn from_model(model: &mut DashModel, started_at: &str, now: Instant) -> Self {
+        let session = model.session.snapshot(now);
+        let window = model.window_snapshot(now);
+        let mean_p95_ms = if model.cycle_p95_ms.is_empty() {
+            0.0
+        } else {
+            model.cycle_p95_ms.iter().sum::<f64>() / model.cycle_p95_ms.len() as f64
+        };
+        Self {
+            started_at: started_at.to_owned(),
+            ended_at: super::model::timestamp(),
+            duration_s: now.saturating_duration_since(model.started).as_secs_f64(),
+            cycles: model.cycles,
+            tests: session.probes,
+            successes: session.successes,
+            success_rate: if session.probes == 0 { 0.0 } else { session.successes as f64 / session.probes as f64 },
+            error_rate: session.error_rate,
+            mean_p95_ms,
+            final_p95_ms: window.latency.p95_ms,
+            session: snapshot_json(&session),
+            last_status: model.status().label().to_owned(),
+            last_caption: model.latest.as_ref().and_then(last_caption),
+            alerts_warning: model.warnings_fired,
+            alerts_critical: model.criticals_fired,
+            restarts: model.restarts,
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        format!(
+            "# capwatch session summary\n\n\
+             | | |\n|---|---|\n\
+             | started | {} |\n| ended | {} |\n| duration | {:.1} s |\n\
+             | test cycles | {} |\n| tests | {} |\n| success rate | {:.1} % |\n| error rate | {:.1} % |\n\
+             | mean P95 | {:.2} ms |\n| final P95 | {:.2} ms |\n\
+             | last status | {} |\n| last caption | {} |\n\
+             | alerts fired | {} warning, {} critical |\n| restarts | {} |\n",
+            self.started_at,
+            self.ended_at,
+            self.duration_s,
+            self.cycles,
+            self.tests,
+            self.success_rate * 100.0,
+            self.error_rate * 100.0,
+            self.mean_p95_ms,
+            self.final_p95_ms,
+            self.last_status,
+            self.last_caption.as_deref().unwrap_or("-"),
+            self.alerts_warning,
+            self.alerts_critical,
+            self.restarts,
+        )
+    }
+
+    /// Writes `session_summary_<timestamp>.json` and `.md` into `dir`; returns both paths.
+    pub fn write(&self, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir)?;
+        let stamp: String = self.ended_at.chars().map(|c| if c == ':' { '-' } else { c }).collect();
+        let json_path = dir.join(format!("session_summary_{stamp}.json"));
+        let md_path = dir.join(format!("session_summary_{stamp}.md"));
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&json_path, json + "\n")?;
+        std::fs::write(&md_path, self.markdown())?;
+        Ok((json_path, md_path))
+    }
+}
+
+fn last_caption(probe: &InferenceProbe) -> Option<String> {
+    probe.result.as_ref().ok().map(|r| r.caption.clone())
+}

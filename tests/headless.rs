@@ -1,0 +1,104 @@
+//! `capwatch --headless` end to end: the real binary launches the real server as a child,
+//! probes it with the bundled test images, prints the original's lines, writes the JSON
+//! Lines metrics file and the session summary, stops the child, and exits 0 / 1 / 2 by the
+//! worst alert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::repo_path;
+
+/// A copy of the shipped config with fast intervals, port 0, logs in `dir`, and `extra` lines.
+fn config(dir: &Path, thresholds: &str) -> PathBuf {
+    let shipped = std::fs::read_to_string(repo_path("config/monitoring_config.yaml")).unwrap();
+    let text = shipped
+        .replace("port: 8000", "port: 0")
+        .replace("health_interval_s: 30", "health_interval_s: 0.3")
+        .replace("inference_interval_s: 10", "inference_interval_s: 0.3")
+        .replace("tests_per_cycle: 5 ", "tests_per_cycle: 3 ")
+        .replace("p95_latency_ms: {warning: 4000, critical: 8000}", thresholds)
+        .replace("  dir: logs", &format!("  dir: {}", dir.join("logs").display()));
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(name: &str, thresholds: &str) -> (i32, String, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("capwatch-headless-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(["--headless", "--cycles", "2", "--config"])
+        .arg(config(&dir, thresholds))
+        .current_dir(repo_path(""))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.code().is_some(), "killed: {output:?}");
+    (output.status.code().unwrap(), stdout, dir.join("logs"))
+}
+
+#[test]
+fn a_healthy_session_exits_zero_with_metrics_and_summary() {
+    let (code, stdout, logs) = run("ok", "p95_latency_ms: {warning: 4000, critical: 8000}");
+    assert_eq!(code, 0, "{stdout}");
+    for expected in [
+        "🚀 Server started, PID",
+        "🟢 Server ready",
+        "✅ Test 1/3:",
+        "✅ Test 3/3:",
+        "📈 P95 response time:",
+        "[OK]",
+        "# capwatch session summary",
+        "| test cycles | 2 |",
+    ] {
+        assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
+    }
+    assert!(!stdout.contains("❌"), "{stdout}");
+
+    let metrics = std::fs::read_to_string(logs.join("service_metrics.jsonl")).unwrap();
+    let records: Vec<Value> =
+        metrics.lines().map(|l| serde_json::from_str(l).expect("every line is whole JSON")).collect();
+    let cycles: Vec<&Value> = records.iter().filter(|r| r["type"] == "cycle").collect();
+    assert_eq!(cycles.len(), 2);
+    assert_eq!(cycles[1]["window"]["probes"], 6);
+    assert_eq!(cycles[1]["window"]["error_rate"], 0.0);
+    assert!(cycles[1]["window"]["latency_ms"]["p95"].as_f64().unwrap() > 0.0);
+    assert_eq!(cycles[1]["window"]["quality_mean"], 1.0);
+    assert!(cycles[1]["latest"]["caption"].is_string());
+    let server_events: Vec<&str> =
+        records.iter().filter(|r| r["type"] == "server").map(|r| r["event"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(server_events, ["spawned", "exited"], "{server_events:?}");
+    let exited = records.iter().find(|r| r["event"]["kind"] == "exited").unwrap();
+    assert_eq!(exited["event"]["expected"], true);
+    assert_eq!(exited["event"]["code"], 0, "the child must stop gracefully");
+
+    let summaries: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("session_summary_"))
+        .collect();
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    let json = summaries.iter().find(|p| p.extension().unwrap() == "json").unwrap();
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(summary["cycles"], 2);
+    assert_eq!(summary["tests"], 6);
+    assert_eq!(summary["success_rate"], 1.0);
+    assert_eq!(summary["last_status"], "healthy");
+    assert_eq!((summary["alerts_warning"].as_u64(), summary["alerts_critical"].as_u64()), (Some(0), Some(0)));
+}
+
+#[test]
+fn exit_code_reflects_the_worst_alert() {
+    let (code, stdout, _) = run("warning", "p95_latency_ms: {warning: 0.001, critical: 100000}");
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("🚨 ALERT: p95_latency ="), "{stdout}");
+    let (code, stdout, _) = run("critical", "p95_latency_ms: {warning: 0.001, critical: 0.002}");
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("🚨🚨 CRITICAL ALERT: p95_latency ="), "{stdout}");
+}
