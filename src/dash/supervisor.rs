@@ -222,13 +222,15 @@ async fn run_one(
     events_tx: &mpsc::Sender<ServerEvent>,
     commands_rx: &mut mpsc::Receiver<SupervisorCommand>,
 ) -> (ChildEnd, bool) {
-    let spawned = Command::new(&command.program)
+    let mut child_command = Command::new(&command.program);
+    child_command
         .args(&command.args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    ask_for_sigterm_when_parent_dies(&mut child_command);
+    let spawned = child_command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(err) => {
@@ -325,6 +327,21 @@ async fn run_one(
             (end, true)
         }
     }
+}
+
+/// `kill_on_drop` covers every exit of the dashboard that runs destructors; if the dashboard
+/// itself is killed with SIGKILL, Linux's parent-death signal still stops the child.
+fn ask_for_sigterm_when_parent_dies(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
+    // is async-signal-safe; it allocates nothing and touches no locks.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL; reports the exit as expected.

@@ -1,0 +1,125 @@
+//! Fault tests of the monitor with the real binary and child: `kill -9` of the child →
+//! unexpected exit, alert and restart; `SIGSTOP` of the child → timeouts, failed health
+//! checks, restart; `kill -9` of the dashboard itself → a metrics file that still parses
+//! line by line, and no child left behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use common::repo_path;
+
+fn signal(pid: u32, signal: Signal) {
+    kill(Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still "exists"; /proc tells whether it is really running.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+/// Waits for a stdout line containing `needle`; returns it.
+fn wait_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no line with `{needle}` within 60 s; output so far:\n{}", seen.join("\n")));
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn pid_in(line: &str) -> u32 {
+    let start = line.find("PID ").unwrap() + 4;
+    line[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+}
+
+#[test]
+fn kill_and_stop_of_the_child_are_survived_and_a_killed_dashboard_leaves_valid_metrics() {
+    let dir = std::env::temp_dir().join(format!("capwatch-faults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::fs::read_to_string(repo_path("config/monitoring_config.yaml"))
+        .unwrap()
+        .replace("port: 8000", "port: 0")
+        .replace("health_interval_s: 30", "health_interval_s: 0.3")
+        .replace("inference_interval_s: 10", "inference_interval_s: 0.3")
+        .replace("tests_per_cycle: 5 ", "tests_per_cycle: 2 ")
+        .replace("probe_timeout_s: 30", "probe_timeout_s: 0.5")
+        .replace("health_failures: 3 ", "health_failures: 2 ")
+        .replace("initial_backoff_s: 1 ", "initial_backoff_s: 0.1 ")
+        .replace("grace_s: 5 ", "grace_s: 1 ")
+        .replace("  dir: logs", &format!("  dir: {}", dir.join("logs").display()));
+    std::fs::write(dir.join("config.yaml"), config).unwrap();
+
+    let mut dashboard = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(["--headless", "--config"])
+        .arg(dir.join("config.yaml"))
+        .current_dir(repo_path(""))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = dashboard.stdout.take().unwrap();
+    let (line_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+
+    // 1. kill -9 of the child: unexpected exit, restart with a new PID, probes succeed again.
+    let first = pid_in(&wait_line(&lines, "Server ready", &mut seen));
+    wait_line(&lines, "✅ Test", &mut seen);
+    signal(first, Signal::SIGKILL);
+    let exited = wait_line(&lines, &format!("Server PID {first} exited"), &mut seen);
+    assert!(exited.contains("signal 9") && exited.contains("unexpectedly"), "{exited}");
+    wait_line(&lines, "🔁 Restarting in", &mut seen);
+    let second = pid_in(&wait_line(&lines, "Server ready", &mut seen));
+    assert_ne!(first, second);
+    wait_line(&lines, "✅ Test", &mut seen);
+
+    // 2. SIGSTOP: the server hangs; probes time out, health fails twice, the monitor restarts it.
+    signal(second, Signal::SIGSTOP);
+    wait_line(&lines, "timeout", &mut seen);
+    wait_line(&lines, "🚨", &mut seen);
+    wait_line(&lines, "Restarting the server: 2 consecutive failed health checks", &mut seen);
+    let third = pid_in(&wait_line(&lines, "Server ready", &mut seen));
+    assert_ne!(third, second);
+    assert!(!alive(second), "the hung server must have been killed");
+    wait_line(&lines, "✅ Test", &mut seen);
+
+    // 3. kill -9 of the dashboard: every metrics line is whole, and the child goes too.
+    dashboard.kill().unwrap();
+    dashboard.wait().unwrap();
+    let metrics = std::fs::read_to_string(dir.join("logs/service_metrics.jsonl")).unwrap();
+    assert!(metrics.ends_with('\n'), "last line is not whole");
+    let records: Vec<Value> = metrics.lines().map(|l| serde_json::from_str(l).expect("whole JSON line")).collect();
+    let exits: Vec<&Value> = records.iter().filter(|r| r["event"]["kind"] == "exited").collect();
+    assert!(
+        exits
+            .iter()
+            .any(|r| r["event"]["pid"] == first && r["event"]["expected"] == false && r["event"]["signal"] == 9)
+    );
+    assert!(records.iter().any(|r| r["type"] == "alert" && r["rule"] == "health_down"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(third) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(third), "the child survived the dashboard");
+    let _ = std::fs::remove_dir_all(&dir);
+}
