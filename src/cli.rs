@@ -33,6 +33,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Monitor a server that is already running (no child process).
     Monitor(MonitorArgs),
+    /// Print the summary of a past session from its metrics file.
+    Report {
+        /// A `service_metrics.jsonl` written by the monitor.
+        file: PathBuf,
+    },
 }
 
 /// How long a monitoring session runs and how it shows itself.

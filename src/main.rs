@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Monitor(args)) => monitor(&args),
+        Some(Command::Report { file }) => report(&file),
         None => dashboard(&cli.run, &cli.serve),
     }
 }
@@ -39,6 +40,37 @@ fn dashboard(run: &RunArgs, serve: &ServeArgs) -> ExitCode {
     };
     let target = Target::Child(ServeCommand { program, args: serve.child_args(&config) });
     run_monitor(run, config, target)
+}
+
+/// `capwatch report FILE.jsonl`: the summary of a past session. Lines that do not parse
+/// (a file cut by a full disk, say) are skipped and counted.
+fn report(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("error: cannot read {}: {err}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut skipped = 0;
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .filter_map(|line| serde_json::from_str(line).map_err(|_| skipped += 1).ok())
+        .collect();
+    match capwatch::dash::summary::SessionSummary::from_records(&records) {
+        Some(summary) => {
+            print!("{}", summary.markdown());
+            if skipped > 0 {
+                println!("\n({skipped} unreadable lines skipped)");
+            }
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("error: {} has no test-cycle records to summarise", file.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `capwatch monitor --url URL`: monitor a server that is already running.

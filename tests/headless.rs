@@ -78,6 +78,24 @@ fn a_healthy_session_exits_zero_with_metrics_and_summary() {
     assert_eq!(exited["event"]["expected"], true);
     assert_eq!(exited["event"]["code"], 0, "the child must stop gracefully");
 
+    // `capwatch report` rebuilds the same figures from the metrics file.
+    let report = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .arg("report")
+        .arg(logs.join("service_metrics.jsonl"))
+        .output()
+        .unwrap();
+    assert!(report.status.success());
+    let report = String::from_utf8_lossy(&report.stdout);
+    for expected in [
+        "| test cycles | 2 |",
+        "| tests | 6 |",
+        "| success rate | 100.0 % |",
+        "| last status | healthy |",
+        "| alerts fired | 0 warning, 0 critical |",
+    ] {
+        assert!(report.contains(expected), "missing `{expected}` in:\n{report}");
+    }
+
     let summaries: Vec<PathBuf> = std::fs::read_dir(&logs)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -423,6 +423,7 @@ impl DashModel {
             "tests": self.tests,
             "window_s": self.window.window().as_secs_f64(),
             "window": snapshot_json(window),
+            "session": snapshot_json(&self.session.snapshot(now)),
             "consecutive_failures": self.consecutive_failures,
             "health": self.last_health.as_ref().map(|h| json!({
                 "healthy": h.is_healthy(),

@@ -61,6 +61,43 @@ impl SessionSummary {
         }
     }
 
+    /// Rebuilds the summary of a past session from its metrics records (`capwatch report`).
+    /// Returns `None` when there is no cycle record to summarise.
+    pub fn from_records(records: &[serde_json::Value]) -> Option<Self> {
+        let cycles: Vec<&serde_json::Value> = records.iter().filter(|r| r["type"] == "cycle").collect();
+        let last = cycles.last()?;
+        let number = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+        let session = &last["session"];
+        let p95s: Vec<f64> = cycles.iter().map(|c| number(&c["window"]["latency_ms"]["p95"])).collect();
+        let fired = |severity: &str| {
+            records
+                .iter()
+                .filter(|r| r["type"] == "alert" && r["severity"] == severity && r["transition"] != "resolved")
+                .count() as u64
+        };
+        let probes = session["probes"].as_u64().unwrap_or(0);
+        let successes = session["successes"].as_u64().unwrap_or(0);
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        Some(Self {
+            started_at: records.first().map(|r| text(&r["ts"])).unwrap_or_default(),
+            ended_at: records.last().map(|r| text(&r["ts"])).unwrap_or_default(),
+            duration_s: records.last().map_or(0.0, |r| number(&r["uptime_s"])),
+            cycles: cycles.len() as u64,
+            tests: probes,
+            successes,
+            success_rate: if probes == 0 { 0.0 } else { successes as f64 / probes as f64 },
+            error_rate: number(&session["error_rate"]),
+            mean_p95_ms: p95s.iter().sum::<f64>() / p95s.len() as f64,
+            final_p95_ms: number(&last["window"]["latency_ms"]["p95"]),
+            session: session.clone(),
+            last_status: text(&last["status"]),
+            last_caption: cycles.iter().rev().find_map(|c| c["latest"]["caption"].as_str().map(str::to_owned)),
+            alerts_warning: fired("warning"),
+            alerts_critical: fired("critical"),
+            restarts: records.iter().filter_map(|r| r["restarts"].as_u64()).max().unwrap_or(0) as u32,
+        })
+    }
+
     pub fn markdown(&self) -> String {
         format!(
             "# capwatch session summary\n\n\
