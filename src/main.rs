@@ -94,7 +94,10 @@ fn run_monitor(run: &RunArgs, config: Config, target: Target) -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    telemetry::init_with_default(telemetry::LogFormat::Text, "warn");
+    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

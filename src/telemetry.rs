@@ -1,6 +1,7 @@
-//! Logging set-up: `tracing` to stderr, human-readable or JSON lines.
+//! Logging set-up: `tracing` to stderr, human-readable or JSON lines; for the monitor also
+//! to `logs/service_monitoring.log` (JSON lines, rotated daily, 7 files kept).
 //!
-//! `RUST_LOG` overrides the default filter (`info`). Only `main` calls this, once.
+//! `RUST_LOG` overrides the default stderr filter. Only `main` calls this, once.
 
 use std::io::IsTerminal;
 
@@ -32,4 +33,30 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The monitor's logging: JSON lines at `info` into `dir/file_name.<date>` (rotated daily,
+/// written synchronously so a killed monitor loses nothing), and warnings on stderr (the
+/// monitor's own console lines go to stdout, so they are not repeated there).
+pub fn init_monitor(dir: &std::path::Path, file_name: &str) -> Result<(), String> {
+    use tracing_appender::rolling::{RollingFileAppender, Rotation};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, fmt};
+
+    let appender = RollingFileAppender::builder()
+        .rotation(Rotation::DAILY)
+        .filename_prefix(file_name)
+        .max_log_files(7)
+        .build(dir)
+        .map_err(|e| format!("cannot open the log file in {}: {e}", dir.display()))?;
+    let file_layer =
+        fmt::layer().json().flatten_event(true).with_writer(appender).with_filter(EnvFilter::new("info,ort=warn"));
+    let stderr_filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,capwatch::monitor=off,capwatch::child=off"));
+    let stderr_layer =
+        fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_filter(stderr_filter);
+    // try_init fails only when a subscriber is already installed; keep that one.
+    let _ = tracing_subscriber::registry().with(file_layer).with(stderr_layer).try_init();
+    Ok(())
 }

@@ -78,6 +78,24 @@ fn a_healthy_session_exits_zero_with_metrics_and_summary() {
     assert_eq!(exited["event"]["expected"], true);
     assert_eq!(exited["event"]["code"], 0, "the child must stop gracefully");
 
+    // The structured log: JSON lines from the monitor and from the child server.
+    let log_file = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("service_monitoring.log"))
+        .expect("no service_monitoring.log*");
+    let log_lines: Vec<Value> = std::fs::read_to_string(&log_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .collect();
+    assert!(log_lines.iter().any(|l| l["message"].as_str().is_some_and(|m| m.contains("Server ready"))));
+    assert!(
+        log_lines
+            .iter()
+            .any(|l| l["target"] == "capwatch::child" && l["child"].as_str().is_some_and(|c| c.contains("listening")))
+    );
+
     // `capwatch report` rebuilds the same figures from the metrics file.
     let report = Command::new(env!("CARGO_BIN_EXE_capwatch"))
         .arg("report")

@@ -228,6 +228,10 @@ fn apply(
     sink: &mut JsonLinesSink,
     commands_tx: Option<&mpsc::Sender<SupervisorCommand>>,
 ) {
+    if let Event::Server(ServerEvent::Log { line }) = &event {
+        // The child's own (JSON) log lines, kept in the monitor's log file.
+        tracing::info!(target: "capwatch::child", child = %line, "server log");
+    }
     for effect in model.update(event, Instant::now()) {
         match effect {
             Effect::Record(record) => {
