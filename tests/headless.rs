@@ -154,3 +154,31 @@ fn exit_code_reflects_the_worst_alert() {
     assert_eq!(code, 2, "{stdout}");
     assert!(stdout.contains("🚨🚨 CRITICAL ALERT: p95_latency ="), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_watches_a_server_that_is_already_running() {
+    let server = common::TestServer::start(repo_path("models/default"), |_| {}).await;
+    let dir = std::env::temp_dir().join(format!("capwatch-monitor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "p95_latency_ms: {warning: 4000, critical: 8000}");
+    let url = server.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_capwatch"))
+            .args(["monitor", "--url", &url, "--headless", "--cycles", "2", "--config"])
+            .arg(config)
+            .current_dir(repo_path(""))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("✅ Test 3/3:") && stdout.contains("| test cycles | 2 |"), "{stdout}");
+    assert!(!stdout.contains("Server started"), "monitor must not launch a server:\n{stdout}");
+    // The server is untouched and still serving.
+    let health = reqwest::get(format!("{}/health", server.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    server.stop().await.unwrap();
+}

@@ -129,9 +129,10 @@ pub async fn run_headless(
             }))
         }
         Target::Url(url) => {
+            let url = url.trim_end_matches('/').to_owned();
+            model.watch_external(url.clone());
             // A receiver exists (url_rx), so this cannot fail.
-            let _ = url_tx.send(Some(url.trim_end_matches('/').to_owned()));
-            model.update(Event::Server(ServerEvent::Ready { pid: 0, startup: Duration::ZERO }), now);
+            let _ = url_tx.send(Some(url));
             drop(commands_rx);
             None
         }
