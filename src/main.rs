@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use capwatch::cli::{Cli, Command, MonitorArgs, RunArgs, ServeArgs};
 use capwatch::config::Config;
@@ -86,15 +86,9 @@ fn monitor(args: &MonitorArgs) -> ExitCode {
 }
 
 fn run_monitor(run: &RunArgs, config: Config, target: Target) -> ExitCode {
-    if !run.headless {
-        // The full-screen terminal UI is still being built (issue 4).
-        eprintln!("error: the terminal dashboard is not available yet; run with --headless");
-        if Cli::command().print_help().is_err() {
-            return ExitCode::from(2);
-        }
-        return ExitCode::from(2);
-    }
-    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file) {
+    let display = if run.headless { runner::Display::Headless } else { runner::Display::Tui };
+    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, display == runner::Display::Tui)
+    {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
@@ -106,10 +100,16 @@ fn run_monitor(run: &RunArgs, config: Config, target: Target) -> ExitCode {
         }
     };
     let stop_after = StopAfter { cycles: run.cycles, duration: run.duration };
-    let outcome = runtime.block_on(runner::run_headless(config, target, stop_after, async {
-        let signal = shutdown::signal().await;
-        tracing::info!(signal, "stopping the monitor");
-    }));
+    let outcome = runtime.block_on(runner::run(
+        config,
+        target,
+        stop_after,
+        async {
+            let signal = shutdown::signal().await;
+            tracing::info!(signal, "stopping the monitor");
+        },
+        display,
+    ));
     match outcome {
         Ok(outcome) => {
             println!();

@@ -38,7 +38,7 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
 /// The monitor's logging: JSON lines at `info` into `dir/file_name.<date>` (rotated daily,
 /// written synchronously so a killed monitor loses nothing), and warnings on stderr (the
 /// monitor's own console lines go to stdout, so they are not repeated there).
-pub fn init_monitor(dir: &std::path::Path, file_name: &str) -> Result<(), String> {
+pub fn init_monitor(dir: &std::path::Path, file_name: &str, tui: bool) -> Result<(), String> {
     use tracing_appender::rolling::{RollingFileAppender, Rotation};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -56,7 +56,19 @@ pub fn init_monitor(dir: &std::path::Path, file_name: &str) -> Result<(), String
         .unwrap_or_else(|_| EnvFilter::new("warn,capwatch::monitor=off,capwatch::child=off"));
     let stderr_layer =
         fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_filter(stderr_filter);
-    // try_init fails only when a subscriber is already installed; keep that one.
-    let _ = tracing_subscriber::registry().with(file_layer).with(stderr_layer).try_init();
+    if tui {
+        // Full screen: nothing may write to stderr; the log pane (tui-logger) shows the lines.
+        let pane_filter = EnvFilter::new("info,ort=warn,capwatch::child=warn");
+        tui_logger::init_logger(tui_logger::LevelFilter::Info)
+            .map_err(|e| format!("cannot start the log pane: {e}"))?;
+        // try_init fails only when a subscriber is already installed; keep that one.
+        let _ = tracing_subscriber::registry()
+            .with(file_layer)
+            .with(tui_logger::TuiTracingSubscriberLayer.with_filter(pane_filter))
+            .try_init();
+    } else {
+        // Same as above.
+        let _ = tracing_subscriber::registry().with(file_layer).with(stderr_layer).try_init();
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -21,6 +21,8 @@ use super::prober::{ProbeImage, Prober};
 use super::sinks::JsonLinesSink;
 use super::summary::SessionSummary;
 use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
+use super::tui::TerminalGuard;
+use super::ui::{self, UiState};
 use crate::config::Config;
 
 /// Errors that stop the monitor before it runs.
@@ -87,12 +89,32 @@ fn restart_policy(config: &Config) -> RestartPolicy {
     }
 }
 
+/// How the monitor shows itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Display {
+    /// Coloured lines on stdout.
+    Headless,
+    /// The full-screen dashboard.
+    Tui,
+}
+
 /// Runs the monitor headless until `stop_after` or `shutdown` resolves; prints log lines.
 pub async fn run_headless(
     config: Config,
     target: Target,
     stop_after: StopAfter,
     shutdown: impl std::future::Future<Output = ()>,
+) -> Result<MonitorOutcome, MonitorError> {
+    run(config, target, stop_after, shutdown, Display::Headless).await
+}
+
+/// Runs the monitor until `stop_after`, `shutdown`, or (TUI) the `q` key.
+pub async fn run(
+    config: Config,
+    target: Target,
+    stop_after: StopAfter,
+    shutdown: impl std::future::Future<Output = ()>,
+    display: Display,
 ) -> Result<MonitorOutcome, MonitorError> {
     let images = ProbeImage::load_all(&config.quality.test_images, std::path::Path::new("."))
         .map_err(MonitorError::TestImages)?;
@@ -108,6 +130,8 @@ pub async fn run_headless(
 
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(256);
     let (url_tx, url_rx) = watch::channel::<Option<String>>(None);
+    let (paused_tx, paused_rx) = watch::channel(false);
+    let test_now = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
 
     // The server: supervised child, or a fixed URL.
@@ -141,17 +165,27 @@ pub async fn run_headless(
 
     // Probe loops: they wait for a URL, then probe on their intervals.
     let prober = Prober::new(config.monitoring.probe_timeout_s.0);
-    tasks.spawn(health_loop(prober.clone(), config.monitoring.health_interval_s.0, url_rx.clone(), events_tx.clone()));
+    let controls = ProbeControls { url_rx, paused_rx, test_now: Arc::clone(&test_now) };
+    tasks.spawn(health_loop(
+        prober.clone(),
+        config.monitoring.health_interval_s.0,
+        controls.clone(),
+        events_tx.clone(),
+    ));
     tasks.spawn(inference_loop(
         prober,
         config.monitoring.inference_interval_s.0,
         config.monitoring.tests_per_cycle.get(),
         Arc::new(images),
-        url_rx,
+        controls,
         events_tx.clone(),
     ));
     drop(events_tx);
 
+    let mut screen = match display {
+        Display::Tui => Some(Screen::new(&config, supervised)),
+        Display::Headless => None,
+    };
     let deadline = stop_after.duration.map(|d| Instant::now() + d);
     tokio::pin!(shutdown);
     loop {
@@ -159,10 +193,30 @@ pub async fn run_headless(
             event = events_rx.recv() => event,
             () = &mut shutdown => break,
             () = sleep_until_opt(deadline) => break,
+            action = next_screen_action(screen.as_mut(), &mut model) => match action {
+                ScreenAction::Quit => break,
+                ScreenAction::Restart => {
+                    log_line(display, LogLevel::Warn, "🔁 Restart requested from the keyboard");
+                    // A full or closed channel means a restart or stop is already under way.
+                    let _ = commands_tx.try_send(SupervisorCommand::Restart { reason: "requested from the keyboard".to_owned() });
+                    continue;
+                }
+                ScreenAction::Pause(paused) => {
+                    // The probe loops hold the receiver for as long as they run.
+                    let _ = paused_tx.send(paused);
+                    log_line(display, LogLevel::Info, if paused { "⏸ Probing paused" } else { "▶ Probing resumed" });
+                    continue;
+                }
+                ScreenAction::TestNow => {
+                    test_now.notify_one();
+                    continue;
+                }
+                ScreenAction::None => continue,
+            },
         };
         let Some(event) = event else { break };
         let ready = matches!(event, Event::Server(ServerEvent::Ready { .. }));
-        apply(&mut model, event, &mut sink, supervised.then_some(&commands_tx));
+        apply(&mut model, event, &mut sink, supervised.then_some(&commands_tx), display);
         if ready && model.url.is_some() {
             // Probing starts once the (re)started server is ready; the probe loops hold the
             // receiver for as long as they run.
@@ -185,7 +239,7 @@ pub async fn run_headless(
             while let Some(event) = events_rx.recv().await {
                 let stopped = matches!(event, Event::Server(ServerEvent::Stopped));
                 if matches!(event, Event::Server(_)) {
-                    apply(&mut model, event, &mut sink, None);
+                    apply(&mut model, event, &mut sink, None, display);
                 }
                 if stopped {
                     break;
@@ -199,6 +253,8 @@ pub async fn run_headless(
         // Aborted or finished: either way it is over.
         let _ = supervisor_task.await;
     }
+    // The terminal is restored before anything is printed.
+    drop(screen);
     if let Err(err) = sink.sync() {
         tracing::error!(error = %err, "cannot sync the metrics file");
     }
@@ -228,6 +284,7 @@ fn apply(
     event: Event,
     sink: &mut JsonLinesSink,
     commands_tx: Option<&mpsc::Sender<SupervisorCommand>>,
+    display: Display,
 ) {
     if let Event::Server(ServerEvent::Log { line }) = &event {
         // The child's own (JSON) log lines, kept in the monitor's log file.
@@ -240,11 +297,11 @@ fn apply(
                     tracing::error!(error = %err, path = %sink.path().display(), "cannot write metrics");
                 }
             }
-            Effect::Log { level, message } => print_line(level, &message),
+            Effect::Log { level, message } => log_line(display, level, &message),
             Effect::Alert(_) => {}
             Effect::RestartServer { reason } => {
                 if let Some(commands_tx) = commands_tx {
-                    print_line(LogLevel::Warn, &format!("🔁 Restarting the server: {reason}"));
+                    log_line(display, LogLevel::Warn, &format!("🔁 Restarting the server: {reason}"));
                     // A full or closed command channel means a restart or stop is already under way.
                     let _ = commands_tx.try_send(SupervisorCommand::Restart { reason });
                 }
@@ -260,8 +317,19 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// A monitor line: on stdout when headless (never while the TUI is up), always in the log.
+fn log_line(display: Display, level: LogLevel, message: &str) {
+    if display == Display::Headless {
+        print_line(level, message);
+    }
+    match level {
+        LogLevel::Info => tracing::info!(target: "capwatch::monitor", "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "capwatch::monitor", "{message}"),
+        LogLevel::Error => tracing::error!(target: "capwatch::monitor", "{message}"),
+    }
+}
+
 fn print_line(level: LogLevel, message: &str) {
-    // Headless output is the product here (stdout), and also goes to the structured log.
     const RESET: &str = "\x1b[0m";
     let colour = match level {
         LogLevel::Info => "",
@@ -274,28 +342,31 @@ fn print_line(level: LogLevel, message: &str) {
     } else {
         println!("{time} {colour}{message}{RESET}");
     }
-    match level {
-        LogLevel::Info => tracing::info!(target: "capwatch::monitor", "{message}"),
-        LogLevel::Warn => tracing::warn!(target: "capwatch::monitor", "{message}"),
-        LogLevel::Error => tracing::error!(target: "capwatch::monitor", "{message}"),
+}
+
+/// What the probe loops listen to: where the server is, whether probing is paused, and
+/// "run a cycle now".
+#[derive(Clone)]
+struct ProbeControls {
+    url_rx: watch::Receiver<Option<String>>,
+    paused_rx: watch::Receiver<bool>,
+    test_now: Arc<Notify>,
+}
+
+impl ProbeControls {
+    /// The URL to probe once the server is known and probing is not paused.
+    async fn target(&mut self) -> Option<String> {
+        self.paused_rx.wait_for(|paused| !paused).await.ok()?;
+        self.url_rx.wait_for(Option::is_some).await.ok().and_then(|url| url.clone())
     }
 }
 
-async fn wait_for_url(url_rx: &mut watch::Receiver<Option<String>>) -> Option<String> {
-    url_rx.wait_for(Option::is_some).await.ok().and_then(|url| url.clone())
-}
-
-async fn health_loop(
-    prober: Prober,
-    interval: Duration,
-    mut url_rx: watch::Receiver<Option<String>>,
-    events_tx: mpsc::Sender<Event>,
-) {
+async fn health_loop(prober: Prober, interval: Duration, mut controls: ProbeControls, events_tx: mpsc::Sender<Event>) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let Some(url) = wait_for_url(&mut url_rx).await else { return };
+        let Some(url) = controls.target().await else { return };
         let check = prober.health(&url).await;
         if events_tx.send(Event::Health(check)).await.is_err() {
             return;
@@ -308,16 +379,20 @@ async fn inference_loop(
     interval: Duration,
     tests_per_cycle: usize,
     images: Arc<Vec<ProbeImage>>,
-    mut url_rx: watch::Receiver<Option<String>>,
+    mut controls: ProbeControls,
     events_tx: mpsc::Sender<Event>,
 ) {
     let next_image = AtomicUsize::new(0);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let test_now = Arc::clone(&controls.test_now);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = test_now.notified() => ticker.reset(),
+        }
         for _ in 0..tests_per_cycle {
-            let Some(url) = wait_for_url(&mut url_rx).await else { return };
+            let Some(url) = controls.target().await else { return };
             let image = &images[next_image.fetch_add(1, Ordering::Relaxed) % images.len()];
             let probe = prober.caption(&url, image).await;
             if events_tx.send(Event::Probe(probe)).await.is_err() {
@@ -327,5 +402,142 @@ async fn inference_loop(
         if events_tx.send(Event::CycleDone).await.is_err() {
             return;
         }
+    }
+}
+
+/// What a key press asks of the event loop.
+enum ScreenAction {
+    None,
+    Quit,
+    Restart,
+    Pause(bool),
+    TestNow,
+}
+
+/// The full-screen display: terminal, UI state, key handling and redraw pacing.
+struct Screen {
+    guard: TerminalGuard,
+    ui: UiState,
+    keys: crossterm::event::EventStream,
+    redraw: tokio::time::Interval,
+    notice_until: Option<Instant>,
+}
+
+impl Screen {
+    fn new(config: &Config, can_restart: bool) -> Self {
+        let model_name = config
+            .service
+            .model_dir
+            .file_name()
+            .map_or_else(|| config.service.model_dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let mut redraw = tokio::time::interval(Duration::from_millis(100));
+        redraw.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Self {
+            guard: TerminalGuard::enter(),
+            ui: UiState {
+                paused: false,
+                show_help: false,
+                alert_scroll: 0,
+                notice: None,
+                model_name,
+                thresholds: config.thresholds.clone(),
+                can_restart,
+            },
+            keys: crossterm::event::EventStream::new(),
+            redraw,
+            notice_until: None,
+        }
+    }
+
+    fn draw(&mut self, model: &mut DashModel) {
+        let now = Instant::now();
+        if self.notice_until.is_some_and(|until| now >= until) {
+            self.ui.notice = None;
+            self.notice_until = None;
+        }
+        let window = model.window_snapshot(now);
+        let ui = &self.ui;
+        if let Err(err) = self.guard.terminal.draw(|frame| ui::draw(frame, model, &window, ui, now)) {
+            tracing::error!(error = %err, "cannot draw the dashboard");
+        }
+    }
+
+    fn notice(&mut self, text: &str) {
+        self.ui.notice = Some(format!(" {text}"));
+        self.notice_until = Some(Instant::now() + Duration::from_secs(4));
+    }
+
+    fn on_key(&mut self, key: crossterm::event::KeyEvent) -> ScreenAction {
+        use crossterm::event::{KeyCode, KeyEventKind, KeyModifiers};
+        if key.kind == KeyEventKind::Release {
+            return ScreenAction::None;
+        }
+        match key.code {
+            KeyCode::Char('q') => ScreenAction::Quit,
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => ScreenAction::Quit,
+            KeyCode::Char('p') => {
+                self.ui.paused = !self.ui.paused;
+                ScreenAction::Pause(self.ui.paused)
+            }
+            KeyCode::Char('r') if self.ui.can_restart => {
+                self.notice("restarting the service…");
+                ScreenAction::Restart
+            }
+            KeyCode::Char('r') => {
+                self.notice("restart is disabled: capwatch did not start this server (monitor --url)");
+                ScreenAction::None
+            }
+            KeyCode::Char('t') => {
+                self.notice("running a test cycle now…");
+                ScreenAction::TestNow
+            }
+            KeyCode::Char('?') => {
+                self.ui.show_help = !self.ui.show_help;
+                ScreenAction::None
+            }
+            KeyCode::Esc => {
+                self.ui.show_help = false;
+                ScreenAction::None
+            }
+            KeyCode::Up => {
+                self.ui.alert_scroll += 1;
+                ScreenAction::None
+            }
+            KeyCode::Down => {
+                self.ui.alert_scroll = self.ui.alert_scroll.saturating_sub(1);
+                ScreenAction::None
+            }
+            KeyCode::PageUp => {
+                self.ui.alert_scroll += 10;
+                ScreenAction::None
+            }
+            KeyCode::PageDown => {
+                self.ui.alert_scroll = self.ui.alert_scroll.saturating_sub(10);
+                ScreenAction::None
+            }
+            _ => ScreenAction::None,
+        }
+    }
+}
+
+/// Waits for the next key press or redraw tick (forever when headless).
+async fn next_screen_action(screen: Option<&mut Screen>, model: &mut DashModel) -> ScreenAction {
+    use futures::StreamExt;
+    let Some(screen) = screen else { return std::future::pending().await };
+    tokio::select! {
+        _ = screen.redraw.tick() => {
+            screen.draw(model);
+            ScreenAction::None
+        }
+        input = screen.keys.next() => match input {
+            Some(Ok(crossterm::event::Event::Key(key))) => {
+                let action = screen.on_key(key);
+                screen.draw(model);
+                action
+            }
+            Some(Ok(_)) => ScreenAction::None,
+            // The terminal went away: nothing left to show, so stop.
+            Some(Err(_)) | None => ScreenAction::Quit,
+        },
     }
 }

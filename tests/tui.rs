@@ -1,0 +1,133 @@
+//! The full-screen dashboard end to end in a real pseudo-terminal: the caption and P95
+//! appear, `p` shows PAUSED, `r` changes the server PID, `q` quits, restores the terminal,
+//! prints and writes the session summary, and leaves no server process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+use common::repo_path;
+
+const ROWS: u16 = 32;
+const COLS: u16 = 120;
+
+struct Pty {
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    fn screen(&self) -> String {
+        let mut parser = vt100::Parser::new(ROWS, COLS, 0);
+        parser.process(&self.output.lock().unwrap());
+        parser.screen().contents()
+    }
+
+    fn raw(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the screen satisfies `check`; returns that screen.
+    fn wait_for(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn header_pid(screen: &str) -> Option<u32> {
+    let start = screen.find("PID ")? + 4;
+    screen[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+#[test]
+fn dashboard_in_a_pseudo_terminal() {
+    let dir = std::env::temp_dir().join(format!("capwatch-tui-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::fs::read_to_string(repo_path("config/monitoring_config.yaml"))
+        .unwrap()
+        .replace("port: 8000", "port: 0")
+        .replace("health_interval_s: 30", "health_interval_s: 0.5")
+        .replace("inference_interval_s: 10", "inference_interval_s: 0.5")
+        .replace("tests_per_cycle: 5 ", "tests_per_cycle: 2 ")
+        .replace("  dir: logs", &format!("  dir: {}", dir.join("logs").display()));
+    std::fs::write(dir.join("config.yaml"), config).unwrap();
+
+    let pair =
+        native_pty_system().openpty(PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 }).unwrap();
+    let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_capwatch"));
+    command.args(["--config", dir.join("config.yaml").to_str().unwrap()]);
+    command.cwd(repo_path(""));
+    command.env("TERM", "xterm-256color");
+    let mut child = pair.slave.spawn_command(command).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut keys = pair.master.take_writer().unwrap();
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&output);
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+        }
+    });
+    let pty = Pty { output };
+
+    let screen = pty.wait_for("a caption and the P95 gauge", |s| {
+        s.contains("HEALTHY") && s.contains("P95 ") && s.contains("quality 1.00")
+    });
+    assert!(screen.contains("Latest caption") && screen.contains("Alerts") && screen.contains("q quit"), "{screen}");
+    let first = header_pid(&screen).expect("PID in the header");
+
+    keys.write_all(b"p").unwrap();
+    pty.wait_for("PAUSED", |s| s.contains("PAUSED"));
+    keys.write_all(b"p").unwrap();
+    pty.wait_for("resumed", |s| !s.contains("PAUSED"));
+
+    keys.write_all(b"r").unwrap();
+    let screen =
+        pty.wait_for("a new server PID", |s| header_pid(s).is_some_and(|pid| pid != first) && s.contains("HEALTHY"));
+    let second = header_pid(&screen).unwrap();
+    assert!(!alive(first), "the old server survived the restart");
+
+    keys.write_all(b"q").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the dashboard did not quit; screen:\n{}", pty.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.exit_code() <= 2, "{status:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let raw = pty.raw();
+    assert!(raw.contains("\x1b[?1049l"), "the alternate screen was never left");
+    let after = raw.rsplit("\x1b[?1049l").next().unwrap();
+    assert!(after.contains("capwatch session summary"), "no summary printed after restoring the terminal:\n{after}");
+    assert!(!alive(second), "the server survived the dashboard");
+    let summaries = std::fs::read_dir(dir.join("logs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("session_summary_"))
+        .count();
+    assert_eq!(summaries, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
