@@ -21,11 +21,13 @@ $(ORT_LIB): tools/fetch_onnxruntime.py
 	$(PYTHON) -c "import openapi_spec_validator" 2>/dev/null || $(PYTHON) -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
 	@touch $@
 
-## run: serve the model (the dashboard arrives with issue 4)
+## run: the dashboard: launches `capwatch serve` on the bundled model and watches it
 run: $(ORT_LIB)
-	$(CARGO) run --release -- serve $(ARGS)
+	$(CARGO) run --release -- $(ARGS)
 
-serve: run
+## serve: the captioning server alone
+serve: $(ORT_LIB)
+	$(CARGO) run --release -- serve $(ARGS)
 
 ## test: format check, clippy with -D warnings, every test
 test: setup
