@@ -15,15 +15,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use common::repo_path;
+use common::{alive, repo_path};
 
 fn signal(pid: u32, signal: Signal) {
     kill(Pid::from_raw(pid as i32), signal).unwrap();
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie still "exists"; /proc tells whether it is really running.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
 /// Waits for a stdout line containing `needle`; returns it.
@@ -47,25 +42,22 @@ fn pid_in(line: &str) -> u32 {
 
 #[test]
 fn kill_and_stop_of_the_child_are_survived_and_a_killed_dashboard_leaves_valid_metrics() {
-    let dir = std::env::temp_dir().join(format!("capwatch-faults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = std::fs::read_to_string(repo_path("config/monitoring_config.yaml"))
-        .unwrap()
-        .replace("port: 8000", "port: 0")
-        .replace("health_interval_s: 30", "health_interval_s: 0.3")
-        .replace("inference_interval_s: 10", "inference_interval_s: 0.3")
-        .replace("tests_per_cycle: 5 ", "tests_per_cycle: 2 ")
-        .replace("probe_timeout_s: 30", "probe_timeout_s: 0.5")
-        .replace("health_failures: 3 ", "health_failures: 2 ")
-        .replace("initial_backoff_s: 1 ", "initial_backoff_s: 0.1 ")
-        .replace("grace_s: 5 ", "grace_s: 1 ")
-        .replace("  dir: logs", &format!("  dir: {}", dir.join("logs").display()));
-    std::fs::write(dir.join("config.yaml"), config).unwrap();
+    let (dir, config) = common::monitor_config(
+        "faults",
+        &[
+            ("health_interval_s: 30", "health_interval_s: 0.3"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.3"),
+            ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),
+            ("probe_timeout_s: 30", "probe_timeout_s: 0.5"),
+            ("health_failures: 3 ", "health_failures: 2 "),
+            ("initial_backoff_s: 1 ", "initial_backoff_s: 0.1 "),
+            ("grace_s: 5 ", "grace_s: 1 "),
+        ],
+    );
 
     let mut dashboard = Command::new(env!("CARGO_BIN_EXE_capwatch"))
         .args(["--headless", "--config"])
-        .arg(dir.join("config.yaml"))
+        .arg(&config)
         .current_dir(repo_path(""))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
-use common::repo_path;
+use common::{alive, repo_path};
 
 const ROWS: u16 = 32;
 const COLS: u16 = 120;
@@ -50,28 +50,21 @@ fn header_pid(screen: &str) -> Option<u32> {
     screen[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
-}
-
 #[test]
 fn dashboard_in_a_pseudo_terminal() {
-    let dir = std::env::temp_dir().join(format!("capwatch-tui-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = std::fs::read_to_string(repo_path("config/monitoring_config.yaml"))
-        .unwrap()
-        .replace("port: 8000", "port: 0")
-        .replace("health_interval_s: 30", "health_interval_s: 0.5")
-        .replace("inference_interval_s: 10", "inference_interval_s: 0.5")
-        .replace("tests_per_cycle: 5 ", "tests_per_cycle: 2 ")
-        .replace("  dir: logs", &format!("  dir: {}", dir.join("logs").display()));
-    std::fs::write(dir.join("config.yaml"), config).unwrap();
+    let (dir, config) = common::monitor_config(
+        "tui",
+        &[
+            ("health_interval_s: 30", "health_interval_s: 0.5"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.5"),
+            ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),
+        ],
+    );
 
     let pair =
         native_pty_system().openpty(PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 }).unwrap();
     let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_capwatch"));
-    command.args(["--config", dir.join("config.yaml").to_str().unwrap()]);
+    command.args(["--config", config.to_str().unwrap()]);
     command.cwd(repo_path(""));
     command.env("TERM", "xterm-256color");
     let mut child = pair.slave.spawn_command(command).unwrap();

@@ -89,3 +89,28 @@ pub fn smooth_png(width: u32, height: u32) -> Vec<u8> {
         image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x / 32 % 256) as u8, (y / 32 % 256) as u8, 128]));
     encode(&image::DynamicImage::ImageRgb8(image), image::ImageFormat::Png)
 }
+
+/// Whether a process is running (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+/// A fresh scratch directory holding a copy of the shipped config for a monitor test: port
+/// 0, logs inside the directory, then each `(from, to)` replacement applied in order.
+pub fn monitor_config(name: &str, replacements: &[(&str, &str)]) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("capwatch-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let logs = format!("  dir: {}", dir.join("logs").display());
+    let mut text = std::fs::read_to_string(repo_path("config/monitoring_config.yaml"))
+        .unwrap()
+        .replace("port: 8000", "port: 0")
+        .replace("  dir: logs", &logs);
+    for (from, to) in replacements {
+        assert!(text.contains(from), "the shipped config has no `{from}`");
+        text = text.replace(from, to);
+    }
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
