@@ -6,41 +6,35 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
 use common::repo_path;
 
-/// A copy of the shipped config with fast intervals, port 0, logs in `dir`, and `extra` lines.
-fn config(dir: &Path, thresholds: &str) -> PathBuf {
-    let shipped = std::fs::read_to_string(repo_path("config/monitoring_config.yaml")).unwrap();
-    let text = shipped
-        .replace("port: 8000", "port: 0")
-        .replace("health_interval_s: 30", "health_interval_s: 0.3")
-        .replace("inference_interval_s: 10", "inference_interval_s: 0.3")
-        .replace("tests_per_cycle: 5 ", "tests_per_cycle: 3 ")
-        .replace("p95_latency_ms: {warning: 4000, critical: 8000}", thresholds)
-        .replace("  dir: logs", &format!("  dir: {}", dir.join("logs").display()));
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
+/// Runs `capwatch --headless --cycles 2` with fast intervals and `thresholds` for P95.
 fn run(name: &str, thresholds: &str) -> (i32, String, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("capwatch-headless-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, config) = common::monitor_config(&format!("headless-{name}"), &fast(thresholds));
     let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
         .args(["--headless", "--cycles", "2", "--config"])
-        .arg(config(&dir, thresholds))
+        .arg(config)
         .current_dir(repo_path(""))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.code().is_some(), "killed: {output:?}");
     (output.status.code().unwrap(), stdout, dir.join("logs"))
+}
+
+/// Fast probing, three tests per cycle, and the given P95 thresholds.
+fn fast(thresholds: &str) -> [(&str, &str); 4] {
+    [
+        ("health_interval_s: 30", "health_interval_s: 0.3"),
+        ("inference_interval_s: 10", "inference_interval_s: 0.3"),
+        ("tests_per_cycle: 5 ", "tests_per_cycle: 3 "),
+        ("p95_latency_ms: {warning: 4000, critical: 8000}", thresholds),
+    ]
 }
 
 #[test]
@@ -158,10 +152,7 @@ fn exit_code_reflects_the_worst_alert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_watches_a_server_that_is_already_running() {
     let server = common::TestServer::start(repo_path("models/default"), |_| {}).await;
-    let dir = std::env::temp_dir().join(format!("capwatch-monitor-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = config(&dir, "p95_latency_ms: {warning: 4000, critical: 8000}");
+    let (_dir, config) = common::monitor_config("monitor", &fast("p95_latency_ms: {warning: 4000, critical: 8000}"));
     let url = server.url.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_capwatch"))

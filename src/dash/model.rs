@@ -80,7 +80,6 @@ pub struct DashModel {
     pub window: RollingWindow,
     pub session: SessionStats,
     pub alerts: AlertEngine,
-    min_samples: u64,
     restart_after_health_failures: usize,
     automatic_restart: bool,
     pub pid: Option<u32>,
@@ -138,7 +137,6 @@ impl DashModel {
             window: RollingWindow::new(config.monitoring.window_s.0),
             session: SessionStats::new(now),
             alerts: AlertEngine::new(rules, config.alerts.cooldown_s.0),
-            min_samples: t.min_samples,
             restart_after_health_failures: config.restart.health_failures.get(),
             automatic_restart: config.restart.automatic,
             pid: None,
@@ -442,11 +440,6 @@ impl DashModel {
             "restarts": self.restarts,
             "active_alerts": self.alerts.active().iter().map(|(kind, severity)| json!({"rule": kind.name(), "severity": severity})).collect::<Vec<_>>(),
         })
-    }
-
-    /// Probes needed before percentile rules judge.
-    pub fn min_samples(&self) -> u64 {
-        self.min_samples
     }
 }
 
