@@ -38,6 +38,35 @@ pub enum Command {
         /// A `service_metrics.jsonl` written by the monitor.
         file: PathBuf,
     },
+    /// Send a test notification to every configured alert sink and report what each answered.
+    /// Exit code 0 when every sink took it, 1 otherwise, 2 when none is configured.
+    AlertTest {
+        /// Config file (YAML).
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Write files for an existing monitoring stack, derived from the config.
+    #[command(subcommand)]
+    Export(Export),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Export {
+    /// Prometheus alerting rules equivalent to the configured thresholds (check with
+    /// `promtool check rules`).
+    PrometheusRules(ExportArgs),
+    /// A Grafana dashboard (JSON) with the terminal dashboard's panes.
+    GrafanaDashboard(ExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Config file (YAML).
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// How long a monitoring session runs and how it shows itself.
@@ -53,6 +82,10 @@ pub struct RunArgs {
     /// Stop after this long (e.g. `90s`, `10m`).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// Serve the dashboard's own Prometheus `/metrics` here, e.g. `127.0.0.1:9465`
+    /// (overrides `prometheus.listen`).
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -119,11 +152,7 @@ impl ServeArgs {
     /// The config file with the flags applied. A missing default config file means defaults;
     /// a missing file given explicitly is an error.
     pub fn resolve_config(&self) -> Result<Config, crate::config::ConfigError> {
-        let mut config = if self.config == std::path::Path::new(DEFAULT_CONFIG_PATH) && !self.config.exists() {
-            Config::default()
-        } else {
-            Config::load(&self.config)?
-        };
+        let mut config = Config::load_or_default(&self.config)?;
         let service = &mut config.service;
         if let Some(model) = &self.model {
             service.model_dir.clone_from(model);

@@ -6,7 +6,9 @@
 //!   greedy generation, worker threads behind a bounded queue).
 //! - [`server`]: the axum HTTP API in front of the engine.
 //! - [`quality`]: caption quality scores (expected keywords found).
-//! - [`dash`]: monitoring logic (statistics, alerts); the dashboard is being built on it.
+//! - [`dash`]: the dashboard: supervisor, prober, statistics, alerts, terminal UI.
+//! - [`notify`]: alert notifications (Slack, Telegram, generic webhook).
+//! - [`export`]: Prometheus alerting rules and a Grafana dashboard from the config.
 //! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
 //!
 //! `main.rs` is the only place that turns errors into exit codes.
@@ -15,6 +17,8 @@ pub mod cli;
 pub mod config;
 pub mod dash;
 pub mod engine;
+pub mod export;
+pub mod notify;
 pub mod quality;
 pub mod server;
 pub mod shutdown;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use capwatch::cli::{Cli, Command, MonitorArgs, RunArgs, ServeArgs};
+use capwatch::cli::{Cli, Command, Export, ExportArgs, MonitorArgs, RunArgs, ServeArgs};
 use capwatch::config::Config;
 use capwatch::dash::runner::{self, StopAfter, Target};
 use capwatch::dash::supervisor::ServeCommand;
@@ -18,7 +18,135 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Monitor(args)) => monitor(&args),
         Some(Command::Report { file }) => report(&file),
+        Some(Command::AlertTest { config }) => alert_test(&config),
+        Some(Command::Export(Export::PrometheusRules(args))) => export(&args, ExportKind::PrometheusRules),
+        Some(Command::Export(Export::GrafanaDashboard(args))) => export(&args, ExportKind::GrafanaDashboard),
         None => dashboard(&cli.run, &cli.serve),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ExportKind {
+    PrometheusRules,
+    GrafanaDashboard,
+}
+
+/// `capwatch export …`: a file for Prometheus or Grafana, to stdout or `--output`.
+fn export(args: &ExportArgs, kind: ExportKind) -> ExitCode {
+    let config = match Config::load_or_default(&args.config) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match kind {
+        ExportKind::PrometheusRules => {
+            let source = args.config.display().to_string();
+            match capwatch::export::prometheus_rules::render(&config, &source) {
+                Ok(text) => text,
+                Err(err) => {
+                    eprintln!("error: cannot write the rules as YAML: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        ExportKind::GrafanaDashboard => {
+            let dashboard = capwatch::export::grafana::dashboard(&config);
+            match serde_json::to_string_pretty(&dashboard) {
+                Ok(text) => text + "\n",
+                Err(err) => {
+                    eprintln!("error: cannot write the dashboard as JSON: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    match &args.output {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                eprintln!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: cannot write {}: {err}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `capwatch alert-test`: one test notification to every configured sink, and what each said.
+fn alert_test(config_path: &std::path::Path) -> ExitCode {
+    use capwatch::notify::{self, Outcome, Sink};
+    let config = match Config::load_or_default(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let sinks = match Sink::resolve_all(&config.alerts.sinks.0, &|var| std::env::var(var).ok()) {
+        Ok(sinks) => sinks,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if sinks.is_empty() {
+        eprintln!("error: no alert sinks are configured (alerts.sinks in {})", config_path.display());
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let delivery = &config.alerts.delivery;
+    println!(
+        "Sending a test notification to {} sink(s) (timeout {:.1} s, up to {} attempts each)…",
+        sinks.len(),
+        delivery.timeout_s.0.as_secs_f64(),
+        delivery.max_attempts
+    );
+    let outcomes = match runtime.block_on(notify::send_test(&sinks, &config.alerts, &config.service.model_name())) {
+        Ok(outcomes) => outcomes,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = 0;
+    for (sink, outcome) in sinks.iter().zip(&outcomes) {
+        let kind = sink.kind.name();
+        match outcome {
+            Outcome::Delivered { attempts, status, elapsed } => println!(
+                "  ✅ {} ({kind}): delivered, HTTP {status} in {:.0} ms ({attempts} attempt(s))",
+                sink.name,
+                elapsed.as_secs_f64() * 1000.0
+            ),
+            Outcome::Failed { attempts, error } => {
+                failed += 1;
+                println!("  ❌ {} ({kind}): failed after {attempts} attempt(s): {error}", sink.name);
+            }
+            Outcome::Dropped { .. } => {
+                failed += 1;
+                println!("  ❌ {} ({kind}): dropped", sink.name);
+            }
+        }
+    }
+    if failed == 0 {
+        println!("All {} sink(s) took the test notification.", sinks.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("{failed} of {} sink(s) failed.", sinks.len());
+        ExitCode::FAILURE
     }
 }
 
@@ -85,7 +213,10 @@ fn monitor(args: &MonitorArgs) -> ExitCode {
     run_monitor(&args.run, config, Target::Url(args.url.clone()))
 }
 
-fn run_monitor(run: &RunArgs, config: Config, target: Target) -> ExitCode {
+fn run_monitor(run: &RunArgs, mut config: Config, target: Target) -> ExitCode {
+    if let Some(address) = &run.metrics_listen {
+        config.prometheus.listen = Some(address.clone());
+    }
     let display = if run.headless { runner::Display::Headless } else { runner::Display::Tui };
     if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, display == runner::Display::Tui)
     {
@@ -121,7 +252,7 @@ fn run_monitor(run: &RunArgs, config: Config, target: Target) -> ExitCode {
         }
         Err(err) => {
             eprintln!("error: {err}");
-            ExitCode::FAILURE
+            ExitCode::from(err.exit_code())
         }
     }
 }

@@ -5,10 +5,11 @@
 //! [`supervisor`] (the `capwatch serve` child process: start, watch, restart, stop),
 //! [`prober`] (timed, classified health checks and inference tests over HTTP),
 //! [`model`] (state + pure update → effects), [`runner`] (the event loop, headless mode),
-//! [`sinks`] (JSON Lines metrics file), [`summary`] (session summary on quit),
+//! [`sinks`] (JSON Lines metrics file), [`metrics`] (the dashboard's Prometheus `/metrics`), [`summary`] (session summary on quit),
 //! [`ui`] (pure ratatui view), [`tui`] (terminal guard: the only raw-mode code).
 
 pub mod alerts;
+pub mod metrics;
 pub mod model;
 pub mod prober;
 pub mod runner;

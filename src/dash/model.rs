@@ -15,6 +15,7 @@ use super::prober::{HealthCheck, InferenceProbe};
 use super::stats::{ProbeSample, RollingWindow, SessionStats, StatsSnapshot};
 use super::supervisor::ServerEvent;
 use crate::config::Config;
+use crate::notify::{AlertState, DeliveryReport, Outcome};
 
 /// Probe latencies kept for the sparkline.
 const RECENT_PROBES: usize = 120;
@@ -29,6 +30,8 @@ pub enum Event {
     Probe(InferenceProbe),
     /// All probes of a test cycle were delivered.
     CycleDone,
+    /// What became of an alert notification at one sink.
+    Notification(DeliveryReport),
 }
 
 /// Severity of a log line.
@@ -103,6 +106,21 @@ pub struct DashModel {
     pub criticals_fired: u64,
     /// P95 of the window at the end of each cycle, for the summary's mean.
     pub cycle_p95_ms: Vec<f64>,
+    /// Notification sinks, in config order, with how their deliveries went.
+    pub sinks: Vec<SinkStatus>,
+}
+
+/// How a notification sink has been doing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkStatus {
+    pub name: String,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    /// Whether the latest notification got through (None before the first).
+    pub last_ok: Option<bool>,
+    /// Why the latest failed notification failed.
+    pub last_error: Option<String>,
 }
 
 impl DashModel {
@@ -158,6 +176,13 @@ impl DashModel {
             warnings_fired: 0,
             criticals_fired: 0,
             cycle_p95_ms: Vec::new(),
+            sinks: config
+                .alerts
+                .sinks
+                .0
+                .iter()
+                .map(|sink| SinkStatus { name: sink.name.clone(), ..SinkStatus::default() })
+                .collect(),
         }
     }
 
@@ -193,7 +218,68 @@ impl DashModel {
             Event::CycleDone => self.on_cycle_done(now),
             Event::Health(check) => self.on_health(check, now),
             Event::Server(event) => self.on_server(event, now),
+            Event::Notification(report) => self.on_notification(report, now),
         }
+    }
+
+    fn on_notification(&mut self, report: DeliveryReport, now: Instant) -> Vec<Effect> {
+        let what = match report.state {
+            AlertState::Resolved => format!("{} resolved", report.rule),
+            _ => format!("{} {}", report.rule, report.severity),
+        };
+        let status = match self.sinks.iter_mut().find(|sink| sink.name == report.sink) {
+            Some(status) => status,
+            None => {
+                self.sinks.push(SinkStatus { name: report.sink.clone(), ..SinkStatus::default() });
+                let last = self.sinks.len() - 1;
+                &mut self.sinks[last]
+            }
+        };
+        let log = match &report.outcome {
+            Outcome::Delivered { attempts, elapsed, .. } => {
+                status.delivered += 1;
+                status.last_ok = Some(true);
+                Effect::Log {
+                    level: LogLevel::Info,
+                    message: format!(
+                        "📨 Notified {} ({what}) in {:.0} ms, attempt {attempts}",
+                        report.sink,
+                        elapsed.as_secs_f64() * 1000.0
+                    ),
+                }
+            }
+            Outcome::Failed { attempts, error } => {
+                status.failed += 1;
+                status.last_ok = Some(false);
+                status.last_error = Some(error.clone());
+                Effect::Log {
+                    level: LogLevel::Error,
+                    message: format!(
+                        "📭 Notification failed: {} ({what}) after {attempts} attempt(s): {error}",
+                        report.sink
+                    ),
+                }
+            }
+            Outcome::Dropped { queued } => {
+                status.dropped += 1;
+                status.last_ok = Some(false);
+                status.last_error = Some(format!("queue full ({queued} waiting)"));
+                Effect::Log {
+                    level: LogLevel::Error,
+                    message: format!(
+                        "📭 Notification dropped: {} ({what}): {queued} notifications already waiting",
+                        report.sink
+                    ),
+                }
+            }
+        };
+        let mut record = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(fields) = record.as_object_mut() {
+            fields.insert("type".to_owned(), json!("notification"));
+            fields.insert("ts".to_owned(), json!(timestamp()));
+            fields.insert("uptime_s".to_owned(), json!(now.saturating_duration_since(self.started).as_secs_f64()));
+        }
+        vec![log, Effect::Record(record)]
     }
 
     fn on_probe(&mut self, probe: InferenceProbe, now: Instant) -> Vec<Effect> {

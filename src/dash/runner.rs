@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::alerts::Severity;
+use super::metrics::DashMetrics;
 use super::model::{DashModel, Effect, Event, LogLevel};
 use super::prober::{ProbeImage, Prober};
 use super::sinks::JsonLinesSink;
@@ -24,6 +25,7 @@ use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, Supervis
 use super::tui::TerminalGuard;
 use super::ui::{self, UiState};
 use crate::config::Config;
+use crate::notify::{DeliveryReport, Notifier, NotifyError, Sink};
 
 /// Errors that stop the monitor before it runs.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,24 @@ pub enum MonitorError {
     },
     #[error("the config's quality section lists no test images")]
     NoTestImages,
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error("cannot serve the dashboard's /metrics on {address} (prometheus.listen): {source}")]
+    MetricsListen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl MonitorError {
+    /// 2 for what the config or environment got wrong, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Notify(NotifyError::MissingSecret { .. } | NotifyError::BadUrl { .. }) => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// What to watch.
@@ -121,6 +141,19 @@ pub async fn run(
     if images.is_empty() {
         return Err(MonitorError::NoTestImages);
     }
+    // Secrets and the metrics address are checked before anything starts.
+    let sinks = Sink::resolve_all(&config.alerts.sinks.0, &|var| std::env::var(var).ok())?;
+    let metrics_listener = match &config.prometheus.listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| MonitorError::MetricsListen { address: address.clone(), source })?,
+        ),
+        None => None,
+    };
+    let (reports_tx, mut reports_rx) = mpsc::channel::<DeliveryReport>(256);
+    let mut notifier = Notifier::start(sinks, &config.alerts, &config.service.model_name(), reports_tx)?;
+    let metrics = Arc::new(DashMetrics::new(&config, &notifier.sink_names()));
     let metrics_path = config.logs.dir.join(&config.logs.metrics_file);
     let mut sink = JsonLinesSink::open(&metrics_path)
         .map_err(|source| MonitorError::Sink { path: metrics_path.clone(), source })?;
@@ -133,6 +166,19 @@ pub async fn run(
     let (paused_tx, paused_rx) = watch::channel(false);
     let test_now = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
+    if let Some(listener) = metrics_listener {
+        let address = listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        log_line(display, LogLevel::Info, &format!("📈 Dashboard metrics at http://{address}/metrics"));
+        let metrics = Arc::clone(&metrics);
+        tasks.spawn(async move {
+            if let Err(err) = super::metrics::serve(metrics, listener).await {
+                tracing::error!(error = %err, "the dashboard's /metrics endpoint stopped");
+            }
+        });
+    }
+    for status in &model.sinks {
+        log_line(display, LogLevel::Info, &format!("📣 Alert notifications go to {}", status.name));
+    }
 
     // The server: supervised child, or a fixed URL.
     let (commands_tx, commands_rx) = mpsc::channel::<SupervisorCommand>(8);
@@ -191,6 +237,7 @@ pub async fn run(
     loop {
         let event = tokio::select! {
             event = events_rx.recv() => event,
+            Some(report) = reports_rx.recv() => Some(Event::Notification(report)),
             () = &mut shutdown => break,
             () = sleep_until_opt(deadline) => break,
             action = next_screen_action(screen.as_mut(), &mut model) => match action {
@@ -216,7 +263,8 @@ pub async fn run(
         };
         let Some(event) = event else { break };
         let ready = matches!(event, Event::Server(ServerEvent::Ready { .. }));
-        apply(&mut model, event, &mut sink, supervised.then_some(&commands_tx), display);
+        let context = ApplyContext { notifier: Some(&mut notifier), metrics: &metrics, display };
+        apply(&mut model, event, &mut sink, supervised.then_some(&commands_tx), context);
         if ready && model.url.is_some() {
             // Probing starts once the (re)started server is ready; the probe loops hold the
             // receiver for as long as they run.
@@ -239,7 +287,8 @@ pub async fn run(
             while let Some(event) = events_rx.recv().await {
                 let stopped = matches!(event, Event::Server(ServerEvent::Stopped));
                 if matches!(event, Event::Server(_)) {
-                    apply(&mut model, event, &mut sink, None, display);
+                    let context = ApplyContext { notifier: Some(&mut notifier), metrics: &metrics, display };
+                    apply(&mut model, event, &mut sink, None, context);
                 }
                 if stopped {
                     break;
@@ -252,6 +301,24 @@ pub async fn run(
         supervisor_task.abort();
         // Aborted or finished: either way it is over.
         let _ = supervisor_task.await;
+    }
+    // Notifications still queued (say, the critical alert that made someone quit) get the
+    // delivery timeout to go out; their reports still reach the metrics file.
+    let grace = config.alerts.delivery.timeout_s.0;
+    let sent = notifier.shutdown(grace);
+    tokio::pin!(sent);
+    loop {
+        tokio::select! {
+            () = &mut sent => break,
+            Some(report) = reports_rx.recv() => {
+                let context = ApplyContext { notifier: None, metrics: &metrics, display };
+                apply(&mut model, Event::Notification(report), &mut sink, None, context);
+            }
+        }
+    }
+    while let Ok(report) = reports_rx.try_recv() {
+        let context = ApplyContext { notifier: None, metrics: &metrics, display };
+        apply(&mut model, Event::Notification(report), &mut sink, None, context);
     }
     // The terminal is restored before anything is printed.
     drop(screen);
@@ -278,17 +345,30 @@ pub async fn run(
     Ok(MonitorOutcome { summary, summary_paths, worst })
 }
 
+/// Where effects beyond the metrics file and the supervisor go.
+struct ApplyContext<'a> {
+    /// None once the notifier is shutting down (only delivery reports arrive then).
+    notifier: Option<&'a mut Notifier>,
+    metrics: &'a DashMetrics,
+    display: Display,
+}
+
 /// Feeds one event to the model and carries out its effects.
 fn apply(
     model: &mut DashModel,
     event: Event,
     sink: &mut JsonLinesSink,
     commands_tx: Option<&mpsc::Sender<SupervisorCommand>>,
-    display: Display,
+    context: ApplyContext<'_>,
 ) {
+    let ApplyContext { mut notifier, metrics, display } = context;
     if let Event::Server(ServerEvent::Log { line }) = &event {
         // The child's own (JSON) log lines, kept in the monitor's log file.
         tracing::info!(target: "capwatch::child", child = %line, "server log");
+    }
+    metrics.observe_event(&event);
+    if let Event::Notification(report) = &event {
+        metrics.observe_delivery(report);
     }
     for effect in model.update(event, Instant::now()) {
         match effect {
@@ -298,7 +378,12 @@ fn apply(
                 }
             }
             Effect::Log { level, message } => log_line(display, level, &message),
-            Effect::Alert(_) => {}
+            Effect::Alert(alert) => {
+                metrics.observe_alert(&alert);
+                if let Some(notifier) = notifier.as_deref_mut() {
+                    notifier.notify(&alert);
+                }
+            }
             Effect::RestartServer { reason } => {
                 if let Some(commands_tx) = commands_tx {
                     log_line(display, LogLevel::Warn, &format!("🔁 Restarting the server: {reason}"));
@@ -308,6 +393,7 @@ fn apply(
             }
         }
     }
+    metrics.sync(model);
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -425,11 +511,7 @@ struct Screen {
 
 impl Screen {
     fn new(config: &Config, can_restart: bool) -> Self {
-        let model_name = config
-            .service
-            .model_dir
-            .file_name()
-            .map_or_else(|| config.service.model_dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let model_name = config.service.model_name();
         let mut redraw = tokio::time::interval(Duration::from_millis(100));
         redraw.set_missed_tick_behavior(MissedTickBehavior::Skip);
         Self {

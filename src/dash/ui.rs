@@ -245,7 +245,38 @@ fn draw_alerts(frame: &mut Frame, area: Rect, model: &DashModel, ui: &UiState) {
         .collect();
     let title = format!(" Alerts ({total}) ↑↓ PgUp PgDn ");
     let list = if items.is_empty() { List::new(vec![ListItem::new("no alerts")]) } else { List::new(items) };
-    frame.render_widget(list.block(Block::bordered().title(title)), area);
+    let mut block = Block::bordered().title(title);
+    if !model.sinks.is_empty() {
+        block = block.title_bottom(notification_line(model));
+    }
+    frame.render_widget(list.block(block), area);
+}
+
+/// ` notify: slack ✓ · oncall ✗ HTTP 500… ` — each sink green when its latest notification
+/// got through, red with the reason when it did not, plain before the first one.
+fn notification_line(model: &DashModel) -> Line<'static> {
+    const REASON_CHARS: usize = 28;
+    let mut spans = vec![Span::raw(" notify: ")];
+    for (index, sink) in model.sinks.iter().enumerate() {
+        if index > 0 {
+            spans.push(Span::raw(" · "));
+        }
+        let (text, style) = match sink.last_ok {
+            None => (sink.name.clone(), Style::default()),
+            Some(true) => (format!("{} ✓", sink.name), Style::default().fg(Color::Green)),
+            Some(false) => {
+                let reason = sink.last_error.as_deref().unwrap_or("failed");
+                let mut short: String = reason.chars().take(REASON_CHARS).collect();
+                if reason.chars().count() > REASON_CHARS {
+                    short.push('…');
+                }
+                (format!("{} ✗ {short}", sink.name), Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
+            }
+        };
+        spans.push(Span::styled(text, style));
+    }
+    spans.push(Span::raw(" "));
+    Line::from(spans)
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, ui: &UiState) {
@@ -396,5 +427,38 @@ mod tests {
         assert_eq!(buffer[(1, 1)].bg, Color::Blue);
         assert!(text.contains("disabled: monitoring a server capwatch did not start"), "{text}");
         assert!(text.contains("r (disabled)"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_sink_shows_red_with_its_reason_and_a_working_one_green() {
+        use crate::config::{MinSeverity, SinkConfig, SinkTarget, Sinks};
+        use crate::dash::alerts::Severity;
+        use crate::notify::{AlertState, DeliveryReport, Outcome};
+        let mut config = Config::default();
+        let sink = |name: &str| SinkConfig {
+            name: name.to_owned(),
+            min_severity: MinSeverity::Warning,
+            target: SinkTarget::Webhook { url_env: "X".to_owned(), bearer_token_env: None },
+        };
+        config.alerts.sinks = Sinks(vec![sink("slack"), sink("pager")]);
+        let mut model = DashModel::new(&config, Instant::now());
+        let report = |sink: &str, outcome| {
+            Event::Notification(DeliveryReport {
+                sink: sink.to_owned(),
+                kind: crate::config::SinkKind::Webhook,
+                rule: "p95_latency".to_owned(),
+                severity: Severity::Warning,
+                state: AlertState::Firing,
+                outcome,
+            })
+        };
+        let delivered = Outcome::Delivered { attempts: 1, status: 200, elapsed: Duration::from_millis(5) };
+        model.update(report("slack", delivered), Instant::now());
+        let failed = Outcome::Failed { attempts: 4, error: "HTTP 500 Internal Server Error".to_owned() };
+        let effects = model.update(report("pager", failed), Instant::now());
+        assert!(effects.iter().any(|e| matches!(e, crate::dash::model::Effect::Log { message, .. } if message.contains("📭 Notification failed: pager"))));
+        let buffer = render(&mut model, &ui_state(&config));
+        assert_eq!(colour_of(&buffer, "slack ✓"), Color::Green);
+        assert_eq!(colour_of(&buffer, "pager ✗ HTTP 500"), Color::Red);
     }
 }

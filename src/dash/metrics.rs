@@ -1,0 +1,403 @@
+//! The dashboard's own Prometheus metrics (`GET /metrics` on `prometheus.listen`): what the
+//! prober measured and what the monitor decided (health, alerts, restarts, notifications).
+//!
+//! Names follow Prometheus conventions (`capwatch_monitor_` prefix, base units, `_total`
+//! counters, low-cardinality labels) and are constants, because the exported alerting rules
+//! and Grafana dashboard (`crate::export`) query them. The latency histogram's buckets
+//! include the configured P95 thresholds, so `histogram_quantile` is exact at the lines the
+//! rules draw. This module records and serves; it decides nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use super::model::{DashModel, Event};
+use crate::config::Config;
+use crate::notify::DeliveryReport;
+
+/// Exposed series names (what PromQL sees).
+pub const PROBE_DURATION_SECONDS: &str = "capwatch_monitor_probe_duration_seconds";
+pub const PROBES_TOTAL: &str = "capwatch_monitor_probes_total";
+pub const CAPTION_QUALITY_RATIO: &str = "capwatch_monitor_caption_quality_ratio";
+pub const CONSECUTIVE_FAILURES: &str = "capwatch_monitor_consecutive_failures";
+pub const CONSECUTIVE_HEALTH_FAILURES: &str = "capwatch_monitor_consecutive_health_failures";
+pub const SERVICE_HEALTHY: &str = "capwatch_monitor_service_healthy";
+pub const SERVER_UP: &str = "capwatch_monitor_server_up";
+pub const ALERT_SEVERITY: &str = "capwatch_monitor_alert_severity";
+pub const ALERT_EVENTS_TOTAL: &str = "capwatch_monitor_alert_events_total";
+pub const SERVER_RESTARTS_TOTAL: &str = "capwatch_monitor_server_restarts_total";
+pub const CRASH_LOOP: &str = "capwatch_monitor_crash_loop";
+pub const TEST_CYCLES_TOTAL: &str = "capwatch_monitor_test_cycles_total";
+pub const NOTIFICATIONS_TOTAL: &str = "capwatch_monitor_notifications_total";
+pub const INFO: &str = "capwatch_monitor_info";
+
+/// `probe` label values.
+pub const PROBE_CAPTION: &str = "caption";
+pub const PROBE_HEALTH: &str = "health";
+
+/// Every rule the severity gauge reports, in a fixed order.
+pub const RULES: [RuleKind; 6] = [
+    RuleKind::P95Latency,
+    RuleKind::ErrorRate,
+    RuleKind::ConsecutiveFailures,
+    RuleKind::QualityScore,
+    RuleKind::HealthDown,
+    RuleKind::CrashLoop,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    probe: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeOutcomeLabels {
+    probe: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertEventLabels {
+    rule: &'static str,
+    severity: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkOutcomeLabels {
+    sink: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    version: &'static str,
+    model: String,
+    service: String,
+}
+
+/// Histogram buckets, shared by every series of a family.
+#[derive(Clone)]
+struct Buckets(Arc<[f64]>);
+
+impl Buckets {
+    /// `base` plus `extra`, sorted, without duplicates or non-positive values.
+    fn new(base: &[f64], extra: &[f64]) -> Self {
+        let mut buckets: Vec<f64> = base.iter().chain(extra).copied().filter(|b| b.is_finite() && *b > 0.0).collect();
+        buckets.sort_by(f64::total_cmp);
+        buckets.dedup();
+        Self(buckets.into())
+    }
+}
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// Latency buckets (seconds) before the configured thresholds are added.
+const LATENCY_BUCKETS_S: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const QUALITY_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+/// All dashboard metrics and their registry.
+pub struct DashMetrics {
+    registry: Registry,
+    probe_duration: Family<ProbeLabels, Histogram, Buckets>,
+    probes: Family<ProbeOutcomeLabels, Counter>,
+    caption_quality: Histogram,
+    consecutive_failures: Gauge,
+    consecutive_health_failures: Gauge,
+    service_healthy: Gauge,
+    server_up: Gauge,
+    alert_severity: Family<RuleLabels, Gauge>,
+    alert_events: Family<AlertEventLabels, Counter>,
+    server_restarts: Counter,
+    crash_loop: Gauge,
+    test_cycles: Counter,
+    notifications: Family<SinkOutcomeLabels, Counter>,
+    /// Restarts and cycles already counted (the model holds running totals).
+    seen_restarts: AtomicU64,
+    seen_cycles: AtomicU64,
+}
+
+/// Registration name: the exposed name without the suffix the encoder adds back.
+fn base(name: &'static str, suffix: &str) -> &'static str {
+    name.strip_suffix(suffix).unwrap_or(name)
+}
+
+impl DashMetrics {
+    /// Registers every metric; `sinks` pre-creates the notification series at zero.
+    pub fn new(config: &Config, sinks: &[String]) -> Self {
+        let mut registry = Registry::default();
+        let t = &config.thresholds;
+        let latency_buckets =
+            Buckets::new(&LATENCY_BUCKETS_S, &[t.p95_latency_ms.warning / 1000.0, t.p95_latency_ms.critical / 1000.0]);
+        let probe_duration = Family::new_with_constructor(latency_buckets);
+        registry.register_with_unit(
+            base(PROBE_DURATION_SECONDS, "_seconds"),
+            "Round-trip time of successful probes as the dashboard measured it (caption: one inference test; health: GET /health)",
+            Unit::Seconds,
+            probe_duration.clone(),
+        );
+        let probes = Family::<ProbeOutcomeLabels, Counter>::default();
+        registry.register(
+            base(PROBES_TOTAL, "_total"),
+            "Probes by kind and outcome (success, unhealthy, timeout, connection_refused, http_4xx, http_5xx, bad_body)",
+            probes.clone(),
+        );
+        let quality = Buckets::new(&QUALITY_BUCKETS, &[t.quality_score.warning, t.quality_score.critical]);
+        let caption_quality = quality.new_metric();
+        registry.register(
+            CAPTION_QUALITY_RATIO,
+            "Caption quality score of successful inference tests: share of expected keywords found (0..1)",
+            caption_quality.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &'static str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let consecutive_failures =
+            gauge(&mut registry, CONSECUTIVE_FAILURES, "Inference tests failed in a row (0 after a success)");
+        let consecutive_health_failures =
+            gauge(&mut registry, CONSECUTIVE_HEALTH_FAILURES, "Health checks failed in a row (0 after a healthy one)");
+        let service_healthy = gauge(&mut registry, SERVICE_HEALTHY, "1 if the last health check answered healthy");
+        let server_up =
+            gauge(&mut registry, SERVER_UP, "1 while the server is running and ready (always 1 for monitor --url)");
+        let alert_severity = Family::<RuleLabels, Gauge>::default();
+        registry.register(ALERT_SEVERITY, "Alert state per rule: 0 OK, 1 WARNING, 2 CRITICAL", alert_severity.clone());
+        let alert_events = Family::<AlertEventLabels, Counter>::default();
+        registry.register(
+            base(ALERT_EVENTS_TOTAL, "_total"),
+            "Alert notifications raised, by rule, severity and reason (fired, repeated, resolved)",
+            alert_events.clone(),
+        );
+        let server_restarts = Counter::default();
+        registry.register(
+            base(SERVER_RESTARTS_TOTAL, "_total"),
+            "Times the supervised server was started again",
+            server_restarts.clone(),
+        );
+        let crash_loop =
+            gauge(&mut registry, CRASH_LOOP, "1 once the supervisor stopped restarting a crash-looping server");
+        let test_cycles = Counter::default();
+        registry.register(base(TEST_CYCLES_TOTAL, "_total"), "Inference test cycles completed", test_cycles.clone());
+        let notifications = Family::<SinkOutcomeLabels, Counter>::default();
+        registry.register(
+            base(NOTIFICATIONS_TOTAL, "_total"),
+            "Alert notifications by sink and outcome (delivered, failed, dropped)",
+            notifications.clone(),
+        );
+        let info = Family::<InfoLabels, Gauge>::default();
+        registry.register(INFO, "The monitor's version, model and service name (always 1)", info.clone());
+        info.get_or_create(&InfoLabels {
+            version: env!("CARGO_PKG_VERSION"),
+            model: config.service.model_name(),
+            service: config.alerts.service_name.clone(),
+        })
+        .set(1);
+        for rule in RULES {
+            alert_severity.get_or_create(&RuleLabels { rule: rule.name() }).set(0);
+        }
+        // Series that exist from the start (at zero), so rates and panels have data at once.
+        for probe in [PROBE_CAPTION, PROBE_HEALTH] {
+            drop(probe_duration.get_or_create(&ProbeLabels { probe }));
+            drop(probes.get_or_create(&ProbeOutcomeLabels { probe, outcome: "success" }));
+        }
+        for sink in sinks {
+            for outcome in ["delivered", "failed", "dropped"] {
+                drop(notifications.get_or_create(&SinkOutcomeLabels { sink: sink.clone(), outcome }));
+            }
+        }
+        Self {
+            registry,
+            probe_duration,
+            probes,
+            caption_quality,
+            consecutive_failures,
+            consecutive_health_failures,
+            service_healthy,
+            server_up,
+            alert_severity,
+            alert_events,
+            server_restarts,
+            crash_loop,
+            test_cycles,
+            notifications,
+            seen_restarts: AtomicU64::new(0),
+            seen_cycles: AtomicU64::new(0),
+        }
+    }
+
+    /// Records what a probe event measured (before the model digests it).
+    pub fn observe_event(&self, event: &Event) {
+        match event {
+            Event::Probe(probe) => {
+                let outcome = match &probe.result {
+                    Ok(result) => {
+                        self.caption_quality.observe(result.quality.score());
+                        "success"
+                    }
+                    Err(error) => error.kind(),
+                };
+                self.observe_probe(PROBE_CAPTION, outcome, probe.latency);
+            }
+            Event::Health(check) => {
+                let outcome = match &check.result {
+                    Ok(_) if check.is_healthy() => "success",
+                    Ok(_) => "unhealthy",
+                    Err(error) => error.kind(),
+                };
+                self.observe_probe(PROBE_HEALTH, outcome, check.latency);
+            }
+            Event::Server(_) | Event::CycleDone | Event::Notification(_) => {}
+        }
+    }
+
+    /// Like the dashboard's own percentiles, the histogram holds successful probes only;
+    /// failures (timeouts included) are counted by outcome instead.
+    fn observe_probe(&self, probe: &'static str, outcome: &'static str, latency: std::time::Duration) {
+        if outcome == "success" {
+            self.probe_duration.get_or_create(&ProbeLabels { probe }).observe(latency.as_secs_f64());
+        }
+        self.probes.get_or_create(&ProbeOutcomeLabels { probe, outcome }).inc();
+    }
+
+    /// Counts an alert transition.
+    pub fn observe_alert(&self, alert: &AlertEvent) {
+        let reason = match alert.transition {
+            AlertTransition::Fired => "fired",
+            AlertTransition::Repeated => "repeated",
+            AlertTransition::Resolved => "resolved",
+        };
+        let severity = match alert.severity {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        };
+        self.alert_events.get_or_create(&AlertEventLabels { rule: alert.rule.name(), severity, reason }).inc();
+    }
+
+    /// Counts a notification outcome.
+    pub fn observe_delivery(&self, report: &DeliveryReport) {
+        self.notifications
+            .get_or_create(&SinkOutcomeLabels { sink: report.sink.clone(), outcome: report.outcome.label() })
+            .inc();
+    }
+
+    /// Brings gauges and running totals up to date with the model.
+    pub fn sync(&self, model: &DashModel) {
+        let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.consecutive_failures.set(as_gauge(model.consecutive_failures));
+        self.consecutive_health_failures.set(as_gauge(model.consecutive_health_failures as u64));
+        self.service_healthy.set(i64::from(model.last_health.as_ref().is_some_and(|h| h.is_healthy())));
+        self.server_up.set(i64::from(model.server_up));
+        self.crash_loop.set(i64::from(model.crash_loop));
+        for rule in RULES {
+            let level = match model.alerts.severity(rule) {
+                Severity::Ok => 0,
+                Severity::Warning => 1,
+                Severity::Critical => 2,
+            };
+            self.alert_severity.get_or_create(&RuleLabels { rule: rule.name() }).set(level);
+        }
+        let restarts = u64::from(model.restarts);
+        let seen = self.seen_restarts.swap(restarts, Ordering::Relaxed);
+        self.server_restarts.inc_by(restarts.saturating_sub(seen));
+        let seen = self.seen_cycles.swap(model.cycles, Ordering::Relaxed);
+        self.test_cycles.inc_by(model.cycles.saturating_sub(seen));
+    }
+
+    /// The exposition text (OpenMetrics).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Serves `GET /metrics` until the task is aborted.
+pub async fn serve(metrics: Arc<DashMetrics>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let handler = move || {
+        let metrics = Arc::clone(&metrics);
+        async move {
+            match metrics.encode() {
+                Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, crate::server::metrics::CONTENT_TYPE)], text),
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    "cannot encode metrics".to_owned(),
+                ),
+            }
+        }
+    };
+    let app = axum::Router::new().route("/metrics", get(handler));
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_include_the_thresholds() {
+        let buckets = Buckets::new(&LATENCY_BUCKETS_S, &[4.0, 8.0, 5.0]);
+        assert!(buckets.0.contains(&4.0) && buckets.0.contains(&8.0));
+        assert_eq!(buckets.0.iter().filter(|b| **b == 5.0).count(), 1);
+        assert!(buckets.0.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn exposition_has_the_documented_names() {
+        let metrics = DashMetrics::new(&Config::default(), &["slack".to_owned()]);
+        metrics.observe_alert(&AlertEvent {
+            rule: RuleKind::ErrorRate,
+            severity: Severity::Warning,
+            transition: AlertTransition::Fired,
+            value: 0.2,
+            threshold: 0.1,
+        });
+        let text = metrics.encode().unwrap();
+        for name in [
+            PROBE_DURATION_SECONDS,
+            PROBES_TOTAL,
+            CAPTION_QUALITY_RATIO,
+            CONSECUTIVE_FAILURES,
+            CONSECUTIVE_HEALTH_FAILURES,
+            SERVICE_HEALTHY,
+            SERVER_UP,
+            ALERT_SEVERITY,
+            ALERT_EVENTS_TOTAL,
+            SERVER_RESTARTS_TOTAL,
+            CRASH_LOOP,
+            TEST_CYCLES_TOTAL,
+            NOTIFICATIONS_TOTAL,
+            INFO,
+        ] {
+            assert!(text.lines().any(|line| line.starts_with(name)), "{name} missing from\n{text}");
+        }
+        assert!(text.contains(r#"capwatch_monitor_probe_duration_seconds_bucket{le="4.0",probe="caption"}"#), "{text}");
+        assert!(text.contains(r#"capwatch_monitor_notifications_total{sink="slack",outcome="failed"} 0"#), "{text}");
+        assert!(
+            text.contains(
+                r#"capwatch_monitor_alert_events_total{rule="error_rate",severity="warning",reason="fired"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! `capwatch export grafana-dashboard`: a Grafana dashboard (JSON model, schema 39) with
+//! the panes of the terminal dashboard, built from the dashboard's and the server's
+//! Prometheus metrics. Threshold lines and colours come from the config.
+//!
+//! The data source is a dashboard variable (`datasource`, any Prometheus), so the file
+//! imports through the UI and loads through file provisioning alike. The latest caption is
+//! not a metric (captions would be unbounded label values); it stays in the JSONL file.
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::dash::metrics as dash;
+use crate::server::metrics as server;
+
+/// Stable uid, so re-importing replaces the dashboard instead of adding a copy.
+pub const DASHBOARD_UID: &str = "capwatch-overview";
+
+const DATASOURCE: &str = "${datasource}";
+/// Dashboard and server are scraped as separate targets, so each has its own variable.
+const INSTANCE: &str = r#"instance=~"$instance""#;
+const SERVER_INSTANCE: &str = r#"instance=~"$server_instance""#;
+
+fn target(expr: &str, legend: &str) -> Value {
+    json!({
+        "datasource": {"type": "prometheus", "uid": DATASOURCE},
+        "expr": expr,
+        "legendFormat": legend,
+        "refId": "",
+    })
+}
+
+/// Steps for green → yellow → red (or the reverse for "lower is worse").
+fn steps(warning: f64, critical: f64, lower_is_worse: bool) -> Value {
+    if lower_is_worse {
+        json!([
+            {"color": "red", "value": null},
+            {"color": "yellow", "value": critical},
+            {"color": "green", "value": warning},
+        ])
+    } else {
+        json!([
+            {"color": "green", "value": null},
+            {"color": "yellow", "value": warning},
+            {"color": "red", "value": critical},
+        ])
+    }
+}
+
+struct Panel<'a> {
+    kind: &'a str,
+    title: &'a str,
+    description: &'a str,
+    targets: Vec<Value>,
+    unit: &'a str,
+    thresholds: Option<Value>,
+    mappings: Value,
+    grid: (u32, u32, u32, u32),
+}
+
+impl Panel<'_> {
+    fn build(self, id: usize) -> Value {
+        let (x, y, w, h) = self.grid;
+        let targets: Vec<Value> = self
+            .targets
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut target)| {
+                target["refId"] = json!(char::from(b'A' + u8::try_from(index % 26).unwrap_or(0)).to_string());
+                target
+            })
+            .collect();
+        let threshold_style = if self.thresholds.is_some() && self.kind == "timeseries" { "line" } else { "off" };
+        let thresholds = self.thresholds.unwrap_or_else(|| json!([{"color": "green", "value": null}]));
+        json!({
+            "id": id,
+            "type": self.kind,
+            "title": self.title,
+            "description": self.description,
+            "datasource": {"type": "prometheus", "uid": DATASOURCE},
+            "gridPos": {"x": x, "y": y, "w": w, "h": h},
+            "targets": targets,
+            "fieldConfig": {
+                "defaults": {
+                    "unit": self.unit,
+                    "mappings": self.mappings,
+                    "thresholds": {"mode": "absolute", "steps": thresholds},
+                    "color": {"mode": if self.kind == "timeseries" { "palette-classic" } else { "thresholds" }},
+                    "custom": {"thresholdsStyle": {"mode": threshold_style}},
+                },
+                "overrides": [],
+            },
+            "options": {
+                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": true},
+                "tooltip": {"mode": "multi", "sort": "none"},
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": false},
+                "colorMode": "background",
+                "textMode": "auto",
+            },
+        })
+    }
+}
+
+fn value_map(entries: &[(i64, &str, &str)]) -> Value {
+    let options: serde_json::Map<String, Value> = entries
+        .iter()
+        .enumerate()
+        .map(|(index, (value, text, colour))| {
+            (value.to_string(), json!({"text": text, "color": colour, "index": index}))
+        })
+        .collect();
+    json!([{"type": "value", "options": options}])
+}
+
+/// The dashboard for `config`.
+pub fn dashboard(config: &Config) -> Value {
+    let t = &config.thresholds;
+    let window = super::prometheus_rules::prom_duration(config.monitoring.window_s.0);
+    let no_mappings = json!([]);
+    let caption_bucket = format!(r#"{}_bucket{{probe="caption",{INSTANCE}}}"#, dash::PROBE_DURATION_SECONDS);
+    let quantile =
+        |q: f64| format!("histogram_quantile({q}, sum by (le) (rate({caption_bucket}[$__rate_interval]))) * 1000");
+    let caption_probes = format!(r#"{}{{probe="caption",{INSTANCE}}}"#, dash::PROBES_TOTAL);
+    let caption_failures = format!(r#"{}{{probe="caption",outcome!="success",{INSTANCE}}}"#, dash::PROBES_TOTAL);
+    let quality = dash::CAPTION_QUALITY_RATIO;
+    let server_requests = format!(r#"{}_total{{route="/caption",{SERVER_INSTANCE}}}"#, server::HTTP_REQUESTS);
+    let status_map = value_map(&[(1, "HEALTHY", "green"), (0, "DOWN", "red")]);
+    let severity_map = value_map(&[(0, "OK", "green"), (1, "WARNING", "yellow"), (2, "CRITICAL", "red")]);
+    let panels = vec![
+        Panel {
+            kind: "stat",
+            title: "Status",
+            description: "Last health check (GET /health) as the dashboard saw it.",
+            targets: vec![target(&format!("min({}{{{INSTANCE}}})", dash::SERVICE_HEALTHY), "")],
+            unit: "none",
+            thresholds: Some(json!([{"color": "red", "value": null}, {"color": "green", "value": 1}])),
+            mappings: status_map,
+            grid: (0, 0, 4, 4),
+        },
+        Panel {
+            kind: "stat",
+            title: "Worst alert",
+            description: "The worst alert state across rules: OK, WARNING, CRITICAL.",
+            targets: vec![target(&format!("max({}{{{INSTANCE}}})", dash::ALERT_SEVERITY), "")],
+            unit: "none",
+            thresholds: Some(steps(1.0, 2.0, false)),
+            mappings: severity_map.clone(),
+            grid: (4, 0, 4, 4),
+        },
+        Panel {
+            kind: "stat",
+            title: "P95 latency",
+            description: "P95 of successful inference tests over the dashboard's window.",
+            targets: vec![target(
+                &format!("histogram_quantile(0.95, sum by (le) (rate({caption_bucket}[{window}]))) * 1000"),
+                "",
+            )],
+            unit: "ms",
+            thresholds: Some(steps(t.p95_latency_ms.warning, t.p95_latency_ms.critical, false)),
+            mappings: no_mappings.clone(),
+            grid: (8, 0, 4, 4),
+        },
+        Panel {
+            kind: "stat",
+            title: "Error rate",
+            description: "Failed inference tests over the dashboard's window.",
+            targets: vec![target(
+                &format!("sum(rate({caption_failures}[{window}])) / sum(rate({caption_probes}[{window}])) * 100"),
+                "",
+            )],
+            unit: "percent",
+            thresholds: Some(steps(t.error_rate_percent.warning, t.error_rate_percent.critical, false)),
+            mappings: no_mappings.clone(),
+            grid: (12, 0, 4, 4),
+        },
+        Panel {
+            kind: "stat",
+            title: "Consecutive failures",
+            description: "Inference tests failed in a row.",
+            targets: vec![target(&format!("max({}{{{INSTANCE}}})", dash::CONSECUTIVE_FAILURES), "")],
+            unit: "none",
+            thresholds: Some(steps(t.consecutive_failures.warning, t.consecutive_failures.critical, false)),
+            mappings: no_mappings.clone(),
+            grid: (16, 0, 4, 4),
+        },
+        Panel {
+            kind: "stat",
+            title: "Restarts",
+            description: "Server restarts by the supervisor over the selected range; CRASH LOOP once it gave up.",
+            targets: vec![
+                target(&format!("sum(increase({}{{{INSTANCE}}}[$__range]))", dash::SERVER_RESTARTS_TOTAL), "restarts"),
+                target(&format!("max({}{{{INSTANCE}}})", dash::CRASH_LOOP), "crash loop"),
+            ],
+            unit: "none",
+            thresholds: Some(json!([{"color": "green", "value": null}, {"color": "yellow", "value": 1}])),
+            mappings: no_mappings.clone(),
+            grid: (20, 0, 4, 4),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "Latency (successful inference tests)",
+            description: "P50/P95/P99 of the dashboard's probes, and P95 of /caption as the server measures it.",
+            targets: vec![
+                target(&quantile(0.5), "P50"),
+                target(&quantile(0.95), "P95"),
+                target(&quantile(0.99), "P99"),
+                target(
+                    &format!(
+                        r#"histogram_quantile(0.95, sum by (le) (rate({}_seconds_bucket{{route="/caption",{SERVER_INSTANCE}}}[$__rate_interval]))) * 1000"#,
+                        server::HTTP_REQUEST_DURATION
+                    ),
+                    "server P95",
+                ),
+            ],
+            unit: "ms",
+            thresholds: Some(steps(t.p95_latency_ms.warning, t.p95_latency_ms.critical, false)),
+            mappings: no_mappings.clone(),
+            grid: (0, 4, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "Error rate",
+            description: "Failed inference tests (dashboard) and 5xx answers to /caption (server).",
+            targets: vec![
+                target(
+                    &format!(
+                        "sum(rate({caption_failures}[$__rate_interval])) / sum(rate({caption_probes}[$__rate_interval])) * 100"
+                    ),
+                    "inference tests",
+                ),
+                target(
+                    &format!(
+                        r#"sum(rate({}_total{{route="/caption",status=~"5..",{SERVER_INSTANCE}}}[$__rate_interval])) / sum(rate({server_requests}[$__rate_interval])) * 100"#,
+                        server::HTTP_REQUESTS
+                    ),
+                    "server 5xx",
+                ),
+            ],
+            unit: "percent",
+            thresholds: Some(steps(t.error_rate_percent.warning, t.error_rate_percent.critical, false)),
+            mappings: no_mappings.clone(),
+            grid: (12, 4, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "Caption quality",
+            description: "Mean share of expected keywords found in captions.",
+            targets: vec![target(
+                &format!(
+                    "sum(rate({quality}_sum{{{INSTANCE}}}[$__rate_interval])) / sum(rate({quality}_count{{{INSTANCE}}}[$__rate_interval]))"
+                ),
+                "quality",
+            )],
+            unit: "percentunit",
+            thresholds: Some(steps(t.quality_score.warning, t.quality_score.critical, true)),
+            mappings: no_mappings.clone(),
+            grid: (0, 12, 12, 8),
+        },
+        Panel {
+            kind: "state-timeline",
+            title: "Alerts",
+            description: "Each rule's state over time, as the dashboard judged it.",
+            targets: vec![target(&format!("max by (rule) ({}{{{INSTANCE}}})", dash::ALERT_SEVERITY), "{{rule}}")],
+            unit: "none",
+            thresholds: Some(steps(1.0, 2.0, false)),
+            mappings: severity_map,
+            grid: (12, 12, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "Probes by outcome",
+            description: "Health checks and inference tests per second, by outcome.",
+            targets: vec![target(
+                &format!("sum by (probe, outcome) (rate({}{{{INSTANCE}}}[$__rate_interval]))", dash::PROBES_TOTAL),
+                "{{probe}} {{outcome}}",
+            )],
+            unit: "reqps",
+            thresholds: None,
+            mappings: no_mappings.clone(),
+            grid: (0, 20, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "Server: inference stages (P95)",
+            description: "Where a caption's time goes inside the server: queue, decode, preprocess, encoder, decoder.",
+            targets: vec![target(
+                &format!(
+                    "histogram_quantile(0.95, sum by (stage, le) (rate({}_seconds_bucket{{{SERVER_INSTANCE}}}[$__rate_interval]))) * 1000",
+                    server::INFERENCE_STAGE_DURATION
+                ),
+                "{{stage}}",
+            )],
+            unit: "ms",
+            thresholds: None,
+            mappings: no_mappings.clone(),
+            grid: (12, 20, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "Server: queue and in-flight requests",
+            description: "Caption requests waiting for a worker, and HTTP requests being served.",
+            targets: vec![
+                target(&format!("sum({}{{{SERVER_INSTANCE}}})", server::QUEUE_DEPTH), "queued"),
+                target(&format!("sum({}{{{SERVER_INSTANCE}}})", server::REQUESTS_IN_FLIGHT), "in flight"),
+            ],
+            unit: "none",
+            thresholds: None,
+            mappings: no_mappings.clone(),
+            grid: (0, 28, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "Alert notifications",
+            description: "Notifications per sink: delivered, failed (after retries), dropped (queue full).",
+            targets: vec![target(
+                &format!(
+                    "sum by (sink, outcome) (increase({}{{{INSTANCE}}}[$__rate_interval]))",
+                    dash::NOTIFICATIONS_TOTAL
+                ),
+                "{{sink}} {{outcome}}",
+            )],
+            unit: "none",
+            thresholds: None,
+            mappings: no_mappings,
+            grid: (12, 28, 12, 8),
+        },
+    ];
+    let panels: Vec<Value> = panels.into_iter().enumerate().map(|(index, panel)| panel.build(index + 1)).collect();
+    json!({
+        "uid": DASHBOARD_UID,
+        "title": format!("capwatch · {}", config.alerts.service_name),
+        "description": "Generated by `capwatch export grafana-dashboard`: the terminal dashboard's panes from Prometheus.",
+        "tags": ["capwatch", "image-captioning"],
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": true,
+        "graphTooltip": 1,
+        "refresh": "10s",
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "",
+        "annotations": {"list": []},
+        "links": [],
+        "templating": {"list": [
+            {
+                "name": "datasource",
+                "label": "Prometheus",
+                "type": "datasource",
+                "query": "prometheus",
+                "current": {},
+                "hide": 0,
+                "refresh": 1,
+            },
+            {
+                "name": "instance",
+                "label": "Instance",
+                "type": "query",
+                "datasource": {"type": "prometheus", "uid": DATASOURCE},
+                "query": {"query": format!("label_values({}, instance)", dash::INFO), "refId": "instance"},
+                "definition": format!("label_values({}, instance)", dash::INFO),
+                "includeAll": true,
+                "multi": true,
+                "allValue": ".*",
+                "current": {},
+                "refresh": 2,
+                "hide": 0,
+                "sort": 1,
+            },
+            {
+                "name": "server_instance",
+                "label": "Server",
+                "type": "query",
+                "datasource": {"type": "prometheus", "uid": DATASOURCE},
+                "query": {"query": format!("label_values({}, instance)", server::MODEL_INFO), "refId": "server_instance"},
+                "definition": format!("label_values({}, instance)", server::MODEL_INFO),
+                "includeAll": true,
+                "multi": true,
+                "allValue": ".*",
+                "current": {},
+                "refresh": 2,
+                "hide": 0,
+                "sort": 1,
+            },
+        ]},
+        "panels": panels,
+    })
+}

@@ -1,0 +1,115 @@
+//! Getting one notification through: attempts with a time limit each, retries with
+//! doubling backoff (or the wait the sink asked for), and a report of how it went.
+//! Uses tokio's clock, so the tests run on paused time.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::message::{AlertState, Notification};
+use super::sink::{AttemptError, Sink};
+use crate::config::{DeliveryConfig, SinkKind};
+use crate::dash::alerts::Severity;
+
+/// How hard to push one notification.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl From<&DeliveryConfig> for RetryPolicy {
+    fn from(config: &DeliveryConfig) -> Self {
+        Self {
+            timeout: config.timeout_s.0,
+            max_attempts: u32::try_from(config.max_attempts.get()).unwrap_or(u32::MAX),
+            initial_backoff: config.initial_backoff_s.0,
+            max_backoff: config.max_backoff_s.0,
+        }
+    }
+}
+
+/// What became of one notification at one sink.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Outcome {
+    Delivered {
+        attempts: u32,
+        status: u16,
+        #[serde(rename = "elapsed_ms", serialize_with = "as_millis")]
+        elapsed: Duration,
+    },
+    /// Every attempt failed, or the sink rejected it outright.
+    Failed { attempts: u32, error: String },
+    /// The sink's queue was full (it is down or slow and notifications piled up).
+    Dropped { queued: usize },
+}
+
+fn as_millis<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(elapsed.as_secs_f64() * 1000.0)
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Delivered { .. } => "delivered",
+            Self::Failed { .. } => "failed",
+            Self::Dropped { .. } => "dropped",
+        }
+    }
+}
+
+/// One notification's fate at one sink, for the event loop (log, metrics file, UI).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryReport {
+    pub sink: String,
+    pub kind: SinkKind,
+    pub rule: String,
+    pub severity: Severity,
+    pub state: AlertState,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl DeliveryReport {
+    pub fn new(sink: &Sink, notification: &Notification, outcome: Outcome) -> Self {
+        Self {
+            sink: sink.name.clone(),
+            kind: sink.kind,
+            rule: notification.rule.clone(),
+            severity: notification.severity,
+            state: notification.state,
+            outcome,
+        }
+    }
+}
+
+/// Tries to deliver `notification` to `sink` under `policy`.
+pub async fn deliver(
+    sink: &Sink,
+    client: &reqwest::Client,
+    policy: &RetryPolicy,
+    notification: &Notification,
+) -> Outcome {
+    let started = Instant::now();
+    let mut backoff = policy.initial_backoff;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let error = match sink.attempt(client, notification, policy.timeout).await {
+            Ok(status) => return Outcome::Delivered { attempts, status, elapsed: started.elapsed() },
+            Err(error) => error,
+        };
+        let retry_after = match &error {
+            AttemptError::Retryable { retry_after, .. } if attempts < policy.max_attempts => *retry_after,
+            _ => return Outcome::Failed { attempts, error: error.message().to_owned() },
+        };
+        tracing::debug!(sink = %sink.name, attempts, error = error.message(), "notification attempt failed; retrying");
+        let wait = retry_after.unwrap_or(backoff).min(policy.max_backoff);
+        tokio::time::sleep(wait).await;
+        backoff = (backoff * 2).min(policy.max_backoff);
+    }
+}

@@ -1,0 +1,155 @@
+//! Alert notifications to where operators already look: Slack incoming webhooks, the
+//! Telegram Bot API and a generic JSON webhook.
+//!
+//! The [`Notifier`] follows the alert state machine: a sink hears of a rule when it fires
+//! or repeats at or above the sink's minimum severity, and hears it resolved only if it was
+//! told it fired. Delivery never blocks monitoring: each sink has a bounded queue and its
+//! own task (timeouts, retries with backoff); a full queue drops the notification, and
+//! every outcome comes back as a [`DeliveryReport`] for the log, the metrics file and the UI.
+//!
+//! Layout: [`message`] (payloads), [`sink`] (secrets, one HTTP attempt), [`delivery`]
+//! (retries, reports).
+
+pub mod delivery;
+pub mod message;
+pub mod sink;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+pub use delivery::{DeliveryReport, Outcome, RetryPolicy, deliver};
+pub use message::{AlertState, Notification};
+pub use sink::{NotifyError, Sink};
+
+use crate::config::{AlertsConfig, MinSeverity};
+use crate::dash::alerts::{AlertEvent, AlertTransition, Severity};
+
+/// The HTTP client every sink shares (rustls; honours `HTTPS_PROXY`/`NO_PROXY`).
+pub fn http_client() -> Result<reqwest::Client, NotifyError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("capwatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|err| NotifyError::Client(err.to_string()))
+}
+
+fn passes(min_severity: MinSeverity, severity: Severity) -> bool {
+    match min_severity {
+        MinSeverity::Warning => severity >= Severity::Warning,
+        MinSeverity::Critical => severity >= Severity::Critical,
+    }
+}
+
+/// One sink's queue and what it has been told.
+struct SinkQueue {
+    sink: Sink,
+    queue_tx: mpsc::Sender<Notification>,
+    capacity: usize,
+    /// Rules this sink was told are firing (so it also hears when they resolve).
+    firing: HashSet<String>,
+}
+
+/// Fans alerts out to the configured sinks.
+pub struct Notifier {
+    sinks: Vec<SinkQueue>,
+    service: String,
+    model: String,
+    reports_tx: mpsc::Sender<DeliveryReport>,
+    tasks: JoinSet<()>,
+}
+
+impl Notifier {
+    /// Starts one delivery task per sink. Reports go to `reports_tx`.
+    pub fn start(
+        sinks: Vec<Sink>,
+        config: &AlertsConfig,
+        model: &str,
+        reports_tx: mpsc::Sender<DeliveryReport>,
+    ) -> Result<Self, NotifyError> {
+        let client = http_client()?;
+        let policy = RetryPolicy::from(&config.delivery);
+        let capacity = config.delivery.queue_capacity.get();
+        let mut tasks = JoinSet::new();
+        let sinks = sinks
+            .into_iter()
+            .map(|sink| {
+                let (queue_tx, queue_rx) = mpsc::channel(capacity);
+                tasks.spawn(deliver_queue(sink.clone(), client.clone(), policy, queue_rx, reports_tx.clone()));
+                SinkQueue { sink, queue_tx, capacity, firing: HashSet::new() }
+            })
+            .collect();
+        Ok(Self { sinks, service: config.service_name.clone(), model: model.to_owned(), reports_tx, tasks })
+    }
+
+    /// Names of the sinks, in config order.
+    pub fn sink_names(&self) -> Vec<String> {
+        self.sinks.iter().map(|queue| queue.sink.name.clone()).collect()
+    }
+
+    /// Queues `alert` for every sink that should hear it. Never waits.
+    pub fn notify(&mut self, alert: &AlertEvent) {
+        let notification = Notification::from_alert(alert, &self.service, &self.model, crate::dash::model::timestamp());
+        for queue in &mut self.sinks {
+            let send = match alert.transition {
+                AlertTransition::Resolved => queue.firing.remove(&notification.rule),
+                AlertTransition::Fired | AlertTransition::Repeated => {
+                    let send = passes(queue.sink.min_severity, alert.severity);
+                    if send {
+                        queue.firing.insert(notification.rule.clone());
+                    }
+                    send
+                }
+            };
+            if !send {
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(notification)) = queue.queue_tx.try_send(notification.clone()) {
+                let report =
+                    DeliveryReport::new(&queue.sink, &notification, Outcome::Dropped { queued: queue.capacity });
+                if self.reports_tx.try_send(report).is_err() {
+                    tracing::warn!(sink = %queue.sink.name, rule = %notification.rule, "notification dropped: the sink's queue is full");
+                }
+            }
+        }
+    }
+
+    /// Lets queued notifications go out for up to `grace`, then abandons the rest.
+    pub async fn shutdown(self, grace: Duration) {
+        let Self { sinks, mut tasks, .. } = self;
+        // Closing the queues ends each task once it has sent what is queued.
+        drop(sinks);
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("notifications still queued at exit were abandoned after {grace:?}");
+            tasks.abort_all();
+        }
+    }
+}
+
+async fn deliver_queue(
+    sink: Sink,
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    mut queue_rx: mpsc::Receiver<Notification>,
+    reports_tx: mpsc::Sender<DeliveryReport>,
+) {
+    while let Some(notification) = queue_rx.recv().await {
+        let outcome = deliver(&sink, &client, &policy, &notification).await;
+        if let Outcome::Failed { error, attempts } = &outcome {
+            tracing::warn!(sink = %sink.name, rule = %notification.rule, attempts, error, "notification failed");
+        }
+        // After the monitor's loop has ended nobody reads reports; the outcome is logged above.
+        let _ = reports_tx.send(DeliveryReport::new(&sink, &notification, outcome)).await;
+    }
+}
+
+/// Sends the test notification to every sink at once and returns each outcome, in order.
+pub async fn send_test(sinks: &[Sink], config: &AlertsConfig, model: &str) -> Result<Vec<Outcome>, NotifyError> {
+    let client = http_client()?;
+    let policy = RetryPolicy::from(&config.delivery);
+    let notification = Notification::test(&config.service_name, model, crate::dash::model::timestamp());
+    let sends = sinks.iter().map(|sink| deliver(sink, &client, &policy, &notification));
+    Ok(futures::future::join_all(sends).await)
+}
