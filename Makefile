@@ -10,16 +10,20 @@ ARGS ?=
 all: test
 
 ## setup: fetch the ONNX Runtime library (from the onnxruntime wheel on PyPI) and test tools
-setup: $(ORT_LIB) .ort/test-tools
+setup: $(ORT_LIB) .ort/test-tools .ort/prometheus/promtool
 
 $(ORT_LIB): tools/fetch_onnxruntime.py
 	$(PYTHON) tools/fetch_onnxruntime.py
 
-# openapi-spec-validator checks /openapi.json in the tests.
+# openapi-spec-validator checks /openapi.json; prometheus_client parses /metrics (OpenMetrics).
 .ort/test-tools: tools/requirements-test.txt
 	@mkdir -p .ort
-	$(PYTHON) -c "import openapi_spec_validator" 2>/dev/null || $(PYTHON) -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
+	$(PYTHON) -c "import openapi_spec_validator, prometheus_client" 2>/dev/null || $(PYTHON) -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
 	@touch $@
+
+# promtool and prometheus, unpacked from Debian's package (checks the exported rules).
+.ort/prometheus/promtool: tools/fetch_prometheus.sh
+	tools/fetch_prometheus.sh
 
 ## run: the dashboard: launches `capwatch serve` on the bundled model and watches it
 run: $(ORT_LIB)

@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -19,20 +17,6 @@ use common::{alive, repo_path};
 
 fn signal(pid: u32, signal: Signal) {
     kill(Pid::from_raw(pid as i32), signal).unwrap();
-}
-
-/// Waits for a stdout line containing `needle`; returns it.
-fn wait_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no line with `{needle}` within 60 s; output so far:\n{}", seen.join("\n")));
-        seen.push(line.clone());
-        if line.contains(needle) {
-            return line;
-        }
-    }
 }
 
 fn pid_in(line: &str) -> u32 {
@@ -63,37 +47,28 @@ fn kill_and_stop_of_the_child_are_survived_and_a_killed_dashboard_leaves_valid_m
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = dashboard.stdout.take().unwrap();
-    let (line_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
+    let mut lines = common::Lines::read(dashboard.stdout.take().unwrap());
 
     // 1. kill -9 of the child: unexpected exit, restart with a new PID, probes succeed again.
-    let first = pid_in(&wait_line(&lines, "Server ready", &mut seen));
-    wait_line(&lines, "✅ Test", &mut seen);
+    let first = pid_in(&lines.wait_for("Server ready"));
+    lines.wait_for("✅ Test");
     signal(first, Signal::SIGKILL);
-    let exited = wait_line(&lines, &format!("Server PID {first} exited"), &mut seen);
+    let exited = lines.wait_for(&format!("Server PID {first} exited"));
     assert!(exited.contains("signal 9") && exited.contains("unexpectedly"), "{exited}");
-    wait_line(&lines, "🔁 Restarting in", &mut seen);
-    let second = pid_in(&wait_line(&lines, "Server ready", &mut seen));
+    lines.wait_for("🔁 Restarting in");
+    let second = pid_in(&lines.wait_for("Server ready"));
     assert_ne!(first, second);
-    wait_line(&lines, "✅ Test", &mut seen);
+    lines.wait_for("✅ Test");
 
     // 2. SIGSTOP: the server hangs; probes time out, health fails twice, the monitor restarts it.
     signal(second, Signal::SIGSTOP);
-    wait_line(&lines, "timeout", &mut seen);
-    wait_line(&lines, "🚨", &mut seen);
-    wait_line(&lines, "Restarting the server: 2 consecutive failed health checks", &mut seen);
-    let third = pid_in(&wait_line(&lines, "Server ready", &mut seen));
+    lines.wait_for("timeout");
+    lines.wait_for("🚨");
+    lines.wait_for("Restarting the server: 2 consecutive failed health checks");
+    let third = pid_in(&lines.wait_for("Server ready"));
     assert_ne!(third, second);
     assert!(!alive(second), "the hung server must have been killed");
-    wait_line(&lines, "✅ Test", &mut seen);
+    lines.wait_for("✅ Test");
 
     // 3. kill -9 of the dashboard: every metrics line is whole, and the child goes too.
     dashboard.kill().unwrap();

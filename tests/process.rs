@@ -4,70 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{fixture, repo_path, smooth_png};
+use common::{ServerProcess, fixture, smooth_png, wait_ready};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_capwatch");
-
-/// The server process; killed on drop so a failing test leaves no orphan.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `capwatch serve --port 0` and reads the bound URL from its log.
-fn spawn_server(extra: &[&str]) -> (ServerProcess, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--port", "0", "--workers", "1", "--model"])
-        .arg(fixture("vit_gpt2_merged"))
-        .args(extra)
-        .current_dir(repo_path(""))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let child = ServerProcess(child);
-    let (line_tx, line_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line =
-            line_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed no URL");
-        if let Some(start) = line.find("http://127.0.0.1:") {
-            let url: String = line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
-            return (child, url, line_rx);
-        }
-    }
-}
-
-fn wait_ready(url: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let ready = runtime.block_on(client.get(format!("{url}/ready")).send());
-        if ready.map(|r| r.status() == 200).unwrap_or(false) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{url} never became ready");
-}
 
 fn wait_exit(child: &mut ServerProcess) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -88,7 +30,7 @@ fn signal(child: &ServerProcess, name: &str) {
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_zero() {
     for signal_name in ["TERM", "INT"] {
-        let (mut child, url, _log) = spawn_server(&[]);
+        let (mut child, url, _log) = common::spawn_server(&fixture("vit_gpt2_merged"), &[]);
         wait_ready(&url);
         // A large image keeps the request busy decoding while the signal arrives.
         let big = smooth_png(6000, 6000);

@@ -6,6 +6,8 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod receiver;
+
 use capwatch::config::ServiceConfig;
 use capwatch::server::{self, ServerError};
 use tokio::sync::oneshot;
@@ -113,4 +115,122 @@ pub fn monitor_config(name: &str, replacements: &[(&str, &str)]) -> (PathBuf, Pa
     let path = dir.join("config.yaml");
     std::fs::write(&path, text).unwrap();
     (dir, path)
+}
+
+/// A `capwatch serve` process; killed on drop so a failing test leaves no orphan.
+pub struct ServerProcess(pub std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `capwatch serve --port 0` on `model` and reads the bound URL from its log; the
+/// receiver yields the rest of its stderr lines.
+pub fn spawn_server(
+    model: &std::path::Path,
+    extra: &[&str],
+) -> (ServerProcess, String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(["serve", "--port", "0", "--workers", "1", "--model"])
+        .arg(model)
+        .args(extra)
+        .current_dir(repo_path(""))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = ServerProcess(child);
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = line_rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("server printed no URL");
+        if let Some(start) = line.find("http://127.0.0.1:") {
+            let url: String = line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+            return (child, url, line_rx);
+        }
+    }
+}
+
+/// Waits (up to 60 s) until `url/ready` answers 200.
+pub fn wait_ready(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let ready = runtime.block_on(client.get(format!("{url}/ready")).send());
+        if ready.map(|r| r.status() == 200).unwrap_or(false) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} never became ready");
+}
+
+/// Lines of a child's output, read on a thread, with what has been seen so far.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn read(stream: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::{BufRead, BufReader};
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { rx, seen: Vec::new() }
+    }
+
+    /// Waits up to 60 s for a line containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let line =
+                self.rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).unwrap_or_else(
+                    |_| panic!("no line with `{needle}` within 60 s; output so far:\n{}", self.seen.join("\n")),
+                );
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits until every needle has appeared in a line from now on, in any order.
+    pub fn wait_for_all(&mut self, needles: &[&str]) {
+        let start = self.seen.len();
+        for needle in needles {
+            if !self.seen[start..].iter().any(|line| line.contains(needle)) {
+                self.wait_for(needle);
+            }
+        }
+    }
+
+    /// Everything up to the end of the stream.
+    pub fn rest(&mut self) -> &[String] {
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(60)) {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
 }
