@@ -123,24 +123,12 @@ fn a_healthy_session_exits_zero_with_metrics_and_summary() {
     assert_eq!((summary["alerts_warning"].as_u64(), summary["alerts_critical"].as_u64()), (Some(0), Some(0)));
 }
 
-/// Every record validates against `schemas/service_metrics.schema.json`.
-fn assert_schema(records: &[Value]) {
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_path("schemas/service_metrics.schema.json")).unwrap())
-            .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    for record in records {
-        let errors: Vec<String> = validator.iter_errors(record).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{errors:?}\n{record}");
-    }
-}
-
 #[test]
 fn exit_code_reflects_the_worst_alert() {
     let (code, stdout, logs) = run("warning", "p95_latency_ms: {warning: 0.001, critical: 100000}");
     let metrics = std::fs::read_to_string(logs.join("service_metrics.jsonl")).unwrap();
     let records: Vec<Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_schema(&records);
+    common::assert_schema(&records);
     assert!(records.iter().any(|r| r["type"] == "alert" && r["rule"] == "p95_latency" && r["severity"] == "warning"));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("🚨 ALERT: p95_latency ="), "{stdout}");

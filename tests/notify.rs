@@ -447,6 +447,7 @@ fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else()
     let logs = dir.join("logs");
     let jsonl = std::fs::read_to_string(logs.join("service_metrics.jsonl")).unwrap();
     let records: Vec<Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    common::assert_schema(&records);
     let episode: Vec<String> = records
         .iter()
         .filter(|r| r["type"] == "alert")

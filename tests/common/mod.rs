@@ -234,3 +234,14 @@ impl Lines {
         &self.seen
     }
 }
+
+/// Every record validates against `schemas/service_metrics.schema.json`.
+pub fn assert_schema(records: &[serde_json::Value]) {
+    let text = std::fs::read_to_string(repo_path("schemas/service_metrics.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for record in records {
+        let errors: Vec<String> = validator.iter_errors(record).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}\n{record}");
+    }
+}

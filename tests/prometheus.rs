@@ -1,0 +1,405 @@
+//! The Prometheus and Grafana exports: `promtool check rules` accepts the rules,
+//! `promtool test rules` shows they fire at the configured thresholds (and not below the
+//! minimum samples), every metric they and the Grafana dashboard query exists in the real
+//! expositions, and a real Prometheus scraping a real dashboard loads the rules and fires
+//! the same alert the dashboard fires. promtool and prometheus come from `make setup`
+//! (Debian's package, unpacked into .ort/prometheus); `PROMTOOL`/`PROMETHEUS` override.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use capwatch::config::Config;
+use capwatch::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use capwatch::dash::metrics::DashMetrics;
+use capwatch::dash::model::Event;
+use capwatch::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe};
+use serde_json::Value;
+
+use common::{TestServer, repo_path};
+
+fn tool(name: &str, env: &str) -> PathBuf {
+    let path = std::env::var_os(env).map_or_else(|| repo_path(".ort/prometheus").join(name), PathBuf::from);
+    assert!(path.exists(), "{} not found: run `make setup` (it unpacks Debian's prometheus package)", path.display());
+    path
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("capwatch-prom-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn export(what: &str, config: &Path, output: &Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(["export", what, "--config"])
+        .arg(config)
+        .arg("--output")
+        .arg(output)
+        .status()
+        .unwrap();
+    assert!(status.success(), "capwatch export {what} failed");
+}
+
+fn run_promtool(args: &[&str], dir: &Path) {
+    let output = Command::new(tool("promtool", "PROMTOOL")).args(args).current_dir(dir).output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// promtool unit tests of the dashboard rules at the shipped thresholds (P95 4000/8000 ms,
+/// error rate 10/25 %, quality 0.75/0.5, health 1/3 failures, 5 samples, 5 m window).
+/// Instance `a` probes once a minute; instance `quiet` has the same bad values but too few
+/// probes in the window, so only `a` alerts.
+const RULE_TESTS: &str = r#"
+rule_files: [capwatch_rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # Every probe takes between 4.0 and 5.0 s: P95 ≈ 4950 ms, over warning, under critical.
+      - series: 'capwatch_monitor_probe_duration_seconds_bucket{job="capwatch",instance="a",probe="caption",le="4.0"}'
+        values: '0+0x20'
+      - series: 'capwatch_monitor_probe_duration_seconds_bucket{job="capwatch",instance="a",probe="caption",le="5.0"}'
+        values: '0+1x20'
+      - series: 'capwatch_monitor_probe_duration_seconds_bucket{job="capwatch",instance="a",probe="caption",le="+Inf"}'
+        values: '0+1x20'
+      - series: 'capwatch_monitor_probes_total{job="capwatch",instance="a",probe="caption",outcome="success"}'
+        values: '0+1x20'
+      # As many timeouts as successes: 50 % errors, over both levels.
+      - series: 'capwatch_monitor_probes_total{job="capwatch",instance="a",probe="caption",outcome="timeout"}'
+        values: '0+1x20'
+      # Quality 0.6: warning (≤ 0.75), not critical (> 0.5).
+      - series: 'capwatch_monitor_caption_quality_ratio_sum{job="capwatch",instance="a"}'
+        values: '0+0.6x20'
+      - series: 'capwatch_monitor_caption_quality_ratio_count{job="capwatch",instance="a"}'
+        values: '0+1x20'
+      - series: 'capwatch_monitor_consecutive_health_failures{job="capwatch",instance="a"}'
+        values: '1x20'
+      - series: 'capwatch_monitor_consecutive_failures{job="capwatch",instance="a"}'
+        values: '5x20'
+      - series: 'capwatch_monitor_crash_loop{job="capwatch",instance="a"}'
+        values: '0x20'
+      # The quiet instance: just as slow, failing and wrong, but 2.5 probes per 5 m.
+      - series: 'capwatch_monitor_probe_duration_seconds_bucket{job="capwatch",instance="quiet",probe="caption",le="4.0"}'
+        values: '0+0x20'
+      - series: 'capwatch_monitor_probe_duration_seconds_bucket{job="capwatch",instance="quiet",probe="caption",le="+Inf"}'
+        values: '0+0.25x20'
+      - series: 'capwatch_monitor_probes_total{job="capwatch",instance="quiet",probe="caption",outcome="success"}'
+        values: '0+0.25x20'
+      - series: 'capwatch_monitor_probes_total{job="capwatch",instance="quiet",probe="caption",outcome="timeout"}'
+        values: '0+0.25x20'
+      - series: 'capwatch_monitor_caption_quality_ratio_sum{job="capwatch",instance="quiet"}'
+        values: '0+0.1x20'
+      - series: 'capwatch_monitor_caption_quality_ratio_count{job="capwatch",instance="quiet"}'
+        values: '0+0.25x20'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: CapwatchP95LatencyHigh
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: p95_latency, job: capwatch, instance: a}
+            exp_annotations: {summary: "capwatch caption P95 latency is high (warning)", description: "P95 of successful inference tests over 5m is 4950 ms (threshold 4000 ms) on a."}
+      - eval_time: 10m
+        alertname: CapwatchErrorRateHigh
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: error_rate, job: capwatch, instance: a}
+            exp_annotations: {summary: "capwatch inference tests are failing (warning)", description: "50.0 % of inference tests failed over 5m (threshold 10 %) on a."}
+          - exp_labels: {severity: critical, service: capwatch, rule: error_rate, job: capwatch, instance: a}
+            exp_annotations: {summary: "capwatch inference tests are failing (critical)", description: "50.0 % of inference tests failed over 5m (threshold 25 %) on a."}
+      - eval_time: 10m
+        alertname: CapwatchCaptionQualityLow
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: quality_score, job: capwatch, instance: a}
+            exp_annotations: {summary: "capwatch caption quality dropped (warning)", description: "Mean caption quality over 5m is 0.60 (threshold 0.75): captions miss expected keywords on a."}
+      - eval_time: 10m
+        alertname: CapwatchHealthCheckFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: health_down, job: capwatch, instance: a}
+            exp_annotations: {summary: "capwatch health checks fail (warning)", description: "1 health checks failed in a row (threshold 1) on a."}
+      - eval_time: 10m
+        alertname: CapwatchConsecutiveFailures
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: consecutive_failures, job: capwatch, instance: a}
+            exp_annotations: {summary: "capwatch inference tests fail in a row (warning)", description: "5 inference tests failed in a row (threshold 3) on a."}
+          - exp_labels: {severity: critical, service: capwatch, rule: consecutive_failures, job: capwatch, instance: a}
+            exp_annotations: {summary: "capwatch inference tests fail in a row (critical)", description: "5 inference tests failed in a row (threshold 5) on a."}
+      - eval_time: 10m
+        alertname: CapwatchCrashLoop
+        exp_alerts: []
+      # Two minutes in, the window holds too few probes (min_samples 5): nothing fires yet.
+      - eval_time: 2m
+        alertname: CapwatchErrorRateHigh
+        exp_alerts: []
+"#;
+
+#[test]
+fn exported_rules_pass_promtool_check_and_fire_at_the_configured_thresholds() {
+    let dir = scratch("rules");
+    let rules = dir.join("capwatch_rules.yml");
+    export("prometheus-rules", &repo_path("config/monitoring_config.yaml"), &rules);
+    run_promtool(&["check", "rules", "capwatch_rules.yml"], &dir);
+    std::fs::write(dir.join("rules_test.yml"), RULE_TESTS).unwrap();
+    run_promtool(&["test", "rules", "rules_test.yml"], &dir);
+
+    // Structure: every rule has a severity label, a `for:`, and a description.
+    let file: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&rules).unwrap()).unwrap();
+    let groups = file["groups"].as_sequence().unwrap();
+    assert_eq!(groups.len(), 2);
+    for rule in groups.iter().flat_map(|g| g["rules"].as_sequence().unwrap()) {
+        let severity = rule["labels"]["severity"].as_str().unwrap();
+        assert!(["warning", "critical"].contains(&severity), "{rule:?}");
+        assert!(rule["for"].as_str().is_some() && rule["annotations"]["description"].as_str().is_some());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Sample names an exposition offers (`_bucket`/`_sum`/`_count` included).
+fn sample_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| line.split(['{', ' ']).next().unwrap().to_owned())
+        .collect()
+}
+
+/// Metric names a PromQL expression uses.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("capwatch_") {
+        let name: String = rest[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[start + name.len()..];
+        names.insert(name);
+    }
+    names
+}
+
+fn dashboard_exposition(config: &Config) -> String {
+    let metrics = DashMetrics::new(config, &["slack".to_owned()]);
+    let now = tokio::time::Instant::now();
+    metrics.observe_event(&Event::Probe(InferenceProbe {
+        at: now,
+        image: "a.png".to_owned(),
+        latency: Duration::from_millis(20),
+        result: Ok(CaptionResult {
+            caption: "a red circle".to_owned(),
+            model_time: Duration::from_millis(10),
+            server_total: Duration::from_millis(15),
+            quality: capwatch::quality::match_keywords("a red circle", &["red".to_owned()]),
+        }),
+    }));
+    metrics.observe_event(&Event::Health(HealthCheck {
+        at: now,
+        latency: Duration::from_millis(2),
+        result: Ok(HealthBody { status: "healthy".to_owned(), model: "default".to_owned(), uptime_s: 1.0 }),
+    }));
+    metrics.observe_alert(&AlertEvent {
+        rule: RuleKind::P95Latency,
+        severity: Severity::Warning,
+        transition: AlertTransition::Fired,
+        value: 1.0,
+        threshold: 1.0,
+    });
+    metrics.encode().unwrap()
+}
+
+#[tokio::test]
+async fn rules_and_grafana_panels_query_only_metrics_that_exist() {
+    let config = Config::load(&repo_path("config/monitoring_config.yaml")).unwrap();
+    let mut available = sample_names(&dashboard_exposition(&config));
+    let server = TestServer::start(repo_path("models/default"), |_| {}).await;
+    let client = reqwest::Client::new();
+    let image = std::fs::read(repo_path("test_images/a_small_yellow_square.png")).unwrap();
+    let caption = client.post(server.endpoint("/caption")).header("content-type", "image/png").body(image).send().await;
+    assert_eq!(caption.unwrap().status(), 200);
+    let server_metrics = client.get(server.endpoint("/metrics")).send().await.unwrap().text().await.unwrap();
+    available.extend(sample_names(&server_metrics));
+    server.stop().await.unwrap();
+
+    let rules = capwatch::export::prometheus_rules::rules(&config);
+    let dashboard = capwatch::export::grafana::dashboard(&config);
+    let mut queried = BTreeSet::new();
+    for rule in rules.groups.iter().flat_map(|g| &g.rules) {
+        queried.extend(metric_names(&rule.expr));
+    }
+    let panels = dashboard["panels"].as_array().unwrap();
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            queried.extend(metric_names(target["expr"].as_str().unwrap()));
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["definition"].as_str() {
+            queried.extend(metric_names(query));
+        }
+    }
+    let missing: Vec<_> = queried.difference(&available).collect();
+    assert!(missing.is_empty(), "queried but never exposed: {missing:?}\navailable: {available:?}");
+    assert!(queried.len() >= 15, "{queried:?}");
+}
+
+#[test]
+fn grafana_dashboard_is_well_formed_and_carries_the_thresholds() {
+    let dir = scratch("grafana");
+    let file = dir.join("capwatch_dashboard.json");
+    export("grafana-dashboard", &repo_path("config/monitoring_config.yaml"), &file);
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "capwatch-overview");
+    assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 36);
+    let variables: Vec<&str> =
+        dashboard["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(variables, ["datasource", "instance", "server_instance"]);
+    let panels = dashboard["panels"].as_array().unwrap();
+    let mut ids = BTreeSet::new();
+    let mut titles = BTreeSet::new();
+    for panel in panels {
+        assert!(ids.insert(panel["id"].as_u64().unwrap()), "duplicate id in {panel}");
+        titles.insert(panel["title"].as_str().unwrap().to_owned());
+        let grid = &panel["gridPos"];
+        assert!(grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap() <= 24, "{panel}");
+        assert_eq!(panel["datasource"]["uid"], "${datasource}");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{panel}");
+        let ref_ids: BTreeSet<_> = targets.iter().map(|t| t["refId"].as_str().unwrap()).collect();
+        assert_eq!(ref_ids.len(), targets.len(), "refIds repeat in {panel}");
+        assert!(["stat", "timeseries", "state-timeline"].contains(&panel["type"].as_str().unwrap()));
+    }
+    // The terminal dashboard's panes.
+    for pane in [
+        "Status",
+        "Worst alert",
+        "P95 latency",
+        "Error rate",
+        "Consecutive failures",
+        "Restarts",
+        "Caption quality",
+        "Alerts",
+    ] {
+        assert!(titles.contains(pane), "no `{pane}` panel: {titles:?}");
+    }
+    // Threshold colours come from the config.
+    let p95 = panels.iter().find(|p| p["title"] == "P95 latency").unwrap();
+    let steps: Vec<f64> = p95["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["value"].as_f64())
+        .collect();
+    assert_eq!(steps, [4000.0, 8000.0]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A port nothing listens on right now (Prometheus cannot report a port it picked itself).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Killed on drop, so a failing test leaves nothing running.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+#[tokio::test]
+async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() {
+    // A P95 threshold of 1 ms: the dashboard alerts at once, and so must Prometheus.
+    let (dir, config) = common::monitor_config(
+        "prometheus-e2e",
+        &[
+            ("health_interval_s: 30", "health_interval_s: 0.5"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.5"),
+            ("tests_per_cycle: 5 ", "tests_per_cycle: 3 "),
+            ("p95_latency_ms: {warning: 4000, critical: 8000}", "p95_latency_ms: {warning: 1, critical: 100000}"),
+            ("rule_for_s: 60", "rule_for_s: 1"),
+        ],
+    );
+    let rules = dir.join("capwatch_rules.yml");
+    export("prometheus-rules", &config, &rules);
+    let mut dashboard = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(["--headless", "--duration", "120s", "--metrics-listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .current_dir(repo_path(""))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = common::Lines::read(dashboard.stdout.take().unwrap());
+    let dashboard = Killed(dashboard);
+    let line = lines.wait_for("📈 Dashboard metrics at http://");
+    let target = line[line.find("http://").unwrap() + 7..].trim().trim_end_matches("/metrics").to_owned();
+
+    let port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: [{}]\n\
+             scrape_configs:\n  - job_name: capwatch-dashboard\n    static_configs: [{{targets: ['{target}']}}]\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let prometheus = Killed(
+        Command::new(tool("prometheus", "PROMETHEUS"))
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    lines.wait_for("🚨 ALERT: p95_latency");
+
+    let client = reqwest::Client::new();
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let firing = loop {
+        assert!(Instant::now() < deadline, "Prometheus never fired CapwatchP95LatencyHigh");
+        let alerts = get_json(&client, &format!("{api}/alerts")).await;
+        let firing = alerts.as_ref().and_then(|a| {
+            a["data"]["alerts"]
+                .as_array()?
+                .iter()
+                .find(|alert| alert["labels"]["alertname"] == "CapwatchP95LatencyHigh" && alert["state"] == "firing")
+                .cloned()
+        });
+        if let Some(alert) = firing {
+            break alert;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(firing["labels"]["severity"], "warning");
+    assert_eq!(firing["labels"]["job"], "capwatch-dashboard");
+
+    // Every rule loaded and evaluates without error; the scrape target is up.
+    let groups = get_json(&client, &format!("{api}/rules")).await.unwrap();
+    let rules: Vec<&Value> =
+        groups["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    assert_eq!(rules.len(), 17, "{groups}");
+    for rule in rules {
+        assert_eq!(rule["health"], "ok", "{rule}");
+    }
+    let targets = get_json(&client, &format!("{api}/targets")).await.unwrap();
+    assert_eq!(targets["data"]["activeTargets"][0]["health"], "up", "{targets}");
+    drop(prometheus);
+    drop(dashboard);
+    let _ = std::fs::remove_dir_all(dir);
+}
