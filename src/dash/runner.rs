@@ -1,10 +1,12 @@
 //! The monitoring event loop: wires the supervisor (or an external URL), the probe loops,
-//! the pure model and the sinks together. Headless mode prints the model's log lines; the
-//! terminal UI (to come) will render the same model instead.
+//! the pure model, the sinks (metrics file, alert notifications, the monitor's `/metrics`)
+//! and the display together. Headless mode prints the model's log lines; the terminal UI
+//! renders the same model instead.
 //!
 //! One bounded channel carries every [`Event`]; probe loops and the supervisor only send.
 //! On the way out probing stops, the child gets SIGTERM (then SIGKILL after the grace
-//! period), the metrics file is synced and the session summary is written.
+//! period), the terminal is restored, queued notifications get their delivery timeout, the
+//! metrics file is synced and the session summary is written.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -302,6 +304,8 @@ pub async fn run(
         // Aborted or finished: either way it is over.
         let _ = supervisor_task.await;
     }
+    // The terminal is restored before anything is printed or waited for.
+    drop(screen);
     // Notifications still queued (say, the critical alert that made someone quit) get the
     // delivery timeout to go out; their reports still reach the metrics file.
     let grace = config.alerts.delivery.timeout_s.0;
@@ -320,8 +324,7 @@ pub async fn run(
         let context = ApplyContext { notifier: None, metrics: &metrics, display };
         apply(&mut model, Event::Notification(report), &mut sink, None, context);
     }
-    // The terminal is restored before anything is printed.
-    drop(screen);
+
     if let Err(err) = sink.sync() {
         tracing::error!(error = %err, "cannot sync the metrics file");
     }
