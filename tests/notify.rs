@@ -502,6 +502,26 @@ fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else()
             >= 1.0
     );
 
+    // The session summary counts each sink's outcomes, and `capwatch report` agrees.
+    let summary_path = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(summary_path).unwrap()).unwrap();
+    let tally =
+        |sink: &str| summary["notifications"].as_array().unwrap().iter().find(|t| t["sink"] == sink).unwrap().clone();
+    assert_eq!(tally("slack")["delivered"].as_u64(), Some(episode.len() as u64), "{summary}");
+    assert_eq!(tally("dead")["failed"].as_u64(), Some(episode.len() as u64), "{summary}");
+    assert!(stdout.contains(&format!("| notifications | slack {} delivered", episode.len())), "{stdout}");
+    let report = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .arg("report")
+        .arg(logs.join("service_metrics.jsonl"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains(&format!("dead 0 delivered, {} failed", episode.len())), "{report}");
+
     // No secret in anything capwatch wrote or printed.
     assert_no_secrets("stdout", &stdout);
     assert_no_secrets("stderr", &stderr);

@@ -30,6 +30,30 @@ pub struct SessionSummary {
     pub alerts_warning: u64,
     pub alerts_critical: u64,
     pub restarts: u32,
+    /// How each alert sink fared (empty when none is configured).
+    pub notifications: Vec<SinkTally>,
+}
+
+/// Notification outcomes at one sink over the session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SinkTally {
+    pub sink: String,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+impl std::fmt::Display for SinkTally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} delivered", self.sink, self.delivered)?;
+        if self.failed > 0 {
+            write!(f, ", {} failed", self.failed)?;
+        }
+        if self.dropped > 0 {
+            write!(f, ", {} dropped", self.dropped)?;
+        }
+        Ok(())
+    }
 }
 
 impl SessionSummary {
@@ -58,6 +82,16 @@ impl SessionSummary {
             alerts_warning: model.warnings_fired,
             alerts_critical: model.criticals_fired,
             restarts: model.restarts,
+            notifications: model
+                .sinks
+                .iter()
+                .map(|sink| SinkTally {
+                    sink: sink.name.clone(),
+                    delivered: sink.delivered,
+                    failed: sink.failed,
+                    dropped: sink.dropped,
+                })
+                .collect(),
         }
     }
 
@@ -95,10 +129,20 @@ impl SessionSummary {
             alerts_warning: fired("warning"),
             alerts_critical: fired("critical"),
             restarts: records.iter().filter_map(|r| r["restarts"].as_u64()).max().unwrap_or(0) as u32,
+            notifications: tally_notifications(records),
         })
     }
 
     pub fn markdown(&self) -> String {
+        let mut text = self.markdown_table();
+        if !self.notifications.is_empty() {
+            let tallies: Vec<String> = self.notifications.iter().map(ToString::to_string).collect();
+            text.push_str(&format!("| notifications | {} |\n", tallies.join(" · ")));
+        }
+        text
+    }
+
+    fn markdown_table(&self) -> String {
         format!(
             "# capwatch session summary\n\n\
              | | |\n|---|---|\n\
@@ -135,6 +179,29 @@ impl SessionSummary {
         std::fs::write(&md_path, self.markdown())?;
         Ok((json_path, md_path))
     }
+}
+
+/// Per-sink outcomes from `notification` records, in order of first appearance.
+fn tally_notifications(records: &[serde_json::Value]) -> Vec<SinkTally> {
+    let mut tallies: Vec<SinkTally> = Vec::new();
+    for record in records.iter().filter(|r| r["type"] == "notification") {
+        let sink = record["sink"].as_str().unwrap_or_default();
+        let index = match tallies.iter().position(|t| t.sink == sink) {
+            Some(index) => index,
+            None => {
+                tallies.push(SinkTally { sink: sink.to_owned(), ..SinkTally::default() });
+                tallies.len() - 1
+            }
+        };
+        let tally = &mut tallies[index];
+        match record["outcome"].as_str() {
+            Some("delivered") => tally.delivered += 1,
+            Some("failed") => tally.failed += 1,
+            Some("dropped") => tally.dropped += 1,
+            _ => {}
+        }
+    }
+    tallies
 }
 
 fn last_caption(probe: &InferenceProbe) -> Option<String> {
