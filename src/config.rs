@@ -245,7 +245,7 @@ struct RawSinkConfig {
     webhook_url_env: Option<String>,
     #[serde(default)]
     bot_token_env: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_number")]
     chat_id: Option<String>,
     #[serde(default)]
     api_url: Option<String>,
@@ -253,6 +253,20 @@ struct RawSinkConfig {
     url_env: Option<String>,
     #[serde(default)]
     bearer_token_env: Option<String>,
+}
+
+/// Telegram chat ids are numbers (`-1001234567890`) or `@channel` names; take either.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(i64),
+    }
+    Ok(Option::<Id>::deserialize(deserializer)?.map(|id| match id {
+        Id::Text(text) => text,
+        Id::Number(number) => number.to_string(),
+    }))
 }
 
 impl TryFrom<RawSinkConfig> for SinkConfig {
@@ -644,6 +658,12 @@ mod tests {
         );
         assert_eq!(sinks[2].min_severity, MinSeverity::Warning);
 
+        let config =
+            parse("alerts:\n  sinks:\n    - kind: telegram\n      bot_token_env: TG\n      chat_id: -1001234567890\n")
+                .unwrap();
+        assert!(
+            matches!(&config.alerts.sinks.0[0].target, SinkTarget::Telegram { chat_id, .. } if chat_id == "-1001234567890")
+        );
         let err = parse("alerts:\n  sinks:\n    - kind: telegram\n      bot_token_env: TG\n").unwrap_err();
         assert!(err.to_string().contains("alerts.sinks[0]") && err.to_string().contains("`chat_id`"), "{err}");
         assert!(err.to_string().starts_with("test.yaml:3:"), "{err}");
