@@ -45,6 +45,40 @@ impl Pty {
     }
 }
 
+impl Pty {
+    /// Runs the dashboard with `config` (and extra environment) in a new pseudo-terminal.
+    fn start(
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> (Self, Box<dyn portable_pty::Child + Send + Sync>, Box<dyn Write + Send>) {
+        let pair =
+            native_pty_system().openpty(PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_capwatch"));
+        command.args(["--config", config.to_str().unwrap()]);
+        command.cwd(repo_path(""));
+        command.env("TERM", "xterm-256color");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = pair.slave.spawn_command(command).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let keys = pair.master.take_writer().unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        (Self { output }, child, keys)
+    }
+}
+
 fn header_pid(screen: &str) -> Option<u32> {
     let start = screen.find("PID ")? + 4;
     screen[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
@@ -61,28 +95,7 @@ fn dashboard_in_a_pseudo_terminal() {
         ],
     );
 
-    let pair =
-        native_pty_system().openpty(PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 }).unwrap();
-    let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_capwatch"));
-    command.args(["--config", config.to_str().unwrap()]);
-    command.cwd(repo_path(""));
-    command.env("TERM", "xterm-256color");
-    let mut child = pair.slave.spawn_command(command).unwrap();
-    drop(pair.slave);
-    let mut reader = pair.master.try_clone_reader().unwrap();
-    let mut keys = pair.master.take_writer().unwrap();
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&output);
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 8192];
-        while let Ok(n) = reader.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-        }
-    });
-    let pty = Pty { output };
+    let (pty, mut child, mut keys) = Pty::start(&config, &[]);
 
     let screen = pty.wait_for("a caption and the P95 gauge", |s| {
         s.contains("HEALTHY") && s.contains("P95 ") && s.contains("quality 1.00")
@@ -122,5 +135,39 @@ fn dashboard_in_a_pseudo_terminal() {
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("session_summary_"))
         .count();
     assert_eq!(summaries, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_dead_alert_sink_shows_on_the_dashboard() {
+    let sinks = "  sinks:\n    - kind: webhook\n      name: dead\n      url_env: T_DEAD_URL\n";
+    let (dir, config) = common::monitor_config(
+        "tui-sink",
+        &[
+            ("  sinks: []\n", sinks),
+            ("inference_interval_s: 10", "inference_interval_s: 0.5"),
+            ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),
+            ("p95_latency_ms: {warning: 4000, critical: 8000}", "p95_latency_ms: {warning: 0.001, critical: 100000}"),
+            ("min_samples: 5 ", "min_samples: 1 "),
+            ("max_attempts: 4 ", "max_attempts: 1 "),
+        ],
+    );
+    let dead_url = common::receiver::refused_url();
+    let (pty, mut child, mut keys) = Pty::start(&config, &[("T_DEAD_URL", &dead_url)]);
+    let screen = pty.wait_for("the dead sink marked on the alert panel", |s| s.contains("notify: dead ✗"));
+    assert!(screen.contains("ALERT: p95_latency"), "{screen}");
+    // Monitoring carries on: the test count keeps growing after the failure.
+    let tests = |s: &str| {
+        let start = s.find("tests ")? + 6;
+        s[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u64>().ok()
+    };
+    let before = tests(&screen).unwrap();
+    pty.wait_for("more tests", |s| tests(s).is_some_and(|n| n > before + 2));
+    keys.write_all(b"q").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the dashboard did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
