@@ -238,7 +238,7 @@ async fn rules_and_grafana_panels_query_only_metrics_that_exist() {
         }
     }
     for variable in dashboard["templating"]["list"].as_array().unwrap() {
-        if let Some(query) = variable["definition"].as_str() {
+        if let Some(query) = variable["query"]["query"].as_str() {
             queried.extend(metric_names(query));
         }
     }
