@@ -252,10 +252,28 @@ fn draw_alerts(frame: &mut Frame, area: Rect, model: &DashModel, ui: &UiState) {
     frame.render_widget(list.block(block), area);
 }
 
-/// ` notify: slack ✓ · oncall ✗ HTTP 500… ` — each sink green when its latest notification
-/// got through, red with the reason when it did not, plain before the first one.
+/// A failed delivery's reason in a few characters: `HTTP 500`, `timeout`, `refused`.
+fn short_reason(error: &str) -> String {
+    const REASON_CHARS: usize = 16;
+    if error.starts_with("HTTP ") {
+        error.split([':', ' ']).take(2).collect::<Vec<_>>().join(" ")
+    } else if error.starts_with("no answer") {
+        "timeout".to_owned()
+    } else if error.contains("Connection refused") {
+        "refused".to_owned()
+    } else if error.starts_with("queue full") {
+        "queue full".to_owned()
+    } else if error.chars().count() > REASON_CHARS {
+        error.chars().take(REASON_CHARS).chain(['…']).collect()
+    } else {
+        error.to_owned()
+    }
+}
+
+/// ` notify: slack ✓ · oncall ✗ HTTP 500 ` — each sink green when its latest notification
+/// got through, red with a short reason when it did not, plain before the first one. The
+/// full reason is in the log and the metrics file.
 fn notification_line(model: &DashModel) -> Line<'static> {
-    const REASON_CHARS: usize = 28;
     let mut spans = vec![Span::raw(" notify: ")];
     for (index, sink) in model.sinks.iter().enumerate() {
         if index > 0 {
@@ -265,12 +283,8 @@ fn notification_line(model: &DashModel) -> Line<'static> {
             None => (sink.name.clone(), Style::default()),
             Some(true) => (format!("{} ✓", sink.name), Style::default().fg(Color::Green)),
             Some(false) => {
-                let reason = sink.last_error.as_deref().unwrap_or("failed");
-                let mut short: String = reason.chars().take(REASON_CHARS).collect();
-                if reason.chars().count() > REASON_CHARS {
-                    short.push('…');
-                }
-                (format!("{} ✗ {short}", sink.name), Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
+                let reason = short_reason(sink.last_error.as_deref().unwrap_or("failed"));
+                (format!("{} ✗ {reason}", sink.name), Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
             }
         };
         spans.push(Span::styled(text, style));
@@ -459,6 +473,21 @@ mod tests {
         assert!(effects.iter().any(|e| matches!(e, crate::dash::model::Effect::Log { message, .. } if message.contains("📭 Notification failed: pager"))));
         let buffer = render(&mut model, &ui_state(&config));
         assert_eq!(colour_of(&buffer, "slack ✓"), Color::Green);
-        assert_eq!(colour_of(&buffer, "pager ✗ HTTP 500"), Color::Red);
+        assert_eq!(colour_of(&buffer, "pager ✗ HTTP 500 "), Color::Red);
+    }
+
+    #[test]
+    fn failure_reasons_are_shortened_for_the_panel_edge() {
+        assert_eq!(short_reason("HTTP 500 Internal Server Error: upstream exploded"), "HTTP 500");
+        assert_eq!(short_reason("HTTP 401: Telegram says: Unauthorized"), "HTTP 401");
+        assert_eq!(short_reason("no answer within 5.0 s"), "timeout");
+        assert_eq!(
+            short_reason(
+                "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)"
+            ),
+            "refused"
+        );
+        assert_eq!(short_reason("queue full (32 waiting)"), "queue full");
+        assert_eq!(short_reason("something else entirely went wrong"), "something else e…");
     }
 }
