@@ -325,35 +325,6 @@ async fn a_slow_sink_fills_its_queue_and_drops_without_delaying_the_others() {
     notifier.shutdown(Duration::from_secs(1)).await;
 }
 
-/// Sample values from an OpenMetrics exposition, parsed by the Python reference parser
-/// (`prometheus_client.openmetrics.parser`), which rejects malformed text.
-fn parse_openmetrics(text: &str) -> Vec<(String, Value, f64)> {
-    let script = "import sys, json\n\
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
-        out = []\n\
-        for family in text_string_to_metric_families(sys.stdin.read()):\n\
-        \x20   for s in family.samples:\n\
-        \x20       out.append([s.name, s.labels, s.value])\n\
-        print(json.dumps(out))\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the OpenMetrics parser rejected the exposition (is prometheus_client installed? `make setup`):\n{}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let samples: Vec<(String, Value, f64)> = serde_json::from_slice(&output.stdout).unwrap();
-    samples
-}
-
 fn sample(samples: &[(String, Value, f64)], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples.iter().find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l[*k] == *v)).map(|(_, _, value)| *value)
 }
@@ -432,7 +403,7 @@ fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else()
     let response = runtime.block_on(reqwest::get(&metrics_url)).unwrap();
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let exposition = runtime.block_on(response.text()).unwrap();
-    let samples = parse_openmetrics(&exposition);
+    let samples = common::parse_openmetrics(&exposition);
     let count = |sink: &str, outcome: &str| {
         sample(&samples, "capwatch_monitor_notifications_total", &[("sink", sink), ("outcome", outcome)]).unwrap()
     };

@@ -222,6 +222,9 @@ async fn rules_and_grafana_panels_query_only_metrics_that_exist() {
     let caption = client.post(server.endpoint("/caption")).header("content-type", "image/png").body(image).send().await;
     assert_eq!(caption.unwrap().status(), 200);
     let server_metrics = client.get(server.endpoint("/metrics")).send().await.unwrap().text().await.unwrap();
+    // Both expositions pass the reference OpenMetrics parser.
+    assert!(common::parse_openmetrics(&server_metrics).len() > 20);
+    assert!(!common::parse_openmetrics(&dashboard_exposition(&config)).is_empty());
     available.extend(sample_names(&server_metrics));
     server.stop().await.unwrap();
 

@@ -245,3 +245,32 @@ pub fn assert_schema(records: &[serde_json::Value]) {
         assert!(errors.is_empty(), "{errors:?}\n{record}");
     }
 }
+
+/// Sample values from an OpenMetrics exposition, parsed by the Python reference parser
+/// (`prometheus_client.openmetrics.parser`), which rejects malformed text.
+pub fn parse_openmetrics(text: &str) -> Vec<(String, serde_json::Value, f64)> {
+    let script = "import sys, json\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        out = []\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       out.append([s.name, s.labels, s.value])\n\
+        print(json.dumps(out))\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the OpenMetrics parser rejected the exposition (is prometheus_client installed? `make setup`):\n{}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let samples: Vec<(String, serde_json::Value, f64)> = serde_json::from_slice(&output.stdout).unwrap();
+    samples
+}
