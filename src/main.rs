@@ -25,6 +25,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The config, or (after saying why) exit code 2 for a bad one.
+fn config_or_exit(loaded: Result<Config, capwatch::config::ConfigError>) -> Result<Config, ExitCode> {
+    loaded.map_err(|err| {
+        eprintln!("error: {err}");
+        ExitCode::from(2)
+    })
+}
+
 #[derive(Clone, Copy)]
 enum ExportKind {
     PrometheusRules,
@@ -33,12 +41,9 @@ enum ExportKind {
 
 /// `capwatch export …`: a file for Prometheus or Grafana, to stdout or `--output`.
 fn export(args: &ExportArgs, kind: ExportKind) -> ExitCode {
-    let config = match Config::load_or_default(&args.config) {
+    let config = match config_or_exit(Config::load_or_default(&args.config)) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let text = match kind {
         ExportKind::PrometheusRules => {
@@ -83,12 +88,9 @@ fn export(args: &ExportArgs, kind: ExportKind) -> ExitCode {
 /// `capwatch alert-test`: one test notification to every configured sink, and what each said.
 fn alert_test(config_path: &std::path::Path) -> ExitCode {
     use capwatch::notify::{self, Outcome, Sink};
-    let config = match Config::load_or_default(config_path) {
+    let config = match config_or_exit(Config::load_or_default(config_path)) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let sinks = match Sink::resolve_all(&config.alerts.sinks.0, &|var| std::env::var(var).ok()) {
         Ok(sinks) => sinks,
@@ -152,12 +154,9 @@ fn alert_test(config_path: &std::path::Path) -> ExitCode {
 
 /// `capwatch`: launch the server as a child and monitor it.
 fn dashboard(run: &RunArgs, serve: &ServeArgs) -> ExitCode {
-    let config = match serve.resolve_config() {
+    let config = match config_or_exit(serve.resolve_config()) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let program = match std::env::current_exe() {
         Ok(program) => program,
@@ -203,12 +202,9 @@ fn report(file: &std::path::Path) -> ExitCode {
 
 /// `capwatch monitor --url URL`: monitor a server that is already running.
 fn monitor(args: &MonitorArgs) -> ExitCode {
-    let config = match Config::load(&args.config) {
+    let config = match config_or_exit(Config::load(&args.config)) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     run_monitor(&args.run, config, Target::Url(args.url.clone()))
 }
@@ -259,12 +255,9 @@ fn run_monitor(run: &RunArgs, mut config: Config, target: Target) -> ExitCode {
 
 fn serve(args: &ServeArgs) -> ExitCode {
     telemetry::init(args.log_format);
-    let config = match args.resolve_config() {
+    let config = match config_or_exit(args.resolve_config()) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run_server(config) {
         Ok(()) => ExitCode::SUCCESS,

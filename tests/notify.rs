@@ -86,6 +86,13 @@ const FAST_DELIVERY: [(&str, &str); 4] = [
     ("queue_capacity: 32", "queue_capacity: 8"),
 ];
 
+/// The config's sinks with their secrets taken from [`sink_env`].
+fn resolve(config: &Config, receiver: &Receiver) -> Vec<Sink> {
+    let env = sink_env(receiver);
+    Sink::resolve_all(&config.alerts.sinks.0, &|var| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
+        .unwrap()
+}
+
 fn assert_no_secrets(what: &str, text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "{what} contains the secret {secret}:\n{text}");
@@ -153,6 +160,7 @@ fn alert_test_reports_what_each_sink_answered() {
     assert_eq!(telegram[0].path, format!("/bot{TELEGRAM_TOKEN}/sendMessage"));
     assert_eq!(telegram[0].body["chat_id"], "-100123");
     assert!(telegram[0].body["text"].as_str().unwrap().contains("alert delivery works"));
+    assert_eq!(telegram[0].body["link_preview_options"]["is_disabled"], true);
     // Webhook: the documented payload; the bearer token in Authorization; the URL's query kept.
     let hook = receiver.requests("/hook");
     assert_eq!(hook.len(), 1);
@@ -208,10 +216,7 @@ async fn minimum_severity_and_resolved_follow_what_each_sink_was_told() {
     let receiver = Receiver::start();
     let yaml = format!("alerts:\n{}", sinks_yaml(&receiver, &["webhook", "pager"]));
     let config = Config::parse(&yaml, Path::new("t.yaml")).unwrap();
-    let env: Vec<_> = sink_env(&receiver);
-    let sinks =
-        Sink::resolve_all(&config.alerts.sinks.0, &|var| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
-            .unwrap();
+    let sinks = resolve(&config, &receiver);
     let (reports_tx, mut reports_rx) = tokio::sync::mpsc::channel(64);
     let mut notifier = Notifier::start(sinks, &config.alerts, "default", reports_tx).unwrap();
 
@@ -279,10 +284,7 @@ async fn a_slow_sink_fills_its_queue_and_drops_without_delaying_the_others() {
         sinks_yaml(&receiver, &["slow", "webhook"])
     );
     let config = Config::parse(&yaml, Path::new("t.yaml")).unwrap();
-    let env: Vec<_> = sink_env(&receiver);
-    let sinks =
-        Sink::resolve_all(&config.alerts.sinks.0, &|var| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
-            .unwrap();
+    let sinks = resolve(&config, &receiver);
     let (reports_tx, mut reports_rx) = tokio::sync::mpsc::channel(64);
     let mut notifier = Notifier::start(sinks, &config.alerts, "default", reports_tx).unwrap();
     let fire = |rule| alert(rule, Severity::Warning, AlertTransition::Fired);

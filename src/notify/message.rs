@@ -167,7 +167,7 @@ impl Notification {
         json!({
             "chat_id": chat_id,
             "text": format!("{headline}\n{detail}\nmodel {} · {}", self.model, self.timestamp),
-            "disable_web_page_preview": true,
+            "link_preview_options": {"is_disabled": true},
         })
     }
 }
