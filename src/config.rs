@@ -343,6 +343,9 @@ pub struct DeliveryConfig {
     pub max_backoff_s: Seconds,
     /// Notifications waiting per sink; beyond this new ones are dropped (and reported).
     pub queue_capacity: NonZeroUsize,
+    /// Extra CA certificates (PEM) to trust for HTTPS sinks, e.g. a company CA; the system
+    /// store and the webpki roots are always trusted.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for DeliveryConfig {
@@ -353,6 +356,7 @@ impl Default for DeliveryConfig {
             initial_backoff_s: secs(1),
             max_backoff_s: secs(30),
             queue_capacity: nz(32),
+            ca_file: None,
         }
     }
 }

@@ -121,7 +121,7 @@ fn alert_test(config_path: &std::path::Path) -> ExitCode {
         Ok(outcomes) => outcomes,
         Err(err) => {
             eprintln!("error: {err}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(err.exit_code());
         }
     };
     let mut failed = 0;

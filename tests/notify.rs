@@ -507,3 +507,50 @@ fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else()
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn https_sinks_verify_certificates_and_trust_the_configured_ca() {
+    let (receiver, ca_pem) = Receiver::start_tls();
+    let (dir, config) = common::monitor_config(
+        "alert-test-tls",
+        &[
+            ("  sinks: []\n", "  sinks:\n    - kind: webhook\n      url_env: T_TLS_URL\n"),
+            ("max_attempts: 4 ", "max_attempts: 3 "),
+        ],
+    );
+    let alert_test = |config: &Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+            .args(["alert-test", "--config"])
+            .arg(config)
+            .env("T_TLS_URL", format!("{}/hook", receiver.url))
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    // A certificate from an unknown CA is refused, at once (retrying cannot help), and
+    // nothing reaches the receiver.
+    let (code, stdout) = alert_test(&config);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("❌ webhook (webhook): failed after 1 attempt(s):")
+            && stdout.contains("invalid peer certificate: UnknownIssuer"),
+        "{stdout}"
+    );
+    assert!(receiver.requests("/hook").is_empty());
+    // With that CA in delivery.ca_file, the same endpoint takes the notification over HTTPS.
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("queue_capacity: 32", &format!("queue_capacity: 32\n    ca_file: {}", ca_file.display()));
+    std::fs::write(&config, text).unwrap();
+    let (code, stdout) = alert_test(&config);
+    assert_eq!(code, Some(0), "{stdout}");
+    let hook = receiver.requests("/hook");
+    assert_eq!(hook.len(), 1);
+    assert_eq!(hook[0].body["state"], "test");
+    // A CA file that is not PEM is a config error.
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    let (code, _) = alert_test(&config);
+    assert_eq!(code, Some(2));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -56,7 +56,7 @@ impl MonitorError {
     /// 2 for what the config or environment got wrong, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Notify(NotifyError::MissingSecret { .. } | NotifyError::BadUrl { .. }) => 2,
+            Self::Notify(err) => err.exit_code(),
             _ => 1,
         }
     }

@@ -24,15 +24,25 @@ pub use delivery::{DeliveryReport, Outcome, RetryPolicy, deliver};
 pub use message::{AlertState, Notification};
 pub use sink::{NotifyError, Sink};
 
-use crate::config::{AlertsConfig, MinSeverity};
+use crate::config::{AlertsConfig, DeliveryConfig, MinSeverity};
 use crate::dash::alerts::{AlertEvent, AlertTransition, Severity};
 
-/// The HTTP client every sink shares (rustls; honours `HTTPS_PROXY`/`NO_PROXY`).
-pub fn http_client() -> Result<reqwest::Client, NotifyError> {
-    reqwest::Client::builder()
-        .user_agent(concat!("capwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|err| NotifyError::Client(err.to_string()))
+/// The HTTP client every sink shares: rustls trusting the system store, the webpki roots
+/// and `delivery.ca_file`; honours `HTTPS_PROXY`/`NO_PROXY`.
+pub fn http_client(delivery: &DeliveryConfig) -> Result<reqwest::Client, NotifyError> {
+    let mut builder = reqwest::Client::builder().user_agent(concat!("capwatch/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &delivery.ca_file {
+        let ca_error = |reason: String| NotifyError::CaFile { path: path.clone(), reason };
+        let pem = std::fs::read(path).map_err(|err| ca_error(err.to_string()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| ca_error(err.to_string()))?;
+        if certificates.is_empty() {
+            return Err(ca_error("no certificate in it".to_owned()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|err| NotifyError::Client(err.to_string()))
 }
 
 fn passes(min_severity: MinSeverity, severity: Severity) -> bool {
@@ -68,7 +78,7 @@ impl Notifier {
         model: &str,
         reports_tx: mpsc::Sender<DeliveryReport>,
     ) -> Result<Self, NotifyError> {
-        let client = http_client()?;
+        let client = http_client(&config.delivery)?;
         let policy = RetryPolicy::from(&config.delivery);
         let capacity = config.delivery.queue_capacity.get();
         let mut tasks = JoinSet::new();
@@ -147,7 +157,7 @@ async fn deliver_queue(
 
 /// Sends the test notification to every sink at once and returns each outcome, in order.
 pub async fn send_test(sinks: &[Sink], config: &AlertsConfig, model: &str) -> Result<Vec<Outcome>, NotifyError> {
-    let client = http_client()?;
+    let client = http_client(&config.delivery)?;
     let policy = RetryPolicy::from(&config.delivery);
     let notification = Notification::test(&config.service_name, model, crate::dash::model::timestamp());
     let sends = sinks.iter().map(|sink| deliver(sink, &client, &policy, &notification));

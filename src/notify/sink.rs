@@ -16,8 +16,20 @@ pub enum NotifyError {
     MissingSecret { index: usize, key: &'static str, var: String, what: &'static str },
     #[error("alerts.sinks[{index}].{key}: the value of {var} is not an http:// or https:// URL")]
     BadUrl { index: usize, key: &'static str, var: String },
+    #[error("alerts.delivery.ca_file: cannot use {path} as PEM CA certificates: {reason}")]
+    CaFile { path: std::path::PathBuf, reason: String },
     #[error("cannot build the HTTP client for notifications: {0}")]
     Client(String),
+}
+
+impl NotifyError {
+    /// 2 for what the config or environment got wrong, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::MissingSecret { .. } | Self::BadUrl { .. } | Self::CaFile { .. } => 2,
+            Self::Client(_) => 1,
+        }
+    }
 }
 
 /// Where the request goes and what it carries.
@@ -225,7 +237,8 @@ fn http_error(status: StatusCode, body: &str, retry_after: Option<Duration>) -> 
     }
 }
 
-/// A failure before any answer: always worth retrying. The URL is dropped from the text.
+/// A failure before any answer: worth retrying, except a certificate the client does not
+/// trust (that will not change by itself). The URL is dropped from the text.
 fn transport_error(error: reqwest::Error, timeout: Duration) -> AttemptError {
     if error.is_timeout() {
         return AttemptError::Retryable {
@@ -240,6 +253,9 @@ fn transport_error(error: reqwest::Error, timeout: Duration) -> AttemptError {
         message.push_str(": ");
         message.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if message.contains("invalid peer certificate") {
+        return AttemptError::Permanent { message };
     }
     AttemptError::Retryable { message, retry_after: None }
 }

@@ -2,7 +2,8 @@
 //! records every request (method, path, query, headers, JSON body) and answers by path:
 //! `/fail…` 500, `/slow…` after 2 s, `/reject…` 404, `/bot<token>/sendMessage` like the
 //! Bot API, anything else 200 `ok`. It runs on its own thread, so sync and async tests
-//! can both use it.
+//! can both use it. [`Receiver::start_tls`] serves HTTPS with a certificate from a CA made
+//! for the test.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +31,33 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Self {
+        Self::serve(None)
+    }
+
+    /// An HTTPS receiver, and the PEM of the CA that signed its certificate (for 127.0.0.1).
+    pub fn start_tls() -> (Self, String) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "capwatch test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        (Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))), ca.pem())
+    }
+
+    fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let recorded = Arc::clone(&requests);
@@ -37,13 +65,29 @@ impl Receiver {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                url_tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                url_tx.send(format!("{scheme}://{}", listener.local_addr().unwrap())).unwrap();
                 let app =
                     axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                         let recorded = Arc::clone(&recorded);
                         async move { answer(&recorded, method, uri, headers, body).await }
                     });
-                axum::serve(listener, app).await.unwrap();
+                let Some(acceptor) = tls else {
+                    axum::serve(listener, app).await.unwrap();
+                    return;
+                };
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        // A client that rejects the certificate ends the handshake: nothing to serve.
+                        let Ok(stream) = acceptor.accept(stream).await else { return };
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let builder =
+                            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                        let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    });
+                }
             });
         });
         let url = url_rx.recv_timeout(Duration::from_secs(10)).unwrap();
