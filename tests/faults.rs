@@ -6,18 +6,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use common::{alive, repo_path};
-
-fn signal(pid: u32, signal: Signal) {
-    kill(Pid::from_raw(pid as i32), signal).unwrap();
-}
+use common::{alive, signal};
 
 fn pid_in(line: &str) -> u32 {
     let start = line.find("PID ").unwrap() + 4;
@@ -39,15 +33,7 @@ fn kill_and_stop_of_the_child_are_survived_and_a_killed_dashboard_leaves_valid_m
         ],
     );
 
-    let mut dashboard = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args(["--headless", "--config"])
-        .arg(&config)
-        .current_dir(repo_path(""))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = common::Lines::read(dashboard.stdout.take().unwrap());
+    let (mut dashboard, mut lines, _) = common::spawn_capwatch(&["--headless"], &config, &[]);
 
     // 1. kill -9 of the child: unexpected exit, restart with a new PID, probes succeed again.
     let first = pid_in(&lines.wait_for("Server ready"));

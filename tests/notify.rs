@@ -7,14 +7,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use capwatch::config::Config;
 use capwatch::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use capwatch::notify::{DeliveryReport, Notifier, Outcome, Sink};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use common::receiver::{Receiver, refused_url};
@@ -93,6 +92,18 @@ fn resolve(config: &Config, receiver: &Receiver) -> Vec<Sink> {
         .unwrap()
 }
 
+/// Runs `capwatch alert-test --config CONFIG` with `env` and no other `T_*` sink variable;
+/// exit code, stdout, stderr.
+fn alert_test(config: &Path, env: &[(String, String)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_capwatch"));
+    for var in ["T_SLACK_URL", "T_TG_TOKEN", "T_HOOK_URL", "T_HOOK_TOKEN", "T_TLS_URL"] {
+        command.env_remove(var);
+    }
+    let output = command.args(["alert-test", "--config"]).arg(config).envs(env.iter().cloned()).output().unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
 fn assert_no_secrets(what: &str, text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "{what} contains the secret {secret}:\n{text}");
@@ -119,15 +130,8 @@ fn alert_test_reports_what_each_sink_answered() {
     let mut replacements = vec![("  sinks: []\n", sinks.as_str())];
     replacements.extend(FAST_DELIVERY);
     let (dir, config) = common::monitor_config("alert-test", &replacements);
-    let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args(["alert-test", "--config"])
-        .arg(&config)
-        .envs(sink_env(&receiver))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = alert_test(&config, &sink_env(&receiver));
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("✅ slack (slack): delivered, HTTP 200"), "{stdout}");
     assert!(stdout.contains("✅ telegram (telegram): delivered, HTTP 200"), "{stdout}");
     assert!(stdout.contains("✅ webhook (webhook): delivered, HTTP 200"), "{stdout}");
@@ -179,23 +183,12 @@ fn alert_test_reports_what_each_sink_answered() {
     // Only healthy sinks: exit 0.
     let sinks = sinks_yaml(&receiver, &["slack", "webhook"]);
     let (_, config) = common::monitor_config("alert-test-ok", &[("  sinks: []\n", sinks.as_str())]);
-    let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args(["alert-test", "--config"])
-        .arg(&config)
-        .envs(sink_env(&receiver))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    let (code, stdout, _) = alert_test(&config, &sink_env(&receiver));
+    assert_eq!(code, Some(0), "{stdout}");
 
     // A secret's variable missing: exit 2, naming the key and the variable.
-    let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args(["alert-test", "--config"])
-        .arg(&config)
-        .env_remove("T_SLACK_URL")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2));
+    let (code, _, stderr) = alert_test(&config, &[]);
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("alerts.sinks[0].webhook_url_env: environment variable T_SLACK_URL is not set"),
         "{stderr}"
@@ -331,10 +324,6 @@ fn sample(samples: &[(String, Value, f64)], name: &str, labels: &[(&str, &str)])
     samples.iter().find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l[*k] == *v)).map(|(_, _, value)| *value)
 }
 
-fn signal(pid: u32, signal: Signal) {
-    kill(Pid::from_raw(pid as i32), signal).unwrap();
-}
-
 #[test]
 fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else() {
     let receiver = Receiver::start();
@@ -358,36 +347,17 @@ fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else()
     ];
     replacements.extend(FAST_DELIVERY);
     let (dir, config) = common::monitor_config("notify-e2e", &replacements);
-    let mut monitor = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args([
-            "monitor",
-            "--url",
-            &url,
-            "--headless",
-            "--duration",
-            "90s",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&config)
-        .current_dir(repo_path(""))
-        .envs(sink_env(&receiver))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = common::Lines::read(monitor.stdout.take().unwrap());
-    let mut errors = common::Lines::read(monitor.stderr.take().unwrap());
+    let monitor_args = ["monitor", "--url", &url, "--headless", "--duration", "90s", "--metrics-listen", "127.0.0.1:0"];
+    let (mut monitor, mut lines, mut errors) = common::spawn_capwatch(&monitor_args, &config, &sink_env(&receiver));
     let metrics_line = lines.wait_for("📈 Dashboard metrics at ");
     let metrics_url = metrics_line[metrics_line.find("http://").unwrap()..].trim().to_owned();
     lines.wait_for("📊 Cycle 1 summary");
 
     // The server hangs: health checks time out, the alert fires, then repeats after the cooldown.
-    signal(server_pid, Signal::SIGSTOP);
+    common::signal(server_pid, Signal::SIGSTOP);
     lines.wait_for("🚨 ALERT: health_down");
     lines.wait_for("🚨 ALERT: health_down");
-    signal(server_pid, Signal::SIGCONT);
+    common::signal(server_pid, Signal::SIGCONT);
     lines.wait_for("✅ RESOLVED: health_down");
     // Every sink has answered for the resolved alert (or given up on it), in any order.
     lines.wait_for_all(&[
@@ -410,7 +380,7 @@ fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else()
         sample(&samples, "capwatch_monitor_notifications_total", &[("sink", sink), ("outcome", outcome)]).unwrap()
     };
 
-    signal(monitor.id(), Signal::SIGINT);
+    common::signal(monitor.id(), Signal::SIGINT);
     let status = monitor.wait().unwrap();
     let stdout = lines.rest().join("\n");
     let stderr = errors.rest().join("\n");
@@ -518,18 +488,10 @@ fn https_sinks_verify_certificates_and_trust_the_configured_ca() {
             ("max_attempts: 4 ", "max_attempts: 3 "),
         ],
     );
-    let alert_test = |config: &Path| {
-        let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-            .args(["alert-test", "--config"])
-            .arg(config)
-            .env("T_TLS_URL", format!("{}/hook", receiver.url))
-            .output()
-            .unwrap();
-        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
-    };
+    let env = [("T_TLS_URL".to_owned(), format!("{}/hook", receiver.url))];
     // A certificate from an unknown CA is refused, at once (retrying cannot help), and
     // nothing reaches the receiver.
-    let (code, stdout) = alert_test(&config);
+    let (code, stdout, _) = alert_test(&config, &env);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("❌ webhook (webhook): failed after 1 attempt(s):")
@@ -543,14 +505,14 @@ fn https_sinks_verify_certificates_and_trust_the_configured_ca() {
     let text = std::fs::read_to_string(&config).unwrap();
     let text = text.replace("queue_capacity: 32", &format!("queue_capacity: 32\n    ca_file: {}", ca_file.display()));
     std::fs::write(&config, text).unwrap();
-    let (code, stdout) = alert_test(&config);
+    let (code, stdout, _) = alert_test(&config, &env);
     assert_eq!(code, Some(0), "{stdout}");
     let hook = receiver.requests("/hook");
     assert_eq!(hook.len(), 1);
     assert_eq!(hook[0].body["state"], "test");
     // A CA file that is not PEM is a config error.
     std::fs::write(&ca_file, "not a certificate").unwrap();
-    let (code, _) = alert_test(&config);
+    let (code, _, _) = alert_test(&config, &env);
     assert_eq!(code, Some(2));
     let _ = std::fs::remove_dir_all(dir);
 }

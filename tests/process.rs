@@ -7,11 +7,11 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, fixture, smooth_png, wait_ready};
+use common::{KillOnDrop, fixture, smooth_png, wait_ready};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_capwatch");
 
-fn wait_exit(child: &mut ServerProcess) -> std::process::ExitStatus {
+fn wait_exit(child: &mut KillOnDrop) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.0.try_wait().unwrap() {
@@ -22,7 +22,7 @@ fn wait_exit(child: &mut ServerProcess) -> std::process::ExitStatus {
     }
 }
 
-fn signal(child: &ServerProcess, name: &str) {
+fn signal(child: &KillOnDrop, name: &str) {
     let status = Command::new("kill").args([&format!("-{name}"), &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
 }

@@ -20,7 +20,7 @@ use capwatch::dash::model::Event;
 use capwatch::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe};
 use serde_json::Value;
 
-use common::{TestServer, repo_path};
+use common::{KillOnDrop, TestServer, repo_path};
 
 fn tool(name: &str, env: &str) -> PathBuf {
     let path = std::env::var_os(env).map_or_else(|| repo_path(".ort/prometheus").join(name), PathBuf::from);
@@ -306,16 +306,6 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Killed on drop, so a failing test leaves nothing running.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     client.get(url).send().await.ok()?.json().await.ok()
 }
@@ -335,16 +325,9 @@ async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() 
     );
     let rules = dir.join("capwatch_rules.yml");
     export("prometheus-rules", &config, &rules);
-    let mut dashboard = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args(["--headless", "--duration", "120s", "--metrics-listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .current_dir(repo_path(""))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = common::Lines::read(dashboard.stdout.take().unwrap());
-    let dashboard = Killed(dashboard);
+    let (dashboard, mut lines, _) =
+        common::spawn_capwatch(&["--headless", "--duration", "120s", "--metrics-listen", "127.0.0.1:0"], &config, &[]);
+    let dashboard = KillOnDrop(dashboard);
     let line = lines.wait_for("📈 Dashboard metrics at http://");
     let target = line[line.find("http://").unwrap() + 7..].trim().trim_end_matches("/metrics").to_owned();
 
@@ -359,7 +342,7 @@ async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() 
         ),
     )
     .unwrap();
-    let prometheus = Killed(
+    let prometheus = KillOnDrop(
         Command::new(tool("prometheus", "PROMETHEUS"))
             .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))

@@ -117,10 +117,11 @@ pub fn monitor_config(name: &str, replacements: &[(&str, &str)]) -> (PathBuf, Pa
     (dir, path)
 }
 
-/// A `capwatch serve` process; killed on drop so a failing test leaves no orphan.
-pub struct ServerProcess(pub std::process::Child);
+/// A child process (server, dashboard, Prometheus) killed on drop, so a failing test leaves
+/// no orphan.
+pub struct KillOnDrop(pub std::process::Child);
 
-impl Drop for ServerProcess {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -132,7 +133,7 @@ impl Drop for ServerProcess {
 pub fn spawn_server(
     model: &std::path::Path,
     extra: &[&str],
-) -> (ServerProcess, String, std::sync::mpsc::Receiver<String>) {
+) -> (KillOnDrop, String, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
         .args(["serve", "--port", "0", "--workers", "1", "--model"])
@@ -145,7 +146,7 @@ pub fn spawn_server(
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let child = ServerProcess(child);
+    let child = KillOnDrop(child);
     let (line_tx, line_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -273,4 +274,31 @@ pub fn parse_openmetrics(text: &str) -> Vec<(String, serde_json::Value, f64)> {
     );
     let samples: Vec<(String, serde_json::Value, f64)> = serde_json::from_slice(&output.stdout).unwrap();
     samples
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+/// Starts `capwatch ARGS --config CONFIG` from the repo root with `env` added; returns the
+/// process and its stdout and stderr lines.
+pub fn spawn_capwatch(
+    args: &[&str],
+    config: &std::path::Path,
+    env: &[(String, String)],
+) -> (std::process::Child, Lines, Lines) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .current_dir(repo_path(""))
+        .envs(env.iter().cloned())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = Lines::read(child.stdout.take().unwrap());
+    let stderr = Lines::read(child.stderr.take().unwrap());
+    (child, stdout, stderr)
 }
