@@ -9,11 +9,13 @@
 //! - [`dash`]: the dashboard: supervisor, prober, statistics, alerts, terminal UI.
 //! - [`notify`]: alert notifications (Slack, Telegram, generic webhook).
 //! - [`export`]: Prometheus alerting rules and a Grafana dashboard from the config.
+//! - [`clock`]: one reading of the monotonic and wall clocks, passed to pure code.
 //! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
 //!
 //! `main.rs` is the only place that turns errors into exit codes.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dash;
 pub mod engine;

@@ -8,7 +8,8 @@ use clap::Parser;
 
 use capwatch::cli::{Cli, Command, Export, ExportArgs, MonitorArgs, RunArgs, ServeArgs};
 use capwatch::config::Config;
-use capwatch::dash::runner::{self, StopAfter, Target};
+use capwatch::dash::app::{self, StopAfter, Target};
+use capwatch::dash::console::Mode;
 use capwatch::dash::supervisor::ServeCommand;
 use capwatch::{server, shutdown, telemetry};
 
@@ -87,7 +88,7 @@ fn export(args: &ExportArgs, kind: ExportKind) -> ExitCode {
 
 /// `capwatch alert-test`: one test notification to every configured sink, and what each said.
 fn alert_test(config_path: &std::path::Path) -> ExitCode {
-    use capwatch::notify::{self, Outcome, Sink};
+    use capwatch::notify::{self, DeliveryOutcome, Sink};
     let config = match config_or_exit(Config::load_or_default(config_path)) {
         Ok(config) => config,
         Err(code) => return code,
@@ -128,16 +129,16 @@ fn alert_test(config_path: &std::path::Path) -> ExitCode {
     for (sink, outcome) in sinks.iter().zip(&outcomes) {
         let kind = sink.kind.name();
         match outcome {
-            Outcome::Delivered { attempts, status, elapsed } => println!(
+            DeliveryOutcome::Delivered { attempts, status, elapsed } => println!(
                 "  ✅ {} ({kind}): delivered, HTTP {status} in {:.0} ms ({attempts} attempt(s))",
                 sink.name,
                 elapsed.as_secs_f64() * 1000.0
             ),
-            Outcome::Failed { attempts, error } => {
+            DeliveryOutcome::Failed { attempts, error, .. } => {
                 failed += 1;
                 println!("  ❌ {} ({kind}): failed after {attempts} attempt(s): {error}", sink.name);
             }
-            Outcome::Dropped { .. } => {
+            DeliveryOutcome::Dropped { .. } => {
                 failed += 1;
                 println!("  ❌ {} ({kind}): dropped", sink.name);
             }
@@ -180,7 +181,7 @@ fn report(file: &std::path::Path) -> ExitCode {
         }
     };
     let mut skipped = 0;
-    let records: Vec<serde_json::Value> = text
+    let records: Vec<capwatch::dash::record::Record> = text
         .lines()
         .filter(|line| !line.trim().is_empty())
         .filter_map(|line| serde_json::from_str(line).map_err(|_| skipped += 1).ok())
@@ -202,7 +203,7 @@ fn report(file: &std::path::Path) -> ExitCode {
 
 /// `capwatch monitor --url URL`: monitor a server that is already running.
 fn monitor(args: &MonitorArgs) -> ExitCode {
-    let config = match config_or_exit(Config::load(&args.config)) {
+    let config = match config_or_exit(Config::load_or_default(&args.config)) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -213,9 +214,8 @@ fn run_monitor(run: &RunArgs, mut config: Config, target: Target) -> ExitCode {
     if let Some(address) = &run.metrics_listen {
         config.prometheus.listen = Some(address.clone());
     }
-    let display = if run.headless { runner::Display::Headless } else { runner::Display::Tui };
-    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, display == runner::Display::Tui)
-    {
+    let mode = if run.headless { Mode::Headless } else { Mode::Tui };
+    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, mode == Mode::Tui) {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
@@ -227,16 +227,7 @@ fn run_monitor(run: &RunArgs, mut config: Config, target: Target) -> ExitCode {
         }
     };
     let stop_after = StopAfter { cycles: run.cycles, duration: run.duration };
-    let outcome = runtime.block_on(runner::run(
-        config,
-        target,
-        stop_after,
-        async {
-            let signal = shutdown::signal().await;
-            tracing::info!(signal, "stopping the monitor");
-        },
-        display,
-    ));
+    let outcome = runtime.block_on(app::run(config, target, stop_after, shutdown::signal(), mode));
     match outcome {
         Ok(outcome) => {
             println!();

@@ -57,15 +57,9 @@ pub fn init_monitor(dir: &std::path::Path, file_name: &str, tui: bool) -> Result
     let stderr_layer =
         fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_filter(stderr_filter);
     if tui {
-        // Full screen: nothing may write to stderr; the log pane (tui-logger) shows the lines.
-        let pane_filter = EnvFilter::new("info,ort=warn,capwatch::child=warn");
-        tui_logger::init_logger(tui_logger::LevelFilter::Info)
-            .map_err(|e| format!("cannot start the log pane: {e}"))?;
+        // Full screen: nothing may write to stderr; the log pane shows the dashboard's lines.
         // try_init fails only when a subscriber is already installed; keep that one.
-        let _ = tracing_subscriber::registry()
-            .with(file_layer)
-            .with(tui_logger::TuiTracingSubscriberLayer.with_filter(pane_filter))
-            .try_init();
+        let _ = tracing_subscriber::registry().with(file_layer).try_init();
     } else {
         // Same as above.
         let _ = tracing_subscriber::registry().with(file_layer).with(stderr_layer).try_init();

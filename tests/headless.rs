@@ -161,3 +161,19 @@ async fn monitor_watches_a_server_that_is_already_running() {
     assert_eq!(health.status(), 200);
     server.stop().await.unwrap();
 }
+
+/// `monitor` reads its config like every other subcommand: without a config file at the
+/// default path it runs on the defaults (which list no test images) instead of failing to
+/// read the file.
+#[test]
+fn monitor_without_a_config_file_uses_the_defaults_like_the_dashboard() {
+    let dir = std::env::temp_dir().join(format!("capwatch-no-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for args in [&["monitor", "--url", "http://127.0.0.1:9", "--headless"][..], &["--headless"][..]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_capwatch")).args(args).current_dir(&dir).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("the config's quality section lists no test images"), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

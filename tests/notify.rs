@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use capwatch::config::Config;
 use capwatch::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
-use capwatch::notify::{DeliveryReport, Notifier, Outcome, Sink};
+use capwatch::notify::{DeliveryOutcome, DeliveryReport, FailureKind, Notifier, Sink};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -196,6 +196,11 @@ fn alert_test_reports_what_each_sink_answered() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The timestamp notifications carry (the dashboard passes its clock reading).
+fn stamp() -> String {
+    capwatch::clock::Clock::read().timestamp()
+}
+
 fn alert(rule: RuleKind, severity: Severity, transition: AlertTransition) -> AlertEvent {
     AlertEvent { rule, severity, transition, value: 1.0, threshold: 1.0 }
 }
@@ -215,19 +220,19 @@ async fn minimum_severity_and_resolved_follow_what_each_sink_was_told() {
 
     use AlertTransition::{Fired, Repeated, Resolved};
     // Quality only ever reaches warning: the critical-only pager hears nothing, not even "resolved".
-    notifier.notify(&alert(RuleKind::QualityScore, Severity::Warning, Fired));
-    notifier.notify(&alert(RuleKind::QualityScore, Severity::Ok, Resolved));
+    notifier.notify(&alert(RuleKind::QualityScore, Severity::Warning, Fired), stamp());
+    notifier.notify(&alert(RuleKind::QualityScore, Severity::Ok, Resolved), stamp());
     // Latency: warning (webhook only), critical (both), repeat (both), resolved (both).
-    notifier.notify(&alert(RuleKind::P95Latency, Severity::Warning, Fired));
-    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Fired));
-    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Repeated));
-    notifier.notify(&alert(RuleKind::P95Latency, Severity::Ok, Resolved));
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Warning, Fired), stamp());
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Fired), stamp());
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Repeated), stamp());
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Ok, Resolved), stamp());
     let mut reports = Vec::new();
     for _ in 0..(6 + 3) {
         reports.push(next_report(&mut reports_rx).await);
     }
     assert!(
-        reports.iter().all(|r| matches!(r.outcome, Outcome::Delivered { attempts: 1, status: 200, .. })),
+        reports.iter().all(|r| matches!(r.outcome, DeliveryOutcome::Delivered { attempts: 1, status: 200, .. })),
         "{reports:#?}"
     );
     let seen = |prefix: &str| -> Vec<(String, String, String)> {
@@ -283,12 +288,12 @@ async fn a_slow_sink_fills_its_queue_and_drops_without_delaying_the_others() {
     let fire = |rule| alert(rule, Severity::Warning, AlertTransition::Fired);
     // The slow sink takes the first and hangs on it (1 s); two more fill its queue of 2; the
     // fourth is dropped. The pauses only let the fast sink empty its own queue meanwhile.
-    notifier.notify(&fire(RuleKind::P95Latency));
+    notifier.notify(&fire(RuleKind::P95Latency), stamp());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    notifier.notify(&fire(RuleKind::ErrorRate));
-    notifier.notify(&fire(RuleKind::QualityScore));
+    notifier.notify(&fire(RuleKind::ErrorRate), stamp());
+    notifier.notify(&fire(RuleKind::QualityScore), stamp());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    notifier.notify(&fire(RuleKind::ConsecutiveFailures));
+    notifier.notify(&fire(RuleKind::ConsecutiveFailures), stamp());
     let mut reports = Vec::new();
     for _ in 0..8 {
         reports.push(next_report(&mut reports_rx).await);
@@ -309,7 +314,7 @@ async fn a_slow_sink_fills_its_queue_and_drops_without_delaying_the_others() {
     );
     let failed = reports.iter().find(|r| r.sink == "slow" && r.outcome.label() == "failed").unwrap();
     assert!(
-        matches!(&failed.outcome, Outcome::Failed { error, .. } if error == "no answer within 1.0 s"),
+        matches!(&failed.outcome, DeliveryOutcome::Failed { error, failure: FailureKind::Timeout, .. } if error == "no answer within 1.0 s"),
         "{failed:?}"
     );
     // The fast sink was not held up behind the slow one: all four went out before the slow

@@ -13,11 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use capwatch::clock::Clock;
 use capwatch::config::Config;
 use capwatch::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use capwatch::dash::effect::{Effect, MetricUpdate};
+use capwatch::dash::event::Event;
 use capwatch::dash::metrics::DashMetrics;
-use capwatch::dash::model::Event;
 use capwatch::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe};
+use capwatch::dash::state::DashState;
+use capwatch::dash::update::update;
 use serde_json::Value;
 
 use common::{KillOnDrop, TestServer, repo_path};
@@ -183,32 +187,45 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
+/// The dashboard's exposition after a probe, a health check and a cycle went through the
+/// real `update`, plus one alert.
 fn dashboard_exposition(config: &Config) -> String {
     let metrics = DashMetrics::new(config, &["slack".to_owned()]);
     let now = tokio::time::Instant::now();
-    metrics.observe_event(&Event::Probe(InferenceProbe {
-        at: now,
-        image: "a.png".to_owned(),
-        latency: Duration::from_millis(20),
-        result: Ok(CaptionResult {
-            caption: "a red circle".to_owned(),
-            model_time: Duration::from_millis(10),
-            server_total: Duration::from_millis(15),
-            quality: capwatch::quality::match_keywords("a red circle", &["red".to_owned()]),
+    let mut state = DashState::new(config, true, None, now);
+    let events = [
+        Event::Probe(InferenceProbe {
+            at: now,
+            image: "a.png".to_owned(),
+            latency: Duration::from_millis(20),
+            result: Ok(CaptionResult {
+                caption: "a red circle".to_owned(),
+                model_time: Duration::from_millis(10),
+                server_total: Duration::from_millis(15),
+                quality: capwatch::quality::match_keywords("a red circle", &["red".to_owned()]),
+            }),
         }),
-    }));
-    metrics.observe_event(&Event::Health(HealthCheck {
-        at: now,
-        latency: Duration::from_millis(2),
-        result: Ok(HealthBody { status: "healthy".to_owned(), model: "default".to_owned(), uptime_s: 1.0 }),
-    }));
-    metrics.observe_alert(&AlertEvent {
+        Event::Health(HealthCheck {
+            at: now,
+            latency: Duration::from_millis(2),
+            result: Ok(HealthBody { status: "healthy".to_owned(), model: "default".to_owned(), uptime_s: 1.0 }),
+        }),
+        Event::CycleDone,
+    ];
+    for event in events {
+        for effect in update(&mut state, event, Clock::read()) {
+            if let Effect::Metric(metric) = effect {
+                metrics.apply(&metric);
+            }
+        }
+    }
+    metrics.apply(&MetricUpdate::Alert(AlertEvent {
         rule: RuleKind::P95Latency,
         severity: Severity::Warning,
         transition: AlertTransition::Fired,
         value: 1.0,
         threshold: 1.0,
-    });
+    }));
     metrics.encode().unwrap()
 }
 

@@ -79,6 +79,25 @@ impl Pty {
     }
 }
 
+/// The exit code the session's summary calls for: 0 no alert fired, 1 only warnings, 2 a
+/// critical one.
+fn exit_code_for_summary(logs: &std::path::Path) -> u32 {
+    let path = std::fs::read_dir(logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("session_summary_")
+                && p.extension().is_some_and(|x| x == "json")
+        })
+        .expect("a session summary");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    match (summary["alerts_warning"].as_u64().unwrap(), summary["alerts_critical"].as_u64().unwrap()) {
+        (_, critical) if critical > 0 => 2,
+        (warning, _) if warning > 0 => 1,
+        _ => 0,
+    }
+}
+
 fn header_pid(screen: &str) -> Option<u32> {
     let start = screen.find("PID ")? + 4;
     screen[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
@@ -123,7 +142,7 @@ fn dashboard_in_a_pseudo_terminal() {
         assert!(Instant::now() < deadline, "the dashboard did not quit; screen:\n{}", pty.screen());
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.exit_code() <= 2, "{status:?}");
+    assert_eq!(status.exit_code(), exit_code_for_summary(&dir.join("logs")), "{status:?}");
     std::thread::sleep(Duration::from_millis(200));
     let raw = pty.raw();
     assert!(raw.contains("\x1b[?1049l"), "the alternate screen was never left");
@@ -165,9 +184,15 @@ fn a_dead_alert_sink_shows_on_the_dashboard() {
     pty.wait_for("more tests", |s| tests(s).is_some_and(|n| n > before + 2));
     keys.write_all(b"q").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         assert!(Instant::now() < deadline, "the dashboard did not quit");
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    // The P95 warning fired (its critical level is out of reach): exit code 1.
+    assert_eq!(exit_code_for_summary(&dir.join("logs")), 1);
+    assert_eq!(status.exit_code(), 1, "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,6 +52,16 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
+    /// Every rule, in the order the dashboard, `/metrics` and the exports list them.
+    pub const ALL: [Self; 6] = [
+        Self::P95Latency,
+        Self::ErrorRate,
+        Self::ConsecutiveFailures,
+        Self::QualityScore,
+        Self::HealthDown,
+        Self::CrashLoop,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::P95Latency => "p95_latency",
@@ -86,6 +96,12 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// How bad `value` is, backed by `samples` observations: OK until the rule has its
+    /// minimum number of samples.
+    pub fn judge(&self, value: f64, samples: u64) -> Severity {
+        if samples < self.min_samples { Severity::Ok } else { self.severity_of(value) }
+    }
+
     fn severity_of(&self, value: f64) -> Severity {
         let worse = |threshold: f64| match self.direction {
             Direction::Above => value >= threshold,
@@ -105,6 +121,52 @@ impl Rule {
     }
 }
 
+/// The threshold rules of `config`, in [`RuleKind::ALL`] order: the one list the state
+/// machine, the view, `/metrics` and the Prometheus export all read. Error rates are
+/// fractions (0..1); `health_down` warns at the first failed check and is critical when the
+/// supervisor would restart. `crash_loop` has no thresholds: the supervisor raises it.
+pub fn rules(config: &crate::config::Config) -> Vec<Rule> {
+    let t = &config.thresholds;
+    let rule = |kind, direction, warning: f64, critical: f64, min_samples| Rule {
+        kind,
+        direction,
+        warning,
+        critical,
+        min_samples,
+    };
+    vec![
+        rule(
+            RuleKind::P95Latency,
+            Direction::Above,
+            t.p95_latency_ms.warning,
+            t.p95_latency_ms.critical,
+            t.min_samples,
+        ),
+        rule(
+            RuleKind::ErrorRate,
+            Direction::Above,
+            t.error_rate_percent.warning / 100.0,
+            t.error_rate_percent.critical / 100.0,
+            t.min_samples,
+        ),
+        rule(
+            RuleKind::ConsecutiveFailures,
+            Direction::Above,
+            t.consecutive_failures.warning,
+            t.consecutive_failures.critical,
+            0,
+        ),
+        rule(
+            RuleKind::QualityScore,
+            Direction::Below,
+            t.quality_score.warning,
+            t.quality_score.critical,
+            t.min_samples,
+        ),
+        rule(RuleKind::HealthDown, Direction::Above, 1.0, config.restart.health_failures.get() as f64, 0),
+    ]
+}
+
 /// Why an alert event was raised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,7 +180,7 @@ pub enum AlertTransition {
 }
 
 /// One alert notification.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
     pub rule: RuleKind,
     pub severity: Severity,
@@ -158,6 +220,11 @@ impl AlertEngine {
     pub fn new(rules: Vec<Rule>, cooldown: Duration) -> Self {
         let initial = RuleState { severity: Severity::Ok, last_notified: None };
         Self { rules: rules.into_iter().map(|rule| (rule, initial)).collect(), cooldown }
+    }
+
+    /// The rule of `kind`, if it has thresholds.
+    pub fn rule(&self, kind: RuleKind) -> Option<&Rule> {
+        self.rules.iter().map(|(rule, _)| rule).find(|rule| rule.kind == kind)
     }
 
     /// Current severity of a rule (OK for unknown rules).

@@ -5,10 +5,10 @@
 //! counters, low-cardinality labels) and are constants, because the exported alerting rules
 //! and Grafana dashboard (`crate::export`) query them. The latency histogram's buckets
 //! include the configured P95 thresholds, so `histogram_quantile` is exact at the lines the
-//! rules draw. This module records and serves; it decides nothing.
+//! rules draw. This module records what `update` says ([`MetricUpdate`]) and serves it;
+//! it decides nothing and never reads the dashboard state.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,9 +18,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
-use super::model::{DashModel, Event};
+use super::effect::{Gauges, MetricUpdate, ProbeKind};
 use crate::config::Config;
-use crate::notify::DeliveryReport;
 
 /// Exposed series names (what PromQL sees).
 pub const PROBE_DURATION_SECONDS: &str = "capwatch_monitor_probe_duration_seconds";
@@ -41,16 +40,6 @@ pub const INFO: &str = "capwatch_monitor_info";
 /// `probe` label values.
 pub const PROBE_CAPTION: &str = "caption";
 pub const PROBE_HEALTH: &str = "health";
-
-/// Every rule the severity gauge reports, in a fixed order.
-pub const RULES: [RuleKind; 6] = [
-    RuleKind::P95Latency,
-    RuleKind::ErrorRate,
-    RuleKind::ConsecutiveFailures,
-    RuleKind::QualityScore,
-    RuleKind::HealthDown,
-    RuleKind::CrashLoop,
-];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
@@ -128,9 +117,6 @@ pub struct DashMetrics {
     crash_loop: Gauge,
     test_cycles: Counter,
     notifications: Family<SinkOutcomeLabels, Counter>,
-    /// Restarts and cycles already counted (the model holds running totals).
-    seen_restarts: AtomicU64,
-    seen_cycles: AtomicU64,
 }
 
 /// Registration name: the exposed name without the suffix the encoder adds back.
@@ -209,7 +195,7 @@ impl DashMetrics {
             service: config.alerts.service_name.clone(),
         })
         .set(1);
-        for rule in RULES {
+        for rule in RuleKind::ALL {
             alert_severity.get_or_create(&RuleLabels { rule: rule.name() }).set(0);
         }
         // Series that exist from the start (at zero), so rates and panels have data at once.
@@ -237,47 +223,40 @@ impl DashMetrics {
             crash_loop,
             test_cycles,
             notifications,
-            seen_restarts: AtomicU64::new(0),
-            seen_cycles: AtomicU64::new(0),
         }
     }
 
-    /// Records what a probe event measured (before the model digests it).
-    pub fn observe_event(&self, event: &Event) {
-        match event {
-            Event::Probe(probe) => {
-                let outcome = match &probe.result {
-                    Ok(result) => {
-                        self.caption_quality.observe(result.quality.score());
-                        "success"
-                    }
-                    Err(error) => error.kind(),
+    /// Records one update decided by the dashboard.
+    pub fn apply(&self, update: &MetricUpdate) {
+        match update {
+            MetricUpdate::Probe { probe, outcome, latency } => {
+                let probe = match probe {
+                    ProbeKind::Caption => PROBE_CAPTION,
+                    ProbeKind::Health => PROBE_HEALTH,
                 };
-                self.observe_probe(PROBE_CAPTION, outcome, probe.latency);
+                // Like the dashboard's own percentiles, the histogram holds successful probes
+                // only; failures (timeouts included) are counted by outcome instead.
+                if *outcome == "success" {
+                    self.probe_duration.get_or_create(&ProbeLabels { probe }).observe(latency.as_secs_f64());
+                }
+                self.probes.get_or_create(&ProbeOutcomeLabels { probe, outcome }).inc();
             }
-            Event::Health(check) => {
-                let outcome = match &check.result {
-                    Ok(_) if check.is_healthy() => "success",
-                    Ok(_) => "unhealthy",
-                    Err(error) => error.kind(),
-                };
-                self.observe_probe(PROBE_HEALTH, outcome, check.latency);
+            MetricUpdate::CaptionQuality(score) => self.caption_quality.observe(*score),
+            MetricUpdate::Alert(alert) => self.observe_alert(alert),
+            MetricUpdate::ServerRestart => {
+                self.server_restarts.inc();
             }
-            Event::Server(_) | Event::CycleDone | Event::Notification(_) => {}
+            MetricUpdate::TestCycle => {
+                self.test_cycles.inc();
+            }
+            MetricUpdate::Notification { sink, outcome } => {
+                self.notifications.get_or_create(&SinkOutcomeLabels { sink: sink.clone(), outcome }).inc();
+            }
+            MetricUpdate::Gauges(gauges) => self.set_gauges(gauges),
         }
     }
 
-    /// Like the dashboard's own percentiles, the histogram holds successful probes only;
-    /// failures (timeouts included) are counted by outcome instead.
-    fn observe_probe(&self, probe: &'static str, outcome: &'static str, latency: std::time::Duration) {
-        if outcome == "success" {
-            self.probe_duration.get_or_create(&ProbeLabels { probe }).observe(latency.as_secs_f64());
-        }
-        self.probes.get_or_create(&ProbeOutcomeLabels { probe, outcome }).inc();
-    }
-
-    /// Counts an alert transition.
-    pub fn observe_alert(&self, alert: &AlertEvent) {
+    fn observe_alert(&self, alert: &AlertEvent) {
         let reason = match alert.transition {
             AlertTransition::Fired => "fired",
             AlertTransition::Repeated => "repeated",
@@ -291,34 +270,21 @@ impl DashMetrics {
         self.alert_events.get_or_create(&AlertEventLabels { rule: alert.rule.name(), severity, reason }).inc();
     }
 
-    /// Counts a notification outcome.
-    pub fn observe_delivery(&self, report: &DeliveryReport) {
-        self.notifications
-            .get_or_create(&SinkOutcomeLabels { sink: report.sink.clone(), outcome: report.outcome.label() })
-            .inc();
-    }
-
-    /// Brings gauges and running totals up to date with the model.
-    pub fn sync(&self, model: &DashModel) {
+    fn set_gauges(&self, gauges: &Gauges) {
         let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        self.consecutive_failures.set(as_gauge(model.consecutive_failures));
-        self.consecutive_health_failures.set(as_gauge(model.consecutive_health_failures as u64));
-        self.service_healthy.set(i64::from(model.last_health.as_ref().is_some_and(|h| h.is_healthy())));
-        self.server_up.set(i64::from(model.server_up));
-        self.crash_loop.set(i64::from(model.crash_loop));
-        for rule in RULES {
-            let level = match model.alerts.severity(rule) {
+        self.consecutive_failures.set(as_gauge(gauges.consecutive_failures));
+        self.consecutive_health_failures.set(as_gauge(gauges.consecutive_health_failures));
+        self.service_healthy.set(i64::from(gauges.service_healthy));
+        self.server_up.set(i64::from(gauges.server_up));
+        self.crash_loop.set(i64::from(gauges.crash_loop));
+        for (rule, severity) in &gauges.alert_severity {
+            let level = match severity {
                 Severity::Ok => 0,
                 Severity::Warning => 1,
                 Severity::Critical => 2,
             };
             self.alert_severity.get_or_create(&RuleLabels { rule: rule.name() }).set(level);
         }
-        let restarts = u64::from(model.restarts);
-        let seen = self.seen_restarts.swap(restarts, Ordering::Relaxed);
-        self.server_restarts.inc_by(restarts.saturating_sub(seen));
-        let seen = self.seen_cycles.swap(model.cycles, Ordering::Relaxed);
-        self.test_cycles.inc_by(model.cycles.saturating_sub(seen));
     }
 
     /// The exposition text (OpenMetrics).
@@ -365,13 +331,13 @@ mod tests {
     #[test]
     fn exposition_has_the_documented_names() {
         let metrics = DashMetrics::new(&Config::default(), &["slack".to_owned()]);
-        metrics.observe_alert(&AlertEvent {
+        metrics.apply(&MetricUpdate::Alert(AlertEvent {
             rule: RuleKind::ErrorRate,
             severity: Severity::Warning,
             transition: AlertTransition::Fired,
             value: 0.2,
             threshold: 0.1,
-        });
+        }));
         let text = metrics.encode().unwrap();
         for name in [
             PROBE_DURATION_SECONDS,

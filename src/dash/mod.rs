@@ -1,21 +1,35 @@
 //! The monitoring side of capwatch: the dashboard (full screen or headless) that launches
-//! `capwatch serve`, probes it, measures, alerts and restarts.
+//! `capwatch serve` (or attaches to a running server), probes it, measures, alerts and
+//! restarts. It follows The Elm Architecture: one event loop, a pure `update` that returns
+//! effects, an executor that carries them out, and a pure view.
 //!
-//! Layout: [`stats`] (rolling window and session totals), [`alerts`] (rule state machines),
-//! [`supervisor`] (the `capwatch serve` child process: start, watch, restart, stop),
-//! [`prober`] (timed, classified health checks and inference tests over HTTP),
-//! [`model`] (state + pure update → effects), [`runner`] (the event loop, headless mode),
-//! [`sinks`] (JSON Lines metrics file), [`metrics`] (the dashboard's Prometheus `/metrics`), [`summary`] (session summary on quit),
-//! [`ui`] (pure ratatui view), [`tui`] (terminal guard: the only raw-mode code).
+//! Layout:
+//! - Data in: [`event`] (every input, keys included), [`supervisor`] (the child process),
+//!   [`prober`] (timed, classified HTTP probes), [`probe_loops`] (their schedules).
+//! - Decisions: [`state`] (the whole dashboard state), [`update`] (event → effects, pure),
+//!   [`alerts`] (rules and their state machines), [`stats`] (rolling window, totals).
+//! - Data out: [`effect`] (what update decides), [`executor`] (carries it out), [`record`]
+//!   (typed JSONL records), [`records_file`] (the JSONL writer), [`metrics`] (the
+//!   dashboard's `/metrics`), [`console`] (headless lines, log file), [`summary`].
+//! - Screen: [`ui`] (pure view, one module per pane), [`tui`] (terminal guard and input:
+//!   the only raw-mode code).
+//! - Wiring: [`app`] (the session: producers, the loop, the way out).
 
 pub mod alerts;
+pub mod app;
+pub mod console;
+pub mod effect;
+pub mod event;
+pub mod executor;
 pub mod metrics;
-pub mod model;
+pub mod probe_loops;
 pub mod prober;
-pub mod runner;
-pub mod sinks;
+pub mod record;
+pub mod records_file;
+pub mod state;
 pub mod stats;
 pub mod summary;
 pub mod supervisor;
 pub mod tui;
 pub mod ui;
+pub mod update;

@@ -184,12 +184,15 @@ impl RollingWindow {
         self.samples.iter()
     }
 
-    pub fn snapshot(&mut self, now: Instant) -> StatsSnapshot {
-        self.prune(now);
+    /// Statistics of the samples inside the window at `now` (older ones are skipped, not
+    /// removed: [`Self::prune`] does that).
+    pub fn snapshot(&self, now: Instant) -> StatsSnapshot {
+        let in_window = || self.samples.iter().filter(move |s| now.saturating_duration_since(s.at) <= self.window);
         let mut latency = new_histogram();
         let mut model_time = new_histogram();
-        let (mut successes, mut quality_sum, mut quality_count) = (0, 0.0, 0u64);
-        for sample in &self.samples {
+        let (mut probes, mut successes, mut quality_sum, mut quality_count) = (0u64, 0, 0.0, 0u64);
+        for sample in in_window() {
+            probes += 1;
             if sample.success {
                 successes += 1;
                 let _ = latency.record(micros(sample.latency));
@@ -202,9 +205,9 @@ impl RollingWindow {
                 quality_count += 1;
             }
         }
-        let span = self.samples.front().map_or(Duration::ZERO, |first| now.saturating_duration_since(first.at));
+        let span = in_window().next().map_or(Duration::ZERO, |first| now.saturating_duration_since(first.at));
         snapshot_of(
-            self.samples.len() as u64,
+            probes,
             successes,
             &latency,
             &model_time,
@@ -277,7 +280,7 @@ mod tests {
 
     #[test]
     fn empty_window_is_all_zero() {
-        let mut window = RollingWindow::new(Duration::from_secs(60));
+        let window = RollingWindow::new(Duration::from_secs(60));
         let snap = window.snapshot(Instant::now());
         assert_eq!(snap, StatsSnapshot::default());
     }

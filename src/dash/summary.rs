@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tokio::time::Instant;
 
-use super::model::{DashModel, snapshot_json};
 use super::prober::InferenceProbe;
+use super::record::{Record, StatsRecord};
+use super::state::DashState;
+use crate::clock::Clock;
 
 /// What a session amounted to.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +25,7 @@ pub struct SessionSummary {
     pub mean_p95_ms: f64,
     /// Window P95 at the end.
     pub final_p95_ms: f64,
-    pub session: serde_json::Value,
+    pub session: StatsRecord,
     pub last_status: String,
     pub last_caption: Option<String>,
     pub alerts_warning: u64,
@@ -57,32 +58,33 @@ impl std::fmt::Display for SinkTally {
 }
 
 impl SessionSummary {
-    pub fn from_model(model: &mut DashModel, started_at: &str, now: Instant) -> Self {
-        let session = model.session.snapshot(now);
-        let window = model.window_snapshot(now);
-        let mean_p95_ms = if model.cycle_p95_ms.is_empty() {
+    /// The summary of the session `state` describes, started at `started`, ending at `now`.
+    pub fn from_state(state: &DashState, started: &Clock, now: &Clock) -> Self {
+        let session = state.session.snapshot(now.now);
+        let window = state.window_snapshot(now.now);
+        let mean_p95_ms = if state.cycle_p95_ms.is_empty() {
             0.0
         } else {
-            model.cycle_p95_ms.iter().sum::<f64>() / model.cycle_p95_ms.len() as f64
+            state.cycle_p95_ms.iter().sum::<f64>() / state.cycle_p95_ms.len() as f64
         };
         Self {
-            started_at: started_at.to_owned(),
-            ended_at: super::model::timestamp(),
-            duration_s: now.saturating_duration_since(model.started).as_secs_f64(),
-            cycles: model.cycles,
+            started_at: started.timestamp(),
+            ended_at: now.timestamp(),
+            duration_s: now.now.saturating_duration_since(state.started).as_secs_f64(),
+            cycles: state.cycles,
             tests: session.probes,
             successes: session.successes,
             success_rate: if session.probes == 0 { 0.0 } else { session.successes as f64 / session.probes as f64 },
             error_rate: session.error_rate,
             mean_p95_ms,
             final_p95_ms: window.latency.p95_ms,
-            session: snapshot_json(&session),
-            last_status: model.status().label().to_owned(),
-            last_caption: model.latest.as_ref().and_then(last_caption),
-            alerts_warning: model.warnings_fired,
-            alerts_critical: model.criticals_fired,
-            restarts: model.restarts,
-            notifications: model
+            session: StatsRecord::from(&session),
+            last_status: state.status_at_quit.unwrap_or_else(|| state.status()).label().to_owned(),
+            last_caption: state.latest.as_ref().and_then(last_caption),
+            alerts_warning: state.warnings_fired,
+            alerts_critical: state.criticals_fired,
+            restarts: state.restarts,
+            notifications: state
                 .sinks
                 .iter()
                 .map(|sink| SinkTally {
@@ -97,38 +99,51 @@ impl SessionSummary {
 
     /// Rebuilds the summary of a past session from its metrics records (`capwatch report`).
     /// Returns `None` when there is no cycle record to summarise.
-    pub fn from_records(records: &[serde_json::Value]) -> Option<Self> {
-        let cycles: Vec<&serde_json::Value> = records.iter().filter(|r| r["type"] == "cycle").collect();
+    pub fn from_records(records: &[Record]) -> Option<Self> {
+        let cycles: Vec<_> = records
+            .iter()
+            .filter_map(|record| match record {
+                Record::Cycle(cycle) => Some(cycle),
+                _ => None,
+            })
+            .collect();
         let last = cycles.last()?;
-        let number = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-        let session = &last["session"];
-        let p95s: Vec<f64> = cycles.iter().map(|c| number(&c["window"]["latency_ms"]["p95"])).collect();
-        let fired = |severity: &str| {
+        let session = last.session;
+        let p95s: Vec<f64> = cycles.iter().map(|c| c.window.latency_ms.p95).collect();
+        let fired = |severity| {
             records
                 .iter()
-                .filter(|r| r["type"] == "alert" && r["severity"] == severity && r["transition"] != "resolved")
+                .filter(|r| {
+                    matches!(r, Record::Alert(alert)
+                        if alert.severity == severity && alert.transition != super::alerts::AlertTransition::Resolved)
+                })
                 .count() as u64
         };
-        let probes = session["probes"].as_u64().unwrap_or(0);
-        let successes = session["successes"].as_u64().unwrap_or(0);
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let restarts = records.iter().filter_map(|record| match record {
+            Record::Cycle(cycle) => Some(cycle.restarts),
+            Record::Server(server) => Some(server.restarts),
+            _ => None,
+        });
         Some(Self {
-            started_at: records.first().map(|r| text(&r["ts"])).unwrap_or_default(),
-            ended_at: records.last().map(|r| text(&r["ts"])).unwrap_or_default(),
-            duration_s: records.last().map_or(0.0, |r| number(&r["uptime_s"])),
+            started_at: records.first().map(|r| r.stamp().ts.clone()).unwrap_or_default(),
+            ended_at: records.last().map(|r| r.stamp().ts.clone()).unwrap_or_default(),
+            duration_s: records.last().map_or(0.0, |r| r.stamp().uptime_s),
             cycles: cycles.len() as u64,
-            tests: probes,
-            successes,
-            success_rate: if probes == 0 { 0.0 } else { successes as f64 / probes as f64 },
-            error_rate: number(&session["error_rate"]),
+            tests: session.probes,
+            successes: session.successes,
+            success_rate: if session.probes == 0 { 0.0 } else { session.successes as f64 / session.probes as f64 },
+            error_rate: session.error_rate,
             mean_p95_ms: p95s.iter().sum::<f64>() / p95s.len() as f64,
-            final_p95_ms: number(&last["window"]["latency_ms"]["p95"]),
-            session: session.clone(),
-            last_status: text(&last["status"]),
-            last_caption: cycles.iter().rev().find_map(|c| c["latest"]["caption"].as_str().map(str::to_owned)),
-            alerts_warning: fired("warning"),
-            alerts_critical: fired("critical"),
-            restarts: records.iter().filter_map(|r| r["restarts"].as_u64()).max().unwrap_or(0) as u32,
+            final_p95_ms: last.window.latency_ms.p95,
+            session,
+            last_status: last.status.clone(),
+            last_caption: cycles.iter().rev().find_map(|c| match &c.latest {
+                Some(super::record::LatestProbe::Caption { caption, .. }) => Some(caption.clone()),
+                _ => None,
+            }),
+            alerts_warning: fired(super::alerts::Severity::Warning),
+            alerts_critical: fired(super::alerts::Severity::Critical),
+            restarts: restarts.max().unwrap_or(0),
             notifications: tally_notifications(records),
         })
     }
@@ -182,23 +197,24 @@ impl SessionSummary {
 }
 
 /// Per-sink outcomes from `notification` records, in order of first appearance.
-fn tally_notifications(records: &[serde_json::Value]) -> Vec<SinkTally> {
+fn tally_notifications(records: &[Record]) -> Vec<SinkTally> {
+    use crate::notify::DeliveryOutcome;
     let mut tallies: Vec<SinkTally> = Vec::new();
-    for record in records.iter().filter(|r| r["type"] == "notification") {
-        let sink = record["sink"].as_str().unwrap_or_default();
-        let index = match tallies.iter().position(|t| t.sink == sink) {
+    for record in records {
+        let Record::Notification(notification) = record else { continue };
+        let report = &notification.report;
+        let index = match tallies.iter().position(|t| t.sink == report.sink) {
             Some(index) => index,
             None => {
-                tallies.push(SinkTally { sink: sink.to_owned(), ..SinkTally::default() });
+                tallies.push(SinkTally { sink: report.sink.clone(), ..SinkTally::default() });
                 tallies.len() - 1
             }
         };
         let tally = &mut tallies[index];
-        match record["outcome"].as_str() {
-            Some("delivered") => tally.delivered += 1,
-            Some("failed") => tally.failed += 1,
-            Some("dropped") => tally.dropped += 1,
-            _ => {}
+        match report.outcome {
+            DeliveryOutcome::Delivered { .. } => tally.delivered += 1,
+            DeliveryOutcome::Failed { .. } => tally.failed += 1,
+            DeliveryOutcome::Dropped { .. } => tally.dropped += 1,
         }
     }
     tallies

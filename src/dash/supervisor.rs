@@ -20,6 +20,8 @@ use tokio::time::{Instant, sleep, timeout};
 
 /// Lines of the child's stderr kept to explain a failed start.
 const STDERR_TAIL: usize = 20;
+/// How long to wait for the rest of a dead child's stderr.
+const TAIL_WAIT: Duration = Duration::from_secs(2);
 
 /// How to start the server.
 #[derive(Debug, Clone)]
@@ -46,6 +48,20 @@ pub struct RestartPolicy {
 }
 
 impl RestartPolicy {
+    /// The `restart:` section, with the monitoring section's start-up timeout.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let r = &config.restart;
+        Self {
+            automatic: r.automatic,
+            initial_backoff: r.initial_backoff_s.0,
+            max_backoff: r.max_backoff_s.0,
+            max_restarts: r.max_restarts,
+            window: r.window_s.0,
+            grace: r.grace_s.0,
+            startup_timeout: config.monitoring.startup_timeout_s.0,
+        }
+    }
+
     /// Backoff before restart number `attempt` (0-based): initial × 2^attempt, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.min(30));
@@ -132,7 +148,8 @@ pub enum SupervisorCommand {
     Stop,
 }
 
-enum Outcome {
+/// What the supervisor does after a child ends.
+enum NextStep {
     /// Run another child (after an optional delay).
     Respawn {
         delay: Duration,
@@ -143,29 +160,30 @@ enum Outcome {
     Stop,
 }
 
-/// Runs the child until `Stop` (or until the command channel closes).
-pub async fn run(
+/// Runs the child until `Stop` (or until the command channel closes). Events go out as `E`
+/// (a [`ServerEvent`], or the dashboard's event type, so they join its one channel).
+pub async fn run<E: From<ServerEvent> + Send + 'static>(
     command: ServeCommand,
     policy: RestartPolicy,
-    events_tx: mpsc::Sender<ServerEvent>,
+    events_tx: mpsc::Sender<E>,
     mut commands_rx: mpsc::Receiver<SupervisorCommand>,
 ) {
     let mut history = RestartHistory::default();
     let mut attempt = 0u32;
-    let mut next = Outcome::Respawn { delay: Duration::ZERO, reason: String::new() };
+    let mut next = NextStep::Respawn { delay: Duration::ZERO, reason: String::new() };
     loop {
         match next {
-            Outcome::Stop => break,
-            Outcome::Idle => match commands_rx.recv().await {
+            NextStep::Stop => break,
+            NextStep::Idle => match commands_rx.recv().await {
                 Some(SupervisorCommand::Restart { .. }) => {
                     history.clear();
                     attempt = 0;
-                    next = Outcome::Respawn { delay: Duration::ZERO, reason: String::new() };
+                    next = NextStep::Respawn { delay: Duration::ZERO, reason: String::new() };
                     continue;
                 }
                 Some(SupervisorCommand::Stop) | None => break,
             },
-            Outcome::Respawn { delay, reason } => {
+            NextStep::Respawn { delay, reason } => {
                 if !delay.is_zero() {
                     send(&events_tx, ServerEvent::RestartScheduled { delay, reason }).await;
                     tokio::select! {
@@ -184,20 +202,20 @@ pub async fn run(
             attempt = 0;
         }
         next = match outcome {
-            ChildEnd::Stop => Outcome::Stop,
-            ChildEnd::ManualRestart => Outcome::Respawn { delay: Duration::ZERO, reason: String::new() },
+            ChildEnd::Stop => NextStep::Stop,
+            ChildEnd::ManualRestart => NextStep::Respawn { delay: Duration::ZERO, reason: String::new() },
             ChildEnd::Failed { reason } if policy.automatic => {
                 if history.try_record(Instant::now(), &policy) {
                     let delay = policy.backoff(attempt);
                     attempt = attempt.saturating_add(1);
-                    Outcome::Respawn { delay, reason }
+                    NextStep::Respawn { delay, reason }
                 } else {
                     send(&events_tx, ServerEvent::CrashLoop { restarts: history.recent(), window: policy.window })
                         .await;
-                    Outcome::Idle
+                    NextStep::Idle
                 }
             }
-            ChildEnd::Failed { .. } => Outcome::Idle,
+            ChildEnd::Failed { .. } => NextStep::Idle,
         };
     }
     send(&events_tx, ServerEvent::Stopped).await;
@@ -209,17 +227,17 @@ enum ChildEnd {
     Failed { reason: String },
 }
 
-async fn send(events_tx: &mpsc::Sender<ServerEvent>, event: ServerEvent) {
+async fn send<E: From<ServerEvent>>(events_tx: &mpsc::Sender<E>, event: ServerEvent) {
     // The event loop owns the receiver; once it is gone nobody is listening and the
     // supervisor is being torn down anyway.
-    let _ = events_tx.send(event).await;
+    let _ = events_tx.send(event.into()).await;
 }
 
 /// Spawns one child and supervises it until it ends; returns why, and whether it got ready.
-async fn run_one(
+async fn run_one<E: From<ServerEvent> + Send + 'static>(
     command: &ServeCommand,
     policy: &RestartPolicy,
-    events_tx: &mpsc::Sender<ServerEvent>,
+    events_tx: &mpsc::Sender<E>,
     commands_rx: &mut mpsc::Receiver<SupervisorCommand>,
 ) -> (ChildEnd, bool) {
     let mut child_command = Command::new(&command.program);
@@ -244,9 +262,11 @@ async fn run_one(
 
     let (url_tx, mut url_rx) = mpsc::channel::<String>(1);
     let (tail_tx, mut tail_rx) = mpsc::channel::<Vec<String>>(1);
+    // The stderr reader lives as long as this child: aborted on every way out of here.
+    let mut reader = tokio::task::JoinSet::new();
     if let Some(stderr) = child.stderr.take() {
         let events_tx = events_tx.clone();
-        tokio::spawn(async move {
+        reader.spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             let mut tail = VecDeque::with_capacity(STDERR_TAIL);
             let mut url_tx = Some(url_tx);
@@ -313,9 +333,11 @@ async fn run_one(
     tokio::select! {
         status = child.wait() => {
             let status = status.ok();
+            // The reader sends the tail at end of file, which follows the exit at once.
+            let tail = timeout(TAIL_WAIT, tail_rx.recv()).await.ok().flatten().unwrap_or_default();
             let (code, signal) = exit_parts(status);
             send(events_tx, ServerEvent::Exited { pid, code, signal, expected: false }).await;
-            let reason = format!("server exited unexpectedly ({})", describe_exit(status, &[]));
+            let reason = format!("server exited unexpectedly ({})", describe_exit(status, &tail));
             (ChildEnd::Failed { reason }, true)
         }
         command = commands_rx.recv() => {
@@ -345,7 +367,7 @@ fn ask_for_sigterm_when_parent_dies(command: &mut Command) {
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL; reports the exit as expected.
-async fn stop_child(child: &mut Child, pid: u32, grace: Duration, events_tx: &mpsc::Sender<ServerEvent>) {
+async fn stop_child<E: From<ServerEvent>>(child: &mut Child, pid: u32, grace: Duration, events_tx: &mpsc::Sender<E>) {
     if let Ok(raw) = i32::try_from(pid) {
         // The child may already be gone (ESRCH); waiting below settles it either way.
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), nix::sys::signal::Signal::SIGTERM);

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::dash::alerts::{self, RuleKind};
 use crate::dash::metrics as dash;
 use crate::server::metrics as server;
 
@@ -114,6 +115,12 @@ impl RuleBuilder<'_> {
     }
 }
 
+/// A rule's error-rate fraction as the percentage the expressions compare against
+/// (rounded to nine decimals, so 0.07 reads 7, not 7.000000000000001).
+fn percent(fraction: f64) -> f64 {
+    (fraction * 100.0 * 1e9).round() / 1e9
+}
+
 /// Labels that keep one capwatch instance apart from another in every aggregation.
 const BY: &str = "job, instance";
 
@@ -128,80 +135,86 @@ pub fn rules(config: &Config) -> RulesFile {
     let caption_all = format!(r#"{}{{probe="caption"}}"#, dash::PROBES_TOTAL);
     let enough = |series: &str| format!("and on ({BY}) sum by ({BY}) (increase({series}[{window}])) >= {min}");
 
-    let mut dashboard = Vec::new();
-    dashboard.extend(b.both(&Condition {
-        alert: "CapwatchP95LatencyHigh",
-        rule: "p95_latency",
-        expr: format!(
-            r#"histogram_quantile(0.95, sum by ({BY}, le) (rate({}_bucket{{probe="caption"}}[{window}]))) * 1000 >= {{threshold}} {}"#,
-            dash::PROBE_DURATION_SECONDS,
-            enough(&caption_success)
-        ),
-        warning: t.p95_latency_ms.warning,
-        critical: t.p95_latency_ms.critical,
-        for_duration: for_duration.clone(),
-        summary: "capwatch caption P95 latency is high",
-        description: format!(
-            "P95 of successful inference tests over {window} is {{{{ $value | printf \"%.0f\" }}}} ms (threshold {{threshold}} ms) on {{{{ $labels.instance }}}}."
-        ),
-    }));
-    dashboard.extend(b.both(&Condition {
-        alert: "CapwatchErrorRateHigh",
-        rule: "error_rate",
-        expr: format!(
-            r#"sum by ({BY}) (rate({}{{probe="caption",outcome!="success"}}[{window}])) / sum by ({BY}) (rate({caption_all}[{window}])) * 100 >= {{threshold}} {}"#,
-            dash::PROBES_TOTAL,
-            enough(&caption_all)
-        ),
-        warning: t.error_rate_percent.warning,
-        critical: t.error_rate_percent.critical,
-        for_duration: for_duration.clone(),
-        summary: "capwatch inference tests are failing",
-        description: format!(
-            "{{{{ $value | printf \"%.1f\" }}}} % of inference tests failed over {window} (threshold {{threshold}} %) on {{{{ $labels.instance }}}}."
-        ),
-    }));
-    dashboard.extend(
-        b.both(&Condition {
-            alert: "CapwatchConsecutiveFailures",
-            rule: "consecutive_failures",
-            expr: format!("{} >= {{threshold}}", dash::CONSECUTIVE_FAILURES),
-            warning: t.consecutive_failures.warning,
-            critical: t.consecutive_failures.critical,
-            for_duration: "0s".to_owned(),
-            summary: "capwatch inference tests fail in a row",
-            description:
-                "{{ $value }} inference tests failed in a row (threshold {threshold}) on {{ $labels.instance }}."
-                    .to_owned(),
-        }),
-    );
     let quality = dash::CAPTION_QUALITY_RATIO;
-    dashboard.extend(b.both(&Condition {
-        alert: "CapwatchCaptionQualityLow",
-        rule: "quality_score",
-        expr: format!(
-            "sum by ({BY}) (rate({quality}_sum[{window}])) / sum by ({BY}) (rate({quality}_count[{window}])) <= {{threshold}} {}",
-            enough(&format!("{quality}_count"))
-        ),
-        warning: t.quality_score.warning,
-        critical: t.quality_score.critical,
-        for_duration: for_duration.clone(),
-        summary: "capwatch caption quality dropped",
-        description: format!(
-            "Mean caption quality over {window} is {{{{ $value | printf \"%.2f\" }}}} (threshold {{threshold}}): captions miss expected keywords on {{{{ $labels.instance }}}}."
-        ),
-    }));
-    dashboard.extend(b.both(&Condition {
-        alert: "CapwatchHealthCheckFailing",
-        rule: "health_down",
-        expr: format!("{} >= {{threshold}}", dash::CONSECUTIVE_HEALTH_FAILURES),
-        warning: 1.0,
-        critical: config.restart.health_failures.get() as f64,
-        for_duration: "0s".to_owned(),
-        summary: "capwatch health checks fail",
-        description:
-            "{{ $value }} health checks failed in a row (threshold {threshold}) on {{ $labels.instance }}.".to_owned(),
-    }));
+    let rules = alerts::rules(config);
+    let mut dashboard = Vec::new();
+    for rule in &rules {
+        let condition = match rule.kind {
+            RuleKind::P95Latency => Condition {
+                alert: "CapwatchP95LatencyHigh",
+                rule: "p95_latency",
+                expr: format!(
+                    r#"histogram_quantile(0.95, sum by ({BY}, le) (rate({}_bucket{{probe="caption"}}[{window}]))) * 1000 >= {{threshold}} {}"#,
+                    dash::PROBE_DURATION_SECONDS,
+                    enough(&caption_success)
+                ),
+                warning: rule.warning,
+                critical: rule.critical,
+                for_duration: for_duration.clone(),
+                summary: "capwatch caption P95 latency is high",
+                description: format!(
+                    "P95 of successful inference tests over {window} is {{{{ $value | printf \"%.0f\" }}}} ms (threshold {{threshold}} ms) on {{{{ $labels.instance }}}}."
+                ),
+            },
+            RuleKind::ErrorRate => Condition {
+                alert: "CapwatchErrorRateHigh",
+                rule: "error_rate",
+                expr: format!(
+                    r#"sum by ({BY}) (rate({}{{probe="caption",outcome!="success"}}[{window}])) / sum by ({BY}) (rate({caption_all}[{window}])) * 100 >= {{threshold}} {}"#,
+                    dash::PROBES_TOTAL,
+                    enough(&caption_all)
+                ),
+                warning: percent(rule.warning),
+                critical: percent(rule.critical),
+                for_duration: for_duration.clone(),
+                summary: "capwatch inference tests are failing",
+                description: format!(
+                    "{{{{ $value | printf \"%.1f\" }}}} % of inference tests failed over {window} (threshold {{threshold}} %) on {{{{ $labels.instance }}}}."
+                ),
+            },
+            RuleKind::ConsecutiveFailures => Condition {
+                alert: "CapwatchConsecutiveFailures",
+                rule: "consecutive_failures",
+                expr: format!("{} >= {{threshold}}", dash::CONSECUTIVE_FAILURES),
+                warning: rule.warning,
+                critical: rule.critical,
+                for_duration: "0s".to_owned(),
+                summary: "capwatch inference tests fail in a row",
+                description:
+                    "{{ $value }} inference tests failed in a row (threshold {threshold}) on {{ $labels.instance }}."
+                        .to_owned(),
+            },
+            RuleKind::QualityScore => Condition {
+                alert: "CapwatchCaptionQualityLow",
+                rule: "quality_score",
+                expr: format!(
+                    "sum by ({BY}) (rate({quality}_sum[{window}])) / sum by ({BY}) (rate({quality}_count[{window}])) <= {{threshold}} {}",
+                    enough(&format!("{quality}_count"))
+                ),
+                warning: rule.warning,
+                critical: rule.critical,
+                for_duration: for_duration.clone(),
+                summary: "capwatch caption quality dropped",
+                description: format!(
+                    "Mean caption quality over {window} is {{{{ $value | printf \"%.2f\" }}}} (threshold {{threshold}}): captions miss expected keywords on {{{{ $labels.instance }}}}."
+                ),
+            },
+            RuleKind::HealthDown => Condition {
+                alert: "CapwatchHealthCheckFailing",
+                rule: "health_down",
+                expr: format!("{} >= {{threshold}}", dash::CONSECUTIVE_HEALTH_FAILURES),
+                warning: rule.warning,
+                critical: rule.critical,
+                for_duration: "0s".to_owned(),
+                summary: "capwatch health checks fail",
+                description:
+                    "{{ $value }} health checks failed in a row (threshold {threshold}) on {{ $labels.instance }}."
+                        .to_owned(),
+            },
+            RuleKind::CrashLoop => continue,
+        };
+        dashboard.extend(b.both(&condition));
+    }
     dashboard.push(b.single(&OneRule {
         alert: "CapwatchCrashLoop",
         rule: "crash_loop",
@@ -224,35 +237,41 @@ pub fn rules(config: &Config) -> RulesFile {
     let requests = format!("{}_total", server::HTTP_REQUESTS);
     let caption_route = r#"route="/caption""#;
     let mut served = Vec::new();
-    served.extend(b.both(&Condition {
-        alert: "CapwatchServerP95LatencyHigh",
-        rule: "p95_latency",
-        expr: format!(
-            "histogram_quantile(0.95, sum by ({BY}, le) (rate({}_seconds_bucket{{{caption_route}}}[{window}]))) * 1000 >= {{threshold}} and on ({BY}) sum by ({BY}) (increase({requests}{{{caption_route}}}[{window}])) >= {min}",
-            server::HTTP_REQUEST_DURATION
-        ),
-        warning: t.p95_latency_ms.warning,
-        critical: t.p95_latency_ms.critical,
-        for_duration: for_duration.clone(),
-        summary: "capwatch server: /caption P95 latency is high",
-        description: format!(
-            "P95 of /caption requests over {window}, as the server measures them, is {{{{ $value | printf \"%.0f\" }}}} ms (threshold {{threshold}} ms) on {{{{ $labels.instance }}}}."
-        ),
-    }));
-    served.extend(b.both(&Condition {
-        alert: "CapwatchServerErrorRateHigh",
-        rule: "error_rate",
-        expr: format!(
-            r#"sum by ({BY}) (rate({requests}{{{caption_route},status=~"5.."}}[{window}])) / sum by ({BY}) (rate({requests}{{{caption_route}}}[{window}])) * 100 >= {{threshold}} and on ({BY}) sum by ({BY}) (increase({requests}{{{caption_route}}}[{window}])) >= {min}"#
-        ),
-        warning: t.error_rate_percent.warning,
-        critical: t.error_rate_percent.critical,
-        for_duration: for_duration.clone(),
-        summary: "capwatch server: /caption answers 5xx",
-        description: format!(
-            "{{{{ $value | printf \"%.1f\" }}}} % of /caption requests got a 5xx over {window} (threshold {{threshold}} %) on {{{{ $labels.instance }}}}."
-        ),
-    }));
+    for rule in &rules {
+        let condition = match rule.kind {
+            RuleKind::P95Latency => Condition {
+                alert: "CapwatchServerP95LatencyHigh",
+                rule: "p95_latency",
+                expr: format!(
+                    "histogram_quantile(0.95, sum by ({BY}, le) (rate({}_seconds_bucket{{{caption_route}}}[{window}]))) * 1000 >= {{threshold}} and on ({BY}) sum by ({BY}) (increase({requests}{{{caption_route}}}[{window}])) >= {min}",
+                    server::HTTP_REQUEST_DURATION
+                ),
+                warning: rule.warning,
+                critical: rule.critical,
+                for_duration: for_duration.clone(),
+                summary: "capwatch server: /caption P95 latency is high",
+                description: format!(
+                    "P95 of /caption requests over {window}, as the server measures them, is {{{{ $value | printf \"%.0f\" }}}} ms (threshold {{threshold}} ms) on {{{{ $labels.instance }}}}."
+                ),
+            },
+            RuleKind::ErrorRate => Condition {
+                alert: "CapwatchServerErrorRateHigh",
+                rule: "error_rate",
+                expr: format!(
+                    r#"sum by ({BY}) (rate({requests}{{{caption_route},status=~"5.."}}[{window}])) / sum by ({BY}) (rate({requests}{{{caption_route}}}[{window}])) * 100 >= {{threshold}} and on ({BY}) sum by ({BY}) (increase({requests}{{{caption_route}}}[{window}])) >= {min}"#
+                ),
+                warning: percent(rule.warning),
+                critical: percent(rule.critical),
+                for_duration: for_duration.clone(),
+                summary: "capwatch server: /caption answers 5xx",
+                description: format!(
+                    "{{{{ $value | printf \"%.1f\" }}}} % of /caption requests got a 5xx over {window} (threshold {{threshold}} %) on {{{{ $labels.instance }}}}."
+                ),
+            },
+            _ => continue,
+        };
+        served.extend(b.both(&condition));
+    }
     served.push(b.single(&OneRule {
         alert: "CapwatchServerNotReady",
         rule: "health_down",

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::message::{AlertState, Notification};
@@ -32,18 +32,48 @@ impl From<&DeliveryConfig> for RetryPolicy {
     }
 }
 
+/// Why a notification did not get through, as the screen, the log and the metrics file
+/// name it. Decided where the failure happens (`sink.rs`), never guessed back from text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The sink answered with this HTTP status (or Telegram said `ok: false`).
+    Http(u16),
+    /// No answer within the delivery timeout.
+    Timeout,
+    /// Nothing listens at the sink's address.
+    Refused,
+    /// The sink's TLS certificate is not trusted.
+    Certificate,
+    /// Any other transport failure (DNS, reset connection, …).
+    Network,
+}
+
+impl FailureKind {
+    /// A few characters for the alert panel's edge: `HTTP 500`, `timeout`, `refused`.
+    pub fn short(self) -> String {
+        match self {
+            Self::Http(status) => format!("HTTP {status}"),
+            Self::Timeout => "timeout".to_owned(),
+            Self::Refused => "refused".to_owned(),
+            Self::Certificate => "bad certificate".to_owned(),
+            Self::Network => "network error".to_owned(),
+        }
+    }
+}
+
 /// What became of one notification at one sink.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]
-pub enum Outcome {
+pub enum DeliveryOutcome {
     Delivered {
         attempts: u32,
         status: u16,
-        #[serde(rename = "elapsed_ms", serialize_with = "as_millis")]
+        #[serde(rename = "elapsed_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
         elapsed: Duration,
     },
     /// Every attempt failed, or the sink rejected it outright.
-    Failed { attempts: u32, error: String },
+    Failed { attempts: u32, error: String, failure: FailureKind },
     /// The sink's queue was full (it is down or slow and notifications piled up).
     Dropped { queued: usize },
 }
@@ -52,7 +82,12 @@ fn as_millis<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<
     serializer.serialize_f64(elapsed.as_secs_f64() * 1000.0)
 }
 
-impl Outcome {
+fn from_millis<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let millis = f64::deserialize(deserializer)?;
+    Ok(Duration::from_secs_f64(millis.max(0.0) / 1000.0))
+}
+
+impl DeliveryOutcome {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Delivered { .. } => "delivered",
@@ -63,7 +98,7 @@ impl Outcome {
 }
 
 /// One notification's fate at one sink, for the event loop (log, metrics file, UI).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryReport {
     pub sink: String,
     pub kind: SinkKind,
@@ -71,11 +106,11 @@ pub struct DeliveryReport {
     pub severity: Severity,
     pub state: AlertState,
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: DeliveryOutcome,
 }
 
 impl DeliveryReport {
-    pub fn new(sink: &Sink, notification: &Notification, outcome: Outcome) -> Self {
+    pub fn new(sink: &Sink, notification: &Notification, outcome: DeliveryOutcome) -> Self {
         Self {
             sink: sink.name.clone(),
             kind: sink.kind,
@@ -93,19 +128,21 @@ pub async fn deliver(
     client: &reqwest::Client,
     policy: &RetryPolicy,
     notification: &Notification,
-) -> Outcome {
+) -> DeliveryOutcome {
     let started = Instant::now();
     let mut backoff = policy.initial_backoff;
     let mut attempts = 0;
     loop {
         attempts += 1;
         let error = match sink.attempt(client, notification, policy.timeout).await {
-            Ok(status) => return Outcome::Delivered { attempts, status, elapsed: started.elapsed() },
+            Ok(status) => return DeliveryOutcome::Delivered { attempts, status, elapsed: started.elapsed() },
             Err(error) => error,
         };
         let retry_after = match &error {
             AttemptError::Retryable { retry_after, .. } if attempts < policy.max_attempts => *retry_after,
-            _ => return Outcome::Failed { attempts, error: error.message().to_owned() },
+            _ => {
+                return DeliveryOutcome::Failed { attempts, error: error.message().to_owned(), failure: error.kind() };
+            }
         };
         tracing::debug!(sink = %sink.name, attempts, error = error.message(), "notification attempt failed; retrying");
         let wait = retry_after.unwrap_or(backoff).min(policy.max_backoff);

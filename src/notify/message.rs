@@ -10,7 +10,7 @@ use crate::dash::alerts::{AlertEvent, AlertTransition, Severity};
 pub const PAYLOAD_VERSION: u32 = 1;
 
 /// Whether an alert is firing, has cleared, or this is a test from `capwatch alert-test`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
     Firing,

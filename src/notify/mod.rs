@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-pub use delivery::{DeliveryReport, Outcome, RetryPolicy, deliver};
+pub use delivery::{DeliveryOutcome, DeliveryReport, FailureKind, RetryPolicy, deliver};
 pub use message::{AlertState, Notification};
 pub use sink::{NotifyError, Sink};
 
@@ -61,22 +61,23 @@ struct SinkQueue {
     firing: HashSet<String>,
 }
 
-/// Fans alerts out to the configured sinks.
-pub struct Notifier {
+/// Fans alerts out to the configured sinks; reports go out as `R` (a [`DeliveryReport`], or
+/// the dashboard's event type, so reports join its one event channel).
+pub struct Notifier<R = DeliveryReport> {
     sinks: Vec<SinkQueue>,
     service: String,
     model: String,
-    reports_tx: mpsc::Sender<DeliveryReport>,
+    reports_tx: mpsc::Sender<R>,
     tasks: JoinSet<()>,
 }
 
-impl Notifier {
+impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
     /// Starts one delivery task per sink. Reports go to `reports_tx`.
     pub fn start(
         sinks: Vec<Sink>,
         config: &AlertsConfig,
         model: &str,
-        reports_tx: mpsc::Sender<DeliveryReport>,
+        reports_tx: mpsc::Sender<R>,
     ) -> Result<Self, NotifyError> {
         let client = http_client(&config.delivery)?;
         let policy = RetryPolicy::from(&config.delivery);
@@ -98,9 +99,9 @@ impl Notifier {
         self.sinks.iter().map(|queue| queue.sink.name.clone()).collect()
     }
 
-    /// Queues `alert` for every sink that should hear it. Never waits.
-    pub fn notify(&mut self, alert: &AlertEvent) {
-        let notification = Notification::from_alert(alert, &self.service, &self.model, crate::dash::model::timestamp());
+    /// Queues `alert` for every sink that should hear it, stamped `timestamp`. Never waits.
+    pub fn notify(&mut self, alert: &AlertEvent, timestamp: String) {
+        let notification = Notification::from_alert(alert, &self.service, &self.model, timestamp);
         for queue in &mut self.sinks {
             let send = match alert.transition {
                 AlertTransition::Resolved => queue.firing.remove(&notification.rule),
@@ -116,9 +117,12 @@ impl Notifier {
                 continue;
             }
             if let Err(mpsc::error::TrySendError::Full(notification)) = queue.queue_tx.try_send(notification.clone()) {
-                let report =
-                    DeliveryReport::new(&queue.sink, &notification, Outcome::Dropped { queued: queue.capacity });
-                if self.reports_tx.try_send(report).is_err() {
+                let report = DeliveryReport::new(
+                    &queue.sink,
+                    &notification,
+                    DeliveryOutcome::Dropped { queued: queue.capacity },
+                );
+                if self.reports_tx.try_send(report.into()).is_err() {
                     tracing::warn!(sink = %queue.sink.name, rule = %notification.rule, "notification dropped: the sink's queue is full");
                 }
             }
@@ -138,28 +142,32 @@ impl Notifier {
     }
 }
 
-async fn deliver_queue(
+async fn deliver_queue<R: From<DeliveryReport>>(
     sink: Sink,
     client: reqwest::Client,
     policy: RetryPolicy,
     mut queue_rx: mpsc::Receiver<Notification>,
-    reports_tx: mpsc::Sender<DeliveryReport>,
+    reports_tx: mpsc::Sender<R>,
 ) {
     while let Some(notification) = queue_rx.recv().await {
         let outcome = deliver(&sink, &client, &policy, &notification).await;
-        if let Outcome::Failed { error, attempts } = &outcome {
+        if let DeliveryOutcome::Failed { error, attempts, .. } = &outcome {
             tracing::warn!(sink = %sink.name, rule = %notification.rule, attempts, error, "notification failed");
         }
         // After the monitor's loop has ended nobody reads reports; the outcome is logged above.
-        let _ = reports_tx.send(DeliveryReport::new(&sink, &notification, outcome)).await;
+        let _ = reports_tx.send(DeliveryReport::new(&sink, &notification, outcome).into()).await;
     }
 }
 
 /// Sends the test notification to every sink at once and returns each outcome, in order.
-pub async fn send_test(sinks: &[Sink], config: &AlertsConfig, model: &str) -> Result<Vec<Outcome>, NotifyError> {
+pub async fn send_test(
+    sinks: &[Sink],
+    config: &AlertsConfig,
+    model: &str,
+) -> Result<Vec<DeliveryOutcome>, NotifyError> {
     let client = http_client(&config.delivery)?;
     let policy = RetryPolicy::from(&config.delivery);
-    let notification = Notification::test(&config.service_name, model, crate::dash::model::timestamp());
+    let notification = Notification::test(&config.service_name, model, crate::clock::Clock::read().timestamp());
     let sends = sinks.iter().map(|sink| deliver(sink, &client, &policy, &notification));
     Ok(futures::future::join_all(sends).await)
 }

@@ -2,6 +2,7 @@
 //! deliver a notification to it. Secrets never leave this module: every error text is
 //! redacted before it is returned, and reqwest errors are stripped of their URL.
 
+use super::delivery::FailureKind;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -61,15 +62,21 @@ impl std::fmt::Debug for Sink {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptError {
     /// Timeouts, refused connections, 5xx, 429 (with the wait the server asked for).
-    Retryable { message: String, retry_after: Option<Duration> },
+    Retryable { message: String, kind: FailureKind, retry_after: Option<Duration> },
     /// The sink rejected the request (4xx, Telegram `ok: false`): retrying will not help.
-    Permanent { message: String },
+    Permanent { message: String, kind: FailureKind },
 }
 
 impl AttemptError {
     pub fn message(&self) -> &str {
         match self {
-            Self::Retryable { message, .. } | Self::Permanent { message } => message,
+            Self::Retryable { message, .. } | Self::Permanent { message, .. } => message,
+        }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Retryable { kind, .. } | Self::Permanent { kind, .. } => *kind,
         }
     }
 }
@@ -174,10 +181,12 @@ impl Sink {
         };
         let result = self.send(request.timeout(timeout), timeout).await;
         result.map_err(|error| match error {
-            AttemptError::Retryable { message, retry_after } => {
-                AttemptError::Retryable { message: self.redact(&message), retry_after }
+            AttemptError::Retryable { message, kind, retry_after } => {
+                AttemptError::Retryable { message: self.redact(&message), kind, retry_after }
             }
-            AttemptError::Permanent { message } => AttemptError::Permanent { message: self.redact(&message) },
+            AttemptError::Permanent { message, kind } => {
+                AttemptError::Permanent { message: self.redact(&message), kind }
+            }
         })
     }
 
@@ -210,11 +219,15 @@ fn telegram_verdict(status: StatusCode, body: &str, retry_after: Option<Duration
     let retry_after = retry_after.or_else(|| answer["parameters"]["retry_after"].as_u64().map(Duration::from_secs));
     match answer["description"].as_str() {
         Some(description) if !status.is_server_error() && status != StatusCode::TOO_MANY_REQUESTS => {
-            Err(AttemptError::Permanent { message: format!("HTTP {}: Telegram says: {description}", status.as_u16()) })
+            Err(AttemptError::Permanent {
+                message: format!("HTTP {}: Telegram says: {description}", status.as_u16()),
+                kind: FailureKind::Http(status.as_u16()),
+            })
         }
-        _ if status.is_success() => {
-            Err(AttemptError::Permanent { message: format!("HTTP {}: Telegram did not answer ok", status.as_u16()) })
-        }
+        _ if status.is_success() => Err(AttemptError::Permanent {
+            message: format!("HTTP {}: Telegram did not answer ok", status.as_u16()),
+            kind: FailureKind::Http(status.as_u16()),
+        }),
         _ => Err(http_error(status, body, retry_after)),
     }
 }
@@ -231,9 +244,9 @@ fn http_error(status: StatusCode, body: &str, retry_after: Option<Duration>) -> 
         format!("HTTP {} {reason}: {excerpt}", status.as_u16())
     };
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
-        AttemptError::Retryable { message, retry_after }
+        AttemptError::Retryable { message, kind: FailureKind::Http(status.as_u16()), retry_after }
     } else {
-        AttemptError::Permanent { message }
+        AttemptError::Permanent { message, kind: FailureKind::Http(status.as_u16()) }
     }
 }
 
@@ -243,9 +256,11 @@ fn transport_error(error: reqwest::Error, timeout: Duration) -> AttemptError {
     if error.is_timeout() {
         return AttemptError::Retryable {
             message: format!("no answer within {:.1} s", timeout.as_secs_f64()),
+            kind: FailureKind::Timeout,
             retry_after: None,
         };
     }
+    let refused = error.is_connect();
     let error = error.without_url();
     let mut message = error.to_string();
     let mut source = std::error::Error::source(&error);
@@ -255,9 +270,11 @@ fn transport_error(error: reqwest::Error, timeout: Duration) -> AttemptError {
         source = cause.source();
     }
     if message.contains("invalid peer certificate") {
-        return AttemptError::Permanent { message };
+        return AttemptError::Permanent { message, kind: FailureKind::Certificate };
     }
-    AttemptError::Retryable { message, retry_after: None }
+    let kind =
+        if refused && message.contains("Connection refused") { FailureKind::Refused } else { FailureKind::Network };
+    AttemptError::Retryable { message, kind, retry_after: None }
 }
 
 #[cfg(test)]
@@ -310,7 +327,10 @@ mod tests {
         ));
         assert_eq!(
             http_error(StatusCode::NOT_FOUND, "no_service", None),
-            AttemptError::Permanent { message: "HTTP 404 Not Found: no_service".to_owned() }
+            AttemptError::Permanent {
+                message: "HTTP 404 Not Found: no_service".to_owned(),
+                kind: FailureKind::Http(404)
+            }
         );
         assert_eq!(
             telegram_verdict(
@@ -318,7 +338,10 @@ mod tests {
                 r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#,
                 None
             ),
-            Err(AttemptError::Permanent { message: "HTTP 401: Telegram says: Unauthorized".to_owned() })
+            Err(AttemptError::Permanent {
+                message: "HTTP 401: Telegram says: Unauthorized".to_owned(),
+                kind: FailureKind::Http(401)
+            })
         );
         assert!(matches!(
             telegram_verdict(

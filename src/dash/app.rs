@@ -1,0 +1,323 @@
+//! The monitoring session: checks what can fail before anything starts, starts the event
+//! producers (supervisor or external URL, probe loops, ticks, keys, signals, deadline,
+//! notification reports), then runs the one event loop — read the clock, `update`, carry
+//! out the effects, redraw — until an effect says quit.
+//!
+//! Every producer sends on one bounded channel of [`Event`]s. On the way out probing
+//! stops, the child gets SIGTERM (SIGKILL after the grace period), the terminal is
+//! restored, queued notifications get their delivery timeout, the metrics file is synced
+//! and the session summary is written.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::alerts::Severity;
+use super::console::{Console, Mode};
+use super::event::{Event, ShutdownReason};
+use super::executor::{Executor, Flow};
+use super::metrics::DashMetrics;
+use super::probe_loops::{self, health_loop, inference_loop};
+use super::prober::{ProbeImage, Prober};
+use super::records_file::RecordsFile;
+use super::state::DashState;
+use super::summary::SessionSummary;
+use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
+use super::tui::{self, TerminalGuard};
+use super::update::update;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::notify::{Notifier, NotifyError, Sink};
+
+/// Events waiting for the loop before producers wait.
+const EVENT_QUEUE: usize = 256;
+/// How often the screen redraws (headless: how often old samples leave the window).
+const TICK_TUI: Duration = Duration::from_millis(100);
+const TICK_HEADLESS: Duration = Duration::from_secs(1);
+
+/// Errors that stop the monitor before it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("{0}")]
+    TestImages(String),
+    #[error("cannot open {path}: {source}")]
+    MetricsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the config's quality section lists no test images")]
+    NoTestImages,
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error("cannot serve the dashboard's /metrics on {address} (prometheus.listen): {source}")]
+    MetricsListen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl MonitorError {
+    /// 2 for what the config or environment got wrong, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Notify(err) => err.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
+/// What to watch.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Launch and supervise this server command.
+    Child(ServeCommand),
+    /// Watch a server that is already running.
+    Url(String),
+}
+
+/// When to stop on its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopAfter {
+    pub cycles: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+/// How the session ended.
+#[derive(Debug)]
+pub struct SessionEnd {
+    pub summary: SessionSummary,
+    pub summary_paths: Option<(PathBuf, PathBuf)>,
+    /// The worst alert severity fired during the session.
+    pub worst: Severity,
+}
+
+impl SessionEnd {
+    /// Exit code for CI and cron: 0 no alert, 1 only warnings, 2 a critical one.
+    pub fn exit_code(&self) -> u8 {
+        match self.worst {
+            Severity::Ok => 0,
+            Severity::Warning => 1,
+            Severity::Critical => 2,
+        }
+    }
+}
+
+/// Runs the monitor until `stop_after`, `shutdown` (which resolves to the signal's name),
+/// or (TUI) the `q` key.
+pub async fn run(
+    config: Config,
+    target: Target,
+    stop_after: StopAfter,
+    shutdown: impl Future<Output = &'static str> + Send + 'static,
+    mode: Mode,
+) -> Result<SessionEnd, MonitorError> {
+    // Everything that can be wrong in the config or environment is checked before anything starts.
+    let images = ProbeImage::load_all(&config.quality.test_images, std::path::Path::new("."))
+        .map_err(MonitorError::TestImages)?;
+    if images.is_empty() {
+        return Err(MonitorError::NoTestImages);
+    }
+    let sinks = Sink::resolve_all(&config.alerts.sinks.0, &|var| std::env::var(var).ok())?;
+    let metrics_listener = match &config.prometheus.listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| MonitorError::MetricsListen { address: address.clone(), source })?,
+        ),
+        None => None,
+    };
+    let metrics_path = config.logs.dir.join(&config.logs.metrics_file);
+    let records = RecordsFile::open(&metrics_path)
+        .map_err(|source| MonitorError::MetricsFile { path: metrics_path.clone(), source })?;
+    let (events_tx, mut events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let notifier = Notifier::start(sinks, &config.alerts, &config.service.model_name(), events_tx.clone())?;
+    let metrics = Arc::new(DashMetrics::new(&config, &notifier.sink_names()));
+
+    let started = Clock::read();
+    let supervised = matches!(target, Target::Child(_));
+    let mut state = DashState::new(&config, supervised, stop_after.cycles, started.now);
+    let (probes, controls) = probe_loops::controls();
+    let (supervisor_tx, supervisor_rx) = mpsc::channel::<SupervisorCommand>(8);
+    let mut executor = Executor {
+        records,
+        metrics: Arc::clone(&metrics),
+        console: Console { mode },
+        probes,
+        notifier: Some(notifier),
+        supervisor_tx: supervised.then(|| supervisor_tx.clone()),
+    };
+    let apply = |state: &mut DashState, executor: &mut Executor, event: Event| {
+        let clock = Clock::read();
+        let effects = update(state, event, clock);
+        (executor.execute(effects, &clock), clock)
+    };
+
+    // The producers.
+    let mut tasks = JoinSet::new();
+    if let Some(listener) = metrics_listener {
+        let address = listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        apply(
+            &mut state,
+            &mut executor,
+            Event::Note { message: format!("📈 Dashboard metrics at http://{address}/metrics") },
+        );
+        tasks.spawn(async move {
+            if let Err(err) = super::metrics::serve(metrics, listener).await {
+                tracing::error!(error = %err, "the dashboard's /metrics endpoint stopped");
+            }
+        });
+    }
+    for name in executor.notifier.as_ref().map(Notifier::sink_names).unwrap_or_default() {
+        apply(&mut state, &mut executor, Event::Note { message: format!("📣 Alert notifications go to {name}") });
+    }
+    let supervisor_task = match target {
+        Target::Child(command) => Some(tokio::spawn(supervisor::run(
+            command,
+            RestartPolicy::from_config(&config),
+            events_tx.clone(),
+            supervisor_rx,
+        ))),
+        Target::Url(url) => {
+            drop(supervisor_rx);
+            let url = url.trim_end_matches('/').to_owned();
+            apply(&mut state, &mut executor, Event::Attach { url });
+            None
+        }
+    };
+    let prober = Prober::new(config.monitoring.probe_timeout_s.0);
+    let monitoring = &config.monitoring;
+    tasks.spawn(health_loop(prober.clone(), monitoring.health_interval_s.0, controls.clone(), events_tx.clone()));
+    tasks.spawn(inference_loop(
+        prober,
+        monitoring.inference_interval_s.0,
+        monitoring.tests_per_cycle.get(),
+        images,
+        controls,
+        events_tx.clone(),
+    ));
+    tasks.spawn(ticks(if mode == Mode::Tui { TICK_TUI } else { TICK_HEADLESS }, events_tx.clone()));
+    let shutdown_tx = events_tx.clone();
+    tasks.spawn(async move {
+        let signal = shutdown.await;
+        // A closed channel means the loop is over already.
+        let _ = shutdown_tx.send(Event::Shutdown(ShutdownReason::Signal(signal))).await;
+    });
+    if let Some(duration) = stop_after.duration {
+        let deadline_tx = events_tx.clone();
+        tasks.spawn(async move {
+            tokio::time::sleep(duration).await;
+            // Same as above.
+            let _ = deadline_tx.send(Event::Shutdown(ShutdownReason::Deadline)).await;
+        });
+    }
+    let mut screen = match mode {
+        Mode::Tui => {
+            tasks.spawn(tui::forward_input(events_tx.clone()));
+            Some(TerminalGuard::enter())
+        }
+        Mode::Headless => None,
+    };
+    drop(events_tx);
+
+    // The event loop.
+    while let Some(event) = events_rx.recv().await {
+        let redraw = matches!(event, Event::Tick | Event::Input(_));
+        let (flow, clock) = apply(&mut state, &mut executor, event);
+        if redraw && let Some(screen) = &mut screen {
+            screen.draw(&state, clock);
+        }
+        if flow == Flow::Quit {
+            break;
+        }
+    }
+
+    // Quit: stop probing, then stop the child gracefully and record how it ended.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    executor.supervisor_tx = None;
+    if let Some(supervisor_task) = supervisor_task {
+        // A closed channel means the supervisor already ended.
+        let _ = supervisor_tx.send(SupervisorCommand::Stop).await;
+        let limit = config.restart.grace_s.0 + Duration::from_secs(5);
+        let drain = async {
+            while let Some(event) = events_rx.recv().await {
+                let stopped = matches!(event, Event::Server(ServerEvent::Stopped));
+                if matches!(event, Event::Server(_) | Event::Notification(_)) {
+                    apply(&mut state, &mut executor, event);
+                }
+                if stopped {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(limit, drain).await.is_err() {
+            tracing::warn!("the supervisor did not report a stop in time; the child is killed on drop");
+        }
+        supervisor_task.abort();
+        // Aborted or finished: either way it is over.
+        let _ = supervisor_task.await;
+    }
+    // The terminal is restored before anything is printed or waited for.
+    drop(screen);
+    // Notifications still queued (say, the critical alert that made someone quit) get the
+    // delivery timeout to go out; their reports still reach the metrics file.
+    if let Some(notifier) = executor.notifier.take() {
+        let sent = notifier.shutdown(config.alerts.delivery.timeout_s.0);
+        tokio::pin!(sent);
+        loop {
+            tokio::select! {
+                () = &mut sent => break,
+                Some(event) = events_rx.recv() => {
+                    if matches!(event, Event::Notification(_)) {
+                        apply(&mut state, &mut executor, event);
+                    }
+                }
+            }
+        }
+    }
+    while let Ok(event) = events_rx.try_recv() {
+        if matches!(event, Event::Notification(_)) {
+            apply(&mut state, &mut executor, event);
+        }
+    }
+
+    if let Err(err) = executor.records.sync() {
+        tracing::error!(error = %err, "cannot sync the metrics file");
+    }
+    let summary = SessionSummary::from_state(&state, &started, &Clock::read());
+    let summary_paths = match summary.write(&config.logs.dir) {
+        Ok(paths) => Some(paths),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot write the session summary");
+            None
+        }
+    };
+    let worst = if state.criticals_fired > 0 {
+        Severity::Critical
+    } else if state.warnings_fired > 0 {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
+    Ok(SessionEnd { summary, summary_paths, worst })
+}
+
+/// A tick every `interval`; skipped while the loop is behind.
+async fn ticks(interval: Duration, events_tx: mpsc::Sender<Event>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        match events_tx.try_send(Event::Tick) {
+            // A full queue: the loop is busy and the next tick will do.
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! What `update` decides and the executor carries out: records to write, log lines,
+//! notifications, metric updates, and orders to the probe loops, the supervisor and the
+//! event loop. Plain data; nothing here does I/O.
+
+use std::time::Duration;
+
+use super::alerts::{AlertEvent, RuleKind, Severity};
+use super::record::Record;
+
+/// One decision of `update`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Append one record to the metrics file.
+    Write(Record),
+    /// A line for the monitor log and the headless console (the log pane has it already).
+    Log { level: LogLevel, message: String },
+    /// One line the child server wrote, for the monitor's log file.
+    ChildLog { line: String },
+    /// Send an alert transition to the notification sinks.
+    Notify(AlertEvent),
+    /// Update the dashboard's `/metrics`.
+    Metric(MetricUpdate),
+    /// Probe this URL from now on (None: nothing to probe yet).
+    SetProbeTarget(Option<String>),
+    /// Pause or resume probing.
+    SetPaused(bool),
+    /// Run a test cycle now.
+    TestNow,
+    /// Ask the supervisor to restart the server.
+    RestartServer { reason: String },
+    /// Stop monitoring (then stop the server, write the summary).
+    Quit,
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// Which probe a measurement belongs to (the `probe` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    Caption,
+    Health,
+}
+
+/// A change to the dashboard's Prometheus metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricUpdate {
+    /// A probe and how it ended (`success` or a failure kind).
+    Probe { probe: ProbeKind, outcome: &'static str, latency: Duration },
+    /// The quality score of a successful inference test.
+    CaptionQuality(f64),
+    /// An alert transition.
+    Alert(AlertEvent),
+    /// The supervised server was started again.
+    ServerRestart,
+    /// A test cycle completed.
+    TestCycle,
+    /// A notification's outcome at one sink (`delivered`, `failed`, `dropped`).
+    Notification { sink: String, outcome: &'static str },
+    /// The current values of every gauge.
+    Gauges(Gauges),
+}
+
+/// Gauge values after an update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauges {
+    pub consecutive_failures: u64,
+    pub consecutive_health_failures: u64,
+    pub service_healthy: bool,
+    pub server_up: bool,
+    pub crash_loop: bool,
+    /// Every rule's severity, in `RuleKind::ALL` order.
+    pub alert_severity: Vec<(RuleKind, Severity)>,
+}

@@ -1,0 +1,120 @@
+//! Everything the dashboard's event loop feeds `update`: probe results, server events,
+//! notification reports, key presses (mapped to [`Input`]s by the pure [`key_to_input`]),
+//! ticks and shutdown requests. Producers only send; nothing here does I/O.
+
+use super::prober::{HealthCheck, InferenceProbe};
+use super::supervisor::ServerEvent;
+use crate::notify::DeliveryReport;
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Time passed: the screen redraws, old samples leave the window, notices expire.
+    Tick,
+    /// The operator pressed a key that means something.
+    Input(Input),
+    /// A line from the wiring for the log (where `/metrics` is served, where alerts go).
+    Note {
+        message: String,
+    },
+    /// Watch a server that someone else runs, at this URL (`capwatch monitor --url`).
+    Attach {
+        url: String,
+    },
+    Server(ServerEvent),
+    Health(HealthCheck),
+    Probe(InferenceProbe),
+    /// All probes of a test cycle were delivered.
+    CycleDone,
+    /// What became of an alert notification at one sink.
+    Notification(DeliveryReport),
+    /// Stop monitoring.
+    Shutdown(ShutdownReason),
+}
+
+impl From<ServerEvent> for Event {
+    fn from(event: ServerEvent) -> Self {
+        Self::Server(event)
+    }
+}
+
+impl From<DeliveryReport> for Event {
+    fn from(report: DeliveryReport) -> Self {
+        Self::Notification(report)
+    }
+}
+
+/// Why the monitor stops without a key press.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// SIGINT or SIGTERM (named).
+    Signal(&'static str),
+    /// `--duration` has passed.
+    Deadline,
+    /// The terminal went away; there is nothing left to show.
+    TerminalClosed,
+}
+
+/// What a key asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Quit,
+    TogglePause,
+    Restart,
+    TestNow,
+    ToggleHelp,
+    CloseHelp,
+    /// Scroll the alert log by this many lines (positive: towards older alerts).
+    ScrollAlerts(isize),
+}
+
+/// Lines one PgUp / PgDn moves the alert log.
+const ALERT_PAGE: isize = 10;
+
+/// The meaning of a key press, if it has one.
+pub fn key_to_input(key: crossterm::event::KeyEvent) -> Option<Input> {
+    use crossterm::event::{KeyCode, KeyEventKind, KeyModifiers};
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    Some(match key.code {
+        KeyCode::Char('q') => Input::Quit,
+        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => Input::Quit,
+        KeyCode::Char('p') => Input::TogglePause,
+        KeyCode::Char('r') => Input::Restart,
+        KeyCode::Char('t') => Input::TestNow,
+        KeyCode::Char('?') => Input::ToggleHelp,
+        KeyCode::Esc => Input::CloseHelp,
+        KeyCode::Up => Input::ScrollAlerts(1),
+        KeyCode::Down => Input::ScrollAlerts(-1),
+        KeyCode::PageUp => Input::ScrollAlerts(ALERT_PAGE),
+        KeyCode::PageDown => Input::ScrollAlerts(-ALERT_PAGE),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn keys_map_to_inputs() {
+        assert_eq!(key_to_input(key(KeyCode::Char('q'))), Some(Input::Quit));
+        assert_eq!(key_to_input(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Input::Quit));
+        assert_eq!(key_to_input(key(KeyCode::Char('c'))), None);
+        assert_eq!(key_to_input(key(KeyCode::Char('p'))), Some(Input::TogglePause));
+        assert_eq!(key_to_input(key(KeyCode::Char('r'))), Some(Input::Restart));
+        assert_eq!(key_to_input(key(KeyCode::Char('t'))), Some(Input::TestNow));
+        assert_eq!(key_to_input(key(KeyCode::Char('?'))), Some(Input::ToggleHelp));
+        assert_eq!(key_to_input(key(KeyCode::Esc)), Some(Input::CloseHelp));
+        assert_eq!(key_to_input(key(KeyCode::PageUp)), Some(Input::ScrollAlerts(10)));
+        assert_eq!(key_to_input(key(KeyCode::Down)), Some(Input::ScrollAlerts(-1)));
+        let release = KeyEvent::new_with_kind(KeyCode::Char('q'), KeyModifiers::NONE, KeyEventKind::Release);
+        assert_eq!(key_to_input(release), None);
+    }
+}

@@ -1,0 +1,71 @@
+//! Carries out what `update` decided: writes records, prints and logs lines, queues
+//! notifications, updates `/metrics`, steers the probe loops and the supervisor. The only
+//! place effects touch the outside world; it decides nothing itself.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::console::Console;
+use super::effect::Effect;
+use super::event::Event;
+use super::metrics::DashMetrics;
+use super::probe_loops::ProbeHandles;
+use super::records_file::RecordsFile;
+use super::supervisor::SupervisorCommand;
+use crate::clock::Clock;
+use crate::notify::Notifier;
+
+/// Whether the event loop goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+/// Everything effects act on.
+pub struct Executor {
+    pub records: RecordsFile,
+    pub metrics: Arc<DashMetrics>,
+    pub console: Console,
+    pub probes: ProbeHandles,
+    /// None once notifications are draining at exit.
+    pub notifier: Option<Notifier<Event>>,
+    /// None when capwatch did not start the server, or once it is being stopped.
+    pub supervisor_tx: Option<mpsc::Sender<SupervisorCommand>>,
+}
+
+impl Executor {
+    /// Carries out `effects`, decided at `clock`, in order.
+    pub fn execute(&mut self, effects: Vec<Effect>, clock: &Clock) -> Flow {
+        let mut flow = Flow::Continue;
+        for effect in effects {
+            match effect {
+                Effect::Write(record) => {
+                    if let Err(err) = self.records.write(&record) {
+                        tracing::error!(error = %err, path = %self.records.path().display(), "cannot write metrics");
+                    }
+                }
+                Effect::Log { level, message } => self.console.line(level, &message, clock),
+                Effect::ChildLog { line } => self.console.child(&line),
+                Effect::Notify(alert) => {
+                    if let Some(notifier) = &mut self.notifier {
+                        notifier.notify(&alert, clock.timestamp());
+                    }
+                }
+                Effect::Metric(update) => self.metrics.apply(&update),
+                Effect::SetProbeTarget(url) => self.probes.set_target(url),
+                Effect::SetPaused(paused) => self.probes.set_paused(paused),
+                Effect::TestNow => self.probes.test_now(),
+                Effect::RestartServer { reason } => {
+                    if let Some(supervisor_tx) = &self.supervisor_tx {
+                        // A full or closed command channel means a restart or stop is already under way.
+                        let _ = supervisor_tx.try_send(SupervisorCommand::Restart { reason });
+                    }
+                }
+                Effect::Quit => flow = Flow::Quit,
+            }
+        }
+        flow
+    }
+}

@@ -1,0 +1,113 @@
+//! The probe schedulers: a health loop and an inference-test loop that send their results
+//! as [`Event`]s. They follow three controls the executor holds: where the server is,
+//! whether probing is paused, and "run a test cycle now". They decide nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::MissedTickBehavior;
+
+use super::event::Event;
+use super::prober::{ProbeImage, Prober};
+
+/// The executor's end of the controls.
+pub struct ProbeHandles {
+    url_tx: watch::Sender<Option<String>>,
+    paused_tx: watch::Sender<bool>,
+    test_now: Arc<Notify>,
+}
+
+impl ProbeHandles {
+    /// Probe this URL from now on.
+    pub fn set_target(&self, url: Option<String>) {
+        // send_replace never fails: the value is stored even once the loops are gone.
+        self.url_tx.send_replace(url);
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused_tx.send_replace(paused);
+    }
+
+    /// Starts an inference-test cycle at once (or as soon as the current one ends).
+    pub fn test_now(&self) {
+        self.test_now.notify_one();
+    }
+}
+
+/// The loops' end of the controls.
+#[derive(Clone)]
+pub struct ProbeControls {
+    url_rx: watch::Receiver<Option<String>>,
+    paused_rx: watch::Receiver<bool>,
+    test_now: Arc<Notify>,
+}
+
+impl ProbeControls {
+    /// The URL to probe once the server is known and probing is not paused; None once the
+    /// handles are gone.
+    async fn target(&mut self) -> Option<String> {
+        self.paused_rx.wait_for(|paused| !paused).await.ok()?;
+        self.url_rx.wait_for(Option::is_some).await.ok().and_then(|url| url.clone())
+    }
+}
+
+/// A connected pair of controls: no target, not paused.
+pub fn controls() -> (ProbeHandles, ProbeControls) {
+    let (url_tx, url_rx) = watch::channel(None);
+    let (paused_tx, paused_rx) = watch::channel(false);
+    let test_now = Arc::new(Notify::new());
+    (ProbeHandles { url_tx, paused_tx, test_now: Arc::clone(&test_now) }, ProbeControls { url_rx, paused_rx, test_now })
+}
+
+/// `GET /health` every `interval`.
+pub async fn health_loop(
+    prober: Prober,
+    interval: Duration,
+    mut controls: ProbeControls,
+    events_tx: mpsc::Sender<Event>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(url) = controls.target().await else { return };
+        let check = prober.health(&url).await;
+        if events_tx.send(Event::Health(check)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A cycle of `tests_per_cycle` inference tests every `interval` (or at once on "test
+/// now"), the test images in turn, then [`Event::CycleDone`].
+pub async fn inference_loop(
+    prober: Prober,
+    interval: Duration,
+    tests_per_cycle: usize,
+    images: Vec<ProbeImage>,
+    mut controls: ProbeControls,
+    events_tx: mpsc::Sender<Event>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let test_now = Arc::clone(&controls.test_now);
+    let mut turn = images.iter().cycle();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = test_now.notified() => ticker.reset(),
+        }
+        for _ in 0..tests_per_cycle {
+            let Some(url) = controls.target().await else { return };
+            let Some(image) = turn.next() else { return };
+            let probe = prober.caption(&url, image).await;
+            if events_tx.send(Event::Probe(probe)).await.is_err() {
+                return;
+            }
+        }
+        if events_tx.send(Event::CycleDone).await.is_err() {
+            return;
+        }
+    }
+}

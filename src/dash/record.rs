@@ -1,0 +1,289 @@
+//! The typed records of `logs/service_metrics.jsonl`: what `update` decides to write, what
+//! the file holds (`schemas/service_metrics.schema.json`), and what `capwatch report` reads
+//! back. One type per record kind, Serialize + Deserialize, so writer and reader cannot drift.
+//! Pure data: building a record never reads a clock or the file system.
+
+use serde::{Deserialize, Serialize};
+
+use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use super::stats::StatsSnapshot;
+use crate::notify::DeliveryReport;
+
+/// One line of the metrics file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Cycle(Box<CycleRecord>),
+    Alert(AlertRecord),
+    Server(ServerRecord),
+    Notification(NotificationRecord),
+}
+
+impl Record {
+    /// When the record was made.
+    pub fn stamp(&self) -> &Stamp {
+        match self {
+            Self::Cycle(r) => &r.stamp,
+            Self::Alert(r) => &r.stamp,
+            Self::Server(r) => &r.stamp,
+            Self::Notification(r) => &r.stamp,
+        }
+    }
+}
+
+/// Wall-clock time (RFC 3339, milliseconds) and seconds since the monitor started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub ts: String,
+    pub uptime_s: f64,
+}
+
+/// The end of a test cycle: window and session statistics, health, the latest caption.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    pub cycle: u64,
+    pub tests: u64,
+    pub window_s: f64,
+    pub window: StatsRecord,
+    /// Totals since the monitor started.
+    pub session: StatsRecord,
+    pub consecutive_failures: u64,
+    pub health: Option<HealthRecord>,
+    pub latest: Option<LatestProbe>,
+    pub status: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub active_alerts: Vec<ActiveAlert>,
+}
+
+/// Window or session statistics (milliseconds, rates 0..1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StatsRecord {
+    pub probes: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub error_rate: f64,
+    pub latency_ms: LatencyRecord,
+    pub model_time_ms: ModelTimeRecord,
+    pub quality_mean: Option<f64>,
+    pub throughput_per_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRecord {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModelTimeRecord {
+    pub p50: f64,
+    pub p95: f64,
+}
+
+impl From<&StatsSnapshot> for StatsRecord {
+    fn from(s: &StatsSnapshot) -> Self {
+        Self {
+            probes: s.probes,
+            successes: s.successes,
+            failures: s.failures,
+            error_rate: s.error_rate,
+            latency_ms: LatencyRecord {
+                p50: s.latency.p50_ms,
+                p95: s.latency.p95_ms,
+                p99: s.latency.p99_ms,
+                max: s.latency.max_ms,
+                mean: s.latency.mean_ms,
+            },
+            model_time_ms: ModelTimeRecord { p50: s.model_time.p50_ms, p95: s.model_time.p95_ms },
+            quality_mean: s.quality_mean,
+            throughput_per_s: s.throughput_per_s,
+        }
+    }
+}
+
+/// The last health check as of the cycle's end.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HealthRecord {
+    pub healthy: bool,
+    pub latency_ms: f64,
+    pub age_s: f64,
+}
+
+/// The latest inference test: a caption, or why it failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LatestProbe {
+    Caption { image: String, caption: String, quality: f64, keywords_found: Vec<String>, keywords_missing: Vec<String> },
+    Failed { image: String, error: String, error_kind: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    pub rule: RuleKind,
+    pub severity: Severity,
+}
+
+/// An alert transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    pub rule: RuleKind,
+    pub severity: Severity,
+    pub transition: AlertTransition,
+    pub value: f64,
+    pub threshold: f64,
+    /// The line the log and the alert pane show.
+    pub message: String,
+}
+
+impl AlertRecord {
+    pub fn new(stamp: Stamp, alert: &AlertEvent) -> Self {
+        Self {
+            stamp,
+            rule: alert.rule,
+            severity: alert.severity,
+            transition: alert.transition,
+            value: alert.value,
+            threshold: alert.threshold,
+            message: alert.to_string(),
+        }
+    }
+}
+
+/// A child-process event, with the restarts so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    pub event: ServerChange,
+    pub restarts: u32,
+}
+
+/// The child-process events worth a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServerChange {
+    Spawned { pid: u32 },
+    Exited { pid: u32, code: Option<i32>, signal: Option<i32>, expected: bool },
+    StartFailed { pid: u32, reason: String },
+    CrashLoop { restarts: usize, window_s: u64 },
+}
+
+/// What became of one notification at one sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    #[serde(flatten)]
+    pub report: DeliveryReport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SinkKind;
+    use crate::notify::{AlertState, DeliveryOutcome, FailureKind};
+    use std::time::Duration;
+
+    fn stamp() -> Stamp {
+        Stamp { ts: "2026-11-26T14:00:00.000Z".to_owned(), uptime_s: 12.5 }
+    }
+
+    /// One record of every kind and shape, as the dashboard writes them.
+    pub(crate) fn every_kind() -> Vec<Record> {
+        let stats = StatsRecord::from(&StatsSnapshot::default());
+        let report = |outcome| DeliveryReport {
+            sink: "pager".to_owned(),
+            kind: SinkKind::Webhook,
+            rule: "p95_latency".to_owned(),
+            severity: Severity::Critical,
+            state: AlertState::Firing,
+            outcome,
+        };
+        let alert = AlertEvent {
+            rule: RuleKind::P95Latency,
+            severity: Severity::Warning,
+            transition: AlertTransition::Fired,
+            value: 4200.5,
+            threshold: 4000.0,
+        };
+        let cycle = |latest| CycleRecord {
+            stamp: stamp(),
+            cycle: 3,
+            tests: 15,
+            window_s: 300.0,
+            window: stats,
+            session: stats,
+            consecutive_failures: 0,
+            health: Some(HealthRecord { healthy: true, latency_ms: 1.5, age_s: 2.0 }),
+            latest,
+            status: "healthy".to_owned(),
+            pid: Some(42),
+            restarts: 1,
+            active_alerts: vec![ActiveAlert { rule: RuleKind::ErrorRate, severity: Severity::Critical }],
+        };
+        let server = |event| Record::Server(ServerRecord { stamp: stamp(), event, restarts: 2 });
+        let notification =
+            |outcome| Record::Notification(NotificationRecord { stamp: stamp(), report: report(outcome) });
+        vec![
+            Record::Cycle(Box::new(cycle(Some(LatestProbe::Caption {
+                image: "a.png".to_owned(),
+                caption: "a red circle".to_owned(),
+                quality: 0.5,
+                keywords_found: vec!["red".to_owned()],
+                keywords_missing: vec!["blue".to_owned()],
+            })))),
+            Record::Cycle(Box::new(cycle(Some(LatestProbe::Failed {
+                image: "a.png".to_owned(),
+                error: "timeout".to_owned(),
+                error_kind: "timeout".to_owned(),
+            })))),
+            Record::Cycle(Box::new(CycleRecord { health: None, pid: None, ..cycle(None) })),
+            Record::Alert(AlertRecord::new(stamp(), &alert)),
+            server(ServerChange::Spawned { pid: 42 }),
+            server(ServerChange::Exited { pid: 42, code: Some(1), signal: None, expected: false }),
+            server(ServerChange::StartFailed { pid: 42, reason: "exit code 1: bad model".to_owned() }),
+            server(ServerChange::CrashLoop { restarts: 5, window_s: 600 }),
+            notification(DeliveryOutcome::Delivered { attempts: 1, status: 200, elapsed: Duration::from_millis(12) }),
+            notification(DeliveryOutcome::Failed {
+                attempts: 4,
+                error: "HTTP 500 Internal Server Error".to_owned(),
+                failure: FailureKind::Http(500),
+            }),
+            notification(DeliveryOutcome::Failed {
+                attempts: 1,
+                error: "no answer within 5.0 s".to_owned(),
+                failure: FailureKind::Timeout,
+            }),
+            notification(DeliveryOutcome::Dropped { queued: 32 }),
+        ]
+    }
+
+    #[test]
+    fn every_record_kind_matches_the_published_schema() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/service_metrics.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for record in every_kind() {
+            let value = serde_json::to_value(&record).unwrap();
+            let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{value}\n{errors:#?}");
+        }
+    }
+
+    #[test]
+    fn records_read_back_as_written() {
+        for record in every_kind() {
+            let line = serde_json::to_string(&record).unwrap();
+            let back: Record = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, record, "{line}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The dashboard's whole state (The Elm Architecture's model): statistics, alert states,
+//! what is known of the server, the latest probes, the alert and log panes, and what the
+//! operator toggled. Changed only by `update`; read by the view, the summary and the tests.
+//! No I/O and no clock reads here: every time comes in as an argument.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use super::alerts::{AlertEngine, AlertEvent, RuleKind, rules};
+use super::effect::LogLevel;
+use super::prober::{HealthCheck, InferenceProbe};
+use super::stats::{RollingWindow, SessionStats, StatsSnapshot};
+use crate::config::Config;
+use crate::notify::FailureKind;
+
+/// Probe latencies kept for the sparkline (wider than any terminal).
+pub const RECENT_PROBES: usize = 1000;
+/// Alert lines kept for the alert log.
+pub const ALERT_LOG: usize = 500;
+/// Lines kept for the log pane.
+pub const LOG_LINES: usize = 500;
+
+/// The service as the header shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceStatus {
+    Starting,
+    Healthy,
+    Degraded,
+    Down,
+    Restarting,
+}
+
+impl ServiceStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Down => "down",
+            Self::Restarting => "restarting",
+        }
+    }
+}
+
+/// How a notification sink has been doing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkStatus {
+    pub name: String,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    /// Why the latest notification did not get through; None when it did (or before any).
+    pub last_failure: Option<SinkFailure>,
+    /// Whether any notification has been reported yet.
+    pub reported: bool,
+}
+
+/// Why a sink's latest notification did not get through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkFailure {
+    Failed(FailureKind),
+    /// Its queue was full.
+    Dropped,
+}
+
+impl SinkFailure {
+    /// A few characters for the alert panel's edge.
+    pub fn short(self) -> String {
+        match self {
+            Self::Failed(kind) => kind.short(),
+            Self::Dropped => "queue full".to_owned(),
+        }
+    }
+}
+
+/// A line of the log pane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub wall: SystemTime,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// One recent inference test, for the sparkline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecentProbe {
+    pub latency_ms: f64,
+    /// The server's model time; failures have none.
+    pub model_ms: Option<f64>,
+}
+
+/// What the operator toggled on the screen.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewState {
+    pub paused: bool,
+    pub show_help: bool,
+    /// Alert log lines scrolled up from the newest.
+    pub alert_scroll: usize,
+    /// Shown in the footer until the instant passes (e.g. why `r` does nothing).
+    pub notice: Option<(String, Instant)>,
+}
+
+/// Settings `update` follows, from the config and the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub model_name: String,
+    pub tests_per_cycle: usize,
+    pub automatic_restart: bool,
+    /// Consecutive failed health checks that trigger a restart.
+    pub restart_after_health_failures: usize,
+    /// Stop after this many test cycles (`--cycles`).
+    pub stop_after_cycles: Option<u64>,
+}
+
+/// The whole dashboard state.
+pub struct DashState {
+    pub settings: Settings,
+    pub started: Instant,
+    pub window: RollingWindow,
+    pub session: SessionStats,
+    pub alerts: AlertEngine,
+    /// Whether capwatch launched the server (and can restart it).
+    pub supervised: bool,
+    pub pid: Option<u32>,
+    pub url: Option<String>,
+    pub server_up: bool,
+    pub restarts: u32,
+    pub spawns: u32,
+    pub crash_loop: bool,
+    pub last_health: Option<HealthCheck>,
+    pub consecutive_health_failures: usize,
+    pub consecutive_failures: u64,
+    pub latest: Option<InferenceProbe>,
+    pub cycles: u64,
+    pub tests: u64,
+    pub test_in_cycle: usize,
+    /// Recent inference tests, oldest first.
+    pub recent: VecDeque<RecentProbe>,
+    pub alert_log: VecDeque<AlertEvent>,
+    pub warnings_fired: u64,
+    pub criticals_fired: u64,
+    /// P95 of the window at the end of each cycle, for the summary's mean.
+    pub cycle_p95_ms: Vec<f64>,
+    /// Notification sinks, in config order, with how their deliveries went.
+    pub sinks: Vec<SinkStatus>,
+    /// The log pane, oldest first.
+    pub log: VecDeque<LogLine>,
+    pub view: ViewState,
+    /// The status when the operator (or a limit) decided to quit, before the server was stopped.
+    pub status_at_quit: Option<ServiceStatus>,
+}
+
+impl DashState {
+    /// A fresh state at `now`; `supervised` when capwatch launches the server itself.
+    pub fn new(config: &Config, supervised: bool, stop_after_cycles: Option<u64>, now: Instant) -> Self {
+        Self {
+            settings: Settings {
+                model_name: config.service.model_name(),
+                tests_per_cycle: config.monitoring.tests_per_cycle.get(),
+                automatic_restart: config.restart.automatic,
+                restart_after_health_failures: config.restart.health_failures.get(),
+                stop_after_cycles,
+            },
+            started: now,
+            window: RollingWindow::new(config.monitoring.window_s.0),
+            session: SessionStats::new(now),
+            alerts: AlertEngine::new(rules(config), config.alerts.cooldown_s.0),
+            supervised,
+            pid: None,
+            url: None,
+            server_up: false,
+            restarts: 0,
+            spawns: 0,
+            crash_loop: false,
+            last_health: None,
+            consecutive_health_failures: 0,
+            consecutive_failures: 0,
+            latest: None,
+            cycles: 0,
+            tests: 0,
+            test_in_cycle: 0,
+            recent: VecDeque::with_capacity(RECENT_PROBES),
+            alert_log: VecDeque::new(),
+            warnings_fired: 0,
+            criticals_fired: 0,
+            cycle_p95_ms: Vec::new(),
+            sinks: config
+                .alerts
+                .sinks
+                .0
+                .iter()
+                .map(|sink| SinkStatus { name: sink.name.clone(), ..SinkStatus::default() })
+                .collect(),
+            log: VecDeque::with_capacity(LOG_LINES),
+            view: ViewState::default(),
+            status_at_quit: None,
+        }
+    }
+
+    /// The header's status badge. DOWN once the health check fails, or once inference
+    /// tests fail in a row as often as the `consecutive_failures` warning level says.
+    pub fn status(&self) -> ServiceStatus {
+        if !self.server_up {
+            return if self.spawns == 0 { ServiceStatus::Starting } else { ServiceStatus::Restarting };
+        }
+        let health_ok = self.last_health.as_ref().is_none_or(HealthCheck::is_healthy);
+        let down_after = self.alerts.rule(RuleKind::ConsecutiveFailures).map_or(f64::INFINITY, |rule| rule.warning);
+        if !health_ok || self.consecutive_failures as f64 >= down_after {
+            ServiceStatus::Down
+        } else if !self.alerts.active().is_empty() {
+            ServiceStatus::Degraded
+        } else {
+            ServiceStatus::Healthy
+        }
+    }
+
+    /// Window statistics at `now`.
+    pub fn window_snapshot(&self, now: Instant) -> StatsSnapshot {
+        self.window.snapshot(now)
+    }
+
+    /// The notice to show at `now`, if it has not expired.
+    pub fn notice(&self, now: Instant) -> Option<&str> {
+        self.view.notice.as_ref().filter(|(_, until)| now < *until).map(|(text, _)| text.as_str())
+    }
+}

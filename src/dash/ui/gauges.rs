@@ -1,0 +1,75 @@
+//! The window pane: P95 and error-rate gauges and the failure count, coloured as the alert
+//! rules judge them (minimum samples included), then counts and the last health check.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Gauge, Paragraph};
+
+use super::{first_fitting, severity_colour};
+use crate::clock::Clock;
+use crate::dash::alerts::{RuleKind, Severity};
+use crate::dash::state::DashState;
+use crate::dash::stats::StatsSnapshot;
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, window: &StatsSnapshot, clock: Clock) {
+    let block = Block::bordered().title(" Window ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [p95_area, error_area, counts] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    let judge = |kind, value, samples| {
+        state.alerts.rule(kind).map_or((Severity::Ok, 1.0), |rule| (rule.judge(value, samples), rule.critical))
+    };
+    let p95 = window.latency.p95_ms;
+    let (p95_level, p95_critical) = judge(RuleKind::P95Latency, p95, window.successes);
+    frame.render_widget(
+        Gauge::default()
+            .ratio((p95 / p95_critical).clamp(0.0, 1.0))
+            .label(format!("P95 {p95:.1} ms"))
+            .gauge_style(Style::default().fg(severity_colour(p95_level))),
+        p95_area,
+    );
+    let (error_level, error_critical) = judge(RuleKind::ErrorRate, window.error_rate, window.probes);
+    frame.render_widget(
+        Gauge::default()
+            .ratio((window.error_rate / error_critical).clamp(0.0, 1.0))
+            .label(format!("errors {:.1}%", window.error_rate * 100.0))
+            .gauge_style(Style::default().fg(severity_colour(error_level))),
+        error_area,
+    );
+    let (failures_level, _) = judge(RuleKind::ConsecutiveFailures, state.consecutive_failures as f64, u64::MAX);
+    let quality = window.quality_mean.map_or_else(|| "-".to_owned(), |q| format!("{q:.2}"));
+    let rate = format!(" · {:.2} tests/s", window.throughput_per_s);
+    let failures = state.consecutive_failures.to_string();
+    let label = first_fitting(
+        inner.width,
+        vec![format!("consecutive failures {failures}{rate}"), format!("failures in a row {failures}{rate}")],
+    );
+    let label = label.split(&failures).next().unwrap_or_default().to_owned();
+    let lines = vec![
+        Line::from(vec![
+            Span::raw(label),
+            Span::styled(failures, Style::default().fg(severity_colour(failures_level))),
+            Span::raw(rate),
+        ]),
+        Line::from(format!("tests {} · cycles {} · quality {quality}", state.tests, state.cycles)),
+        Line::from(health_line(state, clock)),
+    ];
+    frame.render_widget(Paragraph::new(lines), counts);
+}
+
+fn health_line(state: &DashState, clock: Clock) -> String {
+    match &state.last_health {
+        None => "health: not checked yet".to_owned(),
+        Some(check) => {
+            let verdict = if check.is_healthy() { "healthy" } else { "FAILING" };
+            format!(
+                "health {verdict} ({:.1} ms, {:.0} s ago)",
+                check.latency.as_secs_f64() * 1000.0,
+                clock.now.saturating_duration_since(check.at).as_secs_f64()
+            )
+        }
+    }
+}

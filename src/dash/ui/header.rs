@@ -1,0 +1,46 @@
+//! The header: status badge, PID, uptime, model, restarts, and where the server listens.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+
+use crate::clock::Clock;
+use crate::dash::state::{DashState, ServiceStatus};
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
+    let pid = state.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+    let url = state.url.clone().unwrap_or_else(|| "(starting)".to_owned());
+    let line1 = Line::from(vec![
+        status_badge(state),
+        Span::raw(format!(
+            " PID {pid} · up {} · model {} · restarts {}",
+            uptime(state, clock),
+            state.settings.model_name,
+            state.restarts
+        )),
+    ]);
+    let line2 = Line::from(format!(" {url}  (/health /docs /metrics)"));
+    frame.render_widget(Paragraph::new(vec![line1, line2]).block(Block::bordered().title(" capwatch ")), area);
+}
+
+fn status_badge(state: &DashState) -> Span<'static> {
+    let (label, colour) = if state.view.paused {
+        ("PAUSED", Color::Blue)
+    } else {
+        match state.status() {
+            ServiceStatus::Healthy => ("HEALTHY", Color::Green),
+            ServiceStatus::Degraded => ("DEGRADED", Color::Yellow),
+            ServiceStatus::Down => ("DOWN", Color::Red),
+            ServiceStatus::Restarting => ("RESTARTING", Color::Magenta),
+            ServiceStatus::Starting => ("STARTING", Color::Gray),
+        }
+    };
+    Span::styled(format!(" {label} "), Style::default().fg(Color::Black).bg(colour).add_modifier(Modifier::BOLD))
+}
+
+fn uptime(state: &DashState, clock: Clock) -> String {
+    let secs = clock.now.saturating_duration_since(state.started).as_secs();
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}

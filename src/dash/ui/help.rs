@@ -1,0 +1,32 @@
+//! The help overlay (`?`): what every key does.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+
+use crate::dash::state::DashState;
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &DashState) {
+    let width = area.width.min(72);
+    let height = area.height.min(10);
+    let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
+    let restart = if state.supervised {
+        "r        restart the service now"
+    } else {
+        "r        disabled: monitoring a server capwatch did not start"
+    };
+    let lines = vec![
+        Line::from("p        pause / resume probing"),
+        Line::from(restart),
+        Line::from("t        run a test cycle now"),
+        Line::from("↑ ↓      scroll the alert log (PgUp PgDn: a page)"),
+        Line::from("?        show / hide this help"),
+        Line::from("q Ctrl+C quit (stops the server, writes the summary)"),
+    ];
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(Block::bordered().title(" Keys ")),
+        popup,
+    );
+}

@@ -1,0 +1,93 @@
+//! The terminal UI: a pure view of [`DashState`] at one [`Clock`] reading, drawn with
+//! ratatui, one module per pane. Nothing here does I/O, reads a clock or changes the
+//! state; the tests render into a `TestBackend` buffer (snapshots at 80×24 and 120×36).
+//!
+//! Colours carry meaning only where it matters: the status badge, the P95 and error-rate
+//! gauges and the failure count (green / yellow / red as the alert rules judge them),
+//! keywords found (green) and missing (red), alert severities, log levels and failed sinks.
+
+mod alerts;
+mod caption;
+mod footer;
+mod gauges;
+mod header;
+mod help;
+mod latency;
+mod log;
+#[cfg(test)]
+mod tests;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::Color;
+use ratatui::text::Line;
+
+use super::alerts::Severity;
+use super::state::DashState;
+use crate::clock::Clock;
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, state: &DashState, clock: Clock) {
+    let [header_area, charts, caption_area, panes, footer_area] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(7),
+        Constraint::Length(4),
+        Constraint::Min(5),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let window = state.window_snapshot(clock.now);
+    header::draw(frame, header_area, state, clock);
+    let [latency_area, gauges_area] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(charts);
+    latency::draw(frame, latency_area, state, &window);
+    gauges::draw(frame, gauges_area, state, &window, clock);
+    caption::draw(frame, caption_area, state);
+    let [alerts_area, log_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(panes);
+    alerts::draw(frame, alerts_area, state);
+    log::draw(frame, log_area, state);
+    footer::draw(frame, footer_area, state, clock);
+    if state.view.show_help {
+        help::draw(frame, frame.area(), state);
+    }
+}
+
+pub fn severity_colour(severity: Severity) -> Color {
+    match severity {
+        Severity::Ok => Color::Green,
+        Severity::Warning => Color::Yellow,
+        Severity::Critical => Color::Red,
+    }
+}
+
+/// `text` wrapped at word boundaries to `width` columns, each row styled by `style_row`;
+/// rows after the first are indented by `indent` columns.
+fn wrapped(text: &str, width: u16, indent: usize) -> Vec<String> {
+    let width = usize::from(width.max(1));
+    let pad = " ".repeat(indent.min(width.saturating_sub(1)));
+    let options = textwrap::Options::new(width).subsequent_indent(&pad);
+    textwrap::wrap(text, options).into_iter().map(|row| row.into_owned()).collect()
+}
+
+/// The newest entries whose rows all fit in `height` rows, oldest first: an entry is shown
+/// whole or not at all.
+fn newest_whole(entries: Vec<Vec<Line<'static>>>, height: u16) -> Vec<Line<'static>> {
+    let mut budget = usize::from(height);
+    let mut shown = Vec::new();
+    for entry in entries.into_iter().rev() {
+        if entry.len() > budget {
+            break;
+        }
+        budget -= entry.len();
+        shown.push(entry);
+    }
+    shown.into_iter().rev().flatten().collect()
+}
+
+/// The first text that fits in `width` columns (the last one when none does).
+fn first_fitting(width: u16, candidates: Vec<String>) -> String {
+    let fits = |text: &String| textwrap::core::display_width(text) <= usize::from(width);
+    let last = candidates.last().cloned().unwrap_or_default();
+    candidates.into_iter().find(fits).unwrap_or(last)
+}

@@ -1,0 +1,238 @@
+//! View tests: states built by the real `update`, rendered into a `TestBackend`; snapshots
+//! at 80×24 and 120×36, and colours asserted on the cells where they carry meaning.
+
+use std::time::Duration;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+use tokio::time::Instant;
+
+use super::draw;
+use crate::clock::Clock;
+use crate::config::{Config, Levels, MinSeverity, SinkConfig, SinkKind, SinkTarget, Sinks};
+use crate::dash::alerts::Severity;
+use crate::dash::event::{Event, Input};
+use crate::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe};
+use crate::dash::state::DashState;
+use crate::dash::supervisor::ServerEvent;
+use crate::dash::update::update;
+use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport, FailureKind};
+use crate::quality::match_keywords;
+
+/// 2026-11-26 14:00:00 UTC.
+const WALL_START: u64 = 1_795_701_600;
+
+/// A state and the clock that drives it, one second per event.
+struct Scene {
+    state: DashState,
+    clock: Clock,
+}
+
+impl Scene {
+    fn new(config: &Config, supervised: bool) -> Self {
+        let clock = Clock::at(Instant::now(), WALL_START);
+        Self { state: DashState::new(config, supervised, None, clock.now), clock }
+    }
+
+    fn feed(&mut self, event: Event) {
+        self.clock = self.clock.later(Duration::from_secs(1));
+        update(&mut self.state, event, self.clock);
+    }
+
+    fn server_ready(&mut self) {
+        self.feed(Event::Server(ServerEvent::Spawned { pid: 4242 }));
+        self.feed(Event::Server(ServerEvent::Listening { pid: 4242, url: "http://127.0.0.1:8000".to_owned() }));
+        self.feed(Event::Server(ServerEvent::Ready { pid: 4242, startup: Duration::from_millis(300) }));
+        let check = HealthCheck {
+            at: self.clock.now,
+            latency: Duration::from_micros(1500),
+            result: Ok(HealthBody { status: "healthy".to_owned(), model: "default".to_owned(), uptime_s: 1.0 }),
+        };
+        self.feed(Event::Health(check));
+    }
+
+    fn probe(&mut self, latency_ms: u64, caption: &str) {
+        let keywords = vec!["red".to_owned(), "circle".to_owned(), "blue".to_owned()];
+        let probe = InferenceProbe {
+            at: self.clock.now,
+            image: "a.png".to_owned(),
+            latency: Duration::from_millis(latency_ms),
+            result: Ok(CaptionResult {
+                caption: caption.to_owned(),
+                model_time: Duration::from_millis(latency_ms / 2),
+                server_total: Duration::from_millis(latency_ms.saturating_sub(1)),
+                quality: match_keywords(caption, &keywords),
+            }),
+        };
+        self.feed(Event::Probe(probe));
+    }
+
+    fn render(&self, width: u16, height: u16) -> Terminal<TestBackend> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| draw(frame, &self.state, self.clock)).unwrap();
+        terminal
+    }
+}
+
+/// Two of three keywords (0.67) is acceptable here, so a fast service shows healthy.
+fn lenient_config() -> Config {
+    let mut config = Config::default();
+    config.thresholds.quality_score = Levels { warning: 0.5, critical: 0.2 };
+    config
+}
+
+fn healthy_scene() -> Scene {
+    let mut scene = Scene::new(&lenient_config(), true);
+    scene.server_ready();
+    for _ in 0..5 {
+        scene.probe(20, "a red circle");
+    }
+    scene.feed(Event::CycleDone);
+    scene
+}
+
+fn text(buffer: &Buffer) -> String {
+    let area = buffer.area;
+    (0..area.height)
+        .map(|y| (0..area.width).map(|x| buffer[(x, y)].symbol()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The colour of the first cell of `needle` on screen.
+fn colour_of(buffer: &Buffer, needle: &str) -> Color {
+    let area = buffer.area;
+    for y in 0..area.height {
+        let line: String = (0..area.width).map(|x| buffer[(x, y)].symbol()).collect();
+        if let Some(index) = line.find(needle) {
+            let x = line[..index].chars().count() as u16;
+            return buffer[(x, y)].fg;
+        }
+    }
+    panic!("`{needle}` not on screen:\n{}", text(buffer));
+}
+
+#[tokio::test(start_paused = true)]
+async fn healthy_service_at_both_sizes() {
+    let scene = healthy_scene();
+    insta::assert_snapshot!("healthy_80x24", scene.render(80, 24).backend());
+    insta::assert_snapshot!("healthy_120x36", scene.render(120, 36).backend());
+    let terminal = scene.render(100, 30);
+    let buffer = terminal.backend().buffer();
+    assert_eq!(colour_of(buffer, "HEALTHY"), Color::Black);
+    assert_eq!(buffer[(1, 1)].bg, Color::Green, "status badge background");
+    assert_eq!(colour_of(buffer, "✓red"), Color::Green);
+    assert_eq!(colour_of(buffer, "✗blue"), Color::Red);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_alert_turns_the_gauge_and_the_alert_line_red() {
+    let mut scene = healthy_scene();
+    for _ in 0..20 {
+        scene.probe(9000, "a red circle");
+    }
+    scene.feed(Event::CycleDone);
+    let terminal = scene.render(80, 24);
+    insta::assert_snapshot!("critical_alert_80x24", terminal.backend());
+    let buffer = terminal.backend().buffer();
+    assert_eq!(colour_of(buffer, "CRITICAL ALERT: p95_latency"), Color::Red);
+    assert_eq!(buffer[(1, 1)].bg, Color::Yellow, "degraded badge");
+    // The P95 gauge (row 5, right half) is filled in red.
+    let gauge_cells: Vec<_> = (45..79).map(|x| buffer[(x, 5)].clone()).collect();
+    assert!(gauge_cells.iter().any(|c| c.fg == Color::Red), "P95 gauge not red");
+}
+
+#[tokio::test(start_paused = true)]
+async fn gauges_stay_green_until_the_rule_has_its_minimum_samples() {
+    let mut scene = Scene::new(&lenient_config(), true);
+    scene.server_ready();
+    // Four slow tests: above the critical P95, but under min_samples (5).
+    for _ in 0..4 {
+        scene.probe(9000, "a red circle");
+    }
+    let terminal = scene.render(100, 30);
+    let buffer = terminal.backend().buffer();
+    let gauge_cells: Vec<_> = (56..99).map(|x| buffer[(x, 5)].clone()).collect();
+    assert!(gauge_cells.iter().all(|c| c.fg != Color::Red && c.fg != Color::Yellow), "judged before min_samples");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_sink_shows_red_with_its_reason_and_a_working_one_green() {
+    let mut config = lenient_config();
+    let sink = |name: &str| SinkConfig {
+        name: name.to_owned(),
+        min_severity: MinSeverity::Warning,
+        target: SinkTarget::Webhook { url_env: "X".to_owned(), bearer_token_env: None },
+    };
+    config.alerts.sinks = Sinks(vec![sink("slack"), sink("pager"), sink("chat")]);
+    let mut scene = Scene::new(&config, true);
+    scene.server_ready();
+    let report = |sink: &str, outcome| {
+        Event::Notification(DeliveryReport {
+            sink: sink.to_owned(),
+            kind: SinkKind::Webhook,
+            rule: "p95_latency".to_owned(),
+            severity: Severity::Warning,
+            state: AlertState::Firing,
+            outcome,
+        })
+    };
+    let delivered = DeliveryOutcome::Delivered { attempts: 1, status: 200, elapsed: Duration::from_millis(5) };
+    scene.feed(report("slack", delivered));
+    let error = "HTTP 500 Internal Server Error: upstream exploded".to_owned();
+    scene.feed(report("pager", DeliveryOutcome::Failed { attempts: 4, error, failure: FailureKind::Http(500) }));
+    scene.feed(report("chat", DeliveryOutcome::Dropped { queued: 32 }));
+    insta::assert_snapshot!("failed_sink_80x24", scene.render(80, 24).backend());
+    let terminal = scene.render(120, 36);
+    let buffer = terminal.backend().buffer();
+    assert_eq!(colour_of(buffer, "slack ✓"), Color::Green);
+    assert_eq!(colour_of(buffer, "pager ✗ HTTP 500 "), Color::Red);
+    assert_eq!(colour_of(buffer, "chat ✗ queue full"), Color::Red);
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_with_help_and_restart_disabled() {
+    let mut scene = Scene::new(&Config::default(), false);
+    scene.feed(Event::Attach { url: "http://127.0.0.1:9000".to_owned() });
+    scene.feed(Event::Input(Input::TogglePause));
+    scene.feed(Event::Input(Input::ToggleHelp));
+    insta::assert_snapshot!("paused_help_80x24", scene.render(80, 24).backend());
+    insta::assert_snapshot!("paused_help_120x36", scene.render(120, 36).backend());
+    let terminal = scene.render(80, 24);
+    let buffer = terminal.backend().buffer();
+    let screen = text(buffer);
+    assert!(screen.contains("PAUSED"), "{screen}");
+    assert_eq!(buffer[(1, 1)].bg, Color::Blue);
+    assert!(screen.contains("disabled: monitoring a server capwatch did not"), "{screen}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_log_pane_wraps_at_word_boundaries_at_80_columns() {
+    let mut scene = healthy_scene();
+    let caption = "a remarkably long caption about a small yellow square beside an enormous red circle";
+    scene.probe(20, caption);
+    let terminal = scene.render(80, 24);
+    let screen = text(terminal.backend().buffer());
+    // The log pane is the right half of rows 15..23: every word of the caption is whole there.
+    let pane: Vec<String> =
+        screen.lines().skip(15).take(8).map(|row| row.chars().skip(40).collect::<String>()).collect();
+    let words: Vec<&str> = pane.iter().flat_map(|row| row.split(|c: char| !c.is_alphanumeric())).collect();
+    for word in caption.split(' ') {
+        assert!(words.contains(&word), "`{word}` cut in the log pane:\n{}", pane.join("\n"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sparkline_fills_the_pane_with_history() {
+    let mut scene = healthy_scene();
+    for index in 0..300 {
+        scene.probe(10 + index % 7, "a red circle");
+    }
+    for (width, pane) in [(80u16, 44u16), (120, 66)] {
+        let screen = text(scene.render(width, 36).backend().buffer());
+        let shown = pane - 2;
+        assert!(screen.contains(&format!("Latency ms (last {shown})")), "{screen}");
+    }
+}

@@ -1,0 +1,461 @@
+//! `update(state, event, clock) -> effects`: every decision of the dashboard, pure.
+//!
+//! Each event changes the [`DashState`] and returns the [`Effect`]s the event loop carries
+//! out: records, log lines, notifications, metric updates, restarts, probe orders, quit.
+//! No I/O and no clock reads: the time comes in as a [`Clock`], so headless mode, the
+//! terminal UI and the tests drive the same function.
+
+use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use super::effect::{Effect, Gauges, LogLevel, MetricUpdate, ProbeKind};
+use super::event::{Event, Input, ShutdownReason};
+use super::prober::{HealthCheck, InferenceProbe};
+use super::record::{
+    ActiveAlert, AlertRecord, CycleRecord, HealthRecord, LatestProbe, NotificationRecord, Record, ServerChange,
+    ServerRecord, Stamp, StatsRecord,
+};
+use super::state::{ALERT_LOG, DashState, LOG_LINES, LogLine, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus};
+use super::stats::{ProbeSample, StatsSnapshot};
+use super::supervisor::ServerEvent;
+use crate::clock::Clock;
+use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
+
+/// How long a footer notice stays.
+const NOTICE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Applies one event to the state and returns what the event loop must do.
+pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> {
+    let mut out = Effects { effects: Vec::new(), clock };
+    let counts_for_gauges = !matches!(event, Event::Tick | Event::Input(_) | Event::Note { .. } | Event::Shutdown(_));
+    match event {
+        Event::Tick => state.window.prune(clock.now),
+        Event::Input(input) => on_input(state, input, &mut out),
+        Event::Note { message } => out.log(state, LogLevel::Info, message),
+        Event::Attach { url } => {
+            state.url = Some(url.clone());
+            state.server_up = true;
+            out.effects.push(Effect::SetProbeTarget(Some(url)));
+        }
+        Event::Server(event) => on_server(state, event, &mut out),
+        Event::Health(check) => on_health(state, check, &mut out),
+        Event::Probe(probe) => on_probe(state, probe, &mut out),
+        Event::CycleDone => on_cycle_done(state, &mut out),
+        Event::Notification(report) => on_notification(state, report, &mut out),
+        Event::Shutdown(reason) => {
+            let why = match reason {
+                ShutdownReason::Signal(signal) => format!("{signal} received"),
+                ShutdownReason::Deadline => "the --duration limit was reached".to_owned(),
+                ShutdownReason::TerminalClosed => "the terminal went away".to_owned(),
+            };
+            out.log(state, LogLevel::Info, format!("⏹ Stopping: {why}"));
+            quit(state, &mut out);
+        }
+    }
+    if counts_for_gauges {
+        out.effects.push(Effect::Metric(MetricUpdate::Gauges(gauges(state))));
+    }
+    out.effects
+}
+
+/// The effects of one update, with the reading of the clock they happen at.
+struct Effects {
+    effects: Vec<Effect>,
+    clock: Clock,
+}
+
+impl Effects {
+    fn stamp(&self, state: &DashState) -> Stamp {
+        Stamp {
+            ts: self.clock.timestamp(),
+            uptime_s: self.clock.now.saturating_duration_since(state.started).as_secs_f64(),
+        }
+    }
+
+    /// A line for the log pane, the log file and the headless console.
+    fn log(&mut self, state: &mut DashState, level: LogLevel, message: String) {
+        push_bounded(&mut state.log, LOG_LINES, LogLine { wall: self.clock.wall, level, message: message.clone() });
+        self.effects.push(Effect::Log { level, message });
+    }
+
+    fn write(&mut self, record: Record) {
+        self.effects.push(Effect::Write(record));
+    }
+
+    fn metric(&mut self, update: MetricUpdate) {
+        self.effects.push(Effect::Metric(update));
+    }
+
+    fn notice(&mut self, state: &mut DashState, text: &str) {
+        state.view.notice = Some((format!(" {text}"), self.clock.now + NOTICE));
+    }
+}
+
+fn push_bounded<T>(queue: &mut std::collections::VecDeque<T>, capacity: usize, item: T) {
+    if queue.len() == capacity {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
+fn quit(state: &mut DashState, out: &mut Effects) {
+    if state.status_at_quit.is_none() {
+        state.status_at_quit = Some(state.status());
+    }
+    out.effects.push(Effect::Quit);
+}
+
+fn on_input(state: &mut DashState, input: Input, out: &mut Effects) {
+    match input {
+        Input::Quit => quit(state, out),
+        Input::TogglePause => {
+            state.view.paused = !state.view.paused;
+            let paused = state.view.paused;
+            out.effects.push(Effect::SetPaused(paused));
+            out.log(state, LogLevel::Info, if paused { "⏸ Probing paused" } else { "▶ Probing resumed" }.to_owned());
+        }
+        Input::Restart if state.supervised => {
+            out.notice(state, "restarting the service…");
+            out.log(state, LogLevel::Warn, "🔁 Restart requested from the keyboard".to_owned());
+            out.effects.push(Effect::RestartServer { reason: "requested from the keyboard".to_owned() });
+        }
+        Input::Restart => {
+            out.notice(state, "restart is disabled: capwatch did not start this server (monitor --url)");
+        }
+        Input::TestNow => {
+            out.notice(state, "running a test cycle now…");
+            out.effects.push(Effect::TestNow);
+        }
+        Input::ToggleHelp => state.view.show_help = !state.view.show_help,
+        Input::CloseHelp => state.view.show_help = false,
+        Input::ScrollAlerts(lines) => {
+            let newest_first = state.alert_log.len().saturating_sub(1);
+            state.view.alert_scroll = state.view.alert_scroll.saturating_add_signed(lines).min(newest_first);
+        }
+    }
+}
+
+fn on_probe(state: &mut DashState, probe: InferenceProbe, out: &mut Effects) {
+    let latency_ms = probe.latency.as_secs_f64() * 1000.0;
+    let (success, model_time, quality) = match &probe.result {
+        Ok(result) => (true, Some(result.model_time), Some(result.quality.score())),
+        Err(_) => (false, None, None),
+    };
+    let sample = ProbeSample { at: probe.at, latency: probe.latency, model_time, success, quality };
+    state.window.prune(out.clock.now);
+    state.window.record(sample);
+    state.session.record(&sample);
+    state.tests += 1;
+    state.test_in_cycle += 1;
+    state.consecutive_failures = if success { 0 } else { state.consecutive_failures + 1 };
+    let model_ms = model_time.map(|d| d.as_secs_f64() * 1000.0);
+    push_bounded(&mut state.recent, RECENT_PROBES, RecentProbe { latency_ms, model_ms });
+    let outcome = match &probe.result {
+        Ok(_) => "success",
+        Err(error) => error.kind(),
+    };
+    out.metric(MetricUpdate::Probe { probe: ProbeKind::Caption, outcome, latency: probe.latency });
+    if let Some(quality) = quality {
+        out.metric(MetricUpdate::CaptionQuality(quality));
+    }
+    let position = format!("Test {}/{}", state.test_in_cycle, state.settings.tests_per_cycle);
+    let (level, message) = match &probe.result {
+        Ok(result) => (
+            LogLevel::Info,
+            format!(
+                "✅ {position}: {latency_ms:.1}ms ({}) \"{}\" quality {:.2}",
+                probe.image,
+                result.caption,
+                result.quality.score()
+            ),
+        ),
+        Err(error) => (LogLevel::Warn, format!("❌ {position}: {error} after {latency_ms:.1}ms ({})", probe.image)),
+    };
+    out.log(state, level, message);
+    state.latest = Some(probe);
+    let failures = state.consecutive_failures as f64;
+    judge(state, RuleKind::ConsecutiveFailures, failures, u64::MAX, out);
+}
+
+fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
+    let now = out.clock.now;
+    state.cycles += 1;
+    state.test_in_cycle = 0;
+    out.metric(MetricUpdate::TestCycle);
+    state.window.prune(now);
+    let window = state.window.snapshot(now);
+    state.cycle_p95_ms.push(window.latency.p95_ms);
+    judge(state, RuleKind::P95Latency, window.latency.p95_ms, window.successes, out);
+    judge(state, RuleKind::ErrorRate, window.error_rate, window.probes, out);
+    if let Some(quality) = window.quality_mean {
+        judge(state, RuleKind::QualityScore, quality, window.successes, out);
+    }
+    let label = |kind| state.alerts.severity(kind).to_string();
+    let mut lines = vec![
+        format!("📊 Cycle {} summary (last {} s window)", state.cycles, state.window.window().as_secs()),
+        format!("📈 P95 response time: {:.2} ms [{}]", window.latency.p95_ms, label(RuleKind::P95Latency)),
+        format!(
+            "   P50 {:.2} ms · P99 {:.2} ms · max {:.2} ms · model P95 {:.2} ms",
+            window.latency.p50_ms, window.latency.p99_ms, window.latency.max_ms, window.model_time.p95_ms
+        ),
+        format!("❗ Error rate: {:.1}% [{}]", window.error_rate * 100.0, label(RuleKind::ErrorRate)),
+    ];
+    if let Some(quality) = window.quality_mean {
+        lines.push(format!("🎯 Quality score: {quality:.2} [{}]", label(RuleKind::QualityScore)));
+    }
+    for line in lines {
+        out.log(state, LogLevel::Info, line);
+    }
+    let record = cycle_record(state, &window, out);
+    out.write(Record::Cycle(Box::new(record)));
+    if state.settings.stop_after_cycles.is_some_and(|limit| state.cycles >= limit) {
+        quit(state, out);
+    }
+}
+
+fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
+    let healthy = check.is_healthy();
+    let outcome = match &check.result {
+        Ok(_) if healthy => "success",
+        Ok(_) => "unhealthy",
+        Err(error) => error.kind(),
+    };
+    out.metric(MetricUpdate::Probe { probe: ProbeKind::Health, outcome, latency: check.latency });
+    state.consecutive_health_failures = if healthy { 0 } else { state.consecutive_health_failures + 1 };
+    if !healthy {
+        let why = match &check.result {
+            Ok(body) => format!("status {}", body.status),
+            Err(error) => error.to_string(),
+        };
+        let message = format!("🩺 Health check failed ({why}), {} in a row", state.consecutive_health_failures);
+        out.log(state, LogLevel::Warn, message);
+    }
+    state.last_health = Some(check);
+    judge(state, RuleKind::HealthDown, state.consecutive_health_failures as f64, u64::MAX, out);
+    if state.settings.automatic_restart
+        && state.supervised
+        && state.server_up
+        && !state.crash_loop
+        && state.consecutive_health_failures >= state.settings.restart_after_health_failures
+    {
+        let reason = format!("{} consecutive failed health checks", state.consecutive_health_failures);
+        state.consecutive_health_failures = 0;
+        out.log(state, LogLevel::Warn, format!("🔁 Restarting the server: {reason}"));
+        out.effects.push(Effect::RestartServer { reason });
+    }
+}
+
+fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Effects) {
+    let change = match event {
+        ServerEvent::Spawned { pid } => {
+            state.spawns += 1;
+            if state.spawns > 1 {
+                state.restarts += 1;
+                out.metric(MetricUpdate::ServerRestart);
+            }
+            state.pid = Some(pid);
+            out.log(state, LogLevel::Info, format!("🚀 Server started, PID {pid}"));
+            ServerChange::Spawned { pid }
+        }
+        ServerEvent::Listening { url, .. } => {
+            state.url = Some(url);
+            return;
+        }
+        ServerEvent::Ready { pid, startup } => {
+            state.server_up = true;
+            state.consecutive_health_failures = 0;
+            out.log(state, LogLevel::Info, format!("🟢 Server ready (PID {pid}) in {:.2} s", startup.as_secs_f64()));
+            // Probing starts (again) once the server is ready.
+            if let Some(url) = &state.url {
+                out.effects.push(Effect::SetProbeTarget(Some(url.clone())));
+            }
+            return;
+        }
+        ServerEvent::StartFailed { pid, reason } => {
+            state.server_up = false;
+            out.log(state, LogLevel::Error, format!("💥 Server failed to start: {reason}"));
+            ServerChange::StartFailed { pid, reason }
+        }
+        ServerEvent::Exited { pid, code, signal, expected } => {
+            state.server_up = false;
+            let how = match (code, signal) {
+                (Some(code), _) => format!("exit code {code}"),
+                (None, Some(signal)) => format!("signal {signal}"),
+                _ => "unknown status".to_owned(),
+            };
+            let (level, unexpectedly) =
+                if expected { (LogLevel::Info, "") } else { (LogLevel::Error, " unexpectedly") };
+            out.log(state, level, format!("🛑 Server PID {pid} exited ({how}){unexpectedly}"));
+            ServerChange::Exited { pid, code, signal, expected }
+        }
+        ServerEvent::RestartScheduled { delay, reason } => {
+            out.log(state, LogLevel::Warn, format!("🔁 Restarting in {:.1} s: {reason}", delay.as_secs_f64()));
+            return;
+        }
+        ServerEvent::CrashLoop { restarts, window } => {
+            state.crash_loop = true;
+            let message = format!("🧯 {restarts} restarts within {} s: automatic restarts stopped", window.as_secs());
+            out.log(state, LogLevel::Error, message);
+            let value = restarts as f64;
+            let alert = AlertEvent {
+                rule: RuleKind::CrashLoop,
+                severity: Severity::Critical,
+                transition: AlertTransition::Fired,
+                value,
+                threshold: value,
+            };
+            raise(state, alert, out);
+            ServerChange::CrashLoop { restarts, window_s: window.as_secs() }
+        }
+        ServerEvent::Log { line } => {
+            on_child_line(state, &line, out);
+            out.effects.push(Effect::ChildLog { line });
+            return;
+        }
+        ServerEvent::Stopped => return,
+    };
+    let record = ServerRecord { stamp: out.stamp(state), event: change, restarts: state.restarts };
+    out.write(Record::Server(record));
+}
+
+/// The child's warnings and errors go to the log pane too (its info lines only to the file).
+fn on_child_line(state: &mut DashState, line: &str, out: &mut Effects) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { return };
+    let level = match value.get("level").and_then(|l| l.as_str()) {
+        Some("WARN") => LogLevel::Warn,
+        Some("ERROR") => LogLevel::Error,
+        _ => return,
+    };
+    let message = value.get("message").and_then(|m| m.as_str()).unwrap_or(line);
+    let text = match value.get("error").and_then(|e| e.as_str()) {
+        Some(error) => format!("server: {message}: {error}"),
+        None => format!("server: {message}"),
+    };
+    push_bounded(&mut state.log, LOG_LINES, LogLine { wall: out.clock.wall, level, message: text });
+}
+
+fn on_notification(state: &mut DashState, report: DeliveryReport, out: &mut Effects) {
+    out.metric(MetricUpdate::Notification { sink: report.sink.clone(), outcome: report.outcome.label() });
+    let what = match report.state {
+        AlertState::Resolved => format!("{} resolved", report.rule),
+        _ => format!("{} {}", report.rule, report.severity),
+    };
+    let index = match state.sinks.iter().position(|sink| sink.name == report.sink) {
+        Some(index) => index,
+        None => {
+            state.sinks.push(SinkStatus { name: report.sink.clone(), ..SinkStatus::default() });
+            state.sinks.len() - 1
+        }
+    };
+    let status = &mut state.sinks[index];
+    status.reported = true;
+    let (level, message) = match &report.outcome {
+        DeliveryOutcome::Delivered { attempts, elapsed, .. } => {
+            status.delivered += 1;
+            status.last_failure = None;
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            (LogLevel::Info, format!("📨 Notified {} ({what}) in {ms:.0} ms, attempt {attempts}", report.sink))
+        }
+        DeliveryOutcome::Failed { attempts, error, failure } => {
+            status.failed += 1;
+            status.last_failure = Some(SinkFailure::Failed(*failure));
+            let message =
+                format!("📭 Notification failed: {} ({what}) after {attempts} attempt(s): {error}", report.sink);
+            (LogLevel::Error, message)
+        }
+        DeliveryOutcome::Dropped { queued } => {
+            status.dropped += 1;
+            status.last_failure = Some(SinkFailure::Dropped);
+            let message =
+                format!("📭 Notification dropped: {} ({what}): {queued} notifications already waiting", report.sink);
+            (LogLevel::Error, message)
+        }
+    };
+    out.log(state, level, message);
+    let record = NotificationRecord { stamp: out.stamp(state), report };
+    out.write(Record::Notification(record));
+}
+
+/// Feeds one observation to the alert engine and raises a transition, if there is one.
+fn judge(state: &mut DashState, kind: RuleKind, value: f64, samples: u64, out: &mut Effects) {
+    if let Some(alert) = state.alerts.observe(kind, value, samples, out.clock.now) {
+        raise(state, alert, out);
+    }
+}
+
+/// An alert transition: counted, logged, shown, recorded, measured and sent.
+fn raise(state: &mut DashState, alert: AlertEvent, out: &mut Effects) {
+    if alert.transition != AlertTransition::Resolved {
+        match alert.severity {
+            Severity::Critical => state.criticals_fired += 1,
+            Severity::Warning => state.warnings_fired += 1,
+            Severity::Ok => {}
+        }
+    }
+    push_bounded(&mut state.alert_log, ALERT_LOG, alert.clone());
+    let level = match alert.severity {
+        Severity::Critical => LogLevel::Error,
+        Severity::Warning => LogLevel::Warn,
+        Severity::Ok => LogLevel::Info,
+    };
+    out.log(state, level, alert.to_string());
+    let record = AlertRecord::new(out.stamp(state), &alert);
+    out.write(Record::Alert(record));
+    out.metric(MetricUpdate::Alert(alert.clone()));
+    out.effects.push(Effect::Notify(alert));
+}
+
+fn cycle_record(state: &DashState, window: &StatsSnapshot, out: &Effects) -> CycleRecord {
+    let now = out.clock.now;
+    let latest = state.latest.as_ref().map(|probe| match &probe.result {
+        Ok(result) => LatestProbe::Caption {
+            image: probe.image.clone(),
+            caption: result.caption.clone(),
+            quality: result.quality.score(),
+            keywords_found: result.quality.found.clone(),
+            keywords_missing: result.quality.missing.clone(),
+        },
+        Err(error) => LatestProbe::Failed {
+            image: probe.image.clone(),
+            error: error.to_string(),
+            error_kind: error.kind().to_owned(),
+        },
+    });
+    CycleRecord {
+        stamp: out.stamp(state),
+        cycle: state.cycles,
+        tests: state.tests,
+        window_s: state.window.window().as_secs_f64(),
+        window: StatsRecord::from(window),
+        session: StatsRecord::from(&state.session.snapshot(now)),
+        consecutive_failures: state.consecutive_failures,
+        health: state.last_health.as_ref().map(|h| HealthRecord {
+            healthy: h.is_healthy(),
+            latency_ms: h.latency.as_secs_f64() * 1000.0,
+            age_s: now.saturating_duration_since(h.at).as_secs_f64(),
+        }),
+        latest,
+        status: state.status().label().to_owned(),
+        pid: state.pid,
+        restarts: state.restarts,
+        active_alerts: state
+            .alerts
+            .active()
+            .into_iter()
+            .map(|(rule, severity)| ActiveAlert { rule, severity })
+            .collect(),
+    }
+}
+
+fn gauges(state: &DashState) -> Gauges {
+    Gauges {
+        consecutive_failures: state.consecutive_failures,
+        consecutive_health_failures: state.consecutive_health_failures as u64,
+        service_healthy: state.last_health.as_ref().is_some_and(HealthCheck::is_healthy),
+        server_up: state.server_up,
+        crash_loop: state.crash_loop,
+        alert_severity: RuleKind::ALL.iter().map(|&rule| (rule, state.alerts.severity(rule))).collect(),
+    }
+}
+
+#[cfg(test)]
+#[path = "update_tests.rs"]
+mod tests;

@@ -1,0 +1,378 @@
+//! Unit tests of `update`: every restart, crash-loop, status, alert, input and record path,
+//! on paused time, with no process, socket or terminal.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::update;
+use crate::clock::Clock;
+use crate::config::{Config, Levels};
+use crate::dash::alerts::{AlertTransition, RuleKind, Severity};
+use crate::dash::effect::{Effect, LogLevel, MetricUpdate};
+use crate::dash::event::{Event, Input, ShutdownReason};
+use crate::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe, ProbeError};
+use crate::dash::record::{Record, ServerChange};
+use crate::dash::state::{DashState, ServiceStatus};
+use crate::dash::summary::SessionSummary;
+use crate::dash::supervisor::ServerEvent;
+use crate::quality::match_keywords;
+
+const WALL_START: u64 = 1_795_701_600;
+
+struct Scene {
+    state: DashState,
+    clock: Clock,
+    started: Clock,
+}
+
+impl Scene {
+    fn new(config: &Config, supervised: bool) -> Self {
+        Self::with_cycles(config, supervised, None)
+    }
+
+    fn with_cycles(config: &Config, supervised: bool, cycles: Option<u64>) -> Self {
+        let clock = Clock::at(Instant::now(), WALL_START);
+        Self { state: DashState::new(config, supervised, cycles, clock.now), clock, started: clock }
+    }
+
+    /// One event, one second after the previous one.
+    fn feed(&mut self, event: Event) -> Vec<Effect> {
+        self.clock = self.clock.later(Duration::from_secs(1));
+        update(&mut self.state, event, self.clock)
+    }
+
+    fn server(&mut self, event: ServerEvent) -> Vec<Effect> {
+        self.feed(Event::Server(event))
+    }
+
+    fn ready(&mut self, pid: u32) -> Vec<Effect> {
+        self.server(ServerEvent::Spawned { pid });
+        self.server(ServerEvent::Listening { pid, url: format!("http://127.0.0.1:{pid}") });
+        self.server(ServerEvent::Ready { pid, startup: Duration::from_millis(200) })
+    }
+
+    fn health(&mut self, healthy: bool) -> Vec<Effect> {
+        let result = if healthy {
+            Ok(HealthBody { status: "healthy".to_owned(), model: "m".to_owned(), uptime_s: 1.0 })
+        } else {
+            Err(ProbeError::ConnectionRefused)
+        };
+        let check = HealthCheck { at: self.clock.now, latency: Duration::from_millis(1), result };
+        self.feed(Event::Health(check))
+    }
+
+    fn probe(&mut self, ok: bool, latency_ms: u64) -> Vec<Effect> {
+        let result = if ok {
+            Ok(CaptionResult {
+                caption: "a red circle".to_owned(),
+                model_time: Duration::from_millis(latency_ms / 2),
+                server_total: Duration::from_millis(latency_ms),
+                quality: match_keywords("a red circle", &["red".to_owned(), "circle".to_owned()]),
+            })
+        } else {
+            Err(ProbeError::Http(500))
+        };
+        let probe = InferenceProbe {
+            at: self.clock.now,
+            image: "a.png".to_owned(),
+            latency: Duration::from_millis(latency_ms),
+            result,
+        };
+        self.feed(Event::Probe(probe))
+    }
+}
+
+fn restarts(effects: &[Effect]) -> Vec<&str> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::RestartServer { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notified(effects: &[Effect]) -> Vec<(RuleKind, Severity, AlertTransition)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Notify(alert) => Some((alert.rule, alert.severity, alert.transition)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn records(effects: &[Effect]) -> Vec<&Record> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Write(record) => Some(record),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_follows_the_server_the_health_check_and_the_alerts() {
+    let mut scene = Scene::new(&Config::default(), true);
+    assert_eq!(scene.state.status(), ServiceStatus::Starting);
+    let effects = scene.ready(7);
+    assert!(effects.contains(&Effect::SetProbeTarget(Some("http://127.0.0.1:7".to_owned()))), "{effects:?}");
+    assert_eq!(scene.state.status(), ServiceStatus::Healthy);
+    scene.health(false);
+    assert_eq!(scene.state.status(), ServiceStatus::Down);
+    scene.health(true);
+    assert_eq!(scene.state.status(), ServiceStatus::Healthy, "health_down resolved by a healthy check");
+    for _ in 0..3 {
+        scene.probe(false, 10);
+    }
+    assert_eq!(scene.state.status(), ServiceStatus::Down, "three failed tests in a row (the warning level)");
+    scene.probe(true, 10);
+    scene.clock = scene.clock.later(Duration::from_secs(1));
+    scene.state.alerts.observe(RuleKind::P95Latency, 5000.0, 100, scene.clock.now);
+    assert_eq!(scene.state.status(), ServiceStatus::Degraded, "an active alert");
+    scene.server(ServerEvent::Exited { pid: 7, code: Some(1), signal: None, expected: false });
+    assert_eq!(scene.state.status(), ServiceStatus::Restarting);
+}
+
+#[tokio::test(start_paused = true)]
+async fn down_follows_the_configured_consecutive_failures_level() {
+    let mut config = Config::default();
+    config.thresholds.consecutive_failures = Levels { warning: 4.0, critical: 6.0 };
+    let mut scene = Scene::new(&config, true);
+    scene.ready(7);
+    for _ in 0..3 {
+        scene.probe(false, 10);
+    }
+    // Three failures: not yet the configured level of four (the old code said DOWN at 3).
+    assert_eq!(scene.state.status(), ServiceStatus::Healthy);
+    scene.probe(false, 10);
+    assert_eq!(scene.state.status(), ServiceStatus::Down);
+    scene.probe(true, 10);
+    assert_eq!(scene.state.status(), ServiceStatus::Healthy, "one success resolves the streak");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_health_checks_restart_a_supervised_server_once_per_streak() {
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.ready(7);
+    assert!(restarts(&scene.health(false)).is_empty());
+    assert!(restarts(&scene.health(false)).is_empty());
+    let effects = scene.health(false);
+    assert_eq!(restarts(&effects), vec!["3 consecutive failed health checks"]);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Log { level: LogLevel::Warn, message } if message.starts_with("🔁 Restarting the server"))));
+    // The streak starts again after a restart was asked for.
+    assert!(restarts(&scene.health(false)).is_empty());
+    assert_eq!(scene.state.consecutive_health_failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_automatic_restart_when_disabled_unsupervised_down_or_crash_looping() {
+    let mut manual = Config::default();
+    manual.restart.automatic = false;
+    let mut scene = Scene::new(&manual, true);
+    scene.ready(7);
+    assert!((0..5).all(|_| restarts(&scene.health(false)).is_empty()));
+
+    let mut scene = Scene::new(&Config::default(), false);
+    scene.feed(Event::Attach { url: "http://127.0.0.1:9".to_owned() });
+    assert!((0..5).all(|_| restarts(&scene.health(false)).is_empty()), "monitor --url cannot restart");
+
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.server(ServerEvent::Spawned { pid: 7 });
+    assert!((0..5).all(|_| restarts(&scene.health(false)).is_empty()), "not up yet");
+
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.ready(7);
+    let effects = scene.server(ServerEvent::CrashLoop { restarts: 5, window: Duration::from_secs(600) });
+    assert!(scene.state.crash_loop);
+    assert_eq!(notified(&effects), vec![(RuleKind::CrashLoop, Severity::Critical, AlertTransition::Fired)]);
+    assert!(
+        records(&effects).iter().any(
+            |r| matches!(r, Record::Server(s) if s.event == ServerChange::CrashLoop { restarts: 5, window_s: 600 })
+        )
+    );
+    assert!(records(&effects).iter().any(|r| matches!(r, Record::Alert(a) if a.rule == RuleKind::CrashLoop)));
+    assert!((0..5).all(|_| restarts(&scene.health(false)).is_empty()), "crash loop: restarts stopped");
+    assert!(scene.state.alert_log.iter().any(|alert| alert.rule == RuleKind::CrashLoop));
+}
+
+#[tokio::test(start_paused = true)]
+async fn respawns_count_as_restarts_and_are_recorded() {
+    let mut scene = Scene::new(&Config::default(), true);
+    let effects = scene.ready(7);
+    assert_eq!(scene.state.restarts, 0);
+    assert!(!effects.contains(&Effect::Metric(MetricUpdate::ServerRestart)));
+    scene.server(ServerEvent::Exited { pid: 7, code: None, signal: Some(9), expected: false });
+    let effects = scene.server(ServerEvent::Spawned { pid: 8 });
+    assert_eq!(scene.state.restarts, 1);
+    assert!(effects.contains(&Effect::Metric(MetricUpdate::ServerRestart)));
+    assert!(
+        records(&effects)
+            .iter()
+            .any(|r| matches!(r, Record::Server(s) if s.restarts == 1 && s.event == ServerChange::Spawned { pid: 8 }))
+    );
+    let effects = scene.server(ServerEvent::StartFailed { pid: 8, reason: "exit code 1: bad model".to_owned() });
+    assert!(effects.iter().any(|e| matches!(e, Effect::Log { level: LogLevel::Error, message } if message == "💥 Server failed to start: exit code 1: bad model")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_failures_fire_escalate_and_resolve() {
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.ready(7);
+    let mut transitions = Vec::new();
+    for _ in 0..5 {
+        transitions.extend(notified(&scene.probe(false, 10)));
+    }
+    transitions.extend(notified(&scene.probe(true, 10)));
+    let failures = RuleKind::ConsecutiveFailures;
+    assert_eq!(
+        transitions,
+        vec![
+            (failures, Severity::Warning, AlertTransition::Fired),
+            (failures, Severity::Critical, AlertTransition::Fired),
+            (failures, Severity::Ok, AlertTransition::Resolved),
+        ]
+    );
+    assert_eq!((scene.state.warnings_fired, scene.state.criticals_fired), (1, 1));
+    assert_eq!(scene.state.alert_log.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_still_firing_rule_repeats_after_the_cooldown_only() {
+    let mut config = Config::default();
+    config.thresholds.p95_latency_ms = Levels { warning: 100.0, critical: 1_000_000.0 };
+    let mut scene = Scene::new(&config, true);
+    scene.ready(7);
+    let cycle = |scene: &mut Scene| {
+        for _ in 0..5 {
+            scene.probe(true, 200);
+        }
+        notified(&scene.feed(Event::CycleDone))
+    };
+    let p95 = RuleKind::P95Latency;
+    assert_eq!(cycle(&mut scene), vec![(p95, Severity::Warning, AlertTransition::Fired)]);
+    assert!(cycle(&mut scene).is_empty(), "inside the 300 s cooldown");
+    scene.clock = scene.clock.later(Duration::from_secs(300));
+    assert_eq!(cycle(&mut scene), vec![(p95, Severity::Warning, AlertTransition::Repeated)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cycle_records_carry_the_update_clock_and_the_window() {
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.ready(7);
+    for _ in 0..3 {
+        scene.probe(true, 40);
+    }
+    let effects = scene.feed(Event::CycleDone);
+    let Some(Record::Cycle(cycle)) = records(&effects).into_iter().next() else {
+        panic!("no cycle record: {effects:?}")
+    };
+    assert_eq!(cycle.stamp.ts, scene.clock.timestamp());
+    assert_eq!(cycle.stamp.uptime_s, (scene.clock.now - scene.started.now).as_secs_f64());
+    assert_eq!((cycle.cycle, cycle.tests, cycle.window.probes), (1, 3, 3));
+    assert_eq!(cycle.status, "healthy");
+    assert_eq!(cycle.pid, Some(7));
+    assert!(effects.contains(&Effect::Metric(MetricUpdate::TestCycle)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_pause_test_restart_scroll_and_quit() {
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.ready(7);
+    let effects = scene.feed(Event::Input(Input::TogglePause));
+    assert!(effects.contains(&Effect::SetPaused(true)) && scene.state.view.paused);
+    let effects = scene.feed(Event::Input(Input::TogglePause));
+    assert!(effects.contains(&Effect::SetPaused(false)) && !scene.state.view.paused);
+    assert!(scene.feed(Event::Input(Input::TestNow)).contains(&Effect::TestNow));
+    assert_eq!(restarts(&scene.feed(Event::Input(Input::Restart))), vec!["requested from the keyboard"]);
+    assert_eq!(scene.state.notice(scene.clock.now), Some(" restarting the service…"));
+    assert_eq!(scene.state.notice(scene.clock.now + Duration::from_secs(4)), None, "notices expire");
+    // Scrolling stays within the alert log.
+    scene.feed(Event::Input(Input::ScrollAlerts(10)));
+    assert_eq!(scene.state.view.alert_scroll, 0);
+    for _ in 0..5 {
+        scene.probe(false, 10);
+    }
+    scene.feed(Event::Input(Input::ScrollAlerts(10)));
+    assert_eq!(scene.state.view.alert_scroll, 1);
+    scene.feed(Event::Input(Input::ScrollAlerts(-10)));
+    assert_eq!(scene.state.view.alert_scroll, 0);
+    scene.feed(Event::Input(Input::ToggleHelp));
+    assert!(scene.state.view.show_help);
+    scene.feed(Event::Input(Input::CloseHelp));
+    assert!(!scene.state.view.show_help);
+    assert!(scene.feed(Event::Input(Input::Quit)).contains(&Effect::Quit));
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_key_does_nothing_but_explain_for_an_external_server() {
+    let mut scene = Scene::new(&Config::default(), false);
+    let effects = scene.feed(Event::Attach { url: "http://127.0.0.1:9".to_owned() });
+    assert_eq!(effects.first(), Some(&Effect::SetProbeTarget(Some("http://127.0.0.1:9".to_owned()))));
+    assert!(restarts(&scene.feed(Event::Input(Input::Restart))).is_empty());
+    assert!(scene.state.notice(scene.clock.now).is_some_and(|n| n.contains("restart is disabled")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stops_after_the_requested_cycles_and_on_shutdown() {
+    let mut scene = Scene::with_cycles(&Config::default(), true, Some(2));
+    scene.ready(7);
+    scene.probe(true, 10);
+    assert!(!scene.feed(Event::CycleDone).contains(&Effect::Quit));
+    scene.probe(true, 10);
+    assert!(scene.feed(Event::CycleDone).contains(&Effect::Quit));
+
+    let mut scene = Scene::new(&Config::default(), true);
+    let effects = scene.feed(Event::Shutdown(ShutdownReason::Signal("SIGTERM")));
+    assert!(effects.contains(&Effect::Quit));
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Log { message, .. } if message == "⏹ Stopping: SIGTERM received"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_summary_reports_the_status_at_quit_not_after_the_server_was_stopped() {
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.ready(7);
+    scene.probe(true, 10);
+    scene.feed(Event::Input(Input::Quit));
+    // Stopping the server afterwards makes it "restarting" on screen…
+    scene.server(ServerEvent::Exited { pid: 7, code: Some(0), signal: None, expected: true });
+    assert_eq!(scene.state.status(), ServiceStatus::Restarting);
+    // …but the session ended healthy.
+    let summary = SessionSummary::from_state(&scene.state, &scene.started, &scene.clock);
+    assert_eq!(summary.last_status, "healthy");
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_and_health_checks_become_metric_updates() {
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.ready(7);
+    let effects = scene.probe(true, 30);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Metric(MetricUpdate::Probe { outcome: "success", .. }))));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Metric(MetricUpdate::CaptionQuality(q)) if *q == 1.0)));
+    let effects = scene.probe(false, 30);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Metric(MetricUpdate::Probe { outcome: "http_5xx", .. }))));
+    let effects = scene.health(false);
+    let gauges = effects.iter().find_map(|e| match e {
+        Effect::Metric(MetricUpdate::Gauges(g)) => Some(g),
+        _ => None,
+    });
+    let gauges = gauges.unwrap();
+    assert_eq!((gauges.consecutive_health_failures, gauges.service_healthy, gauges.server_up), (1, false, true));
+    assert_eq!(gauges.alert_severity.len(), RuleKind::ALL.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_childs_warnings_reach_the_log_pane_and_every_line_the_log_file() {
+    let mut scene = Scene::new(&Config::default(), true);
+    let warn = r#"{"level":"WARN","message":"queue full","error":"64 waiting"}"#.to_owned();
+    let effects = scene.server(ServerEvent::Log { line: warn.clone() });
+    assert_eq!(effects.first(), Some(&Effect::ChildLog { line: warn }));
+    assert_eq!(scene.state.log.back().map(|l| l.message.as_str()), Some("server: queue full: 64 waiting"));
+    let info = r#"{"level":"INFO","message":"request"}"#.to_owned();
+    scene.server(ServerEvent::Log { line: info });
+    assert_eq!(scene.state.log.len(), 1, "info lines stay in the file");
+}
