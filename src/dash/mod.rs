@@ -5,7 +5,8 @@
 //!
 //! Layout:
 //! - Data in: [`event`] (every input, keys included), [`supervisor`] (the child process),
-//!   [`prober`] (timed, classified HTTP probes), [`probe_loops`] (their schedules).
+//!   [`child_output`] (its URL and errors), [`prober`] (timed, classified HTTP probes),
+//!   [`probe_loops`] (their schedules).
 //! - Decisions: [`state`] (the whole dashboard state), [`update`] (event → effects, pure),
 //!   [`alerts`] (rules and their state machines), [`stats`] (rolling window, totals).
 //! - Data out: [`effect`] (what update decides), [`executor`] (carries it out), [`record`]
@@ -17,6 +18,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod child_output;
 pub mod console;
 pub mod effect;
 pub mod event;

@@ -6,8 +6,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use super::state::DashState;
 use super::stats::StatsSnapshot;
 use crate::notify::DeliveryReport;
+use tokio::time::Instant;
 
 /// One line of the metrics file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,50 @@ pub struct CycleRecord {
     pub pid: Option<u32>,
     pub restarts: u32,
     pub active_alerts: Vec<ActiveAlert>,
+}
+
+impl CycleRecord {
+    /// The record of the cycle that just ended in `state`, with `window`'s statistics.
+    pub fn of(state: &DashState, window: &StatsSnapshot, stamp: Stamp, now: Instant) -> Self {
+        let latest = state.latest.as_ref().map(|probe| match &probe.result {
+            Ok(result) => LatestProbe::Caption {
+                image: probe.image.clone(),
+                caption: result.caption.clone(),
+                quality: result.quality.score(),
+                keywords_found: result.quality.found.clone(),
+                keywords_missing: result.quality.missing.clone(),
+            },
+            Err(error) => LatestProbe::Failed {
+                image: probe.image.clone(),
+                error: error.to_string(),
+                error_kind: error.kind().to_owned(),
+            },
+        });
+        Self {
+            stamp,
+            cycle: state.cycles,
+            tests: state.tests,
+            window_s: state.window.window().as_secs_f64(),
+            window: StatsRecord::from(window),
+            session: StatsRecord::from(&state.session.snapshot(now)),
+            consecutive_failures: state.consecutive_failures,
+            health: state.last_health.as_ref().map(|h| HealthRecord {
+                healthy: h.is_healthy(),
+                latency_ms: h.latency.as_secs_f64() * 1000.0,
+                age_s: now.saturating_duration_since(h.at).as_secs_f64(),
+            }),
+            latest,
+            status: state.status().label().to_owned(),
+            pid: state.pid,
+            restarts: state.restarts,
+            active_alerts: state
+                .alerts
+                .active()
+                .into_iter()
+                .map(|(rule, severity)| ActiveAlert { rule, severity })
+                .collect(),
+        }
+    }
 }
 
 /// Window or session statistics (milliseconds, rates 0..1).

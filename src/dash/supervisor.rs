@@ -18,6 +18,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
 
+use super::child_output::{describe_exit, exit_parts, listening_url};
+
 /// Lines of the child's stderr kept to explain a failed start.
 const STDERR_TAIL: usize = 20;
 /// How long to wait for the rest of a dead child's stderr.
@@ -384,48 +386,6 @@ async fn stop_child<E: From<ServerEvent>>(child: &mut Child, pid: u32, grace: Du
     send(events_tx, ServerEvent::Exited { pid, code, signal, expected: true }).await;
 }
 
-fn exit_parts(status: Option<std::process::ExitStatus>) -> (Option<i32>, Option<i32>) {
-    use std::os::unix::process::ExitStatusExt;
-    status.map_or((None, None), |s| (s.code(), s.signal()))
-}
-
-fn describe_exit(status: Option<std::process::ExitStatus>, tail: &[String]) -> String {
-    let how = match exit_parts(status) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => "unknown exit".to_owned(),
-    };
-    // The most useful line is usually the last error the child printed.
-    let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| summarize_log_line(l));
-    match last {
-        Some(line) => format!("{how}: {line}"),
-        None => how,
-    }
-}
-
-/// The message of a JSON log line (or the line itself).
-fn summarize_log_line(line: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(line) {
-        Ok(value) => {
-            let message = value.get("message").and_then(|m| m.as_str()).unwrap_or(line);
-            match value.get("error").and_then(|e| e.as_str()) {
-                Some(error) => format!("{message}: {error}"),
-                None => message.to_owned(),
-            }
-        }
-        Err(_) => line.trim().to_owned(),
-    }
-}
-
-/// The URL from the server's "listening" log line (JSON or text format).
-pub fn listening_url(line: &str) -> Option<String> {
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(line) {
-        return value.get("url").and_then(|u| u.as_str()).map(str::to_owned);
-    }
-    let start = line.find("url=http://")? + "url=".len();
-    Some(line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,24 +423,5 @@ mod tests {
         // Once the oldest restart leaves the window, one more is allowed.
         tokio::time::advance(Duration::from_secs(301)).await;
         assert!(history.try_record(Instant::now(), &p));
-    }
-
-    #[test]
-    fn finds_the_url_in_json_and_text_logs() {
-        let json = r#"{"timestamp":"x","level":"INFO","message":"capwatch serve listening (docs at /docs)","url":"http://127.0.0.1:4321","model_dir":"m"}"#;
-        assert_eq!(listening_url(json).as_deref(), Some("http://127.0.0.1:4321"));
-        let text =
-            "2026-11-26T12:00:00Z  INFO capwatch: capwatch serve listening url=http://127.0.0.1:8000 model_dir=m";
-        assert_eq!(listening_url(text).as_deref(), Some("http://127.0.0.1:8000"));
-        assert_eq!(listening_url(r#"{"message":"model loaded"}"#), None);
-    }
-
-    #[test]
-    fn failure_reasons_quote_the_childs_last_error() {
-        let tail = vec![r#"{"level":"ERROR","message":"model failed to load","error":"cannot load model from x: no such directory"}"#.to_owned()];
-        assert_eq!(
-            describe_exit(None, &tail),
-            "unknown exit: model failed to load: cannot load model from x: no such directory"
-        );
     }
 }

@@ -6,15 +6,13 @@
 //! terminal UI and the tests drive the same function.
 
 use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use super::child_output::parse_log_line;
 use super::effect::{Effect, Gauges, LogLevel, MetricUpdate, ProbeKind};
 use super::event::{Event, Input, ShutdownReason};
 use super::prober::{HealthCheck, InferenceProbe};
-use super::record::{
-    ActiveAlert, AlertRecord, CycleRecord, HealthRecord, LatestProbe, NotificationRecord, Record, ServerChange,
-    ServerRecord, Stamp, StatsRecord,
-};
+use super::record::{AlertRecord, CycleRecord, NotificationRecord, Record, ServerChange, ServerRecord, Stamp};
 use super::state::{ALERT_LOG, DashState, LOG_LINES, LogLine, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus};
-use super::stats::{ProbeSample, StatsSnapshot};
+use super::stats::ProbeSample;
 use super::supervisor::ServerEvent;
 use crate::clock::Clock;
 use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
@@ -204,7 +202,7 @@ fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
     for line in lines {
         out.log(state, LogLevel::Info, line);
     }
-    let record = cycle_record(state, &window, out);
+    let record = CycleRecord::of(state, &window, out.stamp(state), now);
     out.write(Record::Cycle(Box::new(record)));
     if state.settings.stop_after_cycles.is_some_and(|limit| state.cycles >= limit) {
         quit(state, out);
@@ -318,18 +316,14 @@ fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Effects) {
 
 /// The child's warnings and errors go to the log pane too (its info lines only to the file).
 fn on_child_line(state: &mut DashState, line: &str, out: &mut Effects) {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { return };
-    let level = match value.get("level").and_then(|l| l.as_str()) {
-        Some("WARN") => LogLevel::Warn,
-        Some("ERROR") => LogLevel::Error,
+    let Some((level, message)) = parse_log_line(line) else { return };
+    let level = match level.as_str() {
+        "WARN" => LogLevel::Warn,
+        "ERROR" => LogLevel::Error,
         _ => return,
     };
-    let message = value.get("message").and_then(|m| m.as_str()).unwrap_or(line);
-    let text = match value.get("error").and_then(|e| e.as_str()) {
-        Some(error) => format!("server: {message}: {error}"),
-        None => format!("server: {message}"),
-    };
-    push_bounded(&mut state.log, LOG_LINES, LogLine { wall: out.clock.wall, level, message: text });
+    let message = format!("server: {message}");
+    push_bounded(&mut state.log, LOG_LINES, LogLine { wall: out.clock.wall, level, message });
 }
 
 fn on_notification(state: &mut DashState, report: DeliveryReport, out: &mut Effects) {
@@ -401,48 +395,6 @@ fn raise(state: &mut DashState, alert: AlertEvent, out: &mut Effects) {
     out.write(Record::Alert(record));
     out.metric(MetricUpdate::Alert(alert.clone()));
     out.effects.push(Effect::Notify(alert));
-}
-
-fn cycle_record(state: &DashState, window: &StatsSnapshot, out: &Effects) -> CycleRecord {
-    let now = out.clock.now;
-    let latest = state.latest.as_ref().map(|probe| match &probe.result {
-        Ok(result) => LatestProbe::Caption {
-            image: probe.image.clone(),
-            caption: result.caption.clone(),
-            quality: result.quality.score(),
-            keywords_found: result.quality.found.clone(),
-            keywords_missing: result.quality.missing.clone(),
-        },
-        Err(error) => LatestProbe::Failed {
-            image: probe.image.clone(),
-            error: error.to_string(),
-            error_kind: error.kind().to_owned(),
-        },
-    });
-    CycleRecord {
-        stamp: out.stamp(state),
-        cycle: state.cycles,
-        tests: state.tests,
-        window_s: state.window.window().as_secs_f64(),
-        window: StatsRecord::from(window),
-        session: StatsRecord::from(&state.session.snapshot(now)),
-        consecutive_failures: state.consecutive_failures,
-        health: state.last_health.as_ref().map(|h| HealthRecord {
-            healthy: h.is_healthy(),
-            latency_ms: h.latency.as_secs_f64() * 1000.0,
-            age_s: now.saturating_duration_since(h.at).as_secs_f64(),
-        }),
-        latest,
-        status: state.status().label().to_owned(),
-        pid: state.pid,
-        restarts: state.restarts,
-        active_alerts: state
-            .alerts
-            .active()
-            .into_iter()
-            .map(|(rule, severity)| ActiveAlert { rule, severity })
-            .collect(),
-    }
 }
 
 fn gauges(state: &DashState) -> Gauges {
