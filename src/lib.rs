@@ -10,6 +10,7 @@
 //! - [`notify`]: alert notifications (Slack, Telegram, generic webhook).
 //! - [`export`]: Prometheus alerting rules and a Grafana dashboard from the config.
 //! - [`clock`]: one reading of the monotonic and wall clocks, passed to pure code.
+//! - [`exit_code`]: the exit codes, and which of a server's mean "do not restart".
 //! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
 //!
 //! `main.rs` is the only place that turns errors into exit codes.
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod dash;
 pub mod engine;
+pub mod exit_code;
 pub mod export;
 pub mod notify;
 pub mod quality;

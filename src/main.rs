@@ -166,7 +166,8 @@ fn dashboard(run: &RunArgs, serve: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let target = Target::Child(ServeCommand { program, args: serve.child_args(&config) });
+    let preflight = Some(capwatch::dash::preflight::Preflight::new(&config.service));
+    let target = Target::Child(ServeCommand { program, args: serve.child_args(&config), preflight });
     run_monitor(run, config, target)
 }
 
@@ -244,6 +245,8 @@ fn run_monitor(run: &RunArgs, mut config: Config, target: Target) -> ExitCode {
     }
 }
 
+/// `capwatch serve`. Its exit code tells the supervisor whether a restart can help
+/// (`capwatch::exit_code`): 3 model, 4 ONNX Runtime, 5 address, 2 config, 1 anything else.
 fn serve(args: &ServeArgs) -> ExitCode {
     telemetry::init(args.log_format);
     let config = match config_or_exit(args.resolve_config()) {
@@ -254,9 +257,32 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(serve_exit_code(&err))
         }
     }
+}
+
+/// The exit code of a server that stopped with `err`.
+fn serve_exit_code(err: &anyhow::Error) -> u8 {
+    use capwatch::engine::EngineError;
+    use capwatch::exit_code;
+    use capwatch::server::ServerError;
+    if err.downcast_ref::<CannotListen>().is_some() {
+        return exit_code::ADDRESS;
+    }
+    match err.downcast_ref::<ServerError>() {
+        Some(ServerError::Engine(EngineError::ModelLoad { .. })) => exit_code::MODEL,
+        Some(ServerError::Engine(EngineError::Runtime(_))) => exit_code::RUNTIME,
+        _ => exit_code::FAILURE,
+    }
+}
+
+/// The listening socket could not be opened (in use, not permitted, no such address).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+struct CannotListen {
+    address: String,
+    source: std::io::Error,
 }
 
 fn run_server(config: capwatch::config::Config) -> anyhow::Result<()> {
@@ -265,8 +291,9 @@ fn run_server(config: capwatch::config::Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let service = config.service;
         let address = format!("{}:{}", service.host, service.port);
-        let listener =
-            tokio::net::TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|source| CannotListen { address: address.clone(), source })?;
         let local = listener.local_addr().context("listener has no address")?;
         tracing::info!(
             url = %format!("http://{local}"),

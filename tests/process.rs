@@ -59,28 +59,6 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
 }
 
 #[test]
-fn missing_onnxruntime_names_the_command_to_run() {
-    let output = Command::new(BINARY)
-        .args(["serve", "--port", "0", "--model"])
-        .arg(fixture("vit_gpt2_merged"))
-        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/nonexistent/libonnxruntime.so"), "{stderr}");
-    assert!(stderr.contains("make setup"), "{stderr}");
-}
-
-#[test]
-fn missing_model_is_a_clear_error() {
-    let output = Command::new(BINARY).args(["serve", "--port", "0", "--model", "/nonexistent/model"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/nonexistent/model") && stderr.contains("no such directory"), "{stderr}");
-}
-
-#[test]
 fn bad_config_names_key_and_line() {
     let path = std::env::temp_dir().join(format!("capwatch-bad-config-{}.yaml", std::process::id()));
     std::fs::write(&path, "service:\n  port: 8000\n  wokers: 2\n").unwrap();

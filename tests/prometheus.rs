@@ -20,7 +20,7 @@ use capwatch::dash::effect::{Effect, MetricUpdate};
 use capwatch::dash::event::Event;
 use capwatch::dash::metrics::DashMetrics;
 use capwatch::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe};
-use capwatch::dash::state::DashState;
+use capwatch::dash::state::{DashState, Stop};
 use capwatch::dash::update::update;
 use serde_json::Value;
 
@@ -93,6 +93,9 @@ tests:
         values: '5x20'
       - series: 'capwatch_monitor_crash_loop{job="capwatch",instance="a"}'
         values: '0x20'
+      # The server could not start: start_failed is CRITICAL.
+      - series: 'capwatch_monitor_alert_severity{job="capwatch",instance="a",rule="start_failed"}'
+        values: '2x20'
       # The quiet instance: just as slow, failing and wrong, but 2.5 probes per 5 m.
       - series: 'capwatch_monitor_probe_duration_seconds_bucket{job="capwatch",instance="quiet",probe="caption",le="4.0"}'
         values: '0+0x20'
@@ -139,6 +142,11 @@ tests:
       - eval_time: 10m
         alertname: CapwatchCrashLoop
         exp_alerts: []
+      - eval_time: 10m
+        alertname: CapwatchServerCannotStart
+        exp_alerts:
+          - exp_labels: {severity: critical, service: capwatch, rule: start_failed, job: capwatch, instance: a}
+            exp_annotations: {summary: "capwatch cannot start the server", description: "The server exits with an error a restart cannot fix (model, ONNX Runtime, address or config) on a; the dashboard's log says which."}
       # Two minutes in, the window holds too few probes (min_samples 5): nothing fires yet.
       - eval_time: 2m
         alertname: CapwatchErrorRateHigh
@@ -192,7 +200,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 fn dashboard_exposition(config: &Config) -> String {
     let metrics = DashMetrics::new(config, &["slack".to_owned()]);
     let now = tokio::time::Instant::now();
-    let mut state = DashState::new(config, true, None, now);
+    let mut state = DashState::new(config, true, Stop::default(), now);
     let events = [
         Event::Probe(InferenceProbe {
             at: now,
@@ -396,7 +404,7 @@ async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() 
     let groups = get_json(&client, &format!("{api}/rules")).await.unwrap();
     let rules: Vec<&Value> =
         groups["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
-    assert_eq!(rules.len(), 17, "{groups}");
+    assert_eq!(rules.len(), 18, "{groups}");
     for rule in rules {
         assert_eq!(rule["health"], "ok", "{rule}");
     }

@@ -21,6 +21,7 @@ fn command(model: OsString) -> ServeCommand {
             .map(OsString::from)
             .chain([model])
             .collect(),
+        preflight: None,
     }
 }
 
@@ -105,27 +106,77 @@ async fn restarts_after_kill_and_on_request_then_stops_cleanly() {
 }
 
 #[tokio::test]
-async fn a_child_that_cannot_start_ends_in_a_crash_loop() {
+async fn a_child_that_cannot_load_its_model_is_not_restarted() {
     let (events_tx, mut events_rx) = mpsc::channel(256);
     let (commands_tx, commands_rx) = mpsc::channel(8);
-    let supervisor = tokio::spawn(run(command("/nonexistent/model".into()), policy(2), events_tx, commands_rx));
-    let mut failures = 0;
+    let supervisor = tokio::spawn(run(command("/nonexistent/model".into()), policy(5), events_tx, commands_rx));
+    for attempt in 0..2 {
+        assert!(matches!(next(&mut events_rx).await, ServerEvent::Spawned { .. }));
+        let mut event = next(&mut events_rx).await;
+        if matches!(event, ServerEvent::Listening { .. }) {
+            event = next(&mut events_rx).await;
+        }
+        let ServerEvent::StartFailed { reason, .. } = event else { panic!("expected StartFailed, got {event:?}") };
+        assert!(reason.starts_with("exit code 3: ") && reason.contains("no such directory"), "{reason}");
+        let event = next(&mut events_rx).await;
+        assert!(matches!(&event, ServerEvent::PermanentFailure { code: 3, reason: r } if *r == reason), "{event:?}");
+        // Nothing more until someone asks: no backoff, no restart.
+        let quiet = tokio::time::timeout(Duration::from_millis(500), next(&mut events_rx)).await;
+        assert!(quiet.is_err(), "attempt {attempt}: {quiet:?}");
+        // A manual restart tries once more.
+        commands_tx.send(SupervisorCommand::Restart { reason: "test".to_owned() }).await.unwrap();
+    }
+    assert!(matches!(next(&mut events_rx).await, ServerEvent::Spawned { .. }));
+    commands_tx.send(SupervisorCommand::Stop).await.unwrap();
     loop {
-        match next(&mut events_rx).await {
-            ServerEvent::StartFailed { reason, .. } => {
-                assert!(reason.contains("exit code 1") && reason.contains("no such directory"), "{reason}");
-                failures += 1;
-            }
-            ServerEvent::CrashLoop { restarts, .. } => {
-                assert_eq!(restarts, 2);
-                break;
-            }
-            ServerEvent::Spawned { .. } | ServerEvent::Listening { .. } | ServerEvent::RestartScheduled { .. } => {}
-            other => panic!("unexpected {other:?}"),
+        if next(&mut events_rx).await == ServerEvent::Stopped {
+            break;
         }
     }
-    // The first start plus two restarts.
-    assert_eq!(failures, 3);
+    supervisor.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_dying_after_it_is_ready_ends_in_a_crash_loop() {
+    let (events_tx, mut events_rx) = mpsc::channel(256);
+    let (commands_tx, commands_rx) = mpsc::channel(8);
+    let supervisor = tokio::spawn(run(command(fixture("vit_gpt2_merged").into()), policy(2), events_tx, commands_rx));
+    // The first start plus two restarts, each killed once it is ready.
+    for _ in 0..3 {
+        let pid = expect_start(&mut events_rx).await;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let event = next(&mut events_rx).await;
+        assert_eq!(event, ServerEvent::Exited { pid, code: None, signal: Some(9), expected: false });
+        let event = next(&mut events_rx).await;
+        if let ServerEvent::CrashLoop { restarts, .. } = event {
+            assert_eq!(restarts, 2);
+            commands_tx.send(SupervisorCommand::Stop).await.unwrap();
+            assert_eq!(next(&mut events_rx).await, ServerEvent::Stopped);
+            supervisor.await.unwrap();
+            return;
+        }
+        assert!(matches!(event, ServerEvent::RestartScheduled { .. }), "{event:?}");
+    }
+    panic!("no crash loop after three deaths");
+}
+
+#[tokio::test]
+async fn a_child_that_dies_before_it_listens_is_reported_with_its_own_words_at_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut command = command(fixture("vit_gpt2_merged").into());
+    let at = command.args.iter().position(|a| a == "--port").unwrap();
+    command.args[at + 1] = port.clone().into();
+    let (events_tx, mut events_rx) = mpsc::channel(256);
+    let (commands_tx, commands_rx) = mpsc::channel(8);
+    let started = std::time::Instant::now();
+    let supervisor = tokio::spawn(run(command, policy(5), events_tx, commands_rx));
+    assert!(matches!(next(&mut events_rx).await, ServerEvent::Spawned { .. }));
+    let event = next(&mut events_rx).await;
+    let ServerEvent::StartFailed { reason, .. } = &event else { panic!("expected StartFailed, got {event:?}") };
+    assert!(reason.starts_with(&format!("exit code 5: cannot listen on 127.0.0.1:{port}: ")), "{reason}");
+    assert!(started.elapsed() < Duration::from_secs(20), "not reported at once: {:?}", started.elapsed());
+    assert!(matches!(next(&mut events_rx).await, ServerEvent::PermanentFailure { code: 5, .. }));
     commands_tx.send(SupervisorCommand::Stop).await.unwrap();
     assert_eq!(next(&mut events_rx).await, ServerEvent::Stopped);
     supervisor.await.unwrap();

@@ -196,3 +196,26 @@ fn a_dead_alert_sink_shows_on_the_dashboard() {
     assert_eq!(status.exit_code(), 1, "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_server_that_cannot_start_shows_why_and_r_tries_again() {
+    let (dir, config) =
+        common::monitor_config("tui-cannot-start", &[("model_dir: models/default", "model_dir: /nonexistent")]);
+    let (pty, mut child, mut keys) = Pty::start(&config, &[]);
+    let screen = pty.wait_for("the failed state", |s| s.contains("FAILED") && s.contains("r to try again"));
+    assert!(screen.contains("server stopped: cannot load model from /nonexistent: no such directory"), "{screen}");
+    keys.write_all(b"r").unwrap();
+    // The second try fails the same way, and the log says so twice.
+    pty.wait_for("a second report", |s| s.matches("Server failed to start").count() >= 2 && s.contains("FAILED"));
+    keys.write_all(b"q").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the dashboard did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.exit_code(), 2, "a critical start_failed alert fired");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -49,17 +49,20 @@ pub enum RuleKind {
     HealthDown,
     /// The supervisor gave up restarting (raised directly, not by thresholds).
     CrashLoop,
+    /// The server cannot start and a restart would not help (raised directly).
+    StartFailed,
 }
 
 impl RuleKind {
     /// Every rule, in the order the dashboard, `/metrics` and the exports list them.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::P95Latency,
         Self::ErrorRate,
         Self::ConsecutiveFailures,
         Self::QualityScore,
         Self::HealthDown,
         Self::CrashLoop,
+        Self::StartFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +73,7 @@ impl RuleKind {
             Self::QualityScore => "quality_score",
             Self::HealthDown => "health_down",
             Self::CrashLoop => "crash_loop",
+            Self::StartFailed => "start_failed",
         }
     }
 
@@ -78,7 +82,7 @@ impl RuleKind {
         match self {
             Self::P95Latency => format!("{value:.1}ms"),
             Self::ErrorRate => format!("{:.1}%", value * 100.0),
-            Self::ConsecutiveFailures | Self::HealthDown | Self::CrashLoop => format!("{value:.0}"),
+            Self::ConsecutiveFailures | Self::HealthDown | Self::CrashLoop | Self::StartFailed => format!("{value:.0}"),
             Self::QualityScore => format!("{value:.2}"),
         }
     }

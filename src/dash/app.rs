@@ -24,7 +24,7 @@ use super::metrics::DashMetrics;
 use super::probe_loops::{self, health_loop, inference_loop};
 use super::prober::{ProbeImage, Prober};
 use super::records_file::RecordsFile;
-use super::state::DashState;
+use super::state::{DashState, Stop};
 use super::summary::SessionSummary;
 use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
 use super::tui::{self, TerminalGuard};
@@ -141,7 +141,12 @@ pub async fn run(
 
     let started = Clock::read();
     let supervised = matches!(target, Target::Child(_));
-    let mut state = DashState::new(&config, supervised, stop_after.cycles, started.now);
+    let mut state = DashState::new(
+        &config,
+        supervised,
+        Stop { cycles: stop_after.cycles, interactive: mode == Mode::Tui },
+        started.now,
+    );
     let (probes, controls) = probe_loops::controls();
     let (supervisor_tx, supervisor_rx) = mpsc::channel::<SupervisorCommand>(8);
     let mut executor = Executor {

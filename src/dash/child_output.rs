@@ -24,7 +24,9 @@ pub fn describe_exit(status: Option<std::process::ExitStatus>, tail: &[String]) 
 
 /// The message of a JSON log line (or the line itself).
 fn summarize_log_line(line: &str) -> String {
-    parse_log_line(line).map_or_else(|| line.trim().to_owned(), |(_, message)| message)
+    // `capwatch serve` ends with `error: <why>` on stderr, after its JSON lines.
+    let plain = || line.trim().trim_start_matches("error: ").to_owned();
+    parse_log_line(line).map_or_else(plain, |(_, message)| message)
 }
 
 /// The level (`INFO`, `WARN`, `ERROR`, …) and `message: error` of one of the child's JSON

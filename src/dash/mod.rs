@@ -24,6 +24,7 @@ pub mod effect;
 pub mod event;
 pub mod executor;
 pub mod metrics;
+pub mod preflight;
 pub mod probe_loops;
 pub mod prober;
 pub mod record;

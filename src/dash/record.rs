@@ -220,6 +220,7 @@ pub enum ServerChange {
     Exited { pid: u32, code: Option<i32>, signal: Option<i32>, expected: bool },
     StartFailed { pid: u32, reason: String },
     CrashLoop { restarts: usize, window_s: u64 },
+    PermanentFailure { code: i32, reason: String },
 }
 
 /// What became of one notification at one sink.
@@ -297,6 +298,10 @@ mod tests {
             server(ServerChange::Exited { pid: 42, code: Some(1), signal: None, expected: false }),
             server(ServerChange::StartFailed { pid: 42, reason: "exit code 1: bad model".to_owned() }),
             server(ServerChange::CrashLoop { restarts: 5, window_s: 600 }),
+            server(ServerChange::PermanentFailure {
+                code: 3,
+                reason: "cannot load model from /m: no such directory".to_owned(),
+            }),
             notification(DeliveryOutcome::Delivered { attempts: 1, status: 200, elapsed: Duration::from_millis(12) }),
             notification(DeliveryOutcome::Failed {
                 attempts: 4,

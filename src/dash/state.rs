@@ -30,6 +30,10 @@ pub enum ServiceStatus {
     Degraded,
     Down,
     Restarting,
+    /// It cannot start; a restart would not help.
+    Failed,
+    /// It kept dying; automatic restarts stopped.
+    CrashLoop,
 }
 
 impl ServiceStatus {
@@ -40,6 +44,8 @@ impl ServiceStatus {
             Self::Degraded => "degraded",
             Self::Down => "down",
             Self::Restarting => "restarting",
+            Self::Failed => "failed",
+            Self::CrashLoop => "crash_loop",
         }
     }
 }
@@ -112,6 +118,18 @@ pub struct Settings {
     pub restart_after_health_failures: usize,
     /// Stop after this many test cycles (`--cycles`).
     pub stop_after_cycles: Option<u64>,
+    /// Someone can press keys (the TUI): when the supervisor gives up, wait for `r` or `q`
+    /// instead of ending the session.
+    pub interactive: bool,
+}
+
+/// When the session ends by itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stop {
+    /// After this many test cycles (`--cycles`).
+    pub cycles: Option<u64>,
+    /// False (headless): also when the supervisor gives up, since nobody can press `r`.
+    pub interactive: bool,
 }
 
 /// The whole dashboard state.
@@ -129,6 +147,8 @@ pub struct DashState {
     pub restarts: u32,
     pub spawns: u32,
     pub crash_loop: bool,
+    /// Why the supervisor stopped trying (a permanent start failure or a crash loop).
+    pub gave_up: Option<String>,
     pub last_health: Option<HealthCheck>,
     pub consecutive_health_failures: usize,
     pub consecutive_failures: u64,
@@ -154,14 +174,15 @@ pub struct DashState {
 
 impl DashState {
     /// A fresh state at `now`; `supervised` when capwatch launches the server itself.
-    pub fn new(config: &Config, supervised: bool, stop_after_cycles: Option<u64>, now: Instant) -> Self {
+    pub fn new(config: &Config, supervised: bool, stop: Stop, now: Instant) -> Self {
         Self {
             settings: Settings {
                 model_name: config.service.model_name(),
                 tests_per_cycle: config.monitoring.tests_per_cycle.get(),
                 automatic_restart: config.restart.automatic,
                 restart_after_health_failures: config.restart.health_failures.get(),
-                stop_after_cycles,
+                stop_after_cycles: stop.cycles,
+                interactive: stop.interactive,
             },
             started: now,
             window: RollingWindow::new(config.monitoring.window_s.0),
@@ -174,6 +195,7 @@ impl DashState {
             restarts: 0,
             spawns: 0,
             crash_loop: false,
+            gave_up: None,
             last_health: None,
             consecutive_health_failures: 0,
             consecutive_failures: 0,
@@ -203,7 +225,12 @@ impl DashState {
     /// tests fail in a row as often as the `consecutive_failures` warning level says.
     pub fn status(&self) -> ServiceStatus {
         if !self.server_up {
-            return if self.spawns == 0 { ServiceStatus::Starting } else { ServiceStatus::Restarting };
+            return match (&self.gave_up, self.crash_loop, self.spawns) {
+                (Some(_), true, _) => ServiceStatus::CrashLoop,
+                (Some(_), false, _) => ServiceStatus::Failed,
+                (None, _, 0) => ServiceStatus::Starting,
+                (None, _, _) => ServiceStatus::Restarting,
+            };
         }
         let health_ok = self.last_health.as_ref().is_none_or(HealthCheck::is_healthy);
         let down_after = self.alerts.rule(RuleKind::ConsecutiveFailures).map_or(f64::INFINITY, |rule| rule.warning);

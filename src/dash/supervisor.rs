@@ -4,7 +4,8 @@
 //! from the child's first JSON log line, waits for `/ready`, and reports everything as
 //! [`ServerEvent`]s. On an unexpected exit it restarts with exponential backoff; more than
 //! `max_restarts` restarts within `window` stops the restarting ([`ServerEvent::CrashLoop`])
-//! until a manual restart. Stopping is graceful: SIGTERM, then SIGKILL after a grace period.
+//! until a manual restart. A failed preflight check, or an exit code that says a restart
+//! cannot help (`crate::exit_code`), is not retried ([`ServerEvent::PermanentFailure`]). Stopping is graceful: SIGTERM, then SIGKILL after a grace period.
 //! It knows nothing about the UI; decisions based on health checks come in as commands.
 
 use std::collections::VecDeque;
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
 
 use super::child_output::{describe_exit, exit_parts, listening_url};
+use super::preflight::Preflight;
 
 /// Lines of the child's stderr kept to explain a failed start.
 const STDERR_TAIL: usize = 20;
@@ -31,6 +33,8 @@ pub struct ServeCommand {
     pub program: PathBuf,
     /// Arguments after the program; must make it log JSON lines to stderr (`--log-format json`).
     pub args: Vec<OsString>,
+    /// Checked before every start; a failure is permanent.
+    pub preflight: Option<Preflight>,
 }
 
 /// Restart behaviour.
@@ -130,6 +134,12 @@ pub enum ServerEvent {
         delay: Duration,
         reason: String,
     },
+    /// It cannot start and a restart would not help (exit code 2–5, or a failed preflight
+    /// check): no restart until a manual one.
+    PermanentFailure {
+        code: i32,
+        reason: String,
+    },
     /// Too many restarts: automatic restarting is off until a manual restart.
     CrashLoop {
         restarts: usize,
@@ -157,7 +167,7 @@ enum NextStep {
         delay: Duration,
         reason: String,
     },
-    /// Wait for a command before doing anything (crash loop).
+    /// Wait for a command before doing anything (crash loop, permanent failure).
     Idle,
     Stop,
 }
@@ -199,7 +209,14 @@ pub async fn run<E: From<ServerEvent> + Send + 'static>(
                 }
             }
         }
-        let (outcome, was_ready) = run_one(&command, &policy, &events_tx, &mut commands_rx).await;
+        let preflight = command.preflight.as_ref().map_or(Ok(()), Preflight::check);
+        let (outcome, was_ready) = match preflight {
+            Ok(()) => run_one(&command, &policy, &events_tx, &mut commands_rx).await,
+            Err(failure) => {
+                send(&events_tx, ServerEvent::StartFailed { pid: 0, reason: failure.reason.clone() }).await;
+                (ChildEnd::Permanent { code: failure.code, reason: failure.reason }, false)
+            }
+        };
         if was_ready {
             attempt = 0;
         }
@@ -218,6 +235,10 @@ pub async fn run<E: From<ServerEvent> + Send + 'static>(
                 }
             }
             ChildEnd::Failed { .. } => NextStep::Idle,
+            ChildEnd::Permanent { code, reason } => {
+                send(&events_tx, ServerEvent::PermanentFailure { code, reason }).await;
+                NextStep::Idle
+            }
         };
     }
     send(&events_tx, ServerEvent::Stopped).await;
@@ -226,7 +247,36 @@ pub async fn run<E: From<ServerEvent> + Send + 'static>(
 enum ChildEnd {
     Stop,
     ManualRestart,
-    Failed { reason: String },
+    /// It died: worth a restart.
+    Failed {
+        reason: String,
+    },
+    /// It exited with a code that says a restart cannot help.
+    Permanent {
+        code: i32,
+        reason: String,
+    },
+}
+
+/// How a child that exited with `code` ended, for the restart decision.
+fn child_end(code: Option<i32>, reason: String) -> ChildEnd {
+    match code {
+        Some(code) if crate::exit_code::is_permanent(code) => ChildEnd::Permanent { code, reason },
+        _ => ChildEnd::Failed { reason },
+    }
+}
+
+/// A child that exited before it was ready: reported with the last thing it said.
+async fn start_failed<E: From<ServerEvent>>(
+    pid: u32,
+    status: Option<std::process::ExitStatus>,
+    tail_rx: &mut mpsc::Receiver<Vec<String>>,
+    events_tx: &mpsc::Sender<E>,
+) -> (ChildEnd, bool) {
+    let tail = timeout(TAIL_WAIT, tail_rx.recv()).await.ok().flatten().unwrap_or_default();
+    let reason = describe_exit(status, &tail);
+    send(events_tx, ServerEvent::StartFailed { pid, reason: reason.clone() }).await;
+    (child_end(exit_parts(status).0, reason), false)
 }
 
 async fn send<E: From<ServerEvent>>(events_tx: &mpsc::Sender<E>, event: ServerEvent) {
@@ -307,13 +357,16 @@ async fn run_one<E: From<ServerEvent> + Send + 'static>(
         }
     };
     let ready = tokio::select! {
-        ready = timeout(policy.startup_timeout, startup) => ready.ok().flatten(),
-        status = child.wait() => {
-            let tail = tail_rx.recv().await.unwrap_or_default();
-            let reason = describe_exit(status.ok(), &tail);
-            send(events_tx, ServerEvent::StartFailed { pid, reason: reason.clone() }).await;
-            return (ChildEnd::Failed { reason }, false);
-        }
+        ready = timeout(policy.startup_timeout, startup) => match ready {
+            Ok(Some(url)) => Some(url),
+            // Its stderr closed before it said where it listens: it is exiting; say why.
+            Ok(None) => match timeout(TAIL_WAIT, child.wait()).await {
+                Ok(status) => return start_failed(pid, status.ok(), &mut tail_rx, events_tx).await,
+                Err(_) => None,
+            },
+            Err(_) => None,
+        },
+        status = child.wait() => return start_failed(pid, status.ok(), &mut tail_rx, events_tx).await,
         command = commands_rx.recv() => {
             let end = match command {
                 Some(SupervisorCommand::Restart { .. }) => ChildEnd::ManualRestart,
@@ -340,7 +393,7 @@ async fn run_one<E: From<ServerEvent> + Send + 'static>(
             let (code, signal) = exit_parts(status);
             send(events_tx, ServerEvent::Exited { pid, code, signal, expected: false }).await;
             let reason = format!("server exited unexpectedly ({})", describe_exit(status, &tail));
-            (ChildEnd::Failed { reason }, true)
+            (child_end(code, reason), true)
         }
         command = commands_rx.recv() => {
             let end = match command {

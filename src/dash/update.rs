@@ -244,6 +244,9 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
 fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Effects) {
     let change = match event {
         ServerEvent::Spawned { pid } => {
+            // A new try (after `r`, when it had given up): the verdict is open again.
+            state.gave_up = None;
+            state.crash_loop = false;
             state.spawns += 1;
             if state.spawns > 1 {
                 state.restarts += 1;
@@ -301,7 +304,26 @@ fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Effects) {
                 threshold: value,
             };
             raise(state, alert, out);
+            state.gave_up = Some(format!("crash loop ({restarts} restarts within {} s)", window.as_secs()));
+            give_up(state, out);
             ServerChange::CrashLoop { restarts, window_s: window.as_secs() }
+        }
+        ServerEvent::PermanentFailure { code, reason } => {
+            let meaning = crate::exit_code::meaning(code);
+            let message = format!("⛔ Not restarting: {meaning} (exit code {code}); a restart cannot fix it");
+            out.log(state, LogLevel::Error, message);
+            let value = f64::from(code);
+            let alert = AlertEvent {
+                rule: RuleKind::StartFailed,
+                severity: Severity::Critical,
+                transition: AlertTransition::Fired,
+                value,
+                threshold: value,
+            };
+            raise(state, alert, out);
+            state.gave_up = Some(reason.clone());
+            give_up(state, out);
+            ServerChange::PermanentFailure { code, reason }
         }
         ServerEvent::Log { line } => {
             on_child_line(state, &line, out);
@@ -312,6 +334,15 @@ fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Effects) {
     };
     let record = ServerRecord { stamp: out.stamp(state), event: change, restarts: state.restarts };
     out.write(Record::Server(record));
+}
+
+/// The supervisor stopped trying: headless runs end (nobody can press `r`); the TUI waits.
+fn give_up(state: &mut DashState, out: &mut Effects) {
+    if !state.settings.interactive {
+        let message = "⏹ Stopping: the server is not running and will not be restarted".to_owned();
+        out.log(state, LogLevel::Error, message);
+        quit(state, out);
+    }
 }
 
 /// The child's warnings and errors go to the log pane too (its info lines only to the file).
@@ -404,7 +435,17 @@ fn gauges(state: &DashState) -> Gauges {
         service_healthy: state.last_health.as_ref().is_some_and(HealthCheck::is_healthy),
         server_up: state.server_up,
         crash_loop: state.crash_loop,
-        alert_severity: RuleKind::ALL.iter().map(|&rule| (rule, state.alerts.severity(rule))).collect(),
+        alert_severity: RuleKind::ALL
+            .iter()
+            .map(|&rule| {
+                let raised = match rule {
+                    RuleKind::CrashLoop => state.crash_loop,
+                    RuleKind::StartFailed => state.gave_up.is_some() && !state.crash_loop,
+                    _ => false,
+                };
+                (rule, if raised { Severity::Critical } else { state.alerts.severity(rule) })
+            })
+            .collect(),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::dash::effect::{Effect, LogLevel, MetricUpdate};
 use crate::dash::event::{Event, Input, ShutdownReason};
 use crate::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe, ProbeError};
 use crate::dash::record::{Record, ServerChange};
-use crate::dash::state::{DashState, ServiceStatus};
+use crate::dash::state::{DashState, ServiceStatus, Stop};
 use crate::dash::summary::SessionSummary;
 use crate::dash::supervisor::ServerEvent;
 use crate::quality::match_keywords;
@@ -28,12 +28,16 @@ struct Scene {
 
 impl Scene {
     fn new(config: &Config, supervised: bool) -> Self {
-        Self::with_cycles(config, supervised, None)
+        Self::with_stop(config, supervised, None, true)
     }
 
-    fn with_cycles(config: &Config, supervised: bool, cycles: Option<u64>) -> Self {
+    fn with_stop(config: &Config, supervised: bool, cycles: Option<u64>, interactive: bool) -> Self {
         let clock = Clock::at(Instant::now(), WALL_START);
-        Self { state: DashState::new(config, supervised, cycles, clock.now), clock, started: clock }
+        Self {
+            state: DashState::new(config, supervised, Stop { cycles, interactive }, clock.now),
+            clock,
+            started: clock,
+        }
     }
 
     /// One event, one second after the previous one.
@@ -317,7 +321,7 @@ async fn restart_key_does_nothing_but_explain_for_an_external_server() {
 
 #[tokio::test(start_paused = true)]
 async fn stops_after_the_requested_cycles_and_on_shutdown() {
-    let mut scene = Scene::with_cycles(&Config::default(), true, Some(2));
+    let mut scene = Scene::with_stop(&Config::default(), true, Some(2), false);
     scene.ready(7);
     scene.probe(true, 10);
     assert!(!scene.feed(Event::CycleDone).contains(&Effect::Quit));
@@ -375,4 +379,42 @@ async fn the_childs_warnings_reach_the_log_pane_and_every_line_the_log_file() {
     let info = r#"{"level":"INFO","message":"request"}"#.to_owned();
     scene.server(ServerEvent::Log { line: info });
     assert_eq!(scene.state.log.len(), 1, "info lines stay in the file");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_start_failure_ends_a_headless_run_at_once() {
+    let mut scene = Scene::with_stop(&Config::default(), true, None, false);
+    scene.server(ServerEvent::Spawned { pid: 7 });
+    let reason = "exit code 3: cannot load model from /nonexistent: no such directory".to_owned();
+    scene.server(ServerEvent::StartFailed { pid: 7, reason: reason.clone() });
+    let effects = scene.server(ServerEvent::PermanentFailure { code: 3, reason: reason.clone() });
+    assert!(effects.contains(&Effect::Quit), "{effects:?}");
+    assert!(restarts(&effects).is_empty());
+    assert_eq!(notified(&effects), vec![(RuleKind::StartFailed, Severity::Critical, AlertTransition::Fired)]);
+    assert!(records(&effects).iter().any(|r| matches!(r, Record::Server(s) if s.event == ServerChange::PermanentFailure { code: 3, reason: reason.clone() })));
+    assert_eq!(scene.state.status(), ServiceStatus::Failed);
+    let summary = SessionSummary::from_state(&scene.state, &scene.started, &scene.clock);
+    assert_eq!((summary.last_status.as_str(), summary.alerts_critical), ("failed", 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_loop_ends_a_headless_run_and_waits_for_r_in_the_tui() {
+    let crash_loop = ServerEvent::CrashLoop { restarts: 5, window: Duration::from_secs(600) };
+    let mut headless = Scene::with_stop(&Config::default(), true, None, false);
+    headless.ready(7);
+    headless.server(ServerEvent::Exited { pid: 7, code: None, signal: Some(9), expected: false });
+    assert!(headless.server(crash_loop.clone()).contains(&Effect::Quit));
+    assert_eq!(headless.state.status(), ServiceStatus::CrashLoop);
+    assert_eq!(headless.state.status_at_quit, Some(ServiceStatus::CrashLoop));
+
+    let mut tui = Scene::new(&Config::default(), true);
+    tui.ready(7);
+    tui.server(ServerEvent::Exited { pid: 7, code: None, signal: Some(9), expected: false });
+    assert!(!tui.server(crash_loop).contains(&Effect::Quit));
+    assert_eq!(tui.state.gave_up.as_deref(), Some("crash loop (5 restarts within 600 s)"));
+    // `r` starts it again: the verdict is open until the new child says otherwise.
+    assert_eq!(restarts(&tui.feed(Event::Input(Input::Restart))), vec!["requested from the keyboard"]);
+    tui.server(ServerEvent::Spawned { pid: 8 });
+    assert_eq!((tui.state.gave_up.clone(), tui.state.crash_loop), (None, false));
+    assert_eq!(tui.state.status(), ServiceStatus::Restarting);
 }

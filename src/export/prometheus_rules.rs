@@ -211,7 +211,8 @@ pub fn rules(config: &Config) -> RulesFile {
                     "{{ $value }} health checks failed in a row (threshold {threshold}) on {{ $labels.instance }}."
                         .to_owned(),
             },
-            RuleKind::CrashLoop => continue,
+            // Raised by the supervisor, not by thresholds: one rule each, below.
+            RuleKind::CrashLoop | RuleKind::StartFailed => continue,
         };
         dashboard.extend(b.both(&condition));
     }
@@ -223,6 +224,15 @@ pub fn rules(config: &Config) -> RulesFile {
         severity: "critical",
         summary: "capwatch stopped restarting a crash-looping server",
         description: "The server restarted too often; automatic restarts are off until someone intervenes on {{ $labels.instance }}.",
+    }));
+    dashboard.push(b.single(&OneRule {
+        alert: "CapwatchServerCannotStart",
+        rule: "start_failed",
+        expr: format!(r#"{}{{rule="start_failed"}} == 2"#, dash::ALERT_SEVERITY),
+        for_duration: "0s",
+        severity: "critical",
+        summary: "capwatch cannot start the server",
+        description: "The server exits with an error a restart cannot fix (model, ONNX Runtime, address or config) on {{ $labels.instance }}; the dashboard's log says which.",
     }));
     dashboard.push(b.single(&OneRule {
         alert: "CapwatchNotificationsFailing",

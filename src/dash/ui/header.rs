@@ -21,7 +21,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
             state.restarts
         )),
     ]);
-    let line2 = Line::from(format!(" {url}  (/health /docs /metrics)"));
+    let line2 = match &state.gave_up {
+        Some(cause) if !state.server_up => {
+            let text = format!(" server stopped: {cause}");
+            Line::styled(text, Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
+        }
+        _ => Line::from(format!(" {url}  (/health /docs /metrics)")),
+    };
     frame.render_widget(Paragraph::new(vec![line1, line2]).block(Block::bordered().title(" capwatch ")), area);
 }
 
@@ -35,6 +41,8 @@ fn status_badge(state: &DashState) -> Span<'static> {
             ServiceStatus::Down => ("DOWN", Color::Red),
             ServiceStatus::Restarting => ("RESTARTING", Color::Magenta),
             ServiceStatus::Starting => ("STARTING", Color::Gray),
+            ServiceStatus::Failed => ("FAILED", Color::Red),
+            ServiceStatus::CrashLoop => ("CRASH LOOP", Color::Red),
         }
     };
     Span::styled(format!(" {label} "), Style::default().fg(Color::Black).bg(colour).add_modifier(Modifier::BOLD))

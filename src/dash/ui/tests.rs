@@ -15,7 +15,7 @@ use crate::config::{Config, Levels, MinSeverity, SinkConfig, SinkKind, SinkTarge
 use crate::dash::alerts::Severity;
 use crate::dash::event::{Event, Input};
 use crate::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe};
-use crate::dash::state::DashState;
+use crate::dash::state::{DashState, Stop};
 use crate::dash::supervisor::ServerEvent;
 use crate::dash::update::update;
 use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport, FailureKind};
@@ -33,7 +33,7 @@ struct Scene {
 impl Scene {
     fn new(config: &Config, supervised: bool) -> Self {
         let clock = Clock::at(Instant::now(), WALL_START);
-        Self { state: DashState::new(config, supervised, None, clock.now), clock }
+        Self { state: DashState::new(config, supervised, Stop { cycles: None, interactive: true }, clock.now), clock }
     }
 
     fn feed(&mut self, event: Event) {
@@ -235,4 +235,23 @@ async fn the_sparkline_fills_the_pane_with_history() {
         let shown = pane - 2;
         assert!(screen.contains(&format!("Latency ms (last {shown})")), "{screen}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_cannot_start_says_why_and_what_to_do() {
+    let mut scene = Scene::new(&lenient_config(), true);
+    scene.feed(Event::Server(ServerEvent::StartFailed {
+        pid: 0,
+        reason: "cannot listen on 127.0.0.1:8000: Address in use".to_owned(),
+    }));
+    scene.feed(Event::Server(ServerEvent::PermanentFailure {
+        code: 5,
+        reason: "cannot listen on 127.0.0.1:8000: Address in use".to_owned(),
+    }));
+    let terminal = scene.render(80, 24);
+    insta::assert_snapshot!("cannot_start_80x24", terminal.backend());
+    let buffer = terminal.backend().buffer();
+    assert_eq!(buffer[(1, 1)].bg, Color::Red, "FAILED badge");
+    assert_eq!(colour_of(buffer, "server stopped: cannot listen on 127.0.0.1:8000"), Color::Red);
+    assert!(text(buffer).contains("server stopped — r to try again · q to quit"), "{}", text(buffer));
 }
