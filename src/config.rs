@@ -110,6 +110,24 @@ pub struct ThresholdsConfig {
     pub quality_score: Levels,
     /// Probes needed in the window before percentile and rate rules judge.
     pub min_samples: u64,
+    /// Evaluations in a row that must agree before a rule escalates, de-escalates or
+    /// resolves (firing is immediate).
+    pub for_evaluations: std::num::NonZeroU32,
+    /// Time the new state must also have held (Prometheus's `for:`); none by default.
+    pub for_s: Option<Seconds>,
+    /// How far past a threshold (percent of it) a value must go back to leave that level.
+    #[serde(deserialize_with = "percent")]
+    pub hysteresis_percent: f64,
+}
+
+/// A percentage from 0 up to (not including) 100.
+fn percent<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if (0.0..100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format!("expected a percentage from 0 to below 100, got {value}")))
+    }
 }
 
 impl Default for ThresholdsConfig {
@@ -120,6 +138,9 @@ impl Default for ThresholdsConfig {
             consecutive_failures: Levels { warning: 3.0, critical: 5.0 },
             quality_score: Levels { warning: 0.75, critical: 0.5 },
             min_samples: 5,
+            for_evaluations: std::num::NonZeroU32::MIN.saturating_add(1),
+            for_s: None,
+            hysteresis_percent: 10.0,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use capwatch::clock::Clock;
 use capwatch::config::Config;
 use capwatch::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use capwatch::notify::{DeliveryOutcome, DeliveryReport, FailureKind, Notifier, Sink};
@@ -196,11 +197,6 @@ fn alert_test_reports_what_each_sink_answered() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The timestamp notifications carry (the dashboard passes its clock reading).
-fn stamp() -> String {
-    capwatch::clock::Clock::read().timestamp()
-}
-
 fn alert(rule: RuleKind, severity: Severity, transition: AlertTransition) -> AlertEvent {
     AlertEvent { rule, severity, transition, value: 1.0, threshold: 1.0 }
 }
@@ -218,17 +214,25 @@ async fn minimum_severity_and_resolved_follow_what_each_sink_was_told() {
     let (reports_tx, mut reports_rx) = tokio::sync::mpsc::channel(64);
     let mut notifier = Notifier::start(sinks, &config.alerts, "default", reports_tx).unwrap();
 
-    use AlertTransition::{Fired, Repeated, Resolved};
+    use AlertTransition::{Deescalated, Escalated, Fired, Repeated, Resolved};
+    // The dashboard's clock readings: each sink hears a rule at most once per 300 s cooldown.
+    let start = Clock::read();
+    let at = |seconds: u64| start.later(Duration::from_secs(seconds));
     // Quality only ever reaches warning: the critical-only pager hears nothing, not even "resolved".
-    notifier.notify(&alert(RuleKind::QualityScore, Severity::Warning, Fired), stamp());
-    notifier.notify(&alert(RuleKind::QualityScore, Severity::Ok, Resolved), stamp());
-    // Latency: warning (webhook only), critical (both), repeat (both), resolved (both).
-    notifier.notify(&alert(RuleKind::P95Latency, Severity::Warning, Fired), stamp());
-    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Fired), stamp());
-    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Repeated), stamp());
-    notifier.notify(&alert(RuleKind::P95Latency, Severity::Ok, Resolved), stamp());
+    notifier.notify(&alert(RuleKind::QualityScore, Severity::Warning, Fired), &at(0));
+    notifier.notify(&alert(RuleKind::QualityScore, Severity::Ok, Resolved), &at(0));
+    // Latency flaps between warning and critical: the webhook heard "warning" and is not told
+    // again within the cooldown; the pager hears critical, the fall to warning as a resolve,
+    // and the next escalation as news.
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Warning, Fired), &at(0));
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Escalated), &at(3));
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Warning, Deescalated), &at(6));
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Escalated), &at(9));
+    // After the cooldown both hear the repeat, then the resolve.
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Critical, Repeated), &at(309));
+    notifier.notify(&alert(RuleKind::P95Latency, Severity::Ok, Resolved), &at(310));
     let mut reports = Vec::new();
-    for _ in 0..(6 + 3) {
+    for _ in 0..(5 + 5) {
         reports.push(next_report(&mut reports_rx).await);
     }
     assert!(
@@ -258,7 +262,6 @@ async fn minimum_severity_and_resolved_follow_what_each_sink_was_told() {
             ("quality_score", "warning", "fired"),
             ("quality_score", "ok", "resolved"),
             ("p95_latency", "warning", "fired"),
-            ("p95_latency", "critical", "fired"),
             ("p95_latency", "critical", "repeated"),
             ("p95_latency", "ok", "resolved"),
         ])
@@ -266,10 +269,19 @@ async fn minimum_severity_and_resolved_follow_what_each_sink_was_told() {
     assert_eq!(
         seen("/pager"),
         owned(&[
-            ("p95_latency", "critical", "fired"),
+            ("p95_latency", "critical", "escalated"),
+            ("p95_latency", "warning", "deescalated"),
+            ("p95_latency", "critical", "escalated"),
             ("p95_latency", "critical", "repeated"),
             ("p95_latency", "ok", "resolved"),
         ])
+    );
+    let states: Vec<String> =
+        receiver.requests("/pager").iter().map(|r| r.body["state"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        states,
+        ["firing", "resolved", "firing", "firing", "resolved"],
+        "a de-escalation resolves for a critical-only sink"
     );
     notifier.shutdown(Duration::from_secs(1)).await;
 }
@@ -288,12 +300,12 @@ async fn a_slow_sink_fills_its_queue_and_drops_without_delaying_the_others() {
     let fire = |rule| alert(rule, Severity::Warning, AlertTransition::Fired);
     // The slow sink takes the first and hangs on it (1 s); two more fill its queue of 2; the
     // fourth is dropped. The pauses only let the fast sink empty its own queue meanwhile.
-    notifier.notify(&fire(RuleKind::P95Latency), stamp());
+    notifier.notify(&fire(RuleKind::P95Latency), &Clock::read());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    notifier.notify(&fire(RuleKind::ErrorRate), stamp());
-    notifier.notify(&fire(RuleKind::QualityScore), stamp());
+    notifier.notify(&fire(RuleKind::ErrorRate), &Clock::read());
+    notifier.notify(&fire(RuleKind::QualityScore), &Clock::read());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    notifier.notify(&fire(RuleKind::ConsecutiveFailures), stamp());
+    notifier.notify(&fire(RuleKind::ConsecutiveFailures), &Clock::read());
     let mut reports = Vec::new();
     for _ in 0..8 {
         reports.push(next_report(&mut reports_rx).await);

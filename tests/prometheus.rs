@@ -151,6 +151,24 @@ tests:
       - eval_time: 2m
         alertname: CapwatchErrorRateHigh
         exp_alerts: []
+  # Hysteresis (10 %), as on the dashboard: a firing warning (threshold 3) holds while the
+  # value stays inside the band (2.7 to 3), and a value in the band does not fire it anew.
+  - interval: 1m
+    input_series:
+      - series: 'capwatch_monitor_consecutive_failures{job="capwatch",instance="h"}'
+        values: '3 2.8 2.8 2.5 2.8 2.8'
+    alert_rule_test:
+      - eval_time: 2m
+        alertname: CapwatchConsecutiveFailures
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: consecutive_failures, job: capwatch, instance: h}
+            exp_annotations: {summary: "capwatch inference tests fail in a row (warning)", description: "2.8 inference tests failed in a row (threshold 3) on h."}
+      - eval_time: 3m
+        alertname: CapwatchConsecutiveFailures
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: CapwatchConsecutiveFailures
+        exp_alerts: []
 "#;
 
 #[test]
@@ -171,6 +189,20 @@ fn exported_rules_pass_promtool_check_and_fire_at_the_configured_thresholds() {
         assert!(["warning", "critical"].contains(&severity), "{rule:?}");
         assert!(rule["for"].as_str().is_some() && rule["annotations"]["description"].as_str().is_some());
     }
+
+    // With `thresholds.for_s`, the threshold rules keep firing that long after they clear
+    // (Prometheus's keep_firing_for), and promtool still accepts the file.
+    let (held_dir, held_config) = common::monitor_config("rules-for-s", &[("  # for_s: 30", "  for_s: 30")]);
+    export("prometheus-rules", &held_config, &dir.join("held_rules.yml"));
+    run_promtool(&["check", "rules", "held_rules.yml"], &dir);
+    let held: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("held_rules.yml")).unwrap()).unwrap();
+    let first = &held["groups"][0]["rules"][0];
+    assert_eq!(
+        (first["alert"].as_str(), first["keep_firing_for"].as_str()),
+        (Some("CapwatchP95LatencyHigh"), Some("30s"))
+    );
+    let _ = std::fs::remove_dir_all(held_dir);
     let _ = std::fs::remove_dir_all(dir);
 }
 

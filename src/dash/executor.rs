@@ -50,7 +50,7 @@ impl Executor {
                 Effect::ChildLog { line } => self.console.child(&line),
                 Effect::Notify(alert) => {
                     if let Some(notifier) = &mut self.notifier {
-                        notifier.notify(&alert, clock.timestamp());
+                        notifier.notify(&alert, clock);
                     }
                 }
                 Effect::Metric(update) => self.metrics.apply(&update),

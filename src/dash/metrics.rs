@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use super::alerts::{AlertEvent, RuleKind, Severity};
 use super::effect::{Gauges, MetricUpdate, ProbeKind};
 use crate::config::Config;
 
@@ -168,7 +168,7 @@ impl DashMetrics {
         let alert_events = Family::<AlertEventLabels, Counter>::default();
         registry.register(
             base(ALERT_EVENTS_TOTAL, "_total"),
-            "Alert notifications raised, by rule, severity and reason (fired, repeated, resolved)",
+            "Alert events, by rule, severity and reason (fired, escalated, deescalated, repeated, resolved)",
             alert_events.clone(),
         );
         let server_restarts = Counter::default();
@@ -257,11 +257,7 @@ impl DashMetrics {
     }
 
     fn observe_alert(&self, alert: &AlertEvent) {
-        let reason = match alert.transition {
-            AlertTransition::Fired => "fired",
-            AlertTransition::Repeated => "repeated",
-            AlertTransition::Resolved => "resolved",
-        };
+        let reason = alert.transition.name();
         let severity = match alert.severity {
             Severity::Ok => "ok",
             Severity::Warning => "warning",
@@ -319,6 +315,7 @@ pub async fn serve(metrics: Arc<DashMetrics>, listener: tokio::net::TcpListener)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dash::alerts::AlertTransition;
 
     #[test]
     fn latency_buckets_include_the_thresholds() {

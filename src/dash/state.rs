@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::alerts::{AlertEngine, AlertEvent, RuleKind, rules};
+use super::alerts::{AlertEngine, AlertEvent, AlertTransition, RuleKind, rules, stability};
 use super::effect::LogLevel;
 use super::prober::{HealthCheck, InferenceProbe};
 use super::stats::{RollingWindow, SessionStats, StatsSnapshot};
@@ -47,6 +47,39 @@ impl ServiceStatus {
             Self::Failed => "failed",
             Self::CrashLoop => "crash_loop",
         }
+    }
+}
+
+/// Alert events of a session, by transition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TransitionCounts {
+    pub fired: u64,
+    pub escalated: u64,
+    pub deescalated: u64,
+    pub repeated: u64,
+    pub resolved: u64,
+}
+
+impl TransitionCounts {
+    pub fn count(&mut self, transition: AlertTransition) {
+        let counter = match transition {
+            AlertTransition::Fired => &mut self.fired,
+            AlertTransition::Escalated => &mut self.escalated,
+            AlertTransition::Deescalated => &mut self.deescalated,
+            AlertTransition::Repeated => &mut self.repeated,
+            AlertTransition::Resolved => &mut self.resolved,
+        };
+        *counter += 1;
+    }
+}
+
+impl std::fmt::Display for TransitionCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} fired, {} escalated, {} de-escalated, {} repeated, {} resolved",
+            self.fired, self.escalated, self.deescalated, self.repeated, self.resolved
+        )
     }
 }
 
@@ -159,8 +192,11 @@ pub struct DashState {
     /// Recent inference tests, oldest first.
     pub recent: VecDeque<RecentProbe>,
     pub alert_log: VecDeque<AlertEvent>,
+    /// Alert events raised at WARNING / CRITICAL (fired, escalated, repeated).
     pub warnings_fired: u64,
     pub criticals_fired: u64,
+    /// Every alert event, by transition.
+    pub alert_events: TransitionCounts,
     /// P95 of the window at the end of each cycle, for the summary's mean.
     pub cycle_p95_ms: Vec<f64>,
     /// Notification sinks, in config order, with how their deliveries went.
@@ -187,7 +223,7 @@ impl DashState {
             started: now,
             window: RollingWindow::new(config.monitoring.window_s.0),
             session: SessionStats::new(now),
-            alerts: AlertEngine::new(rules(config), config.alerts.cooldown_s.0),
+            alerts: AlertEngine::new(rules(config), config.alerts.cooldown_s.0, stability(config)),
             supervised,
             pid: None,
             url: None,
@@ -207,6 +243,7 @@ impl DashState {
             alert_log: VecDeque::new(),
             warnings_fired: 0,
             criticals_fired: 0,
+            alert_events: TransitionCounts::default(),
             cycle_p95_ms: Vec::new(),
             sinks: config
                 .alerts

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::alerts::AlertTransition;
 use super::prober::InferenceProbe;
 use super::record::{Record, StatsRecord};
-use super::state::DashState;
+use super::state::{DashState, TransitionCounts};
 use crate::clock::Clock;
 
 /// What a session amounted to.
@@ -30,6 +31,8 @@ pub struct SessionSummary {
     pub last_caption: Option<String>,
     pub alerts_warning: u64,
     pub alerts_critical: u64,
+    /// Every alert event, by transition.
+    pub alert_events: TransitionCounts,
     pub restarts: u32,
     /// How each alert sink fared (empty when none is configured).
     pub notifications: Vec<SinkTally>,
@@ -83,6 +86,7 @@ impl SessionSummary {
             last_caption: state.latest.as_ref().and_then(last_caption),
             alerts_warning: state.warnings_fired,
             alerts_critical: state.criticals_fired,
+            alert_events: state.alert_events,
             restarts: state.restarts,
             notifications: state
                 .sinks
@@ -115,7 +119,8 @@ impl SessionSummary {
                 .iter()
                 .filter(|r| {
                     matches!(r, Record::Alert(alert)
-                        if alert.severity == severity && alert.transition != super::alerts::AlertTransition::Resolved)
+                        if alert.severity == severity
+                            && !matches!(alert.transition, AlertTransition::Resolved | AlertTransition::Deescalated))
                 })
                 .count() as u64
         };
@@ -143,6 +148,12 @@ impl SessionSummary {
             }),
             alerts_warning: fired(super::alerts::Severity::Warning),
             alerts_critical: fired(super::alerts::Severity::Critical),
+            alert_events: records.iter().fold(TransitionCounts::default(), |mut counts, record| {
+                if let Record::Alert(alert) = record {
+                    counts.count(alert.transition);
+                }
+                counts
+            }),
             restarts: restarts.max().unwrap_or(0),
             notifications: tally_notifications(records),
         })
@@ -165,7 +176,7 @@ impl SessionSummary {
              | test cycles | {} |\n| tests | {} |\n| success rate | {:.1} % |\n| error rate | {:.1} % |\n\
              | mean P95 | {:.2} ms |\n| final P95 | {:.2} ms |\n\
              | last status | {} |\n| last caption | {} |\n\
-             | alerts fired | {} warning, {} critical |\n| restarts | {} |\n",
+             | alerts fired | {} warning, {} critical |\n| alert events | {} |\n| restarts | {} |\n",
             self.started_at,
             self.ended_at,
             self.duration_s,
@@ -179,6 +190,7 @@ impl SessionSummary {
             self.last_caption.as_deref().unwrap_or("-"),
             self.alerts_warning,
             self.alerts_critical,
+            self.alert_events,
             self.restarts,
         )
     }

@@ -408,7 +408,8 @@ fn judge(state: &mut DashState, kind: RuleKind, value: f64, samples: u64, out: &
 
 /// An alert transition: counted, logged, shown, recorded, measured and sent.
 fn raise(state: &mut DashState, alert: AlertEvent, out: &mut Effects) {
-    if alert.transition != AlertTransition::Resolved {
+    state.alert_events.count(alert.transition);
+    if !matches!(alert.transition, AlertTransition::Resolved | AlertTransition::Deescalated) {
         match alert.severity {
             Severity::Critical => state.criticals_fired += 1,
             Severity::Warning => state.warnings_fired += 1,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::dash::alerts::{self, RuleKind};
+use crate::dash::alerts::{self, Direction, RuleKind};
 use crate::dash::metrics as dash;
 use crate::server::metrics as server;
 
@@ -35,6 +35,9 @@ pub struct AlertingRule {
     pub expr: String,
     #[serde(rename = "for")]
     pub for_duration: String,
+    /// How long an alert keeps firing after its condition cleared (Prometheus 2.42+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_firing_for: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }
@@ -80,20 +83,41 @@ struct OneRule<'a> {
 
 struct RuleBuilder<'a> {
     service: &'a str,
+    /// `thresholds.hysteresis_percent` as a fraction.
+    hysteresis: f64,
+    /// `keep_firing_for:` of the threshold rules (`thresholds.for_s`), if set.
+    keep_firing_for: Option<String>,
 }
 
 impl RuleBuilder<'_> {
-    fn both(&self, condition: &Condition<'_>) -> [AlertingRule; 2] {
+    /// The warning and critical rules of `condition`. With hysteresis, a firing alert keeps
+    /// firing until the value is clear of its threshold by the band, as on the dashboard:
+    /// `(value >= T) or (value >= T×(1−h) and on (job, instance) ALERTS{…firing})`.
+    fn both(&self, condition: &Condition<'_>, direction: Direction) -> [AlertingRule; 2] {
         [("warning", condition.warning), ("critical", condition.critical)].map(|(severity, threshold)| {
-            self.single(&OneRule {
+            let at = |threshold: f64| condition.expr.replace("{threshold}", &threshold.to_string());
+            let held = round(match direction {
+                Direction::Above => threshold - threshold.abs() * self.hysteresis,
+                Direction::Below => threshold + threshold.abs() * self.hysteresis,
+            });
+            let expr = if held == threshold {
+                at(threshold)
+            } else {
+                let firing =
+                    format!(r#"ALERTS{{alertname="{}",severity="{severity}",alertstate="firing"}}"#, condition.alert);
+                format!("({}) or ({} and on ({BY}) {firing})", at(threshold), at(held))
+            };
+            let mut rule = self.single(&OneRule {
                 alert: condition.alert,
                 rule: condition.rule,
-                expr: condition.expr.replace("{threshold}", &threshold.to_string()),
+                expr,
                 for_duration: &condition.for_duration,
                 severity,
                 summary: &format!("{} ({severity})", condition.summary),
                 description: &condition.description.replace("{threshold}", &threshold.to_string()),
-            })
+            });
+            rule.keep_firing_for.clone_from(&self.keep_firing_for);
+            rule
         })
     }
 
@@ -102,6 +126,7 @@ impl RuleBuilder<'_> {
             alert: rule.alert.to_owned(),
             expr: rule.expr.clone(),
             for_duration: rule.for_duration.to_owned(),
+            keep_firing_for: None,
             labels: BTreeMap::from([
                 ("severity".to_owned(), rule.severity.to_owned()),
                 ("service".to_owned(), self.service.to_owned()),
@@ -118,7 +143,12 @@ impl RuleBuilder<'_> {
 /// A rule's error-rate fraction as the percentage the expressions compare against
 /// (rounded to nine decimals, so 0.07 reads 7, not 7.000000000000001).
 fn percent(fraction: f64) -> f64 {
-    (fraction * 100.0 * 1e9).round() / 1e9
+    round(fraction * 100.0)
+}
+
+/// Rounded to nine decimals, so thresholds read as written.
+fn round(value: f64) -> f64 {
+    (value * 1e9).round() / 1e9
 }
 
 /// Labels that keep one capwatch instance apart from another in every aggregation.
@@ -130,7 +160,11 @@ pub fn rules(config: &Config) -> RulesFile {
     let window = prom_duration(config.monitoring.window_s.0);
     let for_duration = prom_duration(config.prometheus.rule_for_s.0);
     let min = t.min_samples;
-    let b = RuleBuilder { service: &config.alerts.service_name };
+    let b = RuleBuilder {
+        service: &config.alerts.service_name,
+        hysteresis: t.hysteresis_percent / 100.0,
+        keep_firing_for: t.for_s.map(|s| prom_duration(s.0)),
+    };
     let caption_success = format!(r#"{}{{probe="caption",outcome="success"}}"#, dash::PROBES_TOTAL);
     let caption_all = format!(r#"{}{{probe="caption"}}"#, dash::PROBES_TOTAL);
     let enough = |series: &str| format!("and on ({BY}) sum by ({BY}) (increase({series}[{window}])) >= {min}");
@@ -214,7 +248,7 @@ pub fn rules(config: &Config) -> RulesFile {
             // Raised by the supervisor, not by thresholds: one rule each, below.
             RuleKind::CrashLoop | RuleKind::StartFailed => continue,
         };
-        dashboard.extend(b.both(&condition));
+        dashboard.extend(b.both(&condition, rule.direction));
     }
     dashboard.push(b.single(&OneRule {
         alert: "CapwatchCrashLoop",
@@ -280,7 +314,7 @@ pub fn rules(config: &Config) -> RulesFile {
             },
             _ => continue,
         };
-        served.extend(b.both(&condition));
+        served.extend(b.both(&condition, rule.direction));
     }
     served.push(b.single(&OneRule {
         alert: "CapwatchServerNotReady",

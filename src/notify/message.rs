@@ -22,8 +22,12 @@ pub enum AlertState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reason {
-    /// The rule entered a worse state.
+    /// The rule left OK.
     Fired,
+    /// WARNING → CRITICAL.
+    Escalated,
+    /// CRITICAL → WARNING (to a critical-only sink: a resolve).
+    Deescalated,
     /// Still bad after the cooldown.
     Repeated,
     /// Back to OK.
@@ -67,6 +71,8 @@ impl Notification {
     pub fn from_alert(alert: &AlertEvent, service: &str, model: &str, timestamp: String) -> Self {
         let (state, reason) = match alert.transition {
             AlertTransition::Fired => (AlertState::Firing, Reason::Fired),
+            AlertTransition::Escalated => (AlertState::Firing, Reason::Escalated),
+            AlertTransition::Deescalated => (AlertState::Firing, Reason::Deescalated),
             AlertTransition::Repeated => (AlertState::Firing, Reason::Repeated),
             AlertTransition::Resolved => (AlertState::Resolved, Reason::Resolved),
         };
@@ -87,6 +93,13 @@ impl Notification {
             message: alert.to_string(),
             timestamp,
         }
+    }
+
+    /// The same notification as a resolve (a de-escalation, to a sink that only hears CRITICAL).
+    pub fn as_resolved(mut self) -> Self {
+        self.state = AlertState::Resolved;
+        self.resolved = true;
+        self
     }
 
     /// The notification `capwatch alert-test` sends.

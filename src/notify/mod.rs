@@ -1,20 +1,20 @@
 //! Alert notifications to where operators already look: Slack incoming webhooks, the
 //! Telegram Bot API and a generic JSON webhook.
 //!
-//! The [`Notifier`] follows the alert state machine: a sink hears of a rule when it fires
-//! or repeats at or above the sink's minimum severity, and hears it resolved only if it was
-//! told it fired. Delivery never blocks monitoring: each sink has a bounded queue and its
+//! The [`Notifier`] follows the alert state machine through each sink's [`policy`]: a sink
+//! hears a rule at or above its minimum severity, at most once per cooldown, and hears it
+//! resolved only if it was told it fired. Delivery never blocks monitoring: each sink has a bounded queue and its
 //! own task (timeouts, retries with backoff); a full queue drops the notification, and
 //! every outcome comes back as a [`DeliveryReport`] for the log, the metrics file and the UI.
 //!
-//! Layout: [`message`] (payloads), [`sink`] (secrets, one HTTP attempt), [`delivery`]
-//! (retries, reports).
+//! Layout: [`message`] (payloads), [`policy`] (who hears what), [`sink`] (secrets, one HTTP
+//! attempt), [`delivery`] (retries, reports).
 
 pub mod delivery;
 pub mod message;
+pub mod policy;
 pub mod sink;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -24,8 +24,10 @@ pub use delivery::{DeliveryOutcome, DeliveryReport, FailureKind, RetryPolicy, de
 pub use message::{AlertState, Notification};
 pub use sink::{NotifyError, Sink};
 
-use crate::config::{AlertsConfig, DeliveryConfig, MinSeverity};
-use crate::dash::alerts::{AlertEvent, AlertTransition, Severity};
+use crate::clock::Clock;
+use crate::config::{AlertsConfig, DeliveryConfig};
+use crate::dash::alerts::AlertEvent;
+use policy::{SinkPolicy, Tell};
 
 /// The HTTP client every sink shares: rustls trusting the system store, the webpki roots
 /// and `delivery.ca_file`; honours `HTTPS_PROXY`/`NO_PROXY`.
@@ -45,20 +47,13 @@ pub fn http_client(delivery: &DeliveryConfig) -> Result<reqwest::Client, NotifyE
     builder.build().map_err(|err| NotifyError::Client(err.to_string()))
 }
 
-fn passes(min_severity: MinSeverity, severity: Severity) -> bool {
-    match min_severity {
-        MinSeverity::Warning => severity >= Severity::Warning,
-        MinSeverity::Critical => severity >= Severity::Critical,
-    }
-}
-
 /// One sink's queue and what it has been told.
 struct SinkQueue {
     sink: Sink,
     queue_tx: mpsc::Sender<Notification>,
     capacity: usize,
-    /// Rules this sink was told are firing (so it also hears when they resolve).
-    firing: HashSet<String>,
+    /// What it was told, and so what it hears next.
+    policy: SinkPolicy,
 }
 
 /// Fans alerts out to the configured sinks; reports go out as `R` (a [`DeliveryReport`], or
@@ -88,7 +83,8 @@ impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
             .map(|sink| {
                 let (queue_tx, queue_rx) = mpsc::channel(capacity);
                 tasks.spawn(deliver_queue(sink.clone(), client.clone(), policy, queue_rx, reports_tx.clone()));
-                SinkQueue { sink, queue_tx, capacity, firing: HashSet::new() }
+                let policy = SinkPolicy::new(sink.min_severity, config.cooldown_s.0);
+                SinkQueue { sink, queue_tx, capacity, policy }
             })
             .collect();
         Ok(Self { sinks, service: config.service_name.clone(), model: model.to_owned(), reports_tx, tasks })
@@ -99,24 +95,17 @@ impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
         self.sinks.iter().map(|queue| queue.sink.name.clone()).collect()
     }
 
-    /// Queues `alert` for every sink that should hear it, stamped `timestamp`. Never waits.
-    pub fn notify(&mut self, alert: &AlertEvent, timestamp: String) {
-        let notification = Notification::from_alert(alert, &self.service, &self.model, timestamp);
+    /// Queues `alert` for every sink that should hear it (see [`policy`]), stamped with
+    /// `clock`. Never waits.
+    pub fn notify(&mut self, alert: &AlertEvent, clock: &Clock) {
+        let notification = Notification::from_alert(alert, &self.service, &self.model, clock.timestamp());
         for queue in &mut self.sinks {
-            let send = match alert.transition {
-                AlertTransition::Resolved => queue.firing.remove(&notification.rule),
-                AlertTransition::Fired | AlertTransition::Repeated => {
-                    let send = passes(queue.sink.min_severity, alert.severity);
-                    if send {
-                        queue.firing.insert(notification.rule.clone());
-                    }
-                    send
-                }
+            let notification = match queue.policy.decide(alert, clock.now) {
+                None => continue,
+                Some(Tell::Firing) => notification.clone(),
+                Some(Tell::Resolved) => notification.clone().as_resolved(),
             };
-            if !send {
-                continue;
-            }
-            if let Err(mpsc::error::TrySendError::Full(notification)) = queue.queue_tx.try_send(notification.clone()) {
+            if let Err(mpsc::error::TrySendError::Full(notification)) = queue.queue_tx.try_send(notification) {
                 let report = DeliveryReport::new(
                     &queue.sink,
                     &notification,
