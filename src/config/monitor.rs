@@ -1,0 +1,226 @@
+//! The dashboard's sections (`monitoring`, `thresholds`, `restart`, `logs`, `quality`,
+//! `prometheus`): types and defaults only. It must not read files or start anything.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{Seconds, nz, secs};
+
+/// `monitoring:` — how often and how hard the dashboard probes the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// `GET /health` every this many seconds.
+    pub health_interval_s: Seconds,
+    /// An inference test cycle every this many seconds.
+    pub inference_interval_s: Seconds,
+    /// Captions per cycle (test images are used in turn).
+    pub tests_per_cycle: NonZeroUsize,
+    /// Each probe's time limit.
+    pub probe_timeout_s: Seconds,
+    /// Rolling statistics window.
+    pub window_s: Seconds,
+    /// Time the child server has to become ready.
+    pub startup_timeout_s: Seconds,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            health_interval_s: secs(30),
+            inference_interval_s: secs(10),
+            tests_per_cycle: nz(5),
+            probe_timeout_s: secs(30),
+            window_s: secs(300),
+            startup_timeout_s: secs(60),
+        }
+    }
+}
+
+/// Warning and critical levels of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Levels {
+    pub warning: f64,
+    pub critical: f64,
+}
+
+/// `thresholds:` — when the alert rules fire (the original design's defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdsConfig {
+    pub p95_latency_ms: Levels,
+    pub error_rate_percent: Levels,
+    pub consecutive_failures: Levels,
+    /// Fires when the window's mean quality score drops to these levels or below.
+    pub quality_score: Levels,
+    /// Probes needed in the window before percentile and rate rules judge.
+    pub min_samples: u64,
+    /// Evaluations in a row that must agree before a rule escalates, de-escalates or
+    /// resolves (firing is immediate).
+    pub for_evaluations: std::num::NonZeroU32,
+    /// Time the new state must also have held (Prometheus's `for:`); none by default.
+    pub for_s: Option<Seconds>,
+    /// How far past a threshold (percent of it) a value must go back to leave that level.
+    #[serde(deserialize_with = "percent")]
+    pub hysteresis_percent: f64,
+}
+
+/// A percentage from 0 up to (not including) 100.
+fn percent<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if (0.0..100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format!("expected a percentage from 0 to below 100, got {value}")))
+    }
+}
+
+impl Default for ThresholdsConfig {
+    fn default() -> Self {
+        Self {
+            p95_latency_ms: Levels { warning: 4000.0, critical: 8000.0 },
+            error_rate_percent: Levels { warning: 10.0, critical: 25.0 },
+            consecutive_failures: Levels { warning: 3.0, critical: 5.0 },
+            quality_score: Levels { warning: 0.75, critical: 0.5 },
+            min_samples: 5,
+            for_evaluations: std::num::NonZeroU32::MIN.saturating_add(1),
+            for_s: None,
+            hysteresis_percent: 10.0,
+        }
+    }
+}
+
+/// `prometheus:` — the dashboard's own `/metrics` endpoint and the exported alerting rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    /// Address for the dashboard's `/metrics` (e.g. `127.0.0.1:9465`); off when unset.
+    pub listen: Option<String>,
+    /// `for:` of the exported alerting rules: how long a condition must hold before firing.
+    pub rule_for_s: Seconds,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        Self { listen: None, rule_for_s: secs(60) }
+    }
+}
+
+/// `restart:` — self-healing of the child server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartConfig {
+    /// Restart on unexpected exit or repeated failed health checks.
+    pub automatic: bool,
+    /// Consecutive failed health checks that trigger a restart.
+    pub health_failures: NonZeroUsize,
+    pub initial_backoff_s: Seconds,
+    pub max_backoff_s: Seconds,
+    /// More restarts than this within `window_s` stops restarting (crash loop).
+    pub max_restarts: usize,
+    pub window_s: Seconds,
+    /// Time between SIGTERM and SIGKILL when stopping the server.
+    pub grace_s: Seconds,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self {
+            automatic: true,
+            health_failures: nz(3),
+            initial_backoff_s: secs(1),
+            max_backoff_s: secs(60),
+            max_restarts: 5,
+            window_s: secs(600),
+            grace_s: secs(5),
+        }
+    }
+}
+
+/// `logs:` — where the dashboard writes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    pub dir: PathBuf,
+    pub log_file: String,
+    pub metrics_file: String,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("logs"),
+            log_file: "service_monitoring.log".to_owned(),
+            metrics_file: "service_metrics.jsonl".to_owned(),
+        }
+    }
+}
+
+/// `quality:` — the images the prober sends and what their captions should contain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualityConfig {
+    pub test_images: Vec<TestImage>,
+}
+
+/// One test image: its file, the keywords a good caption contains, and (optionally) the
+/// exact caption the bundled model gives it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestImage {
+    pub file: PathBuf,
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub expected_caption: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::tests::parse;
+
+    #[test]
+    fn monitoring_sections_have_the_original_defaults_and_validate() {
+        let config = parse("").unwrap();
+        assert_eq!(config.monitoring.health_interval_s, Seconds(Duration::from_secs(30)));
+        assert_eq!(config.monitoring.inference_interval_s, Seconds(Duration::from_secs(10)));
+        assert_eq!(config.monitoring.tests_per_cycle.get(), 5);
+        assert_eq!(config.thresholds.p95_latency_ms, Levels { warning: 4000.0, critical: 8000.0 });
+        assert_eq!(config.thresholds.error_rate_percent, Levels { warning: 10.0, critical: 25.0 });
+        assert_eq!(config.thresholds.consecutive_failures, Levels { warning: 3.0, critical: 5.0 });
+        assert_eq!(config.alerts.cooldown_s, Seconds(Duration::from_secs(300)));
+        assert_eq!(config.restart.max_restarts, 5);
+        let config = parse("monitoring:\n  inference_interval_s: 0.5\n").unwrap();
+        assert_eq!(config.monitoring.inference_interval_s, Seconds(Duration::from_millis(500)));
+        let err = parse("monitoring:\n  health_interval_s: 30\n  window_s: -1\n").unwrap_err();
+        assert!(err.to_string().contains(":3:") && err.to_string().contains("monitoring.window_s"), "{err}");
+        let err = parse("thresholds:\n  p95_latency_ms: {warning: 1, critcal: 2}\n").unwrap_err();
+        assert!(err.to_string().contains("thresholds.p95_latency_ms.critcal"), "{err}");
+        assert_eq!((config.thresholds.for_evaluations.get(), config.thresholds.hysteresis_percent), (2, 10.0));
+        assert_eq!(config.thresholds.for_s, None);
+        let err = parse("thresholds:\n  min_samples: 3\n  hysteresis_percent: 120\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(":3:") && text.contains("thresholds.hysteresis_percent"), "{text}");
+        assert!(parse("thresholds:\n  for_evaluations: 0\n").is_err(), "at least one evaluation");
+    }
+
+    #[test]
+    fn quality_section_lists_test_images() {
+        let config = parse(
+            "quality:\n  test_images:\n    - file: test_images/a.png\n      keywords: [red, circle]\n      expected_caption: a small red circle\n    - file: noise.png\n      keywords: [blue]\n",
+        )
+        .unwrap();
+        let images = &config.quality.test_images;
+        assert_eq!(images.len(), 2);
+        assert_eq!(images[0].keywords, ["red", "circle"]);
+        assert_eq!(images[0].expected_caption.as_deref(), Some("a small red circle"));
+        assert_eq!(images[1].expected_caption, None);
+        let err = parse("quality:\n  test_images:\n    - file: a.png\n      keyword: [red]\n").unwrap_err();
+        assert!(err.to_string().contains("quality.test_images[0].keyword"), "{err}");
+    }
+}
