@@ -42,19 +42,6 @@ fn headless(config: &Path, args: &[&str]) -> (Option<i32>, String, Duration) {
     (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), started.elapsed())
 }
 
-/// The one session summary written under `dir/logs`.
-fn summary(dir: &Path) -> serde_json::Value {
-    let path = std::fs::read_dir(dir.join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name().unwrap().to_string_lossy().starts_with("session_summary_")
-                && p.extension().is_some_and(|x| x == "json")
-        })
-        .expect("no session summary");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// The first line that reports a failed start, and how many there were.
 fn start_failures(stdout: &str) -> (String, usize) {
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("💥 Server failed to start")).collect();
@@ -109,7 +96,7 @@ fn a_missing_model_is_reported_once_in_serves_words_and_ends_the_run() {
     assert_eq!(count, 1, "retried:\n{stdout}");
     assert!(stdout.contains("⛔ Not restarting: the model directory is missing or invalid (exit code 3)"), "{stdout}");
     assert!(!stdout.contains("Restarting in"), "{stdout}");
-    assert_eq!(summary(&dir)["last_status"], "failed");
+    assert_eq!(common::session_summary(&dir.join("logs"))["last_status"], "failed");
     assert!(stdout.contains("| last status | failed |"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -134,7 +121,7 @@ fn an_invalid_model_fails_in_the_child_and_is_not_retried() {
     assert!(first.contains("💥 Server failed to start: exit code 3: "), "{stdout}");
     assert!(first.contains(&format!("cannot load model from {}", model.display())), "{stdout}");
     assert_eq!(count, 1, "retried:\n{stdout}");
-    assert_eq!(summary(&dir)["last_status"], "failed");
+    assert_eq!(common::session_summary(&dir.join("logs"))["last_status"], "failed");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -150,7 +137,7 @@ fn an_address_in_use_is_named_at_once() {
     assert!(first.contains(&format!("💥 Server failed to start: cannot listen on 127.0.0.1:{port}: ")), "{stdout}");
     assert!(!stdout.contains("not ready within"), "{stdout}");
     assert_eq!(count, 1, "retried:\n{stdout}");
-    assert_eq!(summary(&dir)["last_status"], "failed");
+    assert_eq!(common::session_summary(&dir.join("logs"))["last_status"], "failed");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -181,6 +168,6 @@ fn a_server_that_keeps_dying_after_it_is_ready_ends_in_a_crash_loop() {
             || text.contains("exited (signal 9) unexpectedly"),
         "{text}"
     );
-    assert_eq!(summary(&dir)["last_status"], "crash_loop");
+    assert_eq!(common::session_summary(&dir.join("logs"))["last_status"], "crash_loop");
     let _ = std::fs::remove_dir_all(&dir);
 }

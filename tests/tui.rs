@@ -79,18 +79,27 @@ impl Pty {
     }
 }
 
+/// Presses `q` and waits (30 s at most) for the dashboard to exit.
+fn quit(
+    pty: &Pty,
+    child: &mut Box<dyn portable_pty::Child + Send + Sync>,
+    keys: &mut Box<dyn Write + Send>,
+) -> portable_pty::ExitStatus {
+    keys.write_all(b"q").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the dashboard did not quit; screen:\n{}", pty.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The exit code the session's summary calls for: 0 no alert fired, 1 only warnings, 2 a
 /// critical one.
 fn exit_code_for_summary(logs: &std::path::Path) -> u32 {
-    let path = std::fs::read_dir(logs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name().unwrap().to_string_lossy().starts_with("session_summary_")
-                && p.extension().is_some_and(|x| x == "json")
-        })
-        .expect("a session summary");
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let summary = common::session_summary(logs);
     match (summary["alerts_warning"].as_u64().unwrap(), summary["alerts_critical"].as_u64().unwrap()) {
         (_, critical) if critical > 0 => 2,
         (warning, _) if warning > 0 => 1,
@@ -133,15 +142,7 @@ fn dashboard_in_a_pseudo_terminal() {
     let second = header_pid(&screen).unwrap();
     assert!(!alive(first), "the old server survived the restart");
 
-    keys.write_all(b"q").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the dashboard did not quit; screen:\n{}", pty.screen());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = quit(&pty, &mut child, &mut keys);
     assert_eq!(status.exit_code(), exit_code_for_summary(&dir.join("logs")), "{status:?}");
     std::thread::sleep(Duration::from_millis(200));
     let raw = pty.raw();
@@ -182,15 +183,7 @@ fn a_dead_alert_sink_shows_on_the_dashboard() {
     };
     let before = tests(&screen).unwrap();
     pty.wait_for("more tests", |s| tests(s).is_some_and(|n| n > before + 2));
-    keys.write_all(b"q").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the dashboard did not quit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = quit(&pty, &mut child, &mut keys);
     // The P95 warning fired (its critical level is out of reach): exit code 1.
     assert_eq!(exit_code_for_summary(&dir.join("logs")), 1);
     assert_eq!(status.exit_code(), 1, "{status:?}");
@@ -207,15 +200,7 @@ fn a_server_that_cannot_start_shows_why_and_r_tries_again() {
     keys.write_all(b"r").unwrap();
     // The second try fails the same way, and the log says so twice.
     pty.wait_for("a second report", |s| s.matches("Server failed to start").count() >= 2 && s.contains("FAILED"));
-    keys.write_all(b"q").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the dashboard did not quit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = quit(&pty, &mut child, &mut keys);
     assert_eq!(status.exit_code(), 2, "a critical start_failed alert fired");
     let _ = std::fs::remove_dir_all(&dir);
 }

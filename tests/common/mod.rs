@@ -300,3 +300,16 @@ pub fn spawn_capwatch(
     let stderr = Lines::read(child.stderr.take().unwrap());
     (child, stdout, stderr)
 }
+
+/// The session summary (`session_summary_*.json`) written under `logs`.
+pub fn session_summary(logs: &std::path::Path) -> serde_json::Value {
+    let path = std::fs::read_dir(logs)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            path.file_name().unwrap().to_string_lossy().starts_with("session_summary_")
+                && path.extension().is_some_and(|x| x == "json")
+        })
+        .unwrap_or_else(|| panic!("no session summary in {}", logs.display()));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
