@@ -5,6 +5,7 @@
 //!
 //! Layout:
 //! - Data in: [`event`] (every input, keys included), [`supervisor`] (the child process),
+//!   [`restart_policy`] (backoff, crash loops), [`preflight`] (checks before a start),
 //!   [`child_output`] (its URL and errors), [`prober`] (timed, classified HTTP probes),
 //!   [`probe_loops`] (their schedules).
 //! - Decisions: [`state`] (the whole dashboard state), [`update`] (event → effects, pure),
@@ -29,6 +30,7 @@ pub mod probe_loops;
 pub mod prober;
 pub mod record;
 pub mod records_file;
+pub mod restart_policy;
 pub mod state;
 pub mod stats;
 pub mod summary;

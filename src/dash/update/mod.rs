@@ -6,19 +6,21 @@
 //! terminal UI and the tests drive the same function.
 
 use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
-use super::child_output::parse_log_line;
 use super::effect::{Effect, Gauges, LogLevel, MetricUpdate, ProbeKind};
 use super::event::{Event, Input, ShutdownReason};
 use super::prober::{HealthCheck, InferenceProbe};
-use super::record::{AlertRecord, CycleRecord, NotificationRecord, Record, ServerChange, ServerRecord, Stamp};
+use super::record::{AlertRecord, CycleRecord, NotificationRecord, Record, Stamp};
 use super::state::{ALERT_LOG, DashState, LOG_LINES, LogLine, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus};
 use super::stats::ProbeSample;
-use super::supervisor::ServerEvent;
 use crate::clock::Clock;
 use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
 
 /// How long a footer notice stays.
 const NOTICE: std::time::Duration = std::time::Duration::from_secs(4);
+
+mod server;
+
+use server::on_server;
 
 /// Applies one event to the state and returns what the event loop must do.
 pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> {
@@ -241,122 +243,6 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
     }
 }
 
-fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Effects) {
-    let change = match event {
-        ServerEvent::Spawned { pid } => {
-            // A new try (after `r`, when it had given up): the verdict is open again.
-            state.gave_up = None;
-            state.crash_loop = false;
-            state.spawns += 1;
-            if state.spawns > 1 {
-                state.restarts += 1;
-                out.metric(MetricUpdate::ServerRestart);
-            }
-            state.pid = Some(pid);
-            out.log(state, LogLevel::Info, format!("🚀 Server started, PID {pid}"));
-            ServerChange::Spawned { pid }
-        }
-        ServerEvent::Listening { url, .. } => {
-            state.url = Some(url);
-            return;
-        }
-        ServerEvent::Ready { pid, startup } => {
-            state.server_up = true;
-            state.consecutive_health_failures = 0;
-            out.log(state, LogLevel::Info, format!("🟢 Server ready (PID {pid}) in {:.2} s", startup.as_secs_f64()));
-            // Probing starts (again) once the server is ready.
-            if let Some(url) = &state.url {
-                out.effects.push(Effect::SetProbeTarget(Some(url.clone())));
-            }
-            return;
-        }
-        ServerEvent::StartFailed { pid, reason } => {
-            state.server_up = false;
-            out.log(state, LogLevel::Error, format!("💥 Server failed to start: {reason}"));
-            ServerChange::StartFailed { pid, reason }
-        }
-        ServerEvent::Exited { pid, code, signal, expected } => {
-            state.server_up = false;
-            let how = match (code, signal) {
-                (Some(code), _) => format!("exit code {code}"),
-                (None, Some(signal)) => format!("signal {signal}"),
-                _ => "unknown status".to_owned(),
-            };
-            let (level, unexpectedly) =
-                if expected { (LogLevel::Info, "") } else { (LogLevel::Error, " unexpectedly") };
-            out.log(state, level, format!("🛑 Server PID {pid} exited ({how}){unexpectedly}"));
-            ServerChange::Exited { pid, code, signal, expected }
-        }
-        ServerEvent::RestartScheduled { delay, reason } => {
-            out.log(state, LogLevel::Warn, format!("🔁 Restarting in {:.1} s: {reason}", delay.as_secs_f64()));
-            return;
-        }
-        ServerEvent::CrashLoop { restarts, window } => {
-            state.crash_loop = true;
-            let message = format!("🧯 {restarts} restarts within {} s: automatic restarts stopped", window.as_secs());
-            out.log(state, LogLevel::Error, message);
-            let value = restarts as f64;
-            let alert = AlertEvent {
-                rule: RuleKind::CrashLoop,
-                severity: Severity::Critical,
-                transition: AlertTransition::Fired,
-                value,
-                threshold: value,
-            };
-            raise(state, alert, out);
-            state.gave_up = Some(format!("crash loop ({restarts} restarts within {} s)", window.as_secs()));
-            give_up(state, out);
-            ServerChange::CrashLoop { restarts, window_s: window.as_secs() }
-        }
-        ServerEvent::PermanentFailure { code, reason } => {
-            let meaning = crate::exit_code::meaning(code);
-            let message = format!("⛔ Not restarting: {meaning} (exit code {code}); a restart cannot fix it");
-            out.log(state, LogLevel::Error, message);
-            let value = f64::from(code);
-            let alert = AlertEvent {
-                rule: RuleKind::StartFailed,
-                severity: Severity::Critical,
-                transition: AlertTransition::Fired,
-                value,
-                threshold: value,
-            };
-            raise(state, alert, out);
-            state.gave_up = Some(reason.clone());
-            give_up(state, out);
-            ServerChange::PermanentFailure { code, reason }
-        }
-        ServerEvent::Log { line } => {
-            on_child_line(state, &line, out);
-            out.effects.push(Effect::ChildLog { line });
-            return;
-        }
-        ServerEvent::Stopped => return,
-    };
-    let record = ServerRecord { stamp: out.stamp(state), event: change, restarts: state.restarts };
-    out.write(Record::Server(record));
-}
-
-/// The supervisor stopped trying: headless runs end (nobody can press `r`); the TUI waits.
-fn give_up(state: &mut DashState, out: &mut Effects) {
-    if !state.settings.interactive {
-        let message = "⏹ Stopping: the server is not running and will not be restarted".to_owned();
-        out.log(state, LogLevel::Error, message);
-        quit(state, out);
-    }
-}
-
-/// The child's warnings and errors go to the log pane too (its info lines only to the file).
-fn on_child_line(state: &mut DashState, line: &str, out: &mut Effects) {
-    let Some((level, message)) = parse_log_line(line) else { return };
-    let level = match level.as_str() {
-        "WARN" => LogLevel::Warn,
-        "ERROR" => LogLevel::Error,
-        _ => return,
-    };
-    let message = format!("server: {message}");
-    push_bounded(&mut state.log, LOG_LINES, LogLine { wall: out.clock.wall, level, message });
-}
-
 fn on_notification(state: &mut DashState, report: DeliveryReport, out: &mut Effects) {
     out.metric(MetricUpdate::Notification { sink: report.sink.clone(), outcome: report.outcome.label() });
     let what = match report.state {
@@ -451,5 +337,4 @@ fn gauges(state: &DashState) -> Gauges {
 }
 
 #[cfg(test)]
-#[path = "update_tests.rs"]
 mod tests;
