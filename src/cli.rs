@@ -96,6 +96,9 @@ pub struct MonitorArgs {
     /// Config file (YAML).
     #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// The shape of the service's API (overrides `monitoring.service.preset`).
+    #[arg(long, value_enum, value_name = "PRESET")]
+    pub service_preset: Option<crate::config::ServicePreset>,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -204,10 +204,13 @@ fn report(file: &std::path::Path) -> ExitCode {
 
 /// `capwatch monitor --url URL`: monitor a server that is already running.
 fn monitor(args: &MonitorArgs) -> ExitCode {
-    let config = match config_or_exit(Config::load_or_default(&args.config)) {
+    let mut config = match config_or_exit(Config::load_or_default(&args.config)) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Some(preset) = args.service_preset {
+        config.monitoring.service.preset = preset;
+    }
     run_monitor(&args.run, config, Target::Url(args.url.clone()))
 }
 
@@ -235,6 +238,9 @@ fn run_monitor(run: &RunArgs, mut config: Config, target: Target) -> ExitCode {
             print!("{}", outcome.summary.markdown());
             if let Some((json, markdown)) = &outcome.summary_paths {
                 println!("\nSummary written to {} and {}", json.display(), markdown.display());
+            }
+            if let Some(wrong_shape) = &outcome.wrong_shape {
+                eprintln!("error: {wrong_shape}");
             }
             ExitCode::from(outcome.exit_code())
         }

@@ -44,6 +44,8 @@ pub fn init_monitor(dir: &std::path::Path, file_name: &str, tui: bool) -> Result
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
 
+    // The appender lists the directory to prune old files; make sure it is there.
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the log directory {}: {e}", dir.display()))?;
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix(file_name)

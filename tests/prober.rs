@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use capwatch::config::Config;
+use capwatch::config::{Config, ServicePreset};
+use capwatch::dash::contract::ProbeContract;
 use capwatch::dash::prober::{ProbeError, ProbeImage, Prober};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,22 +22,25 @@ fn images() -> Vec<ProbeImage> {
 #[tokio::test]
 async fn captions_health_and_failures_against_the_real_server() {
     let server = TestServer::start(repo_path("models/default"), |_| {}).await;
-    let prober = Prober::new(Duration::from_secs(10));
+    let prober = Prober::new(Duration::from_secs(10), ProbeContract::preset(ServicePreset::Capwatch));
     let images = images();
     let scene = images.iter().find(|i| i.name == "a_small_red_triangle.jpg").unwrap();
     let probe = prober.caption(&server.url, scene).await;
     let result = probe.result.unwrap();
     assert_eq!(result.caption, "a small red triangle");
     assert_eq!(result.quality.score(), 1.0);
-    assert!(result.model_time > Duration::ZERO && result.server_total >= result.model_time);
-    assert!(probe.latency >= result.server_total);
+    let (model_time, server_total) = (result.model_time.unwrap(), result.server_total.unwrap());
+    assert!(model_time > Duration::ZERO && server_total >= model_time);
+    assert!(probe.latency >= server_total);
 
     let noise = images.iter().find(|i| i.name == "noise.png").unwrap();
     assert!(prober.caption(&server.url, noise).await.result.unwrap().quality.score() < 1.0);
 
     let health = prober.health(&server.url).await;
     assert!(health.is_healthy(), "{health:?}");
-    assert_eq!(health.result.unwrap().model, "default");
+    let body = health.result.unwrap();
+    assert_eq!(body.model.as_deref(), Some("default"));
+    assert!(body.workers_alive.is_some_and(|n| n >= 1), "capwatch's own fields are read: {body:?}");
 
     let garbage = ProbeImage {
         name: "x".into(),
@@ -77,10 +81,13 @@ async fn stand_in(reply: Option<&'static str>) -> String {
 #[tokio::test]
 async fn bad_bodies_and_timeouts_are_classified() {
     let images = images();
-    let prober = Prober::new(Duration::from_millis(300));
+    let prober = Prober::new(Duration::from_millis(300), ProbeContract::preset(ServicePreset::Capwatch));
     let not_json = stand_in(Some("HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nnot json")).await;
     let probe = prober.caption(&not_json, &images[0]).await;
-    assert!(matches!(probe.result, Err(ProbeError::BadBody(_))), "{probe:?}");
+    assert!(
+        matches!(&probe.result, Err(ProbeError::Shape(what)) if what.starts_with("the answer is not JSON")),
+        "{probe:?}"
+    );
     let error =
         stand_in(Some("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")).await;
     assert_eq!(prober.health(&error).await.result.unwrap_err(), ProbeError::Http(500));

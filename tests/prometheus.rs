@@ -240,15 +240,15 @@ fn dashboard_exposition(config: &Config) -> String {
             latency: Duration::from_millis(20),
             result: Ok(CaptionResult {
                 caption: "a red circle".to_owned(),
-                model_time: Duration::from_millis(10),
-                server_total: Duration::from_millis(15),
+                model_time: Some(Duration::from_millis(10)),
+                server_total: Some(Duration::from_millis(15)),
                 quality: capwatch::quality::match_keywords("a red circle", &["red".to_owned()]),
             }),
         }),
         Event::Health(HealthCheck {
             at: now,
             latency: Duration::from_millis(2),
-            result: Ok(HealthBody { status: "healthy".to_owned(), model: "default".to_owned(), uptime_s: 1.0 }),
+            result: Ok(HealthBody::read(true, r#"{"status": "healthy", "model": "default"}"#)),
         }),
         Event::CycleDone,
     ];

@@ -19,7 +19,8 @@ use serde::Deserialize;
 
 pub use alerts::{AlertsConfig, DeliveryConfig, MinSeverity, SinkConfig, SinkKind, SinkTarget, Sinks};
 pub use monitor::{
-    Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig, RestartConfig, TestImage, ThresholdsConfig,
+    HeaderFromEnv, HealthMethod, Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig, RestartConfig,
+    ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload,
 };
 pub use service::ServiceConfig;
 

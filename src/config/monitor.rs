@@ -24,6 +24,82 @@ pub struct MonitoringConfig {
     pub window_s: Seconds,
     /// Time the child server has to become ready.
     pub startup_timeout_s: Seconds,
+    /// How to talk to the service: its probe contract (a preset, and overrides).
+    pub service: ServiceContractConfig,
+}
+
+/// `monitoring.service:` — the probe contract of the watched service. A preset gives every
+/// value; the keys set here override it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceContractConfig {
+    pub preset: ServicePreset,
+    /// Health check path (`/health`) and method (`GET`, `HEAD` or `POST`).
+    pub health_path: Option<String>,
+    pub health_method: Option<HealthMethod>,
+    /// Where captions are asked for (`/caption`; `/` for the URL itself).
+    pub caption_path: Option<String>,
+    /// How the image is sent: the raw body with its content type, or a multipart form.
+    pub upload: Option<Upload>,
+    /// The multipart field that carries the image (`file`).
+    pub multipart_field: Option<String>,
+    /// JSON pointer to the caption in the answer (`/caption`, `/0/generated_text`).
+    pub caption_pointer: Option<String>,
+    /// JSON pointers to server-side model times in ms, summed (none: not reported).
+    pub model_time_pointers: Option<Vec<String>>,
+    /// JSON pointer to the server's own total time in ms.
+    pub server_time_pointer: Option<String>,
+    /// Extra request headers whose values come from environment variables.
+    pub headers: Vec<HeaderFromEnv>,
+}
+
+/// The shapes of captioning services capwatch knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServicePreset {
+    /// `capwatch serve`: `GET /health`, raw image to `POST /caption`, `{"caption", "timings_ms"}`.
+    #[default]
+    Capwatch,
+    /// The original Python design (FastAPI): `GET /health`, multipart `file` to `POST /caption`, `{"caption"}`.
+    Fastapi,
+    /// Hugging Face inference servers: raw image to `POST /`, `[{"generated_text"}]`, `GET /health`.
+    HfInference,
+}
+
+impl ServicePreset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Capwatch => "capwatch",
+            Self::Fastapi => "fastapi",
+            Self::HfInference => "hf-inference",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HealthMethod {
+    Get,
+    Head,
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Upload {
+    Raw,
+    Multipart,
+}
+
+/// A request header whose value is read from an environment variable (never from the
+/// config, never logged): `{name: Authorization, env: HF_TOKEN, prefix: "Bearer "}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderFromEnv {
+    pub name: String,
+    pub env: String,
+    #[serde(default)]
+    pub prefix: String,
 }
 
 impl Default for MonitoringConfig {
@@ -35,6 +111,7 @@ impl Default for MonitoringConfig {
             probe_timeout_s: secs(30),
             window_s: secs(300),
             startup_timeout_s: secs(60),
+            service: ServiceContractConfig::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use super::alerts::Severity;
 use super::console::{Console, Mode};
+use super::contract::{ContractError, ProbeContract};
 use super::event::{Event, ShutdownReason};
 use super::executor::{Executor, Flow};
 use super::metrics::DashMetrics;
@@ -30,7 +31,7 @@ use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, Supervis
 use super::tui::{self, TerminalGuard};
 use super::update::update;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ServicePreset};
 use crate::notify::{Notifier, NotifyError, Sink};
 
 /// Events waiting for the loop before producers wait.
@@ -54,6 +55,8 @@ pub enum MonitorError {
     NoTestImages,
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Contract(#[from] ContractError),
     #[error("cannot serve the dashboard's /metrics on {address} (prometheus.listen): {source}")]
     MetricsListen {
         address: String,
@@ -67,6 +70,7 @@ impl MonitorError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Notify(err) => err.exit_code(),
+            Self::Contract(_) => crate::exit_code::CONFIG,
             _ => 1,
         }
     }
@@ -95,11 +99,17 @@ pub struct SessionEnd {
     pub summary_paths: Option<(PathBuf, PathBuf)>,
     /// The worst alert severity fired during the session.
     pub worst: Severity,
+    /// The service did not answer in the expected shape (the session stopped at once).
+    pub wrong_shape: Option<String>,
 }
 
 impl SessionEnd {
-    /// Exit code for CI and cron: 0 no alert, 1 only warnings, 2 a critical one.
+    /// Exit code for CI and cron: 0 no alert, 1 only warnings, 2 a critical one (or a
+    /// service that does not answer in the expected shape).
     pub fn exit_code(&self) -> u8 {
+        if self.wrong_shape.is_some() {
+            return 2;
+        }
         match self.worst {
             Severity::Ok => 0,
             Severity::Warning => 1,
@@ -124,6 +134,11 @@ pub async fn run(
         return Err(MonitorError::NoTestImages);
     }
     let sinks = Sink::resolve_all(&config.alerts.sinks.0, &|var| std::env::var(var).ok())?;
+    // capwatch's own child always speaks capwatch; another service, its configured contract.
+    let contract = match &target {
+        Target::Child(_) => ProbeContract::preset(ServicePreset::Capwatch),
+        Target::Url(_) => ProbeContract::resolve(&config.monitoring.service, &|var| std::env::var(var).ok())?,
+    };
     let metrics_listener = match &config.prometheus.listen {
         Some(address) => Some(
             tokio::net::TcpListener::bind(address)
@@ -147,6 +162,7 @@ pub async fn run(
         Stop { cycles: stop_after.cycles, interactive: mode == Mode::Tui },
         started.now,
     );
+    state.settings.service_shape.clone_from(&contract.shape);
     let (probes, controls) = probe_loops::controls();
     let (supervisor_tx, supervisor_rx) = mpsc::channel::<SupervisorCommand>(8);
     let mut executor = Executor {
@@ -195,7 +211,7 @@ pub async fn run(
             None
         }
     };
-    let prober = Prober::new(config.monitoring.probe_timeout_s.0);
+    let prober = Prober::new(config.monitoring.probe_timeout_s.0, contract);
     let monitoring = &config.monitoring;
     tasks.spawn(health_loop(prober.clone(), monitoring.health_interval_s.0, controls.clone(), events_tx.clone()));
     tasks.spawn(inference_loop(
@@ -310,7 +326,7 @@ pub async fn run(
     } else {
         Severity::Ok
     };
-    Ok(SessionEnd { summary, summary_paths, worst })
+    Ok(SessionEnd { summary, summary_paths, worst, wrong_shape: state.wrong_shape.clone() })
 }
 
 /// A tick every `interval`; skipped while the loop is behind.

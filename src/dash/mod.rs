@@ -6,7 +6,8 @@
 //! Layout:
 //! - Data in: [`event`] (every input, keys included), [`supervisor`] (the child process),
 //!   [`restart_policy`] (backoff, crash loops), [`preflight`] (checks before a start),
-//!   [`child_output`] (its URL and errors), [`prober`] (timed, classified HTTP probes),
+//!   [`child_output`] (its URL and errors), [`contract`] (how to talk to the service),
+//!   [`prober`] (timed, classified HTTP probes),
 //!   [`probe_loops`] (their schedules).
 //! - Decisions: [`state`] (the whole dashboard state), [`update`] (event → effects, pure),
 //!   [`alerts`] (rules and their state machines), [`stats`] (rolling window, totals).
@@ -21,6 +22,7 @@ pub mod alerts;
 pub mod app;
 pub mod child_output;
 pub mod console;
+pub mod contract;
 pub mod effect;
 pub mod event;
 pub mod executor;

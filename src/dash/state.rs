@@ -151,6 +151,8 @@ pub struct Settings {
     pub restart_after_health_failures: usize,
     /// Stop after this many test cycles (`--cycles`).
     pub stop_after_cycles: Option<u64>,
+    /// The shape of the service's answers (`capwatch`, `fastapi`, … or with overrides).
+    pub service_shape: String,
     /// Someone can press keys (the TUI): when the supervisor gives up, wait for `r` or `q`
     /// instead of ending the session.
     pub interactive: bool,
@@ -204,6 +206,8 @@ pub struct DashState {
     /// The log pane, oldest first.
     pub log: VecDeque<LogLine>,
     pub view: ViewState,
+    /// Why the session stopped at its first caption: the answer was not in the expected shape.
+    pub wrong_shape: Option<String>,
     /// The status when the operator (or a limit) decided to quit, before the server was stopped.
     pub status_at_quit: Option<ServiceStatus>,
 }
@@ -219,6 +223,7 @@ impl DashState {
                 restart_after_health_failures: config.restart.health_failures.get(),
                 stop_after_cycles: stop.cycles,
                 interactive: stop.interactive,
+                service_shape: config.monitoring.service.preset.name().to_owned(),
             },
             started: now,
             window: RollingWindow::new(config.monitoring.window_s.0),
@@ -255,6 +260,7 @@ impl DashState {
             log: VecDeque::with_capacity(LOG_LINES),
             view: ViewState::default(),
             status_at_quit: None,
+            wrong_shape: None,
         }
     }
 

@@ -119,6 +119,11 @@ impl SessionStats {
         }
     }
 
+    /// Successful probes so far.
+    pub fn successes(&self) -> u64 {
+        self.successes
+    }
+
     pub fn snapshot(&self, now: Instant) -> StatsSnapshot {
         snapshot_of(
             self.probes,

@@ -55,21 +55,28 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, window: &StatsSnap
             Span::raw(rate),
         ]),
         Line::from(format!("tests {} · cycles {} · quality {quality}", state.tests, state.cycles)),
-        Line::from(health_line(state, clock)),
+        Line::from(health_line(state, clock, inner.width)),
     ];
     frame.render_widget(Paragraph::new(lines), counts);
 }
 
-fn health_line(state: &DashState, clock: Clock) -> String {
+/// The last health check, and what the service said of itself (capwatch: workers, queue)
+/// where there is room.
+fn health_line(state: &DashState, clock: Clock, width: u16) -> String {
     match &state.last_health {
         None => "health: not checked yet".to_owned(),
         Some(check) => {
             let verdict = if check.is_healthy() { "healthy" } else { "FAILING" };
-            format!(
+            let line = format!(
                 "health {verdict} ({:.1} ms, {:.0} s ago)",
                 check.latency.as_secs_f64() * 1000.0,
                 clock.now.saturating_duration_since(check.at).as_secs_f64()
-            )
+            );
+            let body = check.result.as_ref().ok();
+            let workers = body.and_then(|b| b.workers_alive).map(|n| format!(" · {n} workers"));
+            let queue = body.and_then(|b| b.queue_depth).map(|n| format!(" · queue {n}"));
+            let full = format!("{line}{}{}", workers.unwrap_or_default(), queue.unwrap_or_default());
+            first_fitting(width, vec![full, line])
         }
     }
 }

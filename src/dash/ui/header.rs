@@ -17,7 +17,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
         Span::raw(format!(
             " PID {pid} · up {} · model {} · restarts {}",
             uptime(state, clock),
-            state.settings.model_name,
+            model_name(state),
             state.restarts
         )),
     ]);
@@ -29,6 +29,17 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
         _ => Line::from(format!(" {url}  (/health /docs /metrics)")),
     };
     frame.render_widget(Paragraph::new(vec![line1, line2]).block(Block::bordered().title(" capwatch ")), area);
+}
+
+/// The model as the service names it on `/health`; else, for capwatch's own child, the
+/// configured directory's name.
+fn model_name(state: &DashState) -> &str {
+    let reported = state.last_health.as_ref().and_then(|check| check.result.as_ref().ok()?.model.as_deref());
+    match reported {
+        Some(model) => model,
+        None if state.supervised => &state.settings.model_name,
+        None => "?",
+    }
 }
 
 fn status_badge(state: &DashState) -> Span<'static> {

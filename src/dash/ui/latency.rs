@@ -15,7 +15,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, window: &StatsSnap
     let shown: Vec<u64> = state.recent.iter().skip(skip).map(|probe| probe.latency_ms.round() as u64).collect();
     let last = format!(" Latency ms (last {})", shown.len());
     let p50 = format!(" · P50 {:.1}", window.latency.p50_ms);
-    let model = format!(" · model P95 {:.1}", window.model_time.p95_ms);
+    // Services that do not report a model time have none to show.
+    let model = if window.model_time.count == 0 {
+        String::new()
+    } else {
+        format!(" · model P95 {:.1}", window.model_time.p95_ms)
+    };
     let title = first_fitting(
         area.width.saturating_sub(2),
         vec![format!("{last}{p50}{model} "), format!("{last}{p50} "), format!("{last} ")],

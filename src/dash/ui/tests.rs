@@ -48,7 +48,7 @@ impl Scene {
         let check = HealthCheck {
             at: self.clock.now,
             latency: Duration::from_micros(1500),
-            result: Ok(HealthBody { status: "healthy".to_owned(), model: "default".to_owned(), uptime_s: 1.0 }),
+            result: Ok(HealthBody::read(true, r#"{"status": "healthy", "model": "default"}"#)),
         };
         self.feed(Event::Health(check));
     }
@@ -61,8 +61,8 @@ impl Scene {
             latency: Duration::from_millis(latency_ms),
             result: Ok(CaptionResult {
                 caption: caption.to_owned(),
-                model_time: Duration::from_millis(latency_ms / 2),
-                server_total: Duration::from_millis(latency_ms.saturating_sub(1)),
+                model_time: Some(Duration::from_millis(latency_ms / 2)),
+                server_total: Some(Duration::from_millis(latency_ms.saturating_sub(1))),
                 quality: match_keywords(caption, &keywords),
             }),
         };

@@ -136,7 +136,7 @@ fn on_input(state: &mut DashState, input: Input, out: &mut Effects) {
 fn on_probe(state: &mut DashState, probe: InferenceProbe, out: &mut Effects) {
     let latency_ms = probe.latency.as_secs_f64() * 1000.0;
     let (success, model_time, quality) = match &probe.result {
-        Ok(result) => (true, Some(result.model_time), Some(result.quality.score())),
+        Ok(result) => (true, result.model_time, Some(result.quality.score())),
         Err(_) => (false, None, None),
     };
     let sample = ProbeSample { at: probe.at, latency: probe.latency, model_time, success, quality };
@@ -170,9 +170,28 @@ fn on_probe(state: &mut DashState, probe: InferenceProbe, out: &mut Effects) {
         Err(error) => (LogLevel::Warn, format!("❌ {position}: {error} after {latency_ms:.1}ms ({})", probe.image)),
     };
     out.log(state, level, message);
+    if let Err(error) = &probe.result
+        && state.session.successes() == 0
+        && let Some(what) = error.contract_mismatch()
+    {
+        wrong_shape(state, &what, out);
+    }
     state.latest = Some(probe);
     let failures = state.consecutive_failures as f64;
     judge(state, RuleKind::ConsecutiveFailures, failures, u64::MAX, out);
+}
+
+/// The service answers, but not in the shape of the probe contract, and never did: say so
+/// once, plainly, and stop, instead of raising alert after alert.
+fn wrong_shape(state: &mut DashState, what: &str, out: &mut Effects) {
+    let shape = &state.settings.service_shape;
+    let message = format!(
+        "⛔ The service does not answer in the `{shape}` shape: {what}. Pick another --service-preset \
+         (capwatch, fastapi, hf-inference) or set monitoring.service in the config."
+    );
+    out.log(state, LogLevel::Error, message.clone());
+    state.wrong_shape = Some(message);
+    quit(state, out);
 }
 
 fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
@@ -193,8 +212,16 @@ fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
         format!("📊 Cycle {} summary (last {} s window)", state.cycles, state.window.window().as_secs()),
         format!("📈 P95 response time: {:.2} ms [{}]", window.latency.p95_ms, label(RuleKind::P95Latency)),
         format!(
-            "   P50 {:.2} ms · P99 {:.2} ms · max {:.2} ms · model P95 {:.2} ms",
-            window.latency.p50_ms, window.latency.p99_ms, window.latency.max_ms, window.model_time.p95_ms
+            "   P50 {:.2} ms · P99 {:.2} ms · max {:.2} ms{}",
+            window.latency.p50_ms,
+            window.latency.p99_ms,
+            window.latency.max_ms,
+            // Services that do not report a model time have none to show.
+            if window.model_time.count == 0 {
+                String::new()
+            } else {
+                format!(" · model P95 {:.2} ms", window.model_time.p95_ms)
+            }
         ),
         format!("❗ Error rate: {:.1}% [{}]", window.error_rate * 100.0, label(RuleKind::ErrorRate)),
     ];
@@ -222,7 +249,7 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
     state.consecutive_health_failures = if healthy { 0 } else { state.consecutive_health_failures + 1 };
     if !healthy {
         let why = match &check.result {
-            Ok(body) => format!("status {}", body.status),
+            Ok(body) => format!("status {}", body.status.as_deref().unwrap_or("unhealthy")),
             Err(error) => error.to_string(),
         };
         let message = format!("🩺 Health check failed ({why}), {} in a row", state.consecutive_health_failures);

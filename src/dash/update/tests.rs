@@ -58,7 +58,7 @@ impl Scene {
 
     fn health(&mut self, healthy: bool) -> Vec<Effect> {
         let result = if healthy {
-            Ok(HealthBody { status: "healthy".to_owned(), model: "m".to_owned(), uptime_s: 1.0 })
+            Ok(HealthBody::read(true, r#"{"status": "healthy", "model": "m"}"#))
         } else {
             Err(ProbeError::ConnectionRefused)
         };
@@ -70,8 +70,8 @@ impl Scene {
         let result = if ok {
             Ok(CaptionResult {
                 caption: "a red circle".to_owned(),
-                model_time: Duration::from_millis(latency_ms / 2),
-                server_total: Duration::from_millis(latency_ms),
+                model_time: Some(Duration::from_millis(latency_ms / 2)),
+                server_total: Some(Duration::from_millis(latency_ms)),
                 quality: match_keywords("a red circle", &["red".to_owned(), "circle".to_owned()]),
             })
         } else {
@@ -452,8 +452,8 @@ async fn a_p95_hovering_at_the_critical_threshold_is_recorded_once_and_pages_onc
                 latency: Duration::from_secs_f64(p95_ms / 1000.0),
                 result: Ok(CaptionResult {
                     caption: "a red circle".to_owned(),
-                    model_time: Duration::from_millis(1),
-                    server_total: Duration::from_millis(1),
+                    model_time: Some(Duration::from_millis(1)),
+                    server_total: Some(Duration::from_millis(1)),
                     quality: match_keywords("a red circle", &["red".to_owned()]),
                 }),
             };
