@@ -32,6 +32,8 @@ fn check_model(name: &str) {
     assert_eq!(spec.generation.stop_ids, vec![model["stop_token_id"].as_i64().unwrap()], "{name}: stop token");
     let max_new_tokens = model["generate_kwargs"]["max_new_tokens"].as_u64().unwrap() as usize;
     let mut captioner = Captioner::load(&spec, 1, None).unwrap();
+    let cross_cache = model["layout"].as_str().unwrap().ends_with("+cross-cache");
+    assert_eq!(captioner.spec().cross_attention_cache, cross_cache, "{name}: cross-attention cache as loaded");
     let limits = DecodeLimits { max_pixels: 10_000_000 };
 
     let cases = model["cases"].as_array().unwrap();
@@ -96,6 +98,13 @@ fn blip_matches_transformers() {
     check_model("blip");
 }
 
+/// The cross-attention cache layout (`tools/export_blip.py`'s default): the decoder reads the
+/// keys/values the vision graph computed once per image, and the tokens stay transformers'.
+#[test]
+fn blip_with_cross_attention_cache_matches_transformers() {
+    check_model("blip_cross");
+}
+
 #[test]
 fn every_fixture_layout_is_detected() {
     use capwatch::engine::ModelLayout;
@@ -105,6 +114,7 @@ fn every_fixture_layout_is_detected() {
         ("vit_gpt2_split", ModelLayout::VisionEncoderDecoder(DecoderLayout::Split)),
         ("vit_gpt2_nocache", ModelLayout::VisionEncoderDecoder(DecoderLayout::NoCache)),
         ("blip", ModelLayout::Blip),
+        ("blip_cross", ModelLayout::Blip),
     ];
     for (name, layout) in expect {
         assert_eq!(ModelSpec::read(&fixture(name)).unwrap().layout, layout, "{name}");

@@ -89,6 +89,68 @@ class VisionModel(nn.Module):
         return self.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
 
 
+class VisionModelWithCross(nn.Module):
+    """pixel_values -> image_embeds and every text layer's cross-attention keys and values, computed once
+    per image exactly as BlipTextSelfAttention does (`key(embeds).view(b, -1, heads, head_dim).transpose(1, 2)`)."""
+
+    def __init__(self, blip: BlipForConditionalGeneration):
+        super().__init__()
+        self.vision_model = blip.vision_model
+        self.cross = nn.ModuleList(layer.crossattention.self for layer in blip.text_decoder.bert.encoder.layer)
+
+    def forward(self, pixel_values: torch.Tensor):
+        embeds = self.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
+        batch = embeds.shape[0]
+        outputs = [embeds]
+        for attention in self.cross:
+            for projection in (attention.key, attention.value):
+                kv = projection(embeds).view(batch, -1, attention.num_attention_heads, attention.attention_head_size)
+                outputs.append(kv.transpose(1, 2))
+        return tuple(outputs)
+
+
+class TextDecoderCrossCached(nn.Module):
+    """One decoding step that reads the cross-attention keys/values instead of computing them from the image
+    embeddings: HF's own EncoderDecoderCache with every cross layer marked as already computed."""
+
+    def __init__(self, blip: BlipForConditionalGeneration):
+        super().__init__()
+        self.text_decoder = blip.text_decoder
+        self.num_layers = blip.config.text_config.num_hidden_layers
+        self.encoder_hidden_size = blip.config.text_config.encoder_hidden_size
+
+    def forward(self, input_ids, attention_mask, *flat):
+        layers = self.num_layers
+        past_flat, cross_flat = flat[: 2 * layers], flat[2 * layers :]
+        self_cache, cross_cache = DynamicCache(), DynamicCache()
+        for layer in range(layers):
+            self_cache.update(past_flat[2 * layer], past_flat[2 * layer + 1], layer)
+            cross_cache.update(cross_flat[2 * layer], cross_flat[2 * layer + 1], layer)
+        cache = EncoderDecoderCache(self_cache, cross_cache)
+        for layer in range(layers):
+            cache.is_updated[layer] = True
+        # The decoder only reads the encoder states' shape (for its all-ones encoder attention mask):
+        # the keys and values come from the cache.
+        cross_key = cross_flat[0]
+        encoder_hidden_states = cross_key.new_zeros(cross_key.shape[0], cross_key.shape[2], self.encoder_hidden_size)
+        position_ids = attention_mask.long().cumsum(-1) - 1
+        position_ids = position_ids.masked_fill(attention_mask == 0, 1)
+        position_ids = position_ids[:, -input_ids.shape[1] :]
+        out = self.text_decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            encoder_hidden_states=encoder_hidden_states,
+            past_key_values=cache,
+            use_cache=True,
+            return_dict=True,
+        )
+        presents = []
+        for layer in out.past_key_values.self_attention_cache.layers:
+            presents += [layer.keys, layer.values]
+        return (out.logits, *presents)
+
+
 class TextDecoderWithPast(nn.Module):
     """One decoding step of BLIP's text decoder with flat self-attention KV-cache tensors."""
 
@@ -144,29 +206,36 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def export_vision(blip, out_dir: Path, image_size: int, enc_seq: int) -> Path:
+def cross_names(layers: int) -> list[str]:
+    return [f"cross_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+
+
+def export_vision(blip, out_dir: Path, image_size: int, enc_seq: int, cross_cache: bool) -> Path:
     path = out_dir / "vision_model.onnx"
     dummy = torch.randn(1, 3, image_size, image_size)
+    text_cfg = blip.config.text_config
+    heads = text_cfg.num_attention_heads
+    cross = cross_names(text_cfg.num_hidden_layers) if cross_cache else []
+    # height/width must equal vision_config.image_size (no position-embedding interpolation).
+    dynamic_axes = {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}, **{n: {0: "batch"} for n in cross}}
     torch.onnx.export(
-        VisionModel(blip),
+        VisionModelWithCross(blip) if cross_cache else VisionModel(blip),
         (dummy,),
         str(path),
         input_names=["pixel_values"],
-        output_names=["image_embeds"],
-        dynamic_axes={
-            # height/width must equal vision_config.image_size (no position-embedding interpolation).
-            "pixel_values": {0: "batch"},
-            "image_embeds": {0: "batch"},
-        },
+        output_names=["image_embeds", *cross],
+        dynamic_axes=dynamic_axes,
         opset_version=OPSET,
         do_constant_folding=True,
         dynamo=False,
     )
-    _finalize_onnx(path, {"image_embeds": ["batch", enc_seq, blip.config.vision_config.hidden_size]})
+    dims = {"image_embeds": ["batch", enc_seq, blip.config.vision_config.hidden_size]}
+    dims.update({n: ["batch", heads, enc_seq, text_cfg.hidden_size // heads] for n in cross})
+    _finalize_onnx(path, dims)
     return path
 
 
-def export_text_decoder(blip, out_dir: Path, enc_seq: int) -> Path:
+def export_text_decoder(blip, out_dir: Path, enc_seq: int, cross_cache: bool) -> Path:
     text_cfg = blip.config.text_config
     layers = text_cfg.num_hidden_layers
     heads = text_cfg.num_attention_heads
@@ -180,14 +249,17 @@ def export_text_decoder(blip, out_dir: Path, enc_seq: int) -> Path:
     encoder_hidden_states = torch.randn(batch, enc_seq, enc_hidden)
     past_flat = [torch.randn(batch, heads, past, head_dim) for _ in range(2 * layers)]
 
-    input_names = ["input_ids", "attention_mask", "encoder_hidden_states"]
+    cross_flat = [torch.randn(batch, heads, enc_seq, head_dim) for _ in range(2 * layers)]
+
+    input_names = ["input_ids", "attention_mask"] + ([] if cross_cache else ["encoder_hidden_states"])
     output_names = ["logits"]
     dynamic_axes = {
         "input_ids": {0: "batch", 1: "seq"},
         "attention_mask": {0: "batch", 1: "past_plus_seq"},
-        "encoder_hidden_states": {0: "batch", 1: "enc_seq"},
         "logits": {0: "batch", 1: "seq"},
     }
+    if not cross_cache:
+        dynamic_axes["encoder_hidden_states"] = {0: "batch", 1: "enc_seq"}
     for i in range(layers):
         for kind in ("key", "value"):
             name_in, name_out = f"past_key_values.{i}.{kind}", f"present.{i}.{kind}"
@@ -196,10 +268,18 @@ def export_text_decoder(blip, out_dir: Path, enc_seq: int) -> Path:
             dynamic_axes[name_in] = {0: "batch", 2: "past"}
             dynamic_axes[name_out] = {0: "batch", 2: "past_plus_seq"}
 
+    if cross_cache:
+        for name in cross_names(layers):
+            input_names.append(name)
+            dynamic_axes[name] = {0: "batch", 2: "enc_seq"}
+        module, args = TextDecoderCrossCached(blip), (input_ids, attention_mask, *past_flat, *cross_flat)
+    else:
+        module, args = TextDecoderWithPast(blip), (input_ids, attention_mask, encoder_hidden_states, *past_flat)
+
     path = out_dir / "text_decoder.onnx"
     torch.onnx.export(
-        TextDecoderWithPast(blip),
-        (input_ids, attention_mask, encoder_hidden_states, *past_flat),
+        module,
+        args,
         str(path),
         input_names=input_names,
         output_names=output_names,
@@ -223,8 +303,17 @@ def verify(blip, out_dir: Path, image_size: int, steps: int = 4) -> None:
     gen = torch.Generator().manual_seed(0)
     pixel_values = torch.randn(2, 3, image_size, image_size, generator=gen)
     ref_embeds = blip.vision_model(pixel_values=pixel_values).last_hidden_state
-    (embeds,) = vision.run(["image_embeds"], {"pixel_values": pixel_values.numpy()})
+    vision_outputs = [o.name for o in vision.get_outputs()]
+    encoded = dict(zip(vision_outputs, vision.run(vision_outputs, {"pixel_values": pixel_values.numpy()})))
+    embeds = encoded["image_embeds"]
     np.testing.assert_allclose(embeds, ref_embeds.numpy(), rtol=1e-3, atol=1e-4)
+    decoder_inputs = {i.name for i in decoder.get_inputs()}
+    # Either the image embeddings or the cross-attention keys/values computed once from them.
+    encoder_feeds = (
+        {"encoder_hidden_states": embeds}
+        if "encoder_hidden_states" in decoder_inputs
+        else {name: value for name, value in encoded.items() if name in decoder_inputs}
+    )
 
     heads = text_cfg.num_attention_heads
     head_dim = text_cfg.hidden_size // heads
@@ -244,7 +333,7 @@ def verify(blip, out_dir: Path, image_size: int, steps: int = 4) -> None:
                     {
                         "input_ids": step_ids,
                         "attention_mask": mask,
-                        "encoder_hidden_states": embeds,
+                        **encoder_feeds,
                         **feeds_past,
                     },
                 ),
@@ -263,7 +352,7 @@ def verify(blip, out_dir: Path, image_size: int, steps: int = 4) -> None:
         step_ids = next_ids
 
 
-def export(checkpoint: Path, out_dir: Path) -> None:
+def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True) -> None:
     for name in REQUIRED_FILES:
         if not (checkpoint / name).is_file():
             raise FileNotFoundError(f"{checkpoint / name} is missing; is this a BLIP captioning checkpoint?")
@@ -275,8 +364,8 @@ def export(checkpoint: Path, out_dir: Path) -> None:
     enc_seq = (image_size // vision_cfg.patch_size) ** 2 + 1
 
     with torch.no_grad():
-        export_vision(blip, out_dir, image_size, enc_seq)
-        export_text_decoder(blip, out_dir, enc_seq)
+        export_vision(blip, out_dir, image_size, enc_seq, cross_cache)
+        export_text_decoder(blip, out_dir, enc_seq, cross_cache)
     for name in COPIED_FILES:
         src = checkpoint / name
         if src.is_file():
@@ -295,8 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="BLIP checkpoint directory (save_pretrained)")
     parser.add_argument("--out", type=Path, required=True, help="output model directory")
+    parser.add_argument(
+        "--no-cross-cache",
+        action="store_true",
+        help="the older layout: the decoder recomputes cross-attention keys/values from image_embeds every step",
+    )
     args = parser.parse_args(argv)
-    export(args.checkpoint, args.out)
+    export(args.checkpoint, args.out, cross_cache=not args.no_cross_cache)
     print(f"exported BLIP from {args.checkpoint} to {args.out}")
     return 0
 

@@ -473,8 +473,15 @@ def greedy_blip(model_dir: Path, pixel_values: np.ndarray, max_new_tokens: int) 
     heads = text_config["num_attention_heads"]
     head_dim = text_config["hidden_size"] // heads
     vision = session(model_dir / "vision_model.onnx")
-    image_embeds = vision.run(["image_embeds"], {"pixel_values": pixel_values})[0]
+    encoded = run_named(vision, {"pixel_values": pixel_values})
+    image_embeds = encoded["image_embeds"]
     dec = session(model_dir / "text_decoder.onnx")
+    # The cross-cache layout reads the per-layer cross-attention keys/values instead of image_embeds.
+    encoder_feeds = {
+        i.name: encoded[i.name] if i.name.startswith("cross_key_values.") else image_embeds
+        for i in dec.get_inputs()
+        if i.name.startswith("cross_key_values.") or i.name == "encoder_hidden_states"
+    }
     batch = image_embeds.shape[0]
     ids = [start_id]
     past = zero_past(dec, batch, heads, head_dim)
@@ -483,7 +490,7 @@ def greedy_blip(model_dir: Path, pixel_values: np.ndarray, max_new_tokens: int) 
         feeds = {
             "input_ids": step_input,
             "attention_mask": np.ones((batch, len(ids)), np.int64),  # past + current tokens
-            "encoder_hidden_states": image_embeds,
+            **encoder_feeds,
             **past,
         }
         out = run_named(dec, feeds)
@@ -682,8 +689,11 @@ def make_blip(work: Path, pixels_of, images: list[str]) -> dict:
     tokenizer.save_pretrained(hf_dir)
     processor.save_pretrained(hf_dir)
     dst = FIXTURES / "blip"
-    export_blip.export(hf_dir, dst)
+    export_blip.export(hf_dir, dst, cross_cache=False)
     check_onnx_files(dst)
+    cross_dst = FIXTURES / "blip_cross"
+    export_blip.export(hf_dir, cross_dst, cross_cache=True)
+    check_onnx_files(cross_dst)
 
     model = BlipForConditionalGeneration.from_pretrained(hf_dir).eval()
     processor = BlipImageProcessor.from_pretrained(hf_dir)
@@ -691,29 +701,66 @@ def make_blip(work: Path, pixels_of, images: list[str]) -> dict:
     cases = []
     for image in images:
         seq, margin = hf_generate(model, pixels[image])
-        onnx_seq = greedy_blip(dst, pixels[image], MAX_NEW_TOKENS)
-        assert onnx_seq == seq, ("blip", image, onnx_seq, seq)
+        for layout_dir in (dst, cross_dst):
+            onnx_seq = greedy_blip(layout_dir, pixels[image], MAX_NEW_TOKENS)
+            assert onnx_seq == seq, (layout_dir.name, image, onnx_seq, seq)
         cases.append(
             case_record(image, seq, margin, tokenizer, pixels[image], start_id, stop_id, model, processor.image_std)
         )
     gen_cfg = json.loads((dst / "generation_config.json").read_text())
     assert gen_cfg["eos_token_id"] != stop_id
-    return {
-        "blip": {
-            "family": "blip",
-            "layout": "blip",
-            "onnx_files": ["vision_model.onnx", "text_decoder.onnx"],
-            "start_token_id": start_id,
-            "stop_token_id": stop_id,
-            "pad_token_id": probe.pad_token_id,
-            "generation_config_eos_token_id_never_used": gen_cfg["eos_token_id"],
-            "trap_token_generated_mid_caption": trap != 2 or any(2 in c["generated_ids"][:-1] for c in cases),
-            "generate_kwargs": {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False, "num_beams": 1},
-            "search": {"seed": seed, "stop_boost": boost},
-            "min_margin": min(c["min_margin"] for c in cases),
-            "cases": cases,
-        }
+    blip = {
+        "family": "blip",
+        "layout": "blip",
+        "onnx_files": ["vision_model.onnx", "text_decoder.onnx"],
+        "start_token_id": start_id,
+        "stop_token_id": stop_id,
+        "pad_token_id": probe.pad_token_id,
+        "generation_config_eos_token_id_never_used": gen_cfg["eos_token_id"],
+        "trap_token_generated_mid_caption": trap != 2 or any(2 in c["generated_ids"][:-1] for c in cases),
+        "generate_kwargs": {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False, "num_beams": 1},
+        "search": {"seed": seed, "stop_boost": boost},
+        "min_margin": min(c["min_margin"] for c in cases),
+        "cases": cases,
     }
+    return {"blip": blip, "blip_cross": {**blip, "layout": "blip+cross-cache"}}
+
+
+@torch.no_grad()
+def remake_blip_cross() -> int:
+    """Re-export the recorded BLIP fixture (same seed, stop boost and trap) in the cross-cache layout,
+    check it against the recorded transformers sequences, and add it to reference.json."""
+    reference_path = FIXTURES / "reference.json"
+    reference = json.loads(reference_path.read_text())
+    recorded = reference["models"]["blip"]
+    tokenizer = wordpiece_tokenizer()
+    model = build_blip(recorded["search"]["seed"], recorded["search"]["stop_boost"], len(tokenizer))
+    trap = recorded["generation_config_eos_token_id_never_used"]
+    model.config.text_config.eos_token_id = trap
+    start_id, stop_id = recorded["start_token_id"], recorded["stop_token_id"]
+    model.generation_config = GenerationConfig(
+        bos_token_id=start_id, eos_token_id=trap, pad_token_id=recorded["pad_token_id"], sep_token_id=stop_id
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dir = Path(tmp) / "blip_hf"
+        model.save_pretrained(hf_dir)
+        tokenizer.save_pretrained(hf_dir)
+        BlipImageProcessor.from_pretrained(FIXTURES / "blip").save_pretrained(hf_dir)
+        dst = FIXTURES / "blip_cross"
+        if dst.exists():
+            shutil.rmtree(dst)
+        export_blip.export(hf_dir, dst, cross_cache=True)
+    check_onnx_files(dst)
+    for case in recorded["cases"]:
+        pixels = np.array(case["pixel_values"], np.float32).reshape(case["pixel_values_shape"])
+        seq, _ = hf_generate(model, pixels)
+        assert seq == case["sequence"], ("the rebuilt model differs from the recorded one", case["image"])
+        onnx_seq = greedy_blip(dst, pixels, MAX_NEW_TOKENS)
+        assert onnx_seq == case["sequence"], ("blip_cross", case["image"], onnx_seq, case["sequence"])
+    reference["models"]["blip_cross"] = {**recorded, "layout": "blip+cross-cache"}
+    dump_reference(reference, reference_path)
+    print(f"blip_cross: {len(recorded['cases'])} cases token-identical to transformers")
+    return 0
 
 
 def dump_reference(reference: dict, path: Path) -> None:
@@ -739,6 +786,9 @@ def dump_reference(reference: dict, path: Path) -> None:
 
 def main() -> int:
     torch.set_num_threads(1)
+    if sys.argv[1:] == ["--only", "blip_cross"]:
+        torch.use_deterministic_algorithms(True)
+        return remake_blip_cross()
     torch.use_deterministic_algorithms(True)
     if FIXTURES.exists():
         shutil.rmtree(FIXTURES)

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use ndarray::Array4;
 use ort::session::Session;
-use ort::value::{DynValue, Tensor};
+use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
-use super::decoder::StepDecoder;
+use super::decoder::{CROSS_PREFIX, EncoderOutputs, StepDecoder};
 use super::model_dir::{DecoderLayout, ModelLayout, ModelSpec};
 use super::preprocess::to_pixel_values;
 use super::{EngineError, StageTimings};
@@ -81,7 +81,15 @@ impl Captioner {
             path: spec.tokenizer_file.display().to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Self { spec: spec.clone(), encoder, encoder_input, encoder_output, decoder, tokenizer })
+        let cross_outputs = encoder.outputs().iter().filter(|o| o.name().starts_with(CROSS_PREFIX)).count();
+        if decoder.reads_cross_cache() && cross_outputs == 0 {
+            return Err(EngineError::ModelLoad {
+                path: spec.encoder_file.display().to_string(),
+                reason: format!("the decoder reads `{CROSS_PREFIX}.*`, which this encoder does not produce"),
+            });
+        }
+        let spec = ModelSpec { cross_attention_cache: decoder.reads_cross_cache(), ..spec.clone() };
+        Ok(Self { spec, encoder, encoder_input, encoder_output, decoder, tokenizer })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -105,7 +113,7 @@ impl Captioner {
         max_new_tokens: usize,
     ) -> Result<Generated, EngineError> {
         let started = Instant::now();
-        let encoder_hidden_states = self.encode(pixel_values)?;
+        let encoder_outputs = self.encode(pixel_values)?;
         let encoder = started.elapsed();
 
         let started = Instant::now();
@@ -113,7 +121,7 @@ impl Captioner {
         let mut ids = generation.prompt_ids.clone();
         self.decoder.reset();
         for _ in 0..max_new_tokens {
-            let token = self.decoder.next_token(&ids, &encoder_hidden_states)?;
+            let token = self.decoder.next_token(&ids, &encoder_outputs)?;
             ids.push(token);
             if generation.stop_ids.contains(&token) {
                 break;
@@ -135,12 +143,16 @@ impl Captioner {
         Ok(Generated { text, token_ids, timings: StageTimings { encoder, decoder, ..StageTimings::default() } })
     }
 
-    fn encode(&mut self, pixel_values: Array4<f32>) -> Result<DynValue, EngineError> {
+    fn encode(&mut self, pixel_values: Array4<f32>) -> Result<EncoderOutputs, EngineError> {
         let input = Tensor::from_array(pixel_values)?;
         let mut outputs = self.encoder.run(vec![(self.encoder_input.as_str(), input)])?;
-        outputs
+        let hidden_states = outputs
             .remove(&self.encoder_output)
-            .ok_or_else(|| EngineError::Inference(format!("encoder produced no `{}`", self.encoder_output)))
+            .ok_or_else(|| EngineError::Inference(format!("encoder produced no `{}`", self.encoder_output)))?;
+        let cross_names: Vec<String> =
+            outputs.keys().filter(|name| name.starts_with(CROSS_PREFIX)).map(str::to_owned).collect();
+        let cross = cross_names.into_iter().filter_map(|name| outputs.remove(&name).map(|value| (name, value))).collect();
+        Ok(EncoderOutputs { hidden_states, cross })
     }
 }
 

@@ -10,6 +10,9 @@
 //! - Split layouts use `decoder_model.onnx` for the first step and
 //!   `decoder_with_past_model.onnx` afterwards.
 //! - Without cache the whole sequence is fed at every step.
+//! - A decoder that declares `cross_key_values.*` inputs gets the cross-attention keys and
+//!   values the encoder computed once per image (the cross-cache layouts of `tools/`),
+//!   instead of `encoder_hidden_states`.
 
 use std::borrow::Cow;
 
@@ -21,6 +24,17 @@ use super::model_dir::AttentionShape;
 
 const PAST_PREFIX: &str = "past_key_values";
 const PRESENT_PREFIX: &str = "present";
+/// Cross-attention keys/values computed once per image: encoder outputs, decoder inputs.
+pub const CROSS_PREFIX: &str = "cross_key_values";
+
+/// What the encoder gives the decoder for one image.
+pub struct EncoderOutputs {
+    /// The encoder's last hidden state (`[1, enc_seq, hidden]`).
+    pub hidden_states: DynValue,
+    /// Per-layer cross-attention keys/values (`[1, heads, enc_seq, head_dim]`), by name;
+    /// empty unless the encoder graph emits them.
+    pub cross: Vec<(String, DynValue)>,
+}
 
 /// A decoder session with its declared inputs (read once, not per step).
 struct DecoderGraph {
@@ -78,13 +92,19 @@ impl StepDecoder {
         })
     }
 
+    /// Whether the decoder reads precomputed cross-attention keys/values.
+    pub fn reads_cross_cache(&self) -> bool {
+        self.first.inputs.iter().any(|(name, _)| name.starts_with(CROSS_PREFIX))
+    }
+
     /// Forgets the cache; call before each new image.
     pub fn reset(&mut self) {
         self.past.clear();
     }
 
     /// Runs one step over `ids` (the whole sequence so far) and returns the argmax token.
-    pub fn next_token(&mut self, ids: &[i64], encoder_hidden_states: &DynValue) -> Result<i64, EngineError> {
+    pub fn next_token(&mut self, ids: &[i64], encoder: &EncoderOutputs) -> Result<i64, EngineError> {
+        let encoder_hidden_states = &encoder.hidden_states;
         let Some(&last_id) = ids.last() else {
             return Err(EngineError::Inference("decoder called with an empty sequence".to_owned()));
         };
@@ -115,6 +135,16 @@ impl StepDecoder {
                     int_tensor(element_type, len, vec![1; len])?
                 }
                 "encoder_hidden_states" => SessionInputValue::from(encoder_hidden_states),
+                cross_name if cross_name.starts_with(CROSS_PREFIX) => {
+                    match encoder.cross.iter().find(|(n, _)| n == cross_name) {
+                        Some((_, value)) => SessionInputValue::from(value),
+                        None => {
+                            return Err(EngineError::Inference(format!(
+                                "the decoder reads `{cross_name}`, which the encoder does not produce"
+                            )));
+                        }
+                    }
+                }
                 "use_cache_branch" => Tensor::from_array(([1usize], vec![has_cache]))?.into(),
                 past_name if past_name.starts_with(PAST_PREFIX) => match self.past.iter().find(|(n, _)| n == past_name)
                 {
@@ -165,6 +195,7 @@ fn is_known_input(name: &str) -> bool {
             | "encoder_hidden_states"
             | "use_cache_branch"
     ) || name.starts_with(PAST_PREFIX)
+        || name.starts_with(CROSS_PREFIX)
 }
 
 /// A `[1, len]` integer tensor of the type the graph declares.

@@ -81,9 +81,22 @@ pub struct ModelSpec {
     pub image: ImageProcessorSpec,
     pub generation: GenerationSpec,
     pub attention: Option<AttentionShape>,
+    /// The decoder reads cross-attention keys/values that the encoder computed once per image
+    /// (`cross_key_values.*`), instead of recomputing them from the encoder states each step.
+    /// Learned from the graphs when the model loads.
+    pub cross_attention_cache: bool,
 }
 
 impl ModelSpec {
+    /// The layout as `/health` and `capwatch_model_info` name it: `blip`, `blip+cross-cache`, …
+    pub fn layout_name(&self) -> String {
+        if self.cross_attention_cache {
+            format!("{}+cross-cache", self.layout.name())
+        } else {
+            self.layout.name().to_owned()
+        }
+    }
+
     /// Reads `dir` and detects its layout; errors name the missing file or key.
     pub fn read(dir: &Path) -> Result<Self, EngineError> {
         let fail = |reason: String| EngineError::ModelLoad { path: dir.display().to_string(), reason };
@@ -124,6 +137,7 @@ impl ModelSpec {
                     image,
                     generation,
                     attention: attention_shape(decoder_config),
+                    cross_attention_cache: false,
                 })
             }
             "blip" => {
@@ -143,6 +157,7 @@ impl ModelSpec {
                     image,
                     generation,
                     attention: attention_shape(text_config),
+                    cross_attention_cache: false,
                 })
             }
             other => Err(fail(format!(

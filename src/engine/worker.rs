@@ -64,7 +64,8 @@ impl Engine {
     /// ready, or returns the first load error.
     pub fn start(spec: ModelSpec, options: EngineOptions) -> Result<Self, EngineError> {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<CaptionJob>(options.queue_capacity);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), EngineError>>();
+        // Each worker reports the spec as its sessions describe it (cross-attention cache or not).
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<ModelSpec, EngineError>>();
         let workers_alive = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::with_capacity(options.workers);
         for index in 0..options.workers {
@@ -86,7 +87,7 @@ impl Engine {
                         Ok(captioner) => {
                             // The starter waits on ready_rx until every worker reported; if it gave
                             // up (an earlier worker failed), there is nobody left to tell.
-                            let _ = ready_tx.send(Ok(()));
+                            let _ = ready_tx.send(Ok(captioner.spec().clone()));
                             drop(ready_tx);
                             serve_jobs(captioner, &job_rx, &worker_options);
                         }
@@ -104,7 +105,7 @@ impl Engine {
         }
         drop(ready_tx);
         drop(job_rx);
-        let engine = Self {
+        let mut engine = Self {
             inner: Arc::new(EngineInner {
                 spec,
                 options,
@@ -115,7 +116,12 @@ impl Engine {
         };
         for _ in 0..engine.inner.options.workers {
             match ready_rx.recv() {
-                Ok(Ok(())) => {}
+                Ok(Ok(loaded)) => {
+                    // Nothing else holds the engine yet: the workers only have the job queue.
+                    if let Some(inner) = Arc::get_mut(&mut engine.inner) {
+                        inner.spec = loaded;
+                    }
+                }
                 Ok(Err(err)) => {
                     engine.close();
                     return Err(err);

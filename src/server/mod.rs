@@ -81,7 +81,7 @@ pub async fn run(
                 let spec = engine.spec();
                 tracing::info!(
                     model = %spec.name,
-                    layout = spec.layout.name(),
+                    layout = %spec.layout_name(),
                     workers = engine.options().workers,
                     load_ms = loaded.elapsed().as_millis() as u64,
                     "model loaded and warmed up; ready"

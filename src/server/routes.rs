@@ -70,7 +70,7 @@ pub fn publish_model_info(state: &AppState, engine: &Engine) {
         .model_info
         .get_or_create(&ModelLabels {
             model: spec.name.clone(),
-            layout: spec.layout.name().to_owned(),
+            layout: spec.layout_name(),
             version: VERSION.to_owned(),
         })
         .set(1);
@@ -258,7 +258,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     let body = HealthResponse {
         status: if healthy { "healthy" } else { "unhealthy" }.to_owned(),
         model,
-        layout: engine.map(|e| e.spec().layout.name().to_owned()),
+        layout: engine.map(|e| e.spec().layout_name()),
         ready: engine.is_some(),
         workers_alive,
         queue_depth: engine.map_or(0, Engine::queue_depth),
