@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-scale fixtures clean-ort
 
 all: test
 
@@ -43,6 +43,16 @@ test: setup
 bench: $(ORT_LIB)
 	$(CARGO) build --release
 	$(CARGO) run --release --example loadbench -- $(ARGS)
+
+## bench-scale: real-size BLIP-base (random weights, built locally) in both BLIP layouts against
+## transformers' generate() in PyTorch, side by side (needs tools/.venv: torch, transformers; minutes)
+bench-scale: $(ORT_LIB) tools/.venv/bin/python
+	$(CARGO) build --release
+	tools/.venv/bin/python tools/bench_scale.py $(ARGS)
+
+tools/.venv/bin/python: tools/requirements.txt
+	$(PYTHON) -m venv tools/.venv
+	tools/.venv/bin/pip install -q -r tools/requirements.txt
 
 ## fixtures: rebuild tests/fixtures with the pinned Python tools (needs tools/.venv)
 fixtures:
