@@ -151,7 +151,8 @@ impl Captioner {
             .ok_or_else(|| EngineError::Inference(format!("encoder produced no `{}`", self.encoder_output)))?;
         let cross_names: Vec<String> =
             outputs.keys().filter(|name| name.starts_with(CROSS_PREFIX)).map(str::to_owned).collect();
-        let cross = cross_names.into_iter().filter_map(|name| outputs.remove(&name).map(|value| (name, value))).collect();
+        let cross =
+            cross_names.into_iter().filter_map(|name| outputs.remove(&name).map(|value| (name, value))).collect();
         Ok(EncoderOutputs { hidden_states, cross })
     }
 }
