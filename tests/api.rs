@@ -298,6 +298,7 @@ async fn health_ready_and_metrics() {
     let health: Value = health.json().await.unwrap();
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["model"], MODEL);
+    assert_eq!(health["precision"], "fp32");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["uptime_s"].as_f64().unwrap() >= 0.0);
     let ready = client.get(server.endpoint("/ready")).send().await.unwrap();
@@ -319,7 +320,7 @@ async fn health_ready_and_metrics() {
         "capwatch_requests_in_flight 1",
         "capwatch_workers_alive 1",
         "capwatch_ready 1",
-        "capwatch_model_info{model=\"vit_gpt2_merged\",layout=\"vision-encoder-decoder/merged\"",
+        "capwatch_model_info{model=\"vit_gpt2_merged\",layout=\"vision-encoder-decoder/merged\",precision=\"fp32\"",
         "capwatch_start_time_seconds ",
         "# EOF",
     ] {

@@ -4,8 +4,8 @@
 Builds a real-size random-weight BLIP-base checkpoint locally (BlipConfig() defaults: ViT-B/16 at
 384, BERT-base text decoder; no hub access), with a word-level tokenizer of the real vocabulary
 size and a stop token that random weights do not reach, so every caption runs to the length
-limit; exports it in the older layout (cross-attention K/V recomputed every step) and the
-cross-cache layout; then, in one run and interleaved, times:
+limit; exports it in the older layout (cross-attention K/V recomputed every step), the
+cross-cache layout, and the cross-cache layout with int8 weights; then, in one run and interleaved, times:
 
   - `capwatch serve` on each export (1 worker x N ONNX Runtime threads, raw PNG over loopback),
   - `BlipForConditionalGeneration.generate()` in PyTorch with N threads on the same image,
@@ -122,10 +122,14 @@ def main() -> int:
     work = args.work
     checkpoint = work / "blip-base-random"
     build_blip_base(checkpoint)
-    exports = {"older layout": work / "blip-base-onnx", "cross-cache layout": work / "blip-base-onnx-cross"}
-    for name, out in exports.items():
-        if not (out / "text_decoder.onnx").is_file():
-            export_blip.export(checkpoint, out, cross_cache=name == "cross-cache layout")
+    exports = {
+        "older layout": (work / "blip-base-onnx", False, False),
+        "cross-cache layout": (work / "blip-base-onnx-cross", True, False),
+        "cross-cache layout, int8": (work / "blip-base-onnx-cross-int8", True, True),
+    }
+    for out, cross_cache, int8 in exports.values():
+        if not (out / "capwatch_export.json").is_file():
+            export_blip.export(checkpoint, out, cross_cache=cross_cache, int8=int8)
 
     image = Image.fromarray((np.random.default_rng(0).random((384, 384, 3)) * 255).astype(np.uint8))
     png = io.BytesIO()
@@ -135,7 +139,7 @@ def main() -> int:
     model = BlipForConditionalGeneration.from_pretrained(checkpoint).eval()
     processor = BlipImageProcessor.from_pretrained(checkpoint)
     pixel_values = processor(images=image, return_tensors="pt")["pixel_values"]
-    servers = {name: start_server(args.binary, out, args.threads) for name, out in exports.items()}
+    servers = {name: start_server(args.binary, out, args.threads) for name, (out, _, _) in exports.items()}
     timings: dict[str, list[float]] = {name: [] for name in [*exports, "PyTorch generate()"]}
     tokens: dict[str, int] = {}
     try:

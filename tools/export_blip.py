@@ -51,6 +51,7 @@ it) and checked against PyTorch, including a first step with zero-length past te
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -352,7 +353,30 @@ def verify(blip, out_dir: Path, image_size: int, steps: int = 4) -> None:
         step_ids = next_ids
 
 
-def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True) -> None:
+def quantize(out_dir: Path) -> None:
+    """Dynamic int8 weights (onnxruntime.quantization), the same layout; checked to load and run."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    for name in ("vision_model.onnx", "text_decoder.onnx"):
+        path = out_dir / name
+        fp32 = out_dir / f"{name}.fp32"
+        path.rename(fp32)
+        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+        fp32.unlink()
+        _session(path)
+
+
+def write_record(out_dir: Path, cross_cache: bool, int8: bool) -> None:
+    """capwatch_export.json: what this exporter wrote (capwatch reads the precision from it)."""
+    record = {
+        "exported_by": "tools/export_blip.py",
+        "layout": "blip+cross-cache" if cross_cache else "blip",
+        "precision": "int8" if int8 else "fp32",
+    }
+    (out_dir / "capwatch_export.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True, int8: bool = False) -> None:
     for name in REQUIRED_FILES:
         if not (checkpoint / name).is_file():
             raise FileNotFoundError(f"{checkpoint / name} is missing; is this a BLIP captioning checkpoint?")
@@ -378,6 +402,9 @@ def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True) -> None:
         if not (out_dir / "tokenizer.json").is_file():
             raise FileNotFoundError(f"{checkpoint} has no tokenizer.json and none could be built from it")
     verify(blip, out_dir, image_size)
+    if int8:
+        quantize(out_dir)
+    write_record(out_dir, cross_cache, int8)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,8 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the older layout: the decoder recomputes cross-attention keys/values from image_embeds every step",
     )
+    parser.add_argument("--int8", action="store_true", help="dynamically quantized int8 weights (same layout)")
     args = parser.parse_args(argv)
-    export(args.checkpoint, args.out, cross_cache=not args.no_cross_cache)
+    export(args.checkpoint, args.out, cross_cache=not args.no_cross_cache, int8=args.int8)
     print(f"exported BLIP from {args.checkpoint} to {args.out}")
     return 0
 

@@ -85,6 +85,25 @@ pub struct ModelSpec {
     /// (`cross_key_values.*`), instead of recomputing them from the encoder states each step.
     /// Learned from the graphs when the model loads.
     pub cross_attention_cache: bool,
+    /// Weight precision, `fp32` unless the exporter's `capwatch_export.json` says otherwise
+    /// (`int8`: dynamically quantized weights).
+    pub precision: String,
+}
+
+/// What `tools/`'s exporters record about a directory they wrote.
+const EXPORT_RECORD: &str = "capwatch_export.json";
+
+/// The weight precision an exporter recorded (`fp32` when there is no record).
+fn export_precision(dir: &Path) -> Result<String, String> {
+    let path = dir.join(EXPORT_RECORD);
+    if !path.is_file() {
+        return Ok("fp32".to_owned());
+    }
+    let record = read_json(&path)?;
+    match record.get("precision").and_then(Value::as_str) {
+        Some(precision @ ("fp32" | "int8")) => Ok(precision.to_owned()),
+        other => Err(format!("{EXPORT_RECORD}: precision {other:?} is not fp32 or int8")),
+    }
 }
 
 impl ModelSpec {
@@ -112,6 +131,7 @@ impl ModelSpec {
         let image =
             ImageProcessorSpec::from_json(&preprocessor).map_err(|e| fail(format!("preprocessor_config.json: {e}")))?;
         let tokenizer_file = require_file(dir, "tokenizer.json").map_err(&fail)?;
+        let precision = export_precision(dir).map_err(&fail)?;
         let name = dir
             .canonicalize()
             .ok()
@@ -138,6 +158,7 @@ impl ModelSpec {
                     generation,
                     attention: attention_shape(decoder_config),
                     cross_attention_cache: false,
+                    precision: precision.clone(),
                 })
             }
             "blip" => {
@@ -158,6 +179,7 @@ impl ModelSpec {
                     generation,
                     attention: attention_shape(text_config),
                     cross_attention_cache: false,
+                    precision: precision.clone(),
                 })
             }
             other => Err(fail(format!(
@@ -297,6 +319,18 @@ mod tests {
         assert_eq!(spec.prompt_ids, vec![30522]);
         assert_eq!(spec.stop_ids, vec![102]);
         assert_eq!(spec.default_max_new_tokens, 19);
+    }
+
+    #[test]
+    fn precision_comes_from_the_exporters_record() {
+        let dir = std::env::temp_dir().join(format!("capwatch-precision-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(export_precision(&dir).unwrap(), "fp32", "no record: fp32");
+        std::fs::write(dir.join(EXPORT_RECORD), r#"{"precision": "int8"}"#).unwrap();
+        assert_eq!(export_precision(&dir).unwrap(), "int8");
+        std::fs::write(dir.join(EXPORT_RECORD), r#"{"precision": "int4"}"#).unwrap();
+        assert!(export_precision(&dir).unwrap_err().contains("is not fp32 or int8"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

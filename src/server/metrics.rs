@@ -51,6 +51,7 @@ pub struct StageLabels {
 pub struct ModelLabels {
     pub model: String,
     pub layout: String,
+    pub precision: String,
     pub version: String,
 }
 

@@ -71,6 +71,7 @@ pub fn publish_model_info(state: &AppState, engine: &Engine) {
         .get_or_create(&ModelLabels {
             model: spec.name.clone(),
             layout: spec.layout_name(),
+            precision: spec.precision.clone(),
             version: VERSION.to_owned(),
         })
         .set(1);
@@ -234,6 +235,8 @@ pub struct HealthResponse {
     pub status: String,
     pub model: String,
     pub layout: Option<String>,
+    /// Weight precision (`fp32`, `int8`), once loaded.
+    pub precision: Option<String>,
     pub ready: bool,
     pub workers_alive: usize,
     pub queue_depth: usize,
@@ -259,6 +262,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         status: if healthy { "healthy" } else { "unhealthy" }.to_owned(),
         model,
         layout: engine.map(|e| e.spec().layout_name()),
+        precision: engine.map(|e| e.spec().precision.clone()),
         ready: engine.is_some(),
         workers_alive,
         queue_depth: engine.map_or(0, Engine::queue_depth),
