@@ -110,6 +110,35 @@ class VisionModelWithCross(nn.Module):
         return tuple(outputs)
 
 
+def _filled_cache(flat, layers: int) -> DynamicCache:
+    """A DynamicCache holding `flat` = [layer0 key, layer0 value, layer1 key, ...]."""
+    cache = DynamicCache()
+    for layer in range(layers):
+        cache.update(flat[2 * layer], flat[2 * layer + 1], layer)
+    return cache
+
+
+def _decode_step(text_decoder, input_ids, attention_mask, encoder_hidden_states, cache: EncoderDecoderCache):
+    """One step of BLIP's text decoder: (logits, present.0.key, present.0.value, ...) of the self-attention cache."""
+    # Same position ids as GenerationMixin.prepare_inputs_for_generation.
+    position_ids = attention_mask.long().cumsum(-1) - 1
+    position_ids = position_ids.masked_fill(attention_mask == 0, 1)
+    position_ids = position_ids[:, -input_ids.shape[1] :]
+    out = text_decoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        encoder_hidden_states=encoder_hidden_states,
+        past_key_values=cache,
+        use_cache=True,
+        return_dict=True,
+    )
+    presents = []
+    for layer in out.past_key_values.self_attention_cache.layers:
+        presents += [layer.keys, layer.values]
+    return (out.logits, *presents)
+
+
 class TextDecoderCrossCached(nn.Module):
     """One decoding step that reads the cross-attention keys/values instead of computing them from the image
     embeddings: HF's own EncoderDecoderCache with every cross layer marked as already computed."""
@@ -123,33 +152,14 @@ class TextDecoderCrossCached(nn.Module):
     def forward(self, input_ids, attention_mask, *flat):
         layers = self.num_layers
         past_flat, cross_flat = flat[: 2 * layers], flat[2 * layers :]
-        self_cache, cross_cache = DynamicCache(), DynamicCache()
-        for layer in range(layers):
-            self_cache.update(past_flat[2 * layer], past_flat[2 * layer + 1], layer)
-            cross_cache.update(cross_flat[2 * layer], cross_flat[2 * layer + 1], layer)
-        cache = EncoderDecoderCache(self_cache, cross_cache)
+        cache = EncoderDecoderCache(_filled_cache(past_flat, layers), _filled_cache(cross_flat, layers))
         for layer in range(layers):
             cache.is_updated[layer] = True
         # The decoder only reads the encoder states' shape (for its all-ones encoder attention mask):
         # the keys and values come from the cache.
         cross_key = cross_flat[0]
         encoder_hidden_states = cross_key.new_zeros(cross_key.shape[0], cross_key.shape[2], self.encoder_hidden_size)
-        position_ids = attention_mask.long().cumsum(-1) - 1
-        position_ids = position_ids.masked_fill(attention_mask == 0, 1)
-        position_ids = position_ids[:, -input_ids.shape[1] :]
-        out = self.text_decoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            encoder_hidden_states=encoder_hidden_states,
-            past_key_values=cache,
-            use_cache=True,
-            return_dict=True,
-        )
-        presents = []
-        for layer in out.past_key_values.self_attention_cache.layers:
-            presents += [layer.keys, layer.values]
-        return (out.logits, *presents)
+        return _decode_step(self.text_decoder, input_ids, attention_mask, encoder_hidden_states, cache)
 
 
 class TextDecoderWithPast(nn.Module):
@@ -161,27 +171,8 @@ class TextDecoderWithPast(nn.Module):
         self.num_layers = blip.config.text_config.num_hidden_layers
 
     def forward(self, input_ids, attention_mask, encoder_hidden_states, *past_flat):
-        self_cache = DynamicCache()
-        for layer in range(self.num_layers):
-            self_cache.update(past_flat[2 * layer], past_flat[2 * layer + 1], layer)
-        cache = EncoderDecoderCache(self_cache, DynamicCache())
-        # Same position ids as GenerationMixin.prepare_inputs_for_generation.
-        position_ids = attention_mask.long().cumsum(-1) - 1
-        position_ids = position_ids.masked_fill(attention_mask == 0, 1)
-        position_ids = position_ids[:, -input_ids.shape[1] :]
-        out = self.text_decoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            encoder_hidden_states=encoder_hidden_states,
-            past_key_values=cache,
-            use_cache=True,
-            return_dict=True,
-        )
-        presents = []
-        for layer in out.past_key_values.self_attention_cache.layers:
-            presents += [layer.keys, layer.values]
-        return (out.logits, *presents)
+        cache = EncoderDecoderCache(_filled_cache(past_flat, self.num_layers), DynamicCache())
+        return _decode_step(self.text_decoder, input_ids, attention_mask, encoder_hidden_states, cache)
 
 
 def _finalize_onnx(path: Path, output_dims: dict[str, list[int | str]] | None = None) -> None:
