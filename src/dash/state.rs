@@ -149,13 +149,10 @@ pub struct Settings {
     pub automatic_restart: bool,
     /// Consecutive failed health checks that trigger a restart.
     pub restart_after_health_failures: usize,
-    /// Stop after this many test cycles (`--cycles`).
-    pub stop_after_cycles: Option<u64>,
+    /// When the session ends by itself.
+    pub stop: Stop,
     /// The shape of the service's answers (`capwatch`, `fastapi`, … or with overrides).
     pub service_shape: String,
-    /// Someone can press keys (the TUI): when the supervisor gives up, wait for `r` or `q`
-    /// instead of ending the session.
-    pub interactive: bool,
 }
 
 /// When the session ends by itself.
@@ -163,7 +160,8 @@ pub struct Settings {
 pub struct Stop {
     /// After this many test cycles (`--cycles`).
     pub cycles: Option<u64>,
-    /// False (headless): also when the supervisor gives up, since nobody can press `r`.
+    /// Someone can press keys (the TUI): when the supervisor gives up, wait for `r` or `q`.
+    /// False (headless): stop then too, since nobody can press `r`.
     pub interactive: bool,
 }
 
@@ -221,8 +219,7 @@ impl DashState {
                 tests_per_cycle: config.monitoring.tests_per_cycle.get(),
                 automatic_restart: config.restart.automatic,
                 restart_after_health_failures: config.restart.health_failures.get(),
-                stop_after_cycles: stop.cycles,
-                interactive: stop.interactive,
+                stop,
                 service_shape: config.monitoring.service.preset.name().to_owned(),
             },
             started: now,

@@ -233,7 +233,7 @@ fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
     }
     let record = CycleRecord::of(state, &window, out.stamp(state), now);
     out.write(Record::Cycle(Box::new(record)));
-    if state.settings.stop_after_cycles.is_some_and(|limit| state.cycles >= limit) {
+    if state.settings.stop.cycles.is_some_and(|limit| state.cycles >= limit) {
         quit(state, out);
     }
 }

@@ -106,7 +106,7 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
 
 /// The supervisor stopped trying: headless runs end (nobody can press `r`); the TUI waits.
 fn give_up(state: &mut DashState, out: &mut Effects) {
-    if !state.settings.interactive {
+    if !state.settings.stop.interactive {
         let message = "⏹ Stopping: the server is not running and will not be restarted".to_owned();
         out.log(state, LogLevel::Error, message);
         quit(state, out);
