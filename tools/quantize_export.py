@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""Write an int8 copy of a capwatch model directory (dynamically quantized weights, same layout).
+
+    tools/.venv/bin/python tools/quantize_export.py models/default --out .tmp/default-int8
+
+SRC is any directory capwatch loads: an Optimum VisionEncoderDecoder export (`encoder_model.onnx` +
+`decoder_model_merged.onnx`, or `decoder_model.onnx` [+ `decoder_with_past_model.onnx`]) or a
+`tools/export_blip.py` export (`vision_model.onnx` + `text_decoder.onnx`, either BLIP layout) or a
+`tools/export_vit_gpt2.py` export (`vit-gpt2+cross-cache`).
+Everything but the ONNX files is copied unchanged; every `*.onnx` is rewritten with
+`onnxruntime.quantization.quantize_dynamic` (int8 weights, activations quantized at run time),
+as `tools/export_blip.py --int8` does, with two differences:
+
+- `EnableSubgraph`: Optimum's merged decoder is one `If` node whose two branches hold every layer.
+  Without this option quantize_dynamic leaves the branches alone and the "int8" decoder is fp32.
+  (quantize_dynamic rewrites GPT-2's Gemm layers as MatMul + Add, so they are quantized as MatMuls.)
+- Only `MatMul` is quantized by default (`--op-types`): embeddings (Gather) and the patch
+  convolution stay fp32. Measured on the bundled default model through `capwatch serve` +
+  tools/eval_server.py (500 scenes, seed 99000001; fp32: 97.8 % exact, 99.45 % keyword recall):
+  MatMul only 98.0 % / 99.5 %; `--op-types all` (quantize_dynamic's list, what export_blip.py --int8
+  quantizes: also Conv and Gather) 97.6 % / 99.4 %; MatMul `--per-channel` 97.0 % / 99.24 %.
+  `all` gives smaller files where the embeddings are large (BLIP-base text decoder: 147 MB vs 219 MB).
+
+Each written file is checked: the number of quantized nodes per graph *and per subgraph* is counted
+(a graph that had quantizable weights but got no quantized node is an error), the file is loaded
+in onnxruntime, and a short greedy decode on random images is run with the fp32 and the int8 files
+side by side (the token agreement and the largest logit difference are printed).
+
+`capwatch_export.json` in DST gets "precision": "int8" (capwatch reads the precision from it, and
+/health shows it). Its "layout" is kept from SRC's record, or named from the files when SRC has none.
+A SRC that is already int8 (by its record, or because its graphs hold quantized nodes) is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+EXPORT_RECORD = "capwatch_export.json"
+# ONNX Runtime 1.31 refuses the IR version recent `onnx` writes by default; 10 is safe (as export_blip.py).
+MAX_IR_VERSION = 10
+# The default op types: see the module docstring. "all" = quantize_dynamic's own default list.
+DEFAULT_OP_TYPES = ("MatMul",)
+# Node types quantize_dynamic writes: their presence means a graph is already quantized.
+QUANTIZED_OPS = {
+    "MatMulInteger",
+    "ConvInteger",
+    "DynamicQuantizeLinear",
+    "DequantizeLinear",
+    "QuantizeLinear",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeLSTM",
+    "QAttention",
+    "QEmbedLayerNormalization",
+    "QLinearMatMul",
+    "QLinearConv",
+    "QGemm",
+}
+# Source ops whose constant weight quantize_dynamic can quantize (Gemm is rewritten as MatMul first).
+WEIGHT_OPS = {"MatMul": (1,), "Gemm": (1,), "Conv": (1,), "Gather": (0,)}
+
+
+class QuantizeError(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- graphs
+
+
+def walk_graphs(graph: onnx.GraphProto, path: str = "main"):
+    """(path, graph) for the graph and every subgraph (If/Loop/Scan bodies), depth first."""
+    yield path, graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from walk_graphs(attr.g, f"{path}/{node.name or node.op_type}.{attr.name}")
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for i, sub in enumerate(attr.graphs):
+                    yield from walk_graphs(sub, f"{path}/{node.name or node.op_type}.{attr.name}[{i}]")
+
+
+def quantized_node_count(graph: onnx.GraphProto) -> int:
+    return sum(node.op_type in QUANTIZED_OPS for node in graph.node)
+
+
+def quantizable_weight_count(model: onnx.ModelProto, op_types: set[str]) -> dict[str, int]:
+    """Per graph path: nodes of the chosen op types whose weight input is an initializer (of this graph or of
+    an enclosing one: the merged decoder's branches read the weights from the main graph)."""
+    wanted = set(op_types) or set(WEIGHT_OPS)  # empty = quantize_dynamic's own list
+    if "MatMul" in wanted:
+        wanted.add("Gemm")
+    counts: dict[str, int] = {}
+
+    def visit(graph: onnx.GraphProto, path: str, outer: set[str]) -> None:
+        names = outer | {init.name for init in graph.initializer}
+        counts[path] = sum(
+            1
+            for node in graph.node
+            if node.op_type in wanted
+            and any(i < len(node.input) and node.input[i] in names for i in WEIGHT_OPS.get(node.op_type, ()))
+        )
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    visit(attr.g, f"{path}/{node.name or node.op_type}.{attr.name}", names)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for i, sub in enumerate(attr.graphs):
+                        visit(sub, f"{path}/{node.name or node.op_type}.{attr.name}[{i}]", names)
+
+    visit(model.graph, "main", set())
+    return counts
+
+
+def external_data_files(model_path: Path) -> set[str]:
+    """File names an ONNX file keeps its weights in (beside it), if any."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    names = set()
+    for _, graph in walk_graphs(model.graph):
+        for init in graph.initializer:
+            if init.data_location == onnx.TensorProto.EXTERNAL:
+                for entry in init.external_data:
+                    if entry.key == "location":
+                        names.add(Path(entry.value).name)
+    return names
+
+
+# ----------------------------------------------------------------------------- the directory
+
+
+def read_record(src: Path) -> dict | None:
+    path = src / EXPORT_RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise QuantizeError(f"{path} is not valid JSON: {e}") from e
+
+
+def layout_from_files(src: Path) -> str:
+    """The layout as capwatch names it (src/engine/model_dir.rs `ModelLayout::name`, `layout_name`)."""
+    if (src / "vision_model.onnx").is_file() and (src / "text_decoder.onnx").is_file():
+        decoder = onnx.load(str(src / "text_decoder.onnx"), load_external_data=False)
+        cross = any(i.name.startswith("cross_key_values.") for i in decoder.graph.input)
+        return "blip+cross-cache" if cross else "blip"
+    if (src / "encoder_model.onnx").is_file():
+        if (src / "decoder_model_merged.onnx").is_file():
+            decoder = onnx.load(str(src / "decoder_model_merged.onnx"), load_external_data=False)
+            if any(i.name.startswith("cross_key_values.") for i in decoder.graph.input):
+                return "vit-gpt2+cross-cache"  # tools/export_vit_gpt2.py's name for it
+            return "vision-encoder-decoder/merged"
+        if (src / "decoder_model.onnx").is_file() and (src / "decoder_with_past_model.onnx").is_file():
+            return "vision-encoder-decoder/split"
+        if (src / "decoder_model.onnx").is_file():
+            return "vision-encoder-decoder/no-cache"
+    raise QuantizeError(
+        f"{src} is not a model directory capwatch loads: expected encoder_model.onnx + decoder_model_merged.onnx "
+        "(or decoder_model.onnx [+ decoder_with_past_model.onnx]), or vision_model.onnx + text_decoder.onnx"
+    )
+
+
+def _size(path: Path) -> int:
+    """Bytes of an ONNX file and of the external-data files it reads."""
+    return path.stat().st_size + sum((path.parent / n).stat().st_size for n in external_data_files(path))
+
+
+def onnx_files(src: Path) -> list[Path]:
+    return sorted(p for p in src.iterdir() if p.is_file() and p.suffix == ".onnx")
+
+
+def refuse_if_int8(src: Path, record: dict | None, files: list[Path]) -> None:
+    if record is not None and record.get("precision") == "int8":
+        raise QuantizeError(f"{src} is already int8 ({EXPORT_RECORD} says \"precision\": \"int8\"); nothing to do")
+    for path in files:
+        model = onnx.load(str(path), load_external_data=False)
+        found = collections.Counter(
+            node.op_type for _, graph in walk_graphs(model.graph) for node in graph.node if node.op_type in QUANTIZED_OPS
+        )
+        if found:
+            raise QuantizeError(
+                f"{path} already holds quantized nodes ({dict(found)}) although {EXPORT_RECORD} "
+                f"{'says ' + repr(record.get('precision')) if record else 'is missing'}; refusing to quantize it twice"
+            )
+
+
+# ----------------------------------------------------------------------------- quantizing
+
+
+def quantize_file(src: Path, dst: Path, settings: dict) -> dict:
+    """quantize_dynamic src -> dst (subgraphs included); returns per-graph counts. Raises when a graph with
+    quantizable weights got no quantized node."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = onnx.load(str(src), load_external_data=False)
+    expected = quantizable_weight_count(source, set(settings["op_types"]))
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        scratch = Path(tmp) / dst.name
+        quantize_dynamic(
+            str(src),
+            str(scratch),
+            op_types_to_quantize=list(settings["op_types"]) or None,
+            per_channel=settings["per_channel"],
+            reduce_range=settings["reduce_range"],
+            weight_type=QuantType.QInt8,
+            # Weights beside the graph when SRC had them there (it is > 2 GB or was written so).
+            use_external_data_format=bool(external_data_files(src)),
+            extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True},
+        )
+        # One self-contained file unless the result is still too large for a single protobuf.
+        big = sum(p.stat().st_size for p in Path(tmp).iterdir()) > 1.9e9
+        onnx.checker.check_model(str(scratch))
+        model = onnx.load(str(scratch))
+        if model.ir_version > MAX_IR_VERSION:
+            model.ir_version = MAX_IR_VERSION
+        if big:
+            onnx.save(model, str(dst), save_as_external_data=True, location=dst.name + ".data")
+        else:
+            onnx.save(model, str(dst))
+
+    counts = {path: quantized_node_count(graph) for path, graph in walk_graphs(model.graph)}
+    report = {}
+    for path, weights in expected.items():
+        got = counts.get(path, 0)
+        report[path] = {"quantizable_weights": weights, "quantized_nodes": got}
+        if weights and not got:
+            raise QuantizeError(f"{dst.name}: graph {path} has {weights} quantizable weights but no quantized node")
+    return report
+
+
+def session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+def _lookup(sources: list[dict], *keys: str):
+    for key in keys:
+        for source in sources:
+            if isinstance(source, dict) and source.get(key) is not None:
+                return source[key]
+    return None
+
+
+class Decoder:
+    """Greedy decoding over a model directory's ONNX files, for the fp32-vs-int8 check."""
+
+    def __init__(self, directory: Path, config: dict, generation: dict):
+        blip = (directory / "vision_model.onnx").is_file()
+        self.encoder = session(directory / ("vision_model.onnx" if blip else "encoder_model.onnx"))
+        # The decoder files as capwatch picks them (src/engine/model_dir.rs `detect_decoder_files`).
+        if blip:
+            self.first = self.later = session(directory / "text_decoder.onnx")
+        elif (directory / "decoder_model_merged.onnx").is_file():
+            self.first = self.later = session(directory / "decoder_model_merged.onnx")
+        elif (directory / "decoder_with_past_model.onnx").is_file():
+            self.first = session(directory / "decoder_model.onnx")
+            self.later = session(directory / "decoder_with_past_model.onnx")
+        else:
+            self.first = self.later = session(directory / "decoder_model.onnx")
+        sub = config.get("text_config") if blip else config.get("decoder")
+        # BLIP's generate() starts from text_config's bos_token_id (see tools/export_blip.py).
+        sources = [sub or {}, generation, config] if blip else [generation, config, sub or {}]
+        start = _lookup(sources, "decoder_start_token_id", "bos_token_id")
+        self.start = int(start[0] if isinstance(start, list) else (start or 0))
+        self.heads = _lookup([sub or {}], "num_attention_heads", "n_head", "decoder_attention_heads")
+        hidden = _lookup([sub or {}], "hidden_size", "n_embd", "d_model")
+        self.head_dim = hidden // self.heads if self.heads and hidden else None
+
+        encoder_config = config.get("vision_config" if blip else "encoder") or {}
+        size = _lookup([encoder_config, config], "image_size") or 224
+        self.image_size = (size, size) if isinstance(size, int) else tuple(size)
+        self.channels = _lookup([encoder_config], "num_channels") or 3
+
+    def pixel_shape(self) -> list[int]:
+        dims = self.encoder.get_inputs()[0].shape
+        default = [1, self.channels, *self.image_size]
+        return [d if isinstance(d, int) and i > 0 else default[i] for i, d in enumerate(dims)]
+
+    def _past(self, meta) -> np.ndarray:
+        dims = meta.shape
+        heads = dims[1] if isinstance(dims[1], int) else self.heads
+        head_dim = dims[3] if isinstance(dims[3], int) else self.head_dim
+        return np.zeros((1, heads, 0, head_dim), np.float32)
+
+    def run(self, pixel_values: np.ndarray, steps: int) -> tuple[list[int], list[np.ndarray]]:
+        names = [o.name for o in self.encoder.get_outputs()]
+        encoded = dict(zip(names, self.encoder.run(names, {self.encoder.get_inputs()[0].name: pixel_values})))
+        states = encoded.get("last_hidden_state", encoded.get("image_embeds"))
+        ids = [self.start]
+        presents: dict[str, np.ndarray] = {}
+        logits_seen = []
+        for step in range(steps):
+            decoder = self.first if step == 0 else self.later
+            cached = bool(presents) and any(i.name.startswith("past_key_values.") for i in decoder.get_inputs())
+            feeds = {}
+            for meta in decoder.get_inputs():
+                name = meta.name
+                if name == "input_ids":
+                    feeds[name] = np.array([ids[-1:] if cached else ids], np.int64)
+                elif name == "attention_mask":
+                    feeds[name] = np.ones((1, len(ids)), np.int64)
+                elif name == "position_ids":
+                    feeds[name] = np.array([[len(ids) - 1]] if cached else [list(range(len(ids)))], np.int64)
+                elif name == "encoder_attention_mask":
+                    feeds[name] = np.ones((1, states.shape[1]), np.int64)
+                elif name == "encoder_hidden_states":
+                    feeds[name] = states
+                elif name == "use_cache_branch":
+                    feeds[name] = np.array([cached])
+                elif name.startswith("past_key_values."):
+                    present = name.replace("past_key_values.", "present.")
+                    feeds[name] = presents[present] if cached else self._past(meta)
+                elif name in encoded:
+                    feeds[name] = encoded[name]
+                else:
+                    raise QuantizeError(f"check: no value for decoder input {name}")
+            out_names = [o.name for o in decoder.get_outputs()]
+            outputs = dict(zip(out_names, decoder.run(out_names, feeds)))
+            presents = {k: v for k, v in outputs.items() if k.startswith("present.")}
+            last = outputs["logits"][0, -1]
+            logits_seen.append(last)
+            ids.append(int(last.argmax()))
+        return ids, logits_seen
+
+
+def compare(src: Path, dst: Path, images: int = 4, steps: int = 6) -> dict:
+    config = json.loads((src / "config.json").read_text())
+    gen_path = src / "generation_config.json"
+    generation = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
+    fp32, int8 = Decoder(src, config, generation), Decoder(dst, config, generation)
+    rng = np.random.default_rng(0)
+    same, worst = 0, 0.0
+    for _ in range(images):
+        pixels = rng.uniform(-1, 1, fp32.pixel_shape()).astype(np.float32)
+        ids32, logits32 = fp32.run(pixels, steps)
+        ids8, logits8 = int8.run(pixels, steps)
+        same += ids32 == ids8
+        # Logits are compared while both runs still follow the same tokens.
+        for a, b, x, y in zip(logits32, logits8, ids32[1:], ids8[1:]):
+            worst = max(worst, float(np.abs(a - b).max()))
+            if x != y:
+                break
+    return {"random_images": images, "steps": steps, "same_tokens": same, "max_abs_logit_diff": round(worst, 4)}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def quantize_directory(src: Path, dst: Path, settings: dict, force: bool = False) -> dict:
+    given = str(src)
+    src, dst = src.resolve(), dst.resolve()
+    if not src.is_dir():
+        raise QuantizeError(f"{src} is not a directory")
+    if dst == src or src in dst.parents:
+        raise QuantizeError(f"--out {dst} must not be SRC or inside it")
+    record = read_record(src)
+    named = layout_from_files(src)  # also checks that SRC is a model directory capwatch loads
+    layout = (record or {}).get("layout") or named
+    files = onnx_files(src)
+    refuse_if_int8(src, record, files)
+    if dst.exists() and any(dst.iterdir()) and not force:
+        raise QuantizeError(f"{dst} exists and is not empty (--force replaces it)")
+    # Everything is written to a staging folder beside DST and moved into place only once checked:
+    # a failed run leaves no directory that capwatch would load as a (wrongly labelled) model.
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        result = _write(src, staging, record, layout, files, settings, given)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if dst.exists():
+        shutil.rmtree(dst)
+    staging.chmod(0o755)
+    staging.rename(dst)
+    return result
+
+
+def _write(
+    src: Path, dst: Path, record: dict | None, layout: str, files: list[Path], settings: dict, given: str
+) -> dict:
+    skip = {p.name for p in files}
+    for path in files:
+        skip |= external_data_files(path)
+    for item in sorted(src.iterdir()):
+        if item.name in skip or item.name == EXPORT_RECORD:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        else:
+            shutil.copy2(item, dst / item.name)
+
+    per_file = {}
+    for path in files:
+        per_file[path.name] = quantize_file(path, dst / path.name, settings)
+        session(dst / path.name)  # loads in onnxruntime
+        before, after = _size(path), _size(dst / path.name)
+        graphs = ", ".join(
+            f"{g}: {c['quantized_nodes']} quantized nodes ({c['quantizable_weights']} weights)"
+            for g, c in per_file[path.name].items()
+        )
+        print(f"{path.name}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB; {graphs}")
+
+    check = compare(src, dst)
+    print(
+        f"check (fp32 vs int8, greedy, {check['random_images']} random images x {check['steps']} steps): "
+        f"same tokens on {check['same_tokens']}/{check['random_images']}, "
+        f"max |logit diff| {check['max_abs_logit_diff']}"
+    )
+
+    new_record = dict(record or {})
+    new_record.update(
+        {
+            "layout": layout,
+            "precision": "int8",
+            "quantized_by": "tools/quantize_export.py",
+            "quantized_from": given,
+            "quantization": {
+                "method": "onnxruntime.quantization.quantize_dynamic",
+                "onnxruntime": ort.__version__,
+                "weight_type": "QInt8",
+                "op_types": list(settings["op_types"]) or "all",
+                "per_channel": settings["per_channel"],
+                "reduce_range": settings["reduce_range"],
+                "subgraphs": True,
+            },
+        }
+    )
+    new_record.setdefault("exported_by", None)
+    if new_record["exported_by"] is None:
+        del new_record["exported_by"]
+    (dst / EXPORT_RECORD).write_text(json.dumps(new_record, indent=2) + "\n")
+    return {"layout": layout, "files": per_file, "check": check}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", type=Path, metavar="SRC_DIR", help="fp32 model directory capwatch loads")
+    parser.add_argument("--out", type=Path, required=True, metavar="DST_DIR", help="where the int8 copy goes")
+    parser.add_argument(
+        "--op-types",
+        default=",".join(DEFAULT_OP_TYPES),
+        help="comma-separated op types to quantize, or `all` for quantize_dynamic's own list "
+        "(Conv, MatMul, Gather, Attention, ...); default: %(default)s",
+    )
+    parser.add_argument("--per-channel", action="store_true", help="one scale per output channel")
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (for non-VNNI CPUs)")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty DST_DIR")
+    args = parser.parse_args()
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's "consider pre-processing" advice
+    op_types = [] if args.op_types.strip() == "all" else [t.strip() for t in args.op_types.split(",") if t.strip()]
+    settings = {"op_types": op_types, "per_channel": args.per_channel, "reduce_range": args.reduce_range}
+    try:
+        quantize_directory(args.src, args.out, settings, force=args.force)
+    except (QuantizeError, FileNotFoundError) as e:
+        print(f"quantize_export: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({EXPORT_RECORD}: precision int8)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
