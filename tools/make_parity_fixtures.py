@@ -2,17 +2,22 @@
 """Build the parity fixtures under tests/fixtures/ that pin capwatch's engine to HuggingFace transformers.
 
     tools/.venv/bin/python tools/make_parity_fixtures.py
+    tools/.venv/bin/python tools/make_parity_fixtures.py --only blip_cross       # re-export one fixture from
+    tools/.venv/bin/python tools/make_parity_fixtures.py --only vit_gpt2_cross   # the recorded model, add it
 
 Deterministic (fixed seeds, nothing downloaded): it builds TINY random-weight models from configs in code,
-exports them the way a user would (Optimum for VisionEncoderDecoder, tools/export_blip.py for BLIP), runs
-transformers' own greedy `generate()` (do_sample=False, num_beams=1) on a few images it draws itself, and
-records the reference token ids, texts and preprocessed pixel values in tests/fixtures/reference.json.
+exports them the way a user would (Optimum and tools/export_vit_gpt2.py for VisionEncoderDecoder,
+tools/export_blip.py for BLIP), runs transformers' own greedy `generate()` (do_sample=False, num_beams=1) on
+a few images it draws itself, and records the reference token ids, texts and preprocessed pixel values in
+tests/fixtures/reference.json.
 
 Layout written:
     tests/fixtures/images/            inputs (PNG RGB, JPEG, grayscale PNG, small PNG that gets upscaled)
     tests/fixtures/vit_gpt2_merged/   encoder_model.onnx + decoder_model_merged.onnx
     tests/fixtures/vit_gpt2_split/    encoder_model.onnx + decoder_model.onnx + decoder_with_past_model.onnx
     tests/fixtures/vit_gpt2_nocache/  encoder_model.onnx + decoder_model.onnx (exported without past)
+    tests/fixtures/vit_gpt2_cross/    encoder_model.onnx (+ cross_key_values.*) + decoder_model_merged.onnx
+                                      (tools/export_vit_gpt2.py layout, the same model as the three above)
     tests/fixtures/blip/              vision_model.onnx + text_decoder.onnx (tools/export_blip.py layout)
     tests/fixtures/reference.json     what HF generate() returned, per model dir and image
   Each model dir also holds config.json, generation_config.json, preprocessor_config.json, tokenizer.json,
@@ -72,6 +77,7 @@ TOOLS = Path(__file__).resolve().parent
 REPO = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 import export_blip  # noqa: E402
+import export_vit_gpt2  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"
 MAX_NEW_TOKENS = 12
@@ -80,6 +86,9 @@ MIN_MARGIN_WANTED = 0.1
 VIT_GPT2_INIT_RANGE = 0.8
 BLIP_INIT_RANGE = 0.5
 SEARCH_SEEDS = 30
+VIT_GPT2_CROSS_FILES = ["encoder_model.onnx", "decoder_model_merged.onnx"]
+# reference.json's layout for tools/export_vit_gpt2.py's fixture (capwatch: vision-encoder-decoder/merged+cross-cache).
+VIT_GPT2_CROSS_LAYOUT = "merged+cross-cache"
 STOP_BOOSTS = [0.0, 2.0, 4.0, 6.0]
 BYTE_TOKEN_PENALTY = 6.0
 WORDPIECE_VOCAB_SIZE = 120
@@ -386,14 +395,22 @@ def zero_past(sess: ort.InferenceSession, batch: int, heads: int, head_dim: int)
     return {name: np.zeros((batch, heads, 0, head_dim), np.float32) for name in past_names(sess)}
 
 
-def decoder_feeds(sess, input_ids, encoder_hidden_states, past, use_cache_branch=None):
-    """Feed a decoder by its declared input names."""
+def decoder_feeds(sess, input_ids, encoded, past, use_cache_branch=None, past_len=0):
+    """Feed a decoder by its declared input names. `encoded` = the encoder's outputs by name."""
     feeds = {}
+    batch, seq = input_ids.shape
     for inp in sess.get_inputs():
         if inp.name == "input_ids":
             feeds[inp.name] = input_ids
         elif inp.name == "encoder_hidden_states":
-            feeds[inp.name] = encoder_hidden_states
+            feeds[inp.name] = encoded["last_hidden_state"]
+        elif inp.name.startswith("cross_key_values."):
+            # tools/export_vit_gpt2.py: the keys/values the encoder computed once per image.
+            feeds[inp.name] = encoded[inp.name]
+        elif inp.name == "attention_mask":
+            feeds[inp.name] = np.ones((batch, past_len + seq), np.int64)  # past + new tokens
+        elif inp.name == "position_ids":
+            feeds[inp.name] = np.tile(np.arange(past_len, past_len + seq, dtype=np.int64), (batch, 1))
         elif inp.name == "use_cache_branch":
             feeds[inp.name] = np.array([use_cache_branch], dtype=bool)
         elif inp.name.startswith("past_key_values."):
@@ -408,33 +425,36 @@ def run_named(sess, feeds) -> dict[str, np.ndarray]:
     return dict(zip(names, sess.run(names, feeds)))
 
 
-def vit_encode(model_dir: Path, pixel_values: np.ndarray) -> np.ndarray:
-    encoder = session(model_dir / "encoder_model.onnx")
-    (output,) = [o.name for o in encoder.get_outputs()]  # last_hidden_state
-    return encoder.run([output], {"pixel_values": pixel_values})[0]
+def vit_encode(model_dir: Path, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
+    """last_hidden_state, plus cross_key_values.* for the tools/export_vit_gpt2.py layout."""
+    return run_named(session(model_dir / "encoder_model.onnx"), {"pixel_values": pixel_values})
 
 
 def greedy_vit_gpt2(model_dir: Path, pixel_values: np.ndarray, max_new_tokens: int) -> list[int]:
-    """Greedy decode over any of the three Optimum layouts in model_dir (start = stop = eos)."""
+    """Greedy decode over any of the three Optimum layouts in model_dir, or tools/export_vit_gpt2.py's
+    (start = stop = eos)."""
     config = json.loads((model_dir / "config.json").read_text())
     gen = json.loads((model_dir / "generation_config.json").read_text())
     start_id, stop_id = gen["decoder_start_token_id"], gen["eos_token_id"]
     heads = config["decoder"]["n_head"]
     head_dim = config["decoder"]["n_embd"] // heads
     hidden = vit_encode(model_dir, pixel_values)
-    batch = hidden.shape[0]
+    batch = hidden["last_hidden_state"].shape[0]
     ids = [start_id]
 
     merged = model_dir / "decoder_model_merged.onnx"
     with_past = model_dir / "decoder_with_past_model.onnx"
     if merged.exists():
         # One graph: step 1 use_cache_branch=[False] + zero-length past + the whole prompt;
-        # then use_cache_branch=[True] + previous presents + only the last token.
+        # then use_cache_branch=[True] + previous presents + only the last token. (The cross-cache
+        # layout has no use_cache_branch; it takes attention_mask = ones(past + new) and
+        # position_ids = past..past+new-1.)
         dec = session(merged)
         past = zero_past(dec, batch, heads, head_dim)
         step_input, use_cache = np.array([ids], np.int64), False
         for _ in range(max_new_tokens):
-            out = run_named(dec, decoder_feeds(dec, step_input, hidden, past, use_cache))
+            past_len = len(ids) - step_input.shape[1]
+            out = run_named(dec, decoder_feeds(dec, step_input, hidden, past, use_cache, past_len))
             next_id = int(out["logits"][0, -1].argmax())
             ids.append(next_id)
             if next_id == stop_id:
@@ -452,7 +472,8 @@ def greedy_vit_gpt2(model_dir: Path, pixel_values: np.ndarray, max_new_tokens: i
             if next_id == stop_id or step + 1 == max_new_tokens:
                 break
             past = {name: out[present_name(name)] for name in past_names(rest)}
-            out = run_named(rest, decoder_feeds(rest, np.array([[next_id]], np.int64), hidden, past))
+            step_input = np.array([[next_id]], np.int64)
+            out = run_named(rest, decoder_feeds(rest, step_input, hidden, past, None, len(ids) - 1))
     else:
         # No cache: feed the full sequence every step.
         dec = session(model_dir / "decoder_model.onnx")
@@ -613,12 +634,16 @@ def make_vit_gpt2(work: Path, pixels_of, images: list[str]) -> dict:
         "vit_gpt2_merged": (with_past, ["encoder_model.onnx", "decoder_model_merged.onnx"]),
         "vit_gpt2_split": (with_past, ["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"]),
         "vit_gpt2_nocache": (no_past, ["encoder_model.onnx", "decoder_model.onnx"]),
+        "vit_gpt2_cross": (None, VIT_GPT2_CROSS_FILES),
     }
     results = {}
     for name, (src, onnx_files) in layouts.items():
         dst = FIXTURES / name
-        copy_files(src, dst, onnx_files)
-        copy_files(src, dst, [m for m in meta if (src / m).exists()])
+        if src is None:
+            export_vit_gpt2.export(hf_dir, dst)
+        else:
+            copy_files(src, dst, onnx_files)
+            copy_files(src, dst, [m for m in meta if (src / m).exists()])
         check_onnx_files(dst)
         cases = []
         for image in images:
@@ -630,7 +655,7 @@ def make_vit_gpt2(work: Path, pixels_of, images: list[str]) -> dict:
             )
         results[name] = {
             "family": "vit-gpt2",
-            "layout": name.removeprefix("vit_gpt2_"),
+            "layout": VIT_GPT2_CROSS_LAYOUT if src is None else name.removeprefix("vit_gpt2_"),
             "onnx_files": onnx_files,
             "start_token_id": stop_id,
             "stop_token_id": stop_id,
@@ -763,6 +788,49 @@ def remake_blip_cross() -> int:
     return 0
 
 
+@torch.no_grad()
+def remake_vit_gpt2_cross() -> int:
+    """Export the recorded ViT-GPT2 fixture model (same tokenizer, seed and stop boost) with
+    tools/export_vit_gpt2.py, check it against the recorded transformers sequences, and add it to reference.json."""
+    reference_path = FIXTURES / "reference.json"
+    reference = json.loads(reference_path.read_text())
+    recorded = reference["models"]["vit_gpt2_merged"]
+    source = FIXTURES / "vit_gpt2_merged"
+    tokenizer = GPT2TokenizerFast.from_pretrained(source)
+    stop_id = recorded["stop_token_id"]
+    assert len(tokenizer) - 1 == stop_id == recorded["start_token_id"]
+    model = build_vit_gpt2(
+        recorded["search"]["seed"], recorded["search"]["stop_boost"], len(tokenizer), stop_id,
+        unprintable_byte_tokens(tokenizer),
+    )  # fmt: skip
+    dst = FIXTURES / "vit_gpt2_cross"
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dir = Path(tmp) / "vit_gpt2_hf"
+        model.save_pretrained(hf_dir)
+        tokenizer.save_pretrained(hf_dir)
+        ViTImageProcessor.from_pretrained(source).save_pretrained(hf_dir)
+        # What make_vit_gpt2 feeds the exporters: the saved checkpoint, loaded back.
+        model = VisionEncoderDecoderModel.from_pretrained(hf_dir).eval()
+        if dst.exists():
+            shutil.rmtree(dst)
+        export_vit_gpt2.export(hf_dir, dst)
+    check_onnx_files(dst)
+    for case in recorded["cases"]:
+        pixels = np.array(case["pixel_values"], np.float32).reshape(case["pixel_values_shape"])
+        seq, _ = hf_generate(model, pixels)
+        assert seq == case["sequence"], ("the rebuilt model differs from the recorded one", case["image"])
+        onnx_seq = greedy_vit_gpt2(dst, pixels, MAX_NEW_TOKENS)
+        assert onnx_seq == case["sequence"], ("vit_gpt2_cross", case["image"], onnx_seq, case["sequence"])
+    reference["models"]["vit_gpt2_cross"] = {
+        **recorded,
+        "layout": VIT_GPT2_CROSS_LAYOUT,
+        "onnx_files": VIT_GPT2_CROSS_FILES,
+    }
+    dump_reference(reference, reference_path)
+    print(f"vit_gpt2_cross: {len(recorded['cases'])} cases token-identical to transformers")
+    return 0
+
+
 def dump_reference(reference: dict, path: Path) -> None:
     """Indented JSON, except that number lists stay on one line each."""
     placeholders = {}
@@ -789,6 +857,9 @@ def main() -> int:
     if sys.argv[1:] == ["--only", "blip_cross"]:
         torch.use_deterministic_algorithms(True)
         return remake_blip_cross()
+    if sys.argv[1:] == ["--only", "vit_gpt2_cross"]:
+        torch.use_deterministic_algorithms(True)
+        return remake_vit_gpt2_cross()
     torch.use_deterministic_algorithms(True)
     if FIXTURES.exists():
         shutil.rmtree(FIXTURES)
