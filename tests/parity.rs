@@ -31,7 +31,7 @@ fn check_model(name: &str) {
     assert_eq!(spec.generation.prompt_ids, vec![model["start_token_id"].as_i64().unwrap()], "{name}: start token");
     assert_eq!(spec.generation.stop_ids, vec![model["stop_token_id"].as_i64().unwrap()], "{name}: stop token");
     let max_new_tokens = model["generate_kwargs"]["max_new_tokens"].as_u64().unwrap() as usize;
-    let mut captioner = Captioner::load(&spec, 1, None).unwrap();
+    let mut captioner = Captioner::load(&spec, 1, None, None).unwrap();
     let cross_cache = model["layout"].as_str().unwrap().ends_with("+cross-cache");
     assert_eq!(captioner.spec().cross_attention_cache, cross_cache, "{name}: cross-attention cache as loaded");
     let limits = DecodeLimits { max_pixels: 10_000_000 };
@@ -115,8 +115,17 @@ fn every_fixture_layout_is_detected() {
         ("vit_gpt2_nocache", ModelLayout::VisionEncoderDecoder(DecoderLayout::NoCache)),
         ("blip", ModelLayout::Blip),
         ("blip_cross", ModelLayout::Blip),
+        ("vit_gpt2_cross", ModelLayout::VisionEncoderDecoder(DecoderLayout::Merged)),
     ];
     for (name, layout) in expect {
         assert_eq!(ModelSpec::read(&fixture(name)).unwrap().layout, layout, "{name}");
     }
+}
+
+/// tools/export_vit_gpt2.py's layout: the ViT encoder also emits each GPT-2 layer's cross-attention
+/// keys/values, and the merged decoder reads them (with attention_mask and position_ids) instead of
+/// encoder_hidden_states; the tokens stay transformers'.
+#[test]
+fn vit_gpt2_with_cross_attention_cache_matches_transformers() {
+    check_model("vit_gpt2_cross");
 }

@@ -4,6 +4,7 @@
 //! (`Session::run` takes `&mut self`). It knows nothing about queues or HTTP.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::Array4;
@@ -14,6 +15,7 @@ use tokenizers::Tokenizer;
 use super::decoder::{CROSS_PREFIX, EncoderOutputs, StepDecoder};
 use super::model_dir::{DecoderLayout, ModelLayout, ModelSpec};
 use super::preprocess::to_pixel_values;
+use super::shared_weights::SharedWeights;
 use super::{EngineError, StageTimings};
 
 /// The text and ids of one generated caption, with the stages the captioner measured.
@@ -37,11 +39,13 @@ pub struct Captioner {
 }
 
 impl Captioner {
-    /// Loads every session and the tokenizer of `spec`.
+    /// Loads every session and the tokenizer of `spec`. Captioners loaded with the same
+    /// `shared` weights use those buffers instead of each loading its own copy.
     pub fn load(
         spec: &ModelSpec,
         intra_op_threads: usize,
         onnxruntime_library: Option<&Path>,
+        shared: Option<&SharedWeights>,
     ) -> Result<Self, EngineError> {
         let environment = super::runtime::environment(onnxruntime_library)?;
         let open = |path: &Path| -> Result<Session, EngineError> {
@@ -49,8 +53,15 @@ impl Captioner {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             };
-            Session::builder(&environment)
-                .map_err(|e| fail(&e))?
+            let mut builder = Session::builder(&environment).map_err(|e| fail(&e))?;
+            if let Some(shared) = shared {
+                // Pre-packing would give each session a private copy of the shared matrices.
+                builder = builder.with_prepacking(false).map_err(|e| fail(&e))?;
+                for (name, value) in shared.for_file(path) {
+                    builder = builder.with_initializer(name, Arc::clone(value)).map_err(|e| fail(&e))?;
+                }
+            }
+            builder
                 .with_intra_threads(intra_op_threads)
                 .map_err(|e| fail(&e))?
                 .with_inter_threads(1)

@@ -7,6 +7,7 @@
 //! - [`resample`]: Pillow-exact resizing (HF processors resize with PIL).
 //! - [`decoder`]: one greedy step for every supported decoder layout (KV cache or not).
 //! - [`captioner`]: encoder + greedy generation + tokenizer for one image.
+//! - [`shared_weights`]: a model's weights read once and shared by the workers' sessions.
 //! - [`worker`]: worker threads owning the sessions, behind a bounded queue.
 //!
 //! Nothing here knows about HTTP; the server maps [`EngineError`] to status codes.
@@ -17,6 +18,7 @@ pub mod model_dir;
 pub mod preprocess;
 pub mod resample;
 pub mod runtime;
+pub mod shared_weights;
 pub mod worker;
 
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! Worker threads that own the ONNX Runtime sessions, fed through a bounded queue.
 //!
-//! Each worker loads its own [`Captioner`] and warms it up before the engine reports
-//! ready. Requests go through a bounded MPMC queue with a one-shot reply each (TEI's
+//! Each worker loads its own [`Captioner`] (ONNX Runtime sessions are run from one thread
+//! at a time) and warms it up before the engine reports ready; the workers' sessions share
+//! one copy of the weights when there are several ([`SharedWeights`]). Requests go through a bounded MPMC queue with a one-shot reply each (TEI's
 //! design); a full queue is refused at once with [`EngineError::Overloaded`] instead of
 //! piling up memory. Closing the engine lets the workers drain what is queued, then exit.
 
@@ -16,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use super::preprocess::{DecodeLimits, decode_image};
+use super::shared_weights::SharedWeights;
 use super::{Caption, Captioner, EngineError, ModelSpec};
 
 /// How the engine runs the model.
@@ -67,10 +69,11 @@ impl Engine {
         // Each worker reports the spec as its sessions describe it (cross-attention cache or not).
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<ModelSpec, EngineError>>();
         let workers_alive = Arc::new(AtomicUsize::new(0));
+        let shared_weights = share_weights(&spec, &options)?;
         let mut workers = Vec::with_capacity(options.workers);
         for index in 0..options.workers {
-            let (worker_spec, worker_options, job_rx, ready_tx) =
-                (spec.clone(), options.clone(), job_rx.clone(), ready_tx.clone());
+            let (worker_spec, worker_options, job_rx, ready_tx, shared_weights) =
+                (spec.clone(), options.clone(), job_rx.clone(), ready_tx.clone(), shared_weights.clone());
             workers_alive.fetch_add(1, Ordering::SeqCst);
             let alive = AliveGuard(Arc::clone(&workers_alive));
             let handle = std::thread::Builder::new()
@@ -81,6 +84,7 @@ impl Engine {
                         &worker_spec,
                         worker_options.intra_op_threads,
                         worker_options.onnxruntime_library.as_deref(),
+                        shared_weights.as_ref(),
                     )
                     .and_then(|mut captioner| warm_up(&mut captioner).map(|()| captioner));
                     match captioner {
@@ -132,6 +136,7 @@ impl Engine {
                 }
             }
         }
+        release_load_garbage();
         Ok(engine)
     }
 
@@ -208,6 +213,33 @@ impl Engine {
             }
         }
     }
+}
+
+/// Gives the memory freed after loading (ONNX Runtime's parse of each model file, made on
+/// every worker thread's own malloc arena) back to the system, so that the resident size
+/// is the model, not the model plus its load-time garbage once per worker.
+fn release_load_garbage() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// With several workers, the model's weights are read once and shared by every worker's
+/// sessions; one worker keeps ONNX Runtime's default (its own, pre-packed weights).
+fn share_weights(spec: &ModelSpec, options: &EngineOptions) -> Result<Option<SharedWeights>, EngineError> {
+    if options.workers < 2 {
+        return Ok(None);
+    }
+    super::runtime::environment(options.onnxruntime_library.as_deref())?;
+    let files: Vec<&std::path::Path> = std::iter::once(spec.encoder_file.as_path())
+        .chain(std::iter::once(spec.decoder_file.as_path()))
+        .chain(spec.decoder_with_past_file.as_deref())
+        .collect();
+    let shared = SharedWeights::read(&files)?;
+    tracing::info!(bytes = shared.total_bytes(), workers = options.workers, "model weights shared by the workers");
+    Ok(Some(shared))
 }
 
 /// One caption on a synthetic gradient, so the first real request pays no warm-up.
