@@ -142,11 +142,12 @@ impl ServeArgs {
             service.port.to_string().into(),
             "--model".into(),
             service.model_dir.clone().into_os_string(),
-            "--workers".into(),
-            service.workers.to_string().into(),
             "--log-format".into(),
             "json".into(),
         ]);
+        if let Some(workers) = service.workers {
+            args.extend(["--workers".into(), workers.to_string().into()]);
+        }
         args
     }
 }
@@ -167,7 +168,7 @@ impl ServeArgs {
             service.port = port;
         }
         if let Some(workers) = self.workers {
-            service.workers = workers;
+            service.workers = Some(workers);
         }
         Ok(config)
     }

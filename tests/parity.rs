@@ -2,11 +2,13 @@
 //! `generate()` (greedy) produced for the tiny random-weight fixtures built by
 //! `tools/make_parity_fixtures.py`, for every supported layout (ViT-GPT2 merged, split and
 //! cache-less decoders; BLIP with KV cache). Both with HF's own pixel values (model parity)
-//! and with capwatch's decoding and preprocessing of the PNG files (end-to-end parity).
+//! and with capwatch's decoding and preprocessing of the PNG files (end-to-end parity), and
+//! the same ids when the images are captioned together as one batch.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use capwatch::engine::captioner::BatchItem;
 use capwatch::engine::preprocess::{DecodeLimits, decode_image, to_pixel_values};
 use capwatch::engine::{Captioner, ModelSpec};
 use ndarray::Array4;
@@ -75,6 +77,31 @@ fn check_model(name: &str) {
                 "{name}/{image_name}: preprocessing differs from HF by {max_diff} (> three 8-bit levels)"
             );
         }
+    }
+    check_batched(name, &mut captioner, cases, max_new_tokens);
+}
+
+/// Eight images captioned as one batch (every case twice, half of them with shorter limits so
+/// rows stop at different steps) get exactly the ids each gets alone.
+fn check_batched(name: &str, captioner: &mut Captioner, cases: &[Value], max_new_tokens: usize) {
+    let mut items = Vec::new();
+    let mut expected = Vec::new();
+    for (index, case) in cases.iter().cycle().take(8).enumerate() {
+        let shape: Vec<usize> =
+            case["pixel_values_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let values: Vec<f32> =
+            case["pixel_values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let pixel_values = Array4::from_shape_vec((shape[0], shape[1], shape[2], shape[3]), values).unwrap();
+        let limit = if index % 2 == 1 { 1 + index / 2 } else { max_new_tokens };
+        let mut ids_alone = ids(&case["generated_ids"]);
+        ids_alone.truncate(limit);
+        expected.push(ids_alone);
+        items.push(BatchItem { pixel_values, max_new_tokens: limit });
+    }
+    let batched = captioner.caption_batch(items).unwrap();
+    assert_eq!(batched.len(), expected.len());
+    for (row, (caption, expected)) in batched.iter().zip(&expected).enumerate() {
+        assert_eq!(&caption.token_ids, expected, "{name}: row {row} of a batch of 8");
     }
 }
 

@@ -20,10 +20,15 @@ pub struct ServiceConfig {
     pub model_dir: PathBuf,
     /// Explicit path to `libonnxruntime.so`; `ORT_DYLIB_PATH` wins over it.
     pub onnxruntime_library: Option<PathBuf>,
-    /// Worker threads, each owning its own ONNX Runtime sessions.
-    pub workers: NonZeroUsize,
-    /// ONNX Runtime intra-op threads per session.
-    pub intra_op_threads: NonZeroUsize,
+    /// Worker threads, each running its own ONNX Runtime sessions (on one shared copy of the
+    /// weights). Unset: chosen from the cores and the model (`engine::threads`).
+    pub workers: Option<NonZeroUsize>,
+    /// ONNX Runtime intra-op threads per worker. Unset: chosen likewise.
+    pub intra_op_threads: Option<NonZeroUsize>,
+    /// Requests a worker captions together as one batch (1 turns batching off).
+    pub max_batch_size: NonZeroUsize,
+    /// How long a worker holding a request waits for more to fill its batch (0: no added wait).
+    pub batch_wait_ms: u64,
     /// Requests allowed to wait for a worker; beyond that the server answers 503.
     pub queue_capacity: NonZeroUsize,
     /// Largest accepted request body, in bytes.
@@ -43,8 +48,10 @@ impl Default for ServiceConfig {
             port: 8000,
             model_dir: PathBuf::from("models/default"),
             onnxruntime_library: None,
-            workers: nz(2),
-            intra_op_threads: nz(1),
+            workers: None,
+            intra_op_threads: None,
+            max_batch_size: nz(8),
+            batch_wait_ms: 0,
             queue_capacity: nz(64),
             max_body_bytes: nz(10 * 1024 * 1024),
             max_image_pixels: nz(40_000_000),
@@ -74,14 +81,15 @@ mod tests {
         assert_eq!(config.service.host, "127.0.0.1");
         assert_eq!(config.service.max_body_bytes.get(), 10 * 1024 * 1024);
         assert_eq!(config.service.queue_capacity.get(), 64);
-        assert_eq!(config.service.workers.get(), 2);
+        assert_eq!(config.service.workers, None);
+        assert_eq!(config.service.max_batch_size.get(), 8);
     }
 
     #[test]
     fn values_override_defaults() {
         let config = parse("service:\n  port: 9001\n  workers: 3\n").unwrap();
         assert_eq!(config.service.port, 9001);
-        assert_eq!(config.service.workers.get(), 3);
-        assert_eq!(config.service.intra_op_threads.get(), 1);
+        assert_eq!(config.service.workers.map(NonZeroUsize::get), Some(3));
+        assert_eq!(config.service.intra_op_threads, None);
     }
 }

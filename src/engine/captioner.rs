@@ -1,4 +1,5 @@
-//! One loaded model: vision encoder + greedy generation + tokenizer, for one image at a time.
+//! One loaded model: vision encoder + greedy generation + tokenizer, for one image or a batch
+//! of images that start together.
 //!
 //! A `Captioner` owns its ONNX Runtime sessions and is used from a single worker thread
 //! (`Session::run` takes `&mut self`). It knows nothing about queues or HTTP.
@@ -7,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::Array4;
+use ndarray::{Array4, Axis};
 use ort::session::Session;
 use ort::value::Tensor;
 use tokenizers::Tokenizer;
@@ -26,6 +27,12 @@ pub struct Generated {
     pub token_ids: Vec<i64>,
     /// `preprocess`, `encoder` and `decoder` are filled; the caller adds queue and decode.
     pub timings: StageTimings,
+}
+
+/// One image of a batch: its preprocessed `[1, 3, H, W]` pixels and its token limit.
+pub struct BatchItem {
+    pub pixel_values: Array4<f32>,
+    pub max_new_tokens: usize,
 }
 
 /// A model ready to caption images.
@@ -123,35 +130,71 @@ impl Captioner {
         pixel_values: Array4<f32>,
         max_new_tokens: usize,
     ) -> Result<Generated, EngineError> {
+        self.caption_batch(vec![BatchItem { pixel_values, max_new_tokens }])?
+            .pop()
+            .ok_or_else(|| EngineError::Inference("the batch produced no caption".to_owned()))
+    }
+
+    /// Captions several preprocessed images together: one encoder run for all of them, then
+    /// one decoder run per step for every image still generating. Each image's tokens are
+    /// the ones it gets alone (its row attends only to itself); an image that has stopped
+    /// rides along until the longest is done, its extra tokens ignored.
+    pub fn caption_batch(&mut self, items: Vec<BatchItem>) -> Result<Vec<Generated>, EngineError> {
         let started = Instant::now();
+        let views: Vec<_> = items.iter().map(|item| item.pixel_values.view()).collect();
+        let pixel_values = ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| EngineError::Inference(format!("cannot batch images of different sizes: {e}")))?;
         let encoder_outputs = self.encode(pixel_values)?;
         let encoder = started.elapsed();
 
         let started = Instant::now();
         let generation = &self.spec.generation;
-        let mut ids = generation.prompt_ids.clone();
+        let prompt_len = generation.prompt_ids.len();
+        let mut rows: Vec<Vec<i64>> = vec![generation.prompt_ids.clone(); items.len()];
+        // Per image: tokens generated so far, and when it stopped.
+        let mut generated = vec![0usize; items.len()];
+        let mut finished: Vec<Option<std::time::Duration>> =
+            items.iter().map(|item| (item.max_new_tokens == 0).then_some(std::time::Duration::ZERO)).collect();
         self.decoder.reset();
-        for _ in 0..max_new_tokens {
-            let token = self.decoder.next_token(&ids, &encoder_outputs)?;
-            ids.push(token);
-            if generation.stop_ids.contains(&token) {
-                break;
+        while finished.iter().any(Option::is_none) {
+            let tokens = self.decoder.next_tokens(&rows, &encoder_outputs)?;
+            for (index, token) in tokens.into_iter().enumerate() {
+                rows[index].push(token);
+                if finished[index].is_some() {
+                    continue;
+                }
+                generated[index] += 1;
+                if generation.stop_ids.contains(&token) || generated[index] >= items[index].max_new_tokens {
+                    finished[index] = Some(started.elapsed());
+                }
             }
         }
-        let token_ids = ids.split_off(generation.prompt_ids.len());
-        let text_ids: Vec<u32> = token_ids
-            .iter()
-            .filter(|id| !generation.stop_ids.contains(id))
-            .filter_map(|id| u32::try_from(*id).ok())
-            .collect();
-        let text = self
+
+        let mut captions = Vec::with_capacity(items.len());
+        for (index, mut row) in rows.into_iter().enumerate() {
+            row.truncate(prompt_len + generated[index]);
+            let token_ids = row.split_off(prompt_len);
+            let text = self.detokenize(&token_ids)?;
+            let decoder = finished[index].unwrap_or_else(|| started.elapsed());
+            captions.push(Generated {
+                text,
+                token_ids,
+                timings: StageTimings { encoder, decoder, ..StageTimings::default() },
+            });
+        }
+        Ok(captions)
+    }
+
+    fn detokenize(&self, token_ids: &[i64]) -> Result<String, EngineError> {
+        let stop_ids = &self.spec.generation.stop_ids;
+        let text_ids: Vec<u32> =
+            token_ids.iter().filter(|id| !stop_ids.contains(id)).filter_map(|id| u32::try_from(*id).ok()).collect();
+        Ok(self
             .tokenizer
             .decode(&text_ids, true)
             .map_err(|e| EngineError::Inference(format!("tokenizer decode failed: {e}")))?
             .trim()
-            .to_owned();
-        let decoder = started.elapsed();
-        Ok(Generated { text, token_ids, timings: StageTimings { encoder, decoder, ..StageTimings::default() } })
+            .to_owned())
     }
 
     fn encode(&mut self, pixel_values: Array4<f32>) -> Result<EncoderOutputs, EngineError> {

@@ -1,4 +1,5 @@
-//! One greedy decoding step, for every supported decoder layout.
+//! One greedy decoding step for a batch of images that started together, for every
+//! supported decoder layout.
 //!
 //! The decoder is driven by the names its ONNX graph declares, not by hard-coded lists:
 //! `input_ids`, `attention_mask`, `position_ids`, `encoder_hidden_states`,
@@ -29,9 +30,9 @@ pub const CROSS_PREFIX: &str = "cross_key_values";
 
 /// What the encoder gives the decoder for one image.
 pub struct EncoderOutputs {
-    /// The encoder's last hidden state (`[1, enc_seq, hidden]`).
+    /// The encoder's last hidden state (`[batch, enc_seq, hidden]`).
     pub hidden_states: DynValue,
-    /// Per-layer cross-attention keys/values (`[1, heads, enc_seq, head_dim]`), by name;
+    /// Per-layer cross-attention keys/values (`[batch, heads, enc_seq, head_dim]`), by name;
     /// empty unless the encoder graph emits them.
     pub cross: Vec<(String, DynValue)>,
 }
@@ -102,37 +103,41 @@ impl StepDecoder {
         self.past.clear();
     }
 
-    /// Runs one step over `ids` (the whole sequence so far) and returns the argmax token.
-    pub fn next_token(&mut self, ids: &[i64], encoder: &EncoderOutputs) -> Result<i64, EngineError> {
+    /// Runs one step over `rows` (each row's whole sequence so far; all rows equally long,
+    /// one row per image of `encoder`) and returns each row's argmax token.
+    pub fn next_tokens(&mut self, rows: &[Vec<i64>], encoder: &EncoderOutputs) -> Result<Vec<i64>, EngineError> {
         let encoder_hidden_states = &encoder.hidden_states;
-        let Some(&last_id) = ids.last() else {
-            return Err(EngineError::Inference("decoder called with an empty sequence".to_owned()));
-        };
+        let batch = rows.len();
+        let len = rows.first().map_or(0, Vec::len);
+        if batch == 0 || len == 0 || rows.iter().any(|row| row.len() != len) {
+            return Err(EngineError::Inference("decoder called with empty or ragged sequences".to_owned()));
+        }
         let has_cache = self.use_cache && !self.past.is_empty();
         let graph = match (&mut self.with_past, has_cache) {
             (Some(with_past), true) => with_past,
             _ => &mut self.first,
         };
-        let new_ids: Vec<i64> = if has_cache { vec![last_id] } else { ids.to_vec() };
-        let past_len = ids.len() - new_ids.len();
+        let new_len = if has_cache { 1 } else { len };
+        let past_len = len - new_len;
+        let new_ids: Vec<i64> = rows.iter().flat_map(|row| row[past_len..].iter().copied()).collect();
         let encoder_seq = match encoder_hidden_states.dtype() {
-            ValueType::Tensor { shape, .. } => shape.get(1).copied().unwrap_or(0).max(0),
+            ValueType::Tensor { shape, .. } => usize::try_from(shape.get(1).copied().unwrap_or(0).max(0)).unwrap_or(0),
             _ => 0,
         };
+        let positions: Vec<i64> = (0..batch).flat_map(|_| past_len as i64..len as i64).collect();
 
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(graph.inputs.len());
         for (name, dtype) in &graph.inputs {
             let name = name.as_str();
             let element_type = dtype.tensor_type().unwrap_or(TensorElementType::Int64);
             let value: SessionInputValue<'_> = match name {
-                "input_ids" | "decoder_input_ids" => int_tensor(element_type, new_ids.len(), new_ids.clone())?,
-                "attention_mask" | "decoder_attention_mask" => int_tensor(element_type, ids.len(), vec![1; ids.len()])?,
-                "position_ids" => {
-                    int_tensor(element_type, new_ids.len(), (past_len as i64..ids.len() as i64).collect())?
+                "input_ids" | "decoder_input_ids" => int_tensor(element_type, [batch, new_len], new_ids.clone())?,
+                "attention_mask" | "decoder_attention_mask" => {
+                    int_tensor(element_type, [batch, len], vec![1; batch * len])?
                 }
+                "position_ids" => int_tensor(element_type, [batch, new_len], positions.clone())?,
                 "encoder_attention_mask" => {
-                    let len = usize::try_from(encoder_seq).unwrap_or(0);
-                    int_tensor(element_type, len, vec![1; len])?
+                    int_tensor(element_type, [batch, encoder_seq], vec![1; batch * encoder_seq])?
                 }
                 "encoder_hidden_states" => SessionInputValue::from(encoder_hidden_states),
                 cross_name if cross_name.starts_with(CROSS_PREFIX) => {
@@ -149,7 +154,7 @@ impl StepDecoder {
                 past_name if past_name.starts_with(PAST_PREFIX) => match self.past.iter().find(|(n, _)| n == past_name)
                 {
                     Some((_, value)) if has_cache => SessionInputValue::from(value),
-                    _ => empty_past(dtype, self.attention, past_name)?,
+                    _ => empty_past(dtype, self.attention, past_name, batch)?,
                 },
                 other => {
                     return Err(EngineError::Inference(format!("decoder input `{other}` is not supported")));
@@ -159,13 +164,14 @@ impl StepDecoder {
         }
 
         let mut outputs = graph.session.run(inputs)?;
-        let token = {
+        let tokens = {
             let (shape, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
             let vocab = usize::try_from(shape.last().copied().unwrap_or(0)).unwrap_or(0);
-            if vocab == 0 || logits.len() < vocab {
+            if vocab == 0 || logits.len() < vocab * batch || logits.len() % batch != 0 {
                 return Err(EngineError::Inference(format!("unexpected logits shape {shape:?}")));
             }
-            argmax(&logits[logits.len() - vocab..])
+            // Each row's logits are [seq, vocab]; the next token comes from the last position.
+            logits.chunks_exact(logits.len() / batch).map(|row| argmax(&row[row.len() - vocab..])).collect()
         };
         if self.use_cache {
             let present_names: Vec<String> =
@@ -179,7 +185,7 @@ impl StepDecoder {
             drop(outputs);
             self.past = next_past;
         }
-        Ok(token)
+        Ok(tokens)
     }
 }
 
@@ -198,27 +204,28 @@ fn is_known_input(name: &str) -> bool {
         || name.starts_with(CROSS_PREFIX)
 }
 
-/// A `[1, len]` integer tensor of the type the graph declares.
+/// A `[batch, len]` integer tensor of the type the graph declares.
 fn int_tensor(
     element_type: TensorElementType,
-    len: usize,
+    shape: [usize; 2],
     values: Vec<i64>,
 ) -> Result<SessionInputValue<'static>, EngineError> {
     match element_type {
-        TensorElementType::Int64 => Ok(Tensor::from_array(([1usize, len], values))?.into()),
+        TensorElementType::Int64 => Ok(Tensor::from_array((shape, values))?.into()),
         TensorElementType::Int32 => {
             let narrowed: Vec<i32> = values.into_iter().map(|v| i32::try_from(v).unwrap_or(i32::MAX)).collect();
-            Ok(Tensor::from_array(([1usize, len], narrowed))?.into())
+            Ok(Tensor::from_array((shape, narrowed))?.into())
         }
         other => Err(EngineError::Inference(format!("integer input declared as {other:?}, expected int64 or int32"))),
     }
 }
 
-/// A zero-length `[1, H, 0, Dh]` past tensor for the first step.
+/// A zero-length `[batch, H, 0, Dh]` past tensor for the first step.
 fn empty_past(
     dtype: &ValueType,
     attention: Option<AttentionShape>,
     name: &str,
+    batch: usize,
 ) -> Result<SessionInputValue<'static>, EngineError> {
     let ValueType::Tensor { ty, shape, .. } = dtype else {
         return Err(EngineError::Inference(format!("`{name}` is not a tensor input")));
@@ -235,7 +242,7 @@ fn empty_past(
             &shape[..]
         )));
     };
-    Ok(Tensor::from_array(([1usize, heads, 0, head_dim], Vec::<f32>::new()))?.into())
+    Ok(Tensor::from_array(([batch, heads, 0, head_dim], Vec::<f32>::new()))?.into())
 }
 
 /// Index of the largest value; the first one on ties, as `torch.argmax` does.

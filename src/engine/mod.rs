@@ -8,6 +8,7 @@
 //! - [`decoder`]: one greedy step for every supported decoder layout (KV cache or not).
 //! - [`captioner`]: encoder + greedy generation + tokenizer for one image.
 //! - [`shared_weights`]: a model's weights read once and shared by the workers' sessions.
+//! - [`threads`]: workers × ONNX Runtime threads when the config does not say.
 //! - [`worker`]: worker threads owning the sessions, behind a bounded queue.
 //!
 //! Nothing here knows about HTTP; the server maps [`EngineError`] to status codes.
@@ -19,6 +20,7 @@ pub mod preprocess;
 pub mod resample;
 pub mod runtime;
 pub mod shared_weights;
+pub mod threads;
 pub mod worker;
 
 use std::time::Duration;

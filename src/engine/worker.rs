@@ -1,4 +1,5 @@
-//! Worker threads that own the ONNX Runtime sessions, fed through a bounded queue.
+//! Worker threads that own the ONNX Runtime sessions, fed through a bounded queue; a worker
+//! captions what is waiting together, as one batch (up to `max_batch_size`).
 //!
 //! Each worker loads its own [`Captioner`] (ONNX Runtime sessions are run from one thread
 //! at a time) and warms it up before the engine reports ready; the workers' sessions share
@@ -6,7 +7,7 @@
 //! design); a full queue is refused at once with [`EngineError::Overloaded`] instead of
 //! piling up memory. Closing the engine lets the workers drain what is queued, then exit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -16,15 +17,23 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-use super::preprocess::{DecodeLimits, decode_image};
+use super::captioner::BatchItem;
+use super::preprocess::{DecodeLimits, decode_image, to_pixel_values};
 use super::shared_weights::SharedWeights;
-use super::{Caption, Captioner, EngineError, ModelSpec};
+use super::threads::{self, ThreadPlan};
+use super::{Caption, Captioner, EngineError, ModelSpec, StageTimings};
 
 /// How the engine runs the model.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    pub workers: usize,
-    pub intra_op_threads: usize,
+    /// Worker threads; `None`: chosen from the cores and the model ([`super::threads`]).
+    pub workers: Option<usize>,
+    /// ONNX Runtime intra-op threads per worker; `None`: chosen likewise.
+    pub intra_op_threads: Option<usize>,
+    /// Requests a worker captions together (1: no batching).
+    pub max_batch_size: usize,
+    /// How long a worker that has a request waits for more to fill its batch (0: no wait).
+    pub batch_wait: Duration,
     pub queue_capacity: usize,
     pub max_image_pixels: usize,
     pub max_new_tokens_limit: usize,
@@ -41,6 +50,7 @@ struct CaptionJob {
 struct EngineInner {
     spec: ModelSpec,
     options: EngineOptions,
+    threads: ThreadPlan,
     job_tx: Mutex<Option<Sender<CaptionJob>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     workers_alive: Arc<AtomicUsize>,
@@ -69,9 +79,15 @@ impl Engine {
         // Each worker reports the spec as its sessions describe it (cross-attention cache or not).
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<ModelSpec, EngineError>>();
         let workers_alive = Arc::new(AtomicUsize::new(0));
-        let shared_weights = share_weights(&spec, &options)?;
-        let mut workers = Vec::with_capacity(options.workers);
-        for index in 0..options.workers {
+        let threads = threads::plan(
+            threads::model_bytes(model_files(&spec)),
+            threads::available_cores(),
+            options.workers,
+            options.intra_op_threads,
+        );
+        let shared_weights = share_weights(&spec, &options, threads.workers)?;
+        let mut workers = Vec::with_capacity(threads.workers);
+        for index in 0..threads.workers {
             let (worker_spec, worker_options, job_rx, ready_tx, shared_weights) =
                 (spec.clone(), options.clone(), job_rx.clone(), ready_tx.clone(), shared_weights.clone());
             workers_alive.fetch_add(1, Ordering::SeqCst);
@@ -82,7 +98,7 @@ impl Engine {
                     let _alive = alive;
                     let captioner = Captioner::load(
                         &worker_spec,
-                        worker_options.intra_op_threads,
+                        threads.intra_op_threads,
                         worker_options.onnxruntime_library.as_deref(),
                         shared_weights.as_ref(),
                     )
@@ -113,12 +129,13 @@ impl Engine {
             inner: Arc::new(EngineInner {
                 spec,
                 options,
+                threads,
                 job_tx: Mutex::new(Some(job_tx)),
                 workers: Mutex::new(workers),
                 workers_alive,
             }),
         };
-        for _ in 0..engine.inner.options.workers {
+        for _ in 0..engine.inner.threads.workers {
             match ready_rx.recv() {
                 Ok(Ok(loaded)) => {
                     // Nothing else holds the engine yet: the workers only have the job queue.
@@ -146,6 +163,11 @@ impl Engine {
 
     pub fn options(&self) -> &EngineOptions {
         &self.inner.options
+    }
+
+    /// Workers × ONNX Runtime threads this engine runs with.
+    pub fn threads(&self) -> ThreadPlan {
+        self.inner.threads
     }
 
     /// Requests waiting for a worker.
@@ -228,18 +250,26 @@ fn release_load_garbage() {
 
 /// With several workers, the model's weights are read once and shared by every worker's
 /// sessions; one worker keeps ONNX Runtime's default (its own, pre-packed weights).
-fn share_weights(spec: &ModelSpec, options: &EngineOptions) -> Result<Option<SharedWeights>, EngineError> {
-    if options.workers < 2 {
+fn share_weights(
+    spec: &ModelSpec,
+    options: &EngineOptions,
+    workers: usize,
+) -> Result<Option<SharedWeights>, EngineError> {
+    if workers < 2 {
         return Ok(None);
     }
     super::runtime::environment(options.onnxruntime_library.as_deref())?;
-    let files: Vec<&std::path::Path> = std::iter::once(spec.encoder_file.as_path())
-        .chain(std::iter::once(spec.decoder_file.as_path()))
-        .chain(spec.decoder_with_past_file.as_deref())
-        .collect();
+    let files: Vec<&Path> = model_files(spec).collect();
     let shared = SharedWeights::read(&files)?;
-    tracing::info!(bytes = shared.total_bytes(), workers = options.workers, "model weights shared by the workers");
+    tracing::info!(bytes = shared.total_bytes(), workers, "model weights shared by the workers");
     Ok(Some(shared))
+}
+
+/// The ONNX files of a model.
+fn model_files(spec: &ModelSpec) -> impl Iterator<Item = &Path> {
+    [Some(spec.encoder_file.as_path()), Some(spec.decoder_file.as_path()), spec.decoder_with_past_file.as_deref()]
+        .into_iter()
+        .flatten()
 }
 
 /// One caption on a synthetic gradient, so the first real request pays no warm-up.
@@ -253,26 +283,78 @@ fn warm_up(captioner: &mut Captioner) -> Result<(), EngineError> {
 
 fn serve_jobs(mut captioner: Captioner, job_rx: &Receiver<CaptionJob>, options: &EngineOptions) {
     let limits = DecodeLimits { max_pixels: options.max_image_pixels };
-    while let Ok(job) = job_rx.recv() {
+    while let Ok(first) = job_rx.recv() {
+        let jobs = gather_batch(first, job_rx, options);
+        caption_jobs(&mut captioner, jobs, limits);
+    }
+}
+
+/// `first` and whatever else is queued (up to the batch size), waiting at most `batch_wait`.
+fn gather_batch(first: CaptionJob, job_rx: &Receiver<CaptionJob>, options: &EngineOptions) -> Vec<CaptionJob> {
+    let mut jobs = vec![first];
+    let deadline = Instant::now() + options.batch_wait;
+    while jobs.len() < options.max_batch_size.max(1) {
+        let next =
+            if options.batch_wait.is_zero() { job_rx.try_recv().ok() } else { job_rx.recv_deadline(deadline).ok() };
+        match next {
+            Some(job) => jobs.push(job),
+            None => break,
+        }
+    }
+    jobs
+}
+
+/// A job whose image is decoded and preprocessed, waiting for the model.
+struct PreparedJob {
+    reply_tx: oneshot::Sender<Result<Caption, EngineError>>,
+    timings: StageTimings,
+    item: BatchItem,
+}
+
+/// Decodes each job's image (bad ones are answered at once), captions the rest as one batch.
+fn caption_jobs(captioner: &mut Captioner, jobs: Vec<CaptionJob>, limits: DecodeLimits) {
+    let mut prepared = Vec::with_capacity(jobs.len());
+    for job in jobs {
         if job.reply_tx.is_closed() {
             // The client went away while queued: skip the work.
             continue;
         }
         let queue = job.enqueued_at.elapsed();
         let started = Instant::now();
-        let result = decode_image(&job.image, limits).and_then(|image| {
-            let decode = started.elapsed();
-            captioner.caption_image(&image, job.max_new_tokens).map(|generated| {
-                let mut timings = generated.timings;
-                timings.queue = queue;
-                timings.decode = decode;
-                Caption { text: generated.text, token_ids: generated.token_ids, timings }
-            })
-        });
-        if let Err(EngineError::Inference(message)) = &result {
-            tracing::error!(error = %message, "inference failed");
+        match decode_image(&job.image, limits) {
+            Ok(image) => {
+                let decode = started.elapsed();
+                let started = Instant::now();
+                let pixel_values = to_pixel_values(&image, &captioner.spec().image);
+                let timings = StageTimings { queue, decode, preprocess: started.elapsed(), ..StageTimings::default() };
+                let item = BatchItem { pixel_values, max_new_tokens: job.max_new_tokens };
+                prepared.push(PreparedJob { reply_tx: job.reply_tx, timings, item });
+            }
+            // The requester may have timed out and dropped its receiver; the answer is then unwanted.
+            Err(err) => drop(job.reply_tx.send(Err(err))),
         }
-        // The requester may have timed out and dropped its receiver; the result is then unwanted.
-        let _ = job.reply_tx.send(result);
+    }
+    if prepared.is_empty() {
+        return;
+    }
+    let (replies, items): (Vec<_>, Vec<_>) =
+        prepared.into_iter().map(|job| ((job.reply_tx, job.timings), job.item)).unzip();
+    match captioner.caption_batch(items) {
+        Ok(captions) => {
+            for ((reply_tx, timings), generated) in replies.into_iter().zip(captions) {
+                let timings =
+                    StageTimings { encoder: generated.timings.encoder, decoder: generated.timings.decoder, ..timings };
+                let caption = Caption { text: generated.text, token_ids: generated.token_ids, timings };
+                // As above: a requester that gave up no longer wants the caption.
+                let _ = reply_tx.send(Ok(caption));
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, batch = replies.len(), "inference failed");
+            for (reply_tx, _) in replies {
+                // As above.
+                let _ = reply_tx.send(Err(EngineError::Inference(err.to_string())));
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod routes;
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -49,8 +50,10 @@ impl AppState {
 /// Engine options from the service config.
 pub fn engine_options(config: &ServiceConfig) -> EngineOptions {
     EngineOptions {
-        workers: config.workers.get(),
-        intra_op_threads: config.intra_op_threads.get(),
+        workers: config.workers.map(NonZeroUsize::get),
+        intra_op_threads: config.intra_op_threads.map(NonZeroUsize::get),
+        max_batch_size: config.max_batch_size.get(),
+        batch_wait: Duration::from_millis(config.batch_wait_ms),
         queue_capacity: config.queue_capacity.get(),
         max_image_pixels: config.max_image_pixels.get(),
         max_new_tokens_limit: config.max_new_tokens_limit.get(),
@@ -82,7 +85,9 @@ pub async fn run(
                 tracing::info!(
                     model = %spec.name,
                     layout = %spec.layout_name(),
-                    workers = engine.options().workers,
+                    workers = engine.threads().workers,
+                    intra_op_threads = engine.threads().intra_op_threads,
+                    max_batch_size = engine.options().max_batch_size,
                     load_ms = loaded.elapsed().as_millis() as u64,
                     "model loaded and warmed up; ready"
                 );

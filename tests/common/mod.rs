@@ -32,7 +32,7 @@ impl TestServer {
     /// Starts a server for `model_dir`, applies `tweak` to the config, waits for `/ready`.
     pub async fn start(model_dir: PathBuf, tweak: impl FnOnce(&mut ServiceConfig)) -> Self {
         let mut config = ServiceConfig { model_dir, port: 0, ..ServiceConfig::default() };
-        config.workers = std::num::NonZeroUsize::new(1).unwrap();
+        config.workers = std::num::NonZeroUsize::new(1);
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
