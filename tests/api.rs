@@ -194,6 +194,61 @@ async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
     server.stop().await.unwrap();
 }
 
+/// Requests that arrive together are captioned as one batch: each gets exactly the caption it
+/// gets alone, a bad image in the burst gets its own 4xx, and the batch shows in the answers.
+#[tokio::test]
+async fn concurrent_requests_share_a_batch_and_get_the_captions_they_get_alone() {
+    let server = TestServer::start(fixture(MODEL), |c| {
+        c.max_batch_size = NonZeroUsize::new(8).unwrap();
+        c.batch_wait_ms = 300;
+    })
+    .await;
+    let mut images: Vec<Vec<u8>> = ["shapes_64x48.png", "gray_72x40.png", "small_27x35.png", "stripes_50x70.jpg"]
+        .iter()
+        .map(|name| std::fs::read(fixture(&format!("images/{name}"))).unwrap())
+        .collect();
+    images.push(png(40, 30));
+    images.push(png(90, 20));
+    let client = reqwest::Client::new();
+    let send = |body: Vec<u8>, max_new_tokens: Option<usize>| {
+        let url = match max_new_tokens {
+            Some(n) => server.endpoint(&format!("/caption?max_new_tokens={n}")),
+            None => server.endpoint("/caption"),
+        };
+        client.post(url).header("content-type", "image/png").body(body).send()
+    };
+    let mut alone = Vec::new();
+    for image in &images {
+        let body = assert_caption(send(image.clone(), None).await.unwrap()).await;
+        assert_eq!(body["batch_size"], 1, "a lone request is a batch of one: {body}");
+        alone.push(body);
+    }
+    let short_alone = assert_caption(send(images[0].clone(), Some(1)).await.unwrap()).await;
+
+    // The burst: every image, one with a limit of 1 token, and one broken image.
+    let mut burst: Vec<_> = images.iter().map(|image| send(image.clone(), None)).collect();
+    burst.push(send(images[0].clone(), Some(1)));
+    burst.push(send(b"\x89PNG\r\n\x1a\n broken".to_vec(), None));
+    let responses = futures::future::join_all(burst).await;
+    let mut largest_batch = 0;
+    for (index, response) in responses.into_iter().enumerate() {
+        let response = response.unwrap();
+        if index == images.len() + 1 {
+            assert_error(response, 422, "invalid_image").await;
+            continue;
+        }
+        let body = assert_caption(response).await;
+        let expected = if index == images.len() { &short_alone } else { &alone[index] };
+        assert_eq!(body["caption"], expected["caption"], "request {index}");
+        assert_eq!(body["tokens"], expected["tokens"], "request {index}");
+        largest_batch = largest_batch.max(body["batch_size"].as_u64().unwrap());
+    }
+    assert!(largest_batch >= 2, "the burst was never batched (largest batch {largest_batch})");
+    let metrics = reqwest::get(server.endpoint("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("capwatch_batch_size_bucket"), "{metrics}");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn unusual_but_valid_images_get_captions() {
     let server = server().await;

@@ -96,4 +96,6 @@ pub struct Caption {
     /// Generated token ids (without the start token; with the stop token if one was produced).
     pub token_ids: Vec<i64>,
     pub timings: StageTimings,
+    /// Images captioned together with this one (itself included).
+    pub batch_size: usize,
 }

@@ -339,12 +339,13 @@ fn caption_jobs(captioner: &mut Captioner, jobs: Vec<CaptionJob>, limits: Decode
     }
     let (replies, items): (Vec<_>, Vec<_>) =
         prepared.into_iter().map(|job| ((job.reply_tx, job.timings), job.item)).unzip();
+    let batch_size = items.len();
     match captioner.caption_batch(items) {
         Ok(captions) => {
             for ((reply_tx, timings), generated) in replies.into_iter().zip(captions) {
                 let timings =
                     StageTimings { encoder: generated.timings.encoder, decoder: generated.timings.decoder, ..timings };
-                let caption = Caption { text: generated.text, token_ids: generated.token_ids, timings };
+                let caption = Caption { text: generated.text, token_ids: generated.token_ids, timings, batch_size };
                 // As above: a requester that gave up no longer wants the caption.
                 let _ = reply_tx.send(Ok(caption));
             }

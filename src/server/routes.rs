@@ -117,6 +117,8 @@ pub struct CaptionResponse {
     pub model: String,
     /// Tokens generated, the stop token included.
     pub tokens: usize,
+    /// Images captioned together with this one as one batch (itself included).
+    pub batch_size: usize,
     pub timings_ms: TimingsMs,
 }
 
@@ -140,7 +142,7 @@ async fn caption(
         tokio::time::timeout(Duration::from_secs(timeout_s as u64), engine.caption(input.image, max_new_tokens))
             .await
             .map_err(|_| ApiError::Timeout { timeout_s })??;
-    state.metrics.observe_caption(&caption.timings, caption.token_ids.len());
+    state.metrics.observe_caption(&caption.timings, caption.token_ids.len(), caption.batch_size);
     Ok(caption_response(&engine.spec().name, &caption))
 }
 
@@ -154,6 +156,7 @@ fn caption_response(model: &str, caption: &Caption) -> Response {
         caption: caption.text.clone(),
         model: model.to_owned(),
         tokens: caption.token_ids.len(),
+        batch_size: caption.batch_size,
         timings_ms: timings,
     };
     let mut response = Json(body).into_response();
