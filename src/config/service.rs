@@ -89,7 +89,7 @@ mod tests {
     fn values_override_defaults() {
         let config = parse("service:\n  port: 9001\n  workers: 3\n").unwrap();
         assert_eq!(config.service.port, 9001);
-        assert_eq!(config.service.workers.map(NonZeroUsize::get), Some(3));
+        assert_eq!(config.service.workers.map(std::num::NonZeroUsize::get), Some(3));
         assert_eq!(config.service.intra_op_threads, None);
     }
 }
