@@ -24,6 +24,8 @@ struct Options {
     images: PathBuf,
     requests: usize,
     concurrency: Vec<usize>,
+    /// Server config file (default: the server's own default, config/monitoring_config.yaml).
+    config: Option<PathBuf>,
 }
 
 fn parse_options() -> Options {
@@ -32,6 +34,7 @@ fn parse_options() -> Options {
         images: PathBuf::from("test_images"),
         requests: 400,
         concurrency: vec![1, 4, 16],
+        config: None,
     };
     if !options.model.is_dir() {
         options.model = PathBuf::from("tests/fixtures/vit_gpt2_merged");
@@ -42,6 +45,7 @@ fn parse_options() -> Options {
         match arg.as_str() {
             "--model" => options.model = args.next().expect("--model DIR").into(),
             "--images" => options.images = args.next().expect("--images DIR").into(),
+            "--config" => options.config = Some(args.next().expect("--config FILE").into()),
             "--requests" => options.requests = args.next().expect("--requests N").parse().expect("a number"),
             "--concurrency" => {
                 options.concurrency = args
@@ -163,14 +167,13 @@ fn main() {
     assert!(binary.is_file(), "build the server first: cargo build --release ({} missing)", binary.display());
 
     let cold_start = Instant::now();
-    let mut child = Command::new(&binary)
-        .args(["serve", "--port", "0", "--model"])
-        .arg(&options.model)
-        .env("RUST_LOG", "warn,capwatch=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut command = Command::new(&binary);
+    command.args(["serve", "--port", "0", "--model"]).arg(&options.model);
+    if let Some(config) = &options.config {
+        command.arg("--config").arg(config);
+    }
+    let mut child =
+        command.env("RUST_LOG", "warn,capwatch=info").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let url = loop {
         let line = lines.next().expect("server exited").unwrap();
@@ -204,7 +207,13 @@ fn main() {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 
-    println!("model: {}   images: {} from {}", options.model.display(), images.len(), options.images.display());
+    println!(
+        "model: {}   images: {} from {}   config: {}",
+        options.model.display(),
+        images.len(),
+        options.images.display(),
+        options.config.as_ref().map_or("default".to_owned(), |c| c.display().to_string())
+    );
     println!("cold start to /ready: {:.0} ms", cold_start.as_secs_f64() * 1000.0);
     if let Some(kib) = peak_rss {
         println!("server peak RSS: {:.1} MiB", kib as f64 / 1024.0);
