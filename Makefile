@@ -44,8 +44,10 @@ bench: $(ORT_LIB)
 	$(CARGO) build --release
 	$(CARGO) run --release --example loadbench -- $(ARGS)
 
-## bench-scale: real-size BLIP-base (random weights, built locally) in both BLIP layouts against
-## transformers' generate() in PyTorch, side by side (needs tools/.venv: torch, transformers; minutes)
+## bench-scale: real-size BLIP-base and ViT-GPT2-base (random weights, built locally) in every export layout
+## against generate() in PyTorch and the FastAPI peer (../shared/peers, venv /tmp/peervenv), concurrency 1 and 8,
+## server memory; tables in .tmp/bench-scale/results.md (needs tools/.venv; ~10 min, exports cached;
+## flags: ARGS="--rounds 8 --threads 2 --skip-blip-c8 --skip-peer", see tools/bench_scale.py --help)
 bench-scale: $(ORT_LIB) tools/.venv/bin/python
 	$(CARGO) build --release
 	tools/.venv/bin/python tools/bench_scale.py $(ARGS)
