@@ -210,8 +210,10 @@ def export_vision(blip, out_dir: Path, image_size: int, enc_seq: int, cross_cach
     cross = cross_names(text_cfg.num_hidden_layers) if cross_cache else []
     # height/width must equal vision_config.image_size (no position-embedding interpolation).
     dynamic_axes = {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}, **{n: {0: "batch"} for n in cross}}
+    # .eval() on the wrapper: torch.onnx.export restores a fresh module's (training) mode on the
+    # submodules it shares with `blip`, which would switch dropout on for what runs afterwards.
     torch.onnx.export(
-        VisionModelWithCross(blip) if cross_cache else VisionModel(blip),
+        (VisionModelWithCross(blip) if cross_cache else VisionModel(blip)).eval(),
         (dummy,),
         str(path),
         input_names=["pixel_values"],
@@ -264,9 +266,9 @@ def export_text_decoder(blip, out_dir: Path, enc_seq: int, cross_cache: bool) ->
         for name in cross_names(layers):
             input_names.append(name)
             dynamic_axes[name] = {0: "batch", 2: "enc_seq"}
-        module, args = TextDecoderCrossCached(blip), (input_ids, attention_mask, *past_flat, *cross_flat)
+        module, args = TextDecoderCrossCached(blip).eval(), (input_ids, attention_mask, *past_flat, *cross_flat)
     else:
-        module, args = TextDecoderWithPast(blip), (input_ids, attention_mask, encoder_hidden_states, *past_flat)
+        module, args = TextDecoderWithPast(blip).eval(), (input_ids, attention_mask, encoder_hidden_states, *past_flat)
 
     path = out_dir / "text_decoder.onnx"
     torch.onnx.export(
