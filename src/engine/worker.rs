@@ -86,16 +86,21 @@ impl Engine {
             options.intra_op_threads,
         );
         let shared_weights = share_weights(&spec, &options, threads.workers)?;
+        let load_turn = Arc::new(Mutex::new(()));
         let mut workers = Vec::with_capacity(threads.workers);
         for index in 0..threads.workers {
             let (worker_spec, worker_options, job_rx, ready_tx, shared_weights) =
                 (spec.clone(), options.clone(), job_rx.clone(), ready_tx.clone(), shared_weights.clone());
+            let load_turn = Arc::clone(&load_turn);
             workers_alive.fetch_add(1, Ordering::SeqCst);
             let alive = AliveGuard(Arc::clone(&workers_alive));
             let handle = std::thread::Builder::new()
                 .name(format!("capwatch-engine-{index}"))
                 .spawn(move || {
                     let _alive = alive;
+                    // Workers sharing weights load one at a time, each giving its load-time
+                    // garbage back before the next starts, so the peak is one load, not N.
+                    let turn = shared_weights.as_ref().map(|_| load_turn.lock());
                     let captioner = Captioner::load(
                         &worker_spec,
                         threads.intra_op_threads,
@@ -103,6 +108,8 @@ impl Engine {
                         shared_weights.as_ref(),
                     )
                     .and_then(|mut captioner| warm_up(&mut captioner).map(|()| captioner));
+                    release_load_garbage();
+                    drop(turn);
                     match captioner {
                         Ok(captioner) => {
                             // The starter waits on ready_rx until every worker reported; if it gave
