@@ -118,6 +118,27 @@ def _filled_cache(flat, layers: int) -> DynamicCache:
     return cache
 
 
+def cross_cached(flat, layers: int, encoder_hidden_size: int) -> tuple[EncoderDecoderCache, torch.Tensor]:
+    """The cache of one step of a cross-cache layout, from `flat` = self-attention past, then cross keys/values
+    (each [layer0 key, layer0 value, ...]): HF's EncoderDecoderCache with every cross layer marked as already
+    computed, so the decoder reads them instead of projecting the encoder states; and zero encoder states of the
+    right shape, which the decoder only reads for their shape (its all-ones encoder attention mask)."""
+    past_flat, cross_flat = flat[: 2 * layers], flat[2 * layers :]
+    cache = EncoderDecoderCache(_filled_cache(past_flat, layers), _filled_cache(cross_flat, layers))
+    for layer in range(layers):
+        cache.is_updated[layer] = True
+    cross_key = cross_flat[0]
+    return cache, cross_key.new_zeros(cross_key.shape[0], cross_key.shape[2], encoder_hidden_size)
+
+
+def self_attention_presents(out) -> list[torch.Tensor]:
+    """[present.0.key, present.0.value, ...] of a decoder output's self-attention cache."""
+    presents = []
+    for layer in out.past_key_values.self_attention_cache.layers:
+        presents += [layer.keys, layer.values]
+    return presents
+
+
 def _decode_step(text_decoder, input_ids, attention_mask, encoder_hidden_states, cache: EncoderDecoderCache):
     """One step of BLIP's text decoder: (logits, present.0.key, present.0.value, ...) of the self-attention cache."""
     # Same position ids as GenerationMixin.prepare_inputs_for_generation.
@@ -133,10 +154,7 @@ def _decode_step(text_decoder, input_ids, attention_mask, encoder_hidden_states,
         use_cache=True,
         return_dict=True,
     )
-    presents = []
-    for layer in out.past_key_values.self_attention_cache.layers:
-        presents += [layer.keys, layer.values]
-    return (out.logits, *presents)
+    return (out.logits, *self_attention_presents(out))
 
 
 class TextDecoderCrossCached(nn.Module):
@@ -150,15 +168,7 @@ class TextDecoderCrossCached(nn.Module):
         self.encoder_hidden_size = blip.config.text_config.encoder_hidden_size
 
     def forward(self, input_ids, attention_mask, *flat):
-        layers = self.num_layers
-        past_flat, cross_flat = flat[: 2 * layers], flat[2 * layers :]
-        cache = EncoderDecoderCache(_filled_cache(past_flat, layers), _filled_cache(cross_flat, layers))
-        for layer in range(layers):
-            cache.is_updated[layer] = True
-        # The decoder only reads the encoder states' shape (for its all-ones encoder attention mask):
-        # the keys and values come from the cache.
-        cross_key = cross_flat[0]
-        encoder_hidden_states = cross_key.new_zeros(cross_key.shape[0], cross_key.shape[2], self.encoder_hidden_size)
+        cache, encoder_hidden_states = cross_cached(flat, self.num_layers, self.encoder_hidden_size)
         return _decode_step(self.text_decoder, input_ids, attention_mask, encoder_hidden_states, cache)
 
 
@@ -346,26 +356,27 @@ def verify(blip, out_dir: Path, image_size: int, steps: int = 4) -> None:
         step_ids = next_ids
 
 
-def quantize(out_dir: Path) -> None:
-    """Dynamic int8 weights (onnxruntime.quantization), the same layout; checked to load and run."""
+def quantize(out_dir: Path, names: tuple[str, ...] = ("vision_model.onnx", "text_decoder.onnx")) -> None:
+    """Dynamic int8 weights (onnxruntime.quantization, QInt8) for the graphs `names`, the same layout, the IR
+    version ORT accepts; each checked to load."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    for name in ("vision_model.onnx", "text_decoder.onnx"):
+    for name in names:
         path = out_dir / name
         fp32 = out_dir / f"{name}.fp32"
         path.rename(fp32)
         quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
         fp32.unlink()
+        model = onnx.load(str(path))
+        if model.ir_version > MAX_IR_VERSION:
+            model.ir_version = MAX_IR_VERSION
+            onnx.save(model, str(path))
         _session(path)
 
 
-def write_record(out_dir: Path, cross_cache: bool, int8: bool) -> None:
-    """capwatch_export.json: what this exporter wrote (capwatch reads the precision from it)."""
-    record = {
-        "exported_by": "tools/export_blip.py",
-        "layout": "blip+cross-cache" if cross_cache else "blip",
-        "precision": "int8" if int8 else "fp32",
-    }
+def write_record(out_dir: Path, layout: str, int8: bool, exported_by: str = "tools/export_blip.py") -> None:
+    """capwatch_export.json: what an exporter wrote (capwatch reads the precision from it)."""
+    record = {"exported_by": exported_by, "layout": layout, "precision": "int8" if int8 else "fp32"}
     (out_dir / "capwatch_export.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -397,7 +408,7 @@ def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True, int8: bool
     verify(blip, out_dir, image_size)
     if int8:
         quantize(out_dir)
-    write_record(out_dir, cross_cache, int8)
+    write_record(out_dir, "blip+cross-cache" if cross_cache else "blip", int8)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,11 +65,19 @@ import onnxruntime as ort
 import torch
 from torch import nn
 from transformers import VisionEncoderDecoderModel
-from transformers.cache_utils import EncoderDecoderCache
 from transformers.pytorch_utils import Conv1D
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_blip import OPSET, _filled_cache, _finalize_onnx, _session, cross_names  # noqa: E402
+from export_blip import (  # noqa: E402
+    OPSET,
+    _finalize_onnx,
+    _session,
+    cross_cached,
+    cross_names,
+    quantize,
+    self_attention_presents,
+    write_record,
+)
 
 LAYOUT = "vit-gpt2+cross-cache"
 COPIED_FILES = (
@@ -157,28 +165,19 @@ class DecoderCrossCached(nn.Module):
         self.hidden_size = model.decoder.config.n_embd
 
     def forward(self, input_ids, attention_mask, position_ids, *flat):
-        layers = self.num_layers
-        past_flat, cross_flat = flat[: 2 * layers], flat[2 * layers :]
-        cache = EncoderDecoderCache(_filled_cache(past_flat, layers), _filled_cache(cross_flat, layers))
-        for layer in range(layers):
-            cache.is_updated[layer] = True
         # GPT-2 runs its cross-attention blocks only when encoder_hidden_states is given, and reads nothing but
         # its shape (for the all-ones encoder mask): the keys and values come from the cache.
-        cross_key = cross_flat[0]
-        encoder_hidden_states = cross_key.new_zeros(cross_key.shape[0], cross_key.shape[2], self.hidden_size)
+        cache, encoder_hidden_states = cross_cached(flat, self.num_layers, self.hidden_size)
         out = self.decoder(
             input_ids=input_ids,
-            attention_mask=additive_mask(attention_mask, input_ids.shape[1], cross_key.dtype),
+            attention_mask=additive_mask(attention_mask, input_ids.shape[1], encoder_hidden_states.dtype),
             position_ids=position_ids,
             encoder_hidden_states=encoder_hidden_states,
             past_key_values=cache,
             use_cache=True,
             return_dict=True,
         )
-        presents = []
-        for layer in out.past_key_values.self_attention_cache.layers:
-            presents += [layer.keys, layer.values]
-        return (out.logits, *presents)
+        return (out.logits, *self_attention_presents(out))
 
 
 def _geometry(model: VisionEncoderDecoderModel) -> tuple[int, int, int]:
@@ -432,33 +431,6 @@ def verify(model, out_dir: Path, image_size: int, max_new_tokens: int = 8, log=p
     return report
 
 
-def quantize(out_dir: Path) -> None:
-    """Dynamic int8 weights (onnxruntime.quantization, QInt8), the same layout; checked to load."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    for name in ("encoder_model.onnx", "decoder_model_merged.onnx"):
-        path = out_dir / name
-        fp32 = out_dir / f"{name}.fp32"
-        path.rename(fp32)
-        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
-        fp32.unlink()
-        model = onnx.load(str(path))
-        if model.ir_version > 10:
-            model.ir_version = 10
-            onnx.save(model, str(path))
-        _session(path)
-
-
-def write_record(out_dir: Path, int8: bool) -> None:
-    """capwatch_export.json: what this exporter wrote (capwatch reads the precision from it)."""
-    record = {
-        "exported_by": "tools/export_vit_gpt2.py",
-        "layout": LAYOUT,
-        "precision": "int8" if int8 else "fp32",
-    }
-    (out_dir / "capwatch_export.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
 def load_checkpoint(checkpoint: Path) -> VisionEncoderDecoderModel:
     for name in REQUIRED_FILES:
         if not (checkpoint / name).is_file():
@@ -502,8 +474,8 @@ def export(checkpoint: Path, out_dir: Path, int8: bool = False, verify_tokens: i
     }
     facts["tokens"] = verify(model, out_dir, image_size, verify_tokens, log=log)
     if int8:
-        quantize(out_dir)
-    write_record(out_dir, int8)
+        quantize(out_dir, ("encoder_model.onnx", "decoder_model_merged.onnx"))
+    write_record(out_dir, LAYOUT, int8, exported_by="tools/export_vit_gpt2.py")
     return facts
 
 
