@@ -8,6 +8,7 @@
 
 mod common;
 
+use capwatch::engine::batch::DecodingBatch;
 use capwatch::engine::captioner::BatchItem;
 use capwatch::engine::preprocess::{DecodeLimits, decode_image, to_pixel_values};
 use capwatch::engine::{Captioner, ModelSpec};
@@ -79,6 +80,87 @@ fn check_model(name: &str) {
         }
     }
     check_batched(name, &mut captioner, cases, max_new_tokens);
+    check_joining(name, &mut captioner, cases, max_new_tokens);
+}
+
+fn hf_pixels(case: &Value) -> Array4<f32> {
+    let shape: Vec<usize> =
+        case["pixel_values_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let values: Vec<f32> =
+        case["pixel_values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    Array4::from_shape_vec((shape[0], shape[1], shape[2], shape[3]), values).unwrap()
+}
+
+/// A batch that images join while it decodes, and what each should get.
+struct Joining<'a> {
+    cases: &'a [Value],
+    batch: DecodingBatch<usize>,
+    expected: Vec<Vec<i64>>,
+    results: Vec<Option<Vec<i64>>>,
+    largest_batch: usize,
+}
+
+impl Joining<'_> {
+    /// Joins `(case, limit)` images; on refusal, the error and the refused rows.
+    fn join(&mut self, captioner: &mut Captioner, picks: &[(usize, usize)]) -> Result<(), (String, Vec<usize>)> {
+        let mut items = Vec::new();
+        for &(case, limit) in picks {
+            let case = &self.cases[case % self.cases.len()];
+            let mut alone = ids(&case["generated_ids"]);
+            alone.truncate(limit);
+            items.push((BatchItem { pixel_values: hf_pixels(case), max_new_tokens: limit }, self.expected.len()));
+            self.expected.push(alone);
+            self.results.push(None);
+        }
+        captioner.join(&mut self.batch, items).map_err(|(err, rows)| (err.to_string(), rows))
+    }
+
+    fn run(&mut self, captioner: &mut Captioner, steps: usize) {
+        for _ in 0..steps {
+            if self.batch.is_empty() {
+                break;
+            }
+            for (row, generated) in captioner.step(&mut self.batch).unwrap() {
+                self.largest_batch = self.largest_batch.max(generated.batch_size);
+                self.results[row] = Some(generated.token_ids);
+            }
+        }
+    }
+}
+
+/// Continuous batching: images join a batch that is already decoding (one, then two more
+/// steps later, then the rest while others leave at their limits) and still get exactly the
+/// ids each gets alone. Layouts whose decoder cannot pad rows refuse images mid-decode.
+fn check_joining(name: &str, captioner: &mut Captioner, cases: &[Value], max_new_tokens: usize) {
+    let layout = ModelSpec::read(&fixture(name)).unwrap().layout;
+    let can_pad = !matches!(layout, capwatch::engine::ModelLayout::VisionEncoderDecoder(_)) || name.ends_with("_cross");
+    assert_eq!(captioner.joins_mid_decode(), can_pad, "{name}: whether images can join mid-decode");
+
+    let mut test =
+        Joining { cases, batch: DecodingBatch::default(), expected: vec![], results: vec![], largest_batch: 0 };
+    // The longest caption first, so that it is still decoding when the others come.
+    let longest = (0..cases.len()).max_by_key(|&case| ids(&cases[case]["generated_ids"]).len()).unwrap();
+    assert!(ids(&cases[longest]["generated_ids"]).len() > 3, "{name}: every caption is too short to join");
+    test.join(captioner, &[(longest, max_new_tokens)]).unwrap();
+    test.run(captioner, 2);
+    let second = test.join(captioner, &[(1, max_new_tokens), (2, 3)]);
+    if !can_pad {
+        let (err, rows) = second.expect_err("a decoder that cannot pad must refuse images mid-decode");
+        assert!(err.contains("mid-decode"), "{name}: {err}");
+        assert_eq!(rows, vec![1, 2]);
+        return;
+    }
+    second.unwrap();
+    test.run(captioner, 1);
+    test.join(captioner, &[(3, max_new_tokens), (4, 1), (5, max_new_tokens)]).unwrap();
+    test.run(captioner, 4);
+    test.join(captioner, &[(6, max_new_tokens), (7, 2)]).unwrap();
+    test.run(captioner, usize::MAX);
+    assert!(test.batch.is_empty());
+    for (row, (got, want)) in test.results.iter().zip(&test.expected).enumerate() {
+        assert_eq!(got.as_ref(), Some(want), "{name}: row {row}, joined mid-decode");
+    }
+    assert!(test.largest_batch >= 3, "{name}: rows never decoded together (largest {})", test.largest_batch);
 }
 
 /// Eight images captioned as one batch (every case twice, half of them with shorter limits so

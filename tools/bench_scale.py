@@ -25,9 +25,11 @@ The exports run in child processes and are cached under --work (.tmp/bench-scale
   2. Concurrency 8 (--clients): for each row, a closed loop of 8 client threads, each sending its next request
      when its previous one answered; 8 x rounds requests per row, in --c8-passes passes that go through the
      rows in turn, after an untimed burst of 8. Rows: ViT-GPT2 cross-cache fp32 served by capwatch with
-     batching on (max_batch_size 8) and off (max_batch_size 1), the peer; BLIP-base cross-cache with batching
-     on and off (unless --skip-blip-c8). Reported: captions/s, P50, P95, P95 / the concurrency-1 P50 of the
-     same model and server, the mean batch size capwatch answered with.
+     continuous batching (max_batch_size 8: requests join the batch that is decoding), with batches that
+     start together (join_running_batch false) and with batching off (max_batch_size 1), the peer; BLIP-base
+     cross-cache likewise (unless --skip-blip-c8). Reported: captions/s, P50, P95, P95 / the concurrency-1
+     P50 of the same model and server, the mean of the batch sizes capwatch answered with (the most
+     captions decoded together while each one was).
   3. Memory: VmRSS and VmHWM (/proc/PID/status) of every server after its runs; and BLIP-base cross-cache
      served with `workers: 1` and with `workers: 2` (max_batch_size 1 so both workers caption), one server
      at a time with nothing else running, after 3 concurrent captions each.
@@ -272,7 +274,9 @@ def get_json(url: str, timeout: float = 5) -> dict:
         return json.loads(answer.read())
 
 
-def start_capwatch(args, name: str, model: Path, *, workers: int = 1, max_batch_size: int = 8) -> Server:
+def start_capwatch(
+    args, name: str, model: Path, *, workers: int = 1, max_batch_size: int = 8, join: bool = True
+) -> Server:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     config = args.work / "serve" / f"{slug}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +286,7 @@ def start_capwatch(args, name: str, model: Path, *, workers: int = 1, max_batch_
         f"  intra_op_threads: {args.threads}\n"
         f"  max_batch_size: {max_batch_size}\n"
         "  batch_wait_ms: 0\n"
+        f"  join_running_batch: {'true' if join else 'false'}\n"
         "  queue_capacity: 64\n"
         "  request_timeout_s: 600\n"
     )
@@ -477,20 +482,28 @@ def c8_rows(args, paths, servers: dict[str, Server], blip: dict, vg: dict, pngs:
     servers["vg-cross-off"] = start_capwatch(
         args, "ViT-GPT2, cross-cache, batching off", paths["vg-cross"], max_batch_size=1
     )
+    servers["vg-cross-nojoin-off"] = start_capwatch(
+        args, "ViT-GPT2, cross-cache, batches start together", paths["vg-cross"], join=False
+    )
     if not args.skip_blip_c8:
         servers["blip-cross-off"] = start_capwatch(
             args, "BLIP-base, cross-cache, batching off", paths["blip-cross"], max_batch_size=1
         )
+        servers["blip-cross-nojoin-off"] = start_capwatch(
+            args, "BLIP-base, cross-cache, batches start together", paths["blip-cross"], join=False
+        )
     wait_ready([s for key, s in servers.items() if key.endswith("-off")])
     plan = [
-        ("ViT-GPT2 cross-cache: capwatch, batching on (max_batch_size 8)", "vg-cross", vg_png, vg["cross"]),
+        ("ViT-GPT2 cross-cache: capwatch, continuous batching (max_batch_size 8)", "vg-cross", vg_png, vg["cross"]),
+        ("ViT-GPT2 cross-cache: capwatch, batches start together (join_running_batch false)", "vg-cross-nojoin-off", vg_png, vg["cross"]),
         ("ViT-GPT2 cross-cache: capwatch, batching off (max_batch_size 1)", "vg-cross-off", vg_png, vg["cross"]),
-    ]
+    ]  # fmt: skip
     if not args.skip_peer:
         plan.append(("ViT-GPT2 Optimum export: peer (FastAPI + onnxruntime)", "peer", vg_png, vg["peer"]))
     if not args.skip_blip_c8:
         plan += [
-            ("BLIP-base cross-cache: capwatch, batching on (max_batch_size 8)", "blip-cross", blip_png, blip["cross"]),
+            ("BLIP-base cross-cache: capwatch, continuous batching (max_batch_size 8)", "blip-cross", blip_png, blip["cross"]),
+            ("BLIP-base cross-cache: capwatch, batches start together (join_running_batch false)", "blip-cross-nojoin-off", blip_png, blip["cross"]),
             ("BLIP-base cross-cache: capwatch, batching off (max_batch_size 1)", "blip-cross-off", blip_png, blip["cross"]),
         ]  # fmt: skip
     rows = []
@@ -609,7 +622,7 @@ def c8_table(rows: list[Row], clients: int, peer: Row | None) -> list[str]:
     lines = [
         f"### Concurrency {clients} (closed loop)",
         "",
-        "| what | answers / failed | new tokens | captions/s | P50 ms | P95 ms | P95 / concurrency-1 P50 | mean batch "
+        "| what | answers / failed | new tokens | captions/s | P50 ms | P95 ms | P95 / concurrency-1 P50 | mean batch size "
         "| captions/s vs peer |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -29,6 +29,9 @@ pub struct ServiceConfig {
     pub max_batch_size: NonZeroUsize,
     /// How long a worker holding a request waits for more to fill its batch (0: no added wait).
     pub batch_wait_ms: u64,
+    /// Whether requests join a batch that is already decoding, at the next step boundary
+    /// (where the model's decoder allows it); off: they wait for the next batch.
+    pub join_running_batch: bool,
     /// Requests allowed to wait for a worker; beyond that the server answers 503.
     pub queue_capacity: NonZeroUsize,
     /// Largest accepted request body, in bytes.
@@ -52,6 +55,7 @@ impl Default for ServiceConfig {
             intra_op_threads: None,
             max_batch_size: nz(8),
             batch_wait_ms: 0,
+            join_running_batch: true,
             queue_capacity: nz(64),
             max_body_bytes: nz(10 * 1024 * 1024),
             max_image_pixels: nz(40_000_000),

@@ -1,5 +1,5 @@
-//! One loaded model: vision encoder + greedy generation + tokenizer, for one image or a batch
-//! of images that start together.
+//! One loaded model: vision encoder + greedy generation + tokenizer, for one image or a
+//! [`DecodingBatch`] that images join and leave step by step.
 //!
 //! A `Captioner` owns its ONNX Runtime sessions and is used from a single worker thread
 //! (`Session::run` takes `&mut self`). It knows nothing about queues or HTTP.
@@ -13,6 +13,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
+use super::batch::DecodingBatch;
 use super::decoder::{CROSS_PREFIX, EncoderOutputs, StepDecoder};
 use super::model_dir::{DecoderLayout, ModelLayout, ModelSpec};
 use super::preprocess::to_pixel_values;
@@ -27,6 +28,8 @@ pub struct Generated {
     pub token_ids: Vec<i64>,
     /// `preprocess`, `encoder` and `decoder` are filled; the caller adds queue and decode.
     pub timings: StageTimings,
+    /// The most captions decoded together while this one was.
+    pub batch_size: usize,
 }
 
 /// One image of a batch: its preprocessed `[1, 3, H, W]` pixels and its token limit.
@@ -89,12 +92,15 @@ impl Captioner {
         let first = open(&spec.decoder_file)?;
         let with_past = spec.decoder_with_past_file.as_deref().map(open).transpose()?;
         let use_cache = !matches!(spec.layout, ModelLayout::VisionEncoderDecoder(DecoderLayout::NoCache));
-        let decoder = StepDecoder::new(first, with_past, use_cache, spec.attention).map_err(|e| match e {
-            EngineError::ModelLoad { reason, .. } => {
-                EngineError::ModelLoad { path: spec.decoder_file.display().to_string(), reason }
-            }
-            other => other,
-        })?;
+        let positions_from_mask = spec.layout == ModelLayout::Blip;
+        let decoder = StepDecoder::new(first, with_past, use_cache, spec.attention, positions_from_mask).map_err(
+            |e| match e {
+                EngineError::ModelLoad { reason, .. } => {
+                    EngineError::ModelLoad { path: spec.decoder_file.display().to_string(), reason }
+                }
+                other => other,
+            },
+        )?;
         let tokenizer = Tokenizer::from_file(&spec.tokenizer_file).map_err(|e| EngineError::ModelLoad {
             path: spec.tokenizer_file.display().to_string(),
             reason: e.to_string(),
@@ -106,7 +112,8 @@ impl Captioner {
                 reason: format!("the decoder reads `{CROSS_PREFIX}.*`, which this encoder does not produce"),
             });
         }
-        let spec = ModelSpec { cross_attention_cache: decoder.reads_cross_cache(), ..spec.clone() };
+        let pads_rows = decoder.pads_rows() && spec.generation.prompt_ids.len() == 1;
+        let spec = ModelSpec { cross_attention_cache: decoder.reads_cross_cache(), pads_rows, ..spec.clone() };
         Ok(Self { spec, encoder, encoder_input, encoder_output, decoder, tokenizer })
     }
 
@@ -137,52 +144,82 @@ impl Captioner {
 
     /// Captions several preprocessed images together: one encoder run for all of them, then
     /// one decoder run per step for every image still generating. Each image's tokens are
-    /// the ones it gets alone (its row attends only to itself); an image that has stopped
-    /// rides along until the longest is done, its extra tokens ignored.
+    /// the ones it gets alone.
     pub fn caption_batch(&mut self, items: Vec<BatchItem>) -> Result<Vec<Generated>, EngineError> {
-        let started = Instant::now();
-        let views: Vec<_> = items.iter().map(|item| item.pixel_values.view()).collect();
-        let pixel_values = ndarray::concatenate(Axis(0), &views)
-            .map_err(|e| EngineError::Inference(format!("cannot batch images of different sizes: {e}")))?;
-        let encoder_outputs = self.encode(pixel_values)?;
-        let encoder = started.elapsed();
-
-        let started = Instant::now();
-        let generation = &self.spec.generation;
-        let prompt_len = generation.prompt_ids.len();
-        let mut rows: Vec<Vec<i64>> = vec![generation.prompt_ids.clone(); items.len()];
-        // Per image: tokens generated so far, and when it stopped.
-        let mut generated = vec![0usize; items.len()];
-        let mut finished: Vec<Option<std::time::Duration>> =
-            items.iter().map(|item| (item.max_new_tokens == 0).then_some(std::time::Duration::ZERO)).collect();
-        self.decoder.reset();
-        while finished.iter().any(Option::is_none) {
-            let tokens = self.decoder.next_tokens(&rows, &encoder_outputs)?;
-            for (index, token) in tokens.into_iter().enumerate() {
-                rows[index].push(token);
-                if finished[index].is_some() {
-                    continue;
-                }
-                generated[index] += 1;
-                if generation.stop_ids.contains(&token) || generated[index] >= items[index].max_new_tokens {
-                    finished[index] = Some(started.elapsed());
-                }
+        let count = items.len();
+        let mut batch = DecodingBatch::default();
+        self.join(&mut batch, items.into_iter().enumerate().map(|(index, item)| (item, index)).collect())
+            .map_err(|(err, _)| err)?;
+        let mut captions: Vec<Option<Generated>> = vec![None; count];
+        while !batch.is_empty() {
+            for (index, generated) in self.step(&mut batch)? {
+                captions[index] = Some(generated);
             }
         }
+        captions
+            .into_iter()
+            .map(|caption| caption.ok_or_else(|| EngineError::Inference("a batch row produced no caption".to_owned())))
+            .collect()
+    }
 
-        let mut captions = Vec::with_capacity(items.len());
-        for (index, mut row) in rows.into_iter().enumerate() {
-            row.truncate(prompt_len + generated[index]);
-            let token_ids = row.split_off(prompt_len);
-            let text = self.detokenize(&token_ids)?;
-            let decoder = finished[index].unwrap_or_else(|| started.elapsed());
-            captions.push(Generated {
-                text,
-                token_ids,
-                timings: StageTimings { encoder, decoder, ..StageTimings::default() },
-            });
+    /// Whether images can join a batch that has already decoded (else a batch takes images
+    /// only before its first step).
+    pub fn joins_mid_decode(&self) -> bool {
+        self.spec.pads_rows
+    }
+
+    /// Runs the encoder once over `items` and adds them to `batch`. On error nothing is added
+    /// and the items' tags come back with it.
+    pub fn join<T>(
+        &mut self,
+        batch: &mut DecodingBatch<T>,
+        items: Vec<(BatchItem, T)>,
+    ) -> Result<(), (EngineError, Vec<T>)> {
+        if items.is_empty() {
+            return Ok(());
         }
-        Ok(captions)
+        let started = Instant::now();
+        let (pixels, rows): (Vec<_>, Vec<_>) =
+            items.into_iter().map(|(item, tag)| (item.pixel_values, (tag, item.max_new_tokens))).unzip();
+        let refuse = |err: EngineError, rows: Vec<(T, usize)>| (err, rows.into_iter().map(|(tag, _)| tag).collect());
+        if batch.has_decoded() && !self.joins_mid_decode() {
+            let err = EngineError::Inference("this model's decoder cannot take images mid-decode".to_owned());
+            return Err(refuse(err, rows));
+        }
+        let views: Vec<_> = pixels.iter().map(|p| p.view()).collect();
+        let pixel_values = match ndarray::concatenate(Axis(0), &views) {
+            Ok(pixel_values) => pixel_values,
+            Err(e) => {
+                return Err(refuse(
+                    EngineError::Inference(format!("cannot batch images of different sizes: {e}")),
+                    rows,
+                ));
+            }
+        };
+        match self.encode(pixel_values) {
+            Ok(outputs) => {
+                batch.join(outputs, started.elapsed(), &self.spec.generation.prompt_ids, rows);
+                Ok(())
+            }
+            Err(err) => Err(refuse(err, rows)),
+        }
+    }
+
+    /// One decoding step for every row of `batch`; the rows it finished come back captioned.
+    pub fn step<T>(&mut self, batch: &mut DecodingBatch<T>) -> Result<Vec<(T, Generated)>, EngineError> {
+        let decoder = &mut self.decoder;
+        let finished = batch
+            .step(&self.spec.generation.stop_ids, |rows, encoder, cache| decoder.next_tokens(rows, encoder, cache))?;
+        finished
+            .into_iter()
+            .map(|row| {
+                let token_ids = row.token_ids;
+                let text = self.detokenize(&token_ids)?;
+                let timings =
+                    StageTimings { encoder: row.encoder_time, decoder: row.decoder_time, ..StageTimings::default() };
+                Ok((row.tag, Generated { text, token_ids, timings, batch_size: row.largest_batch }))
+            })
+            .collect()
     }
 
     fn detokenize(&self, token_ids: &[i64]) -> Result<String, EngineError> {

@@ -1,5 +1,4 @@
-//! One greedy decoding step for a batch of images that started together, for every
-//! supported decoder layout.
+//! One greedy decoding step for the rows of a batch, for every supported decoder layout.
 //!
 //! The decoder is driven by the names its ONNX graph declares, not by hard-coded lists:
 //! `input_ids`, `attention_mask`, `position_ids`, `encoder_hidden_states`,
@@ -14,6 +13,10 @@
 //! - A decoder that declares `cross_key_values.*` inputs gets the cross-attention keys and
 //!   values the encoder computed once per image (the cross-cache layouts of `tools/`),
 //!   instead of `encoder_hidden_states`.
+//! - Rows may hold different numbers of cached tokens (a row that joined a running batch)
+//!   when the graph takes `attention_mask` and either `position_ids` or derives positions
+//!   from the mask (capwatch's BLIP exports): the cache is left-padded, the padding masked
+//!   out and each row given its own positions, as `generate()` does for a left-padded batch.
 
 use std::borrow::Cow;
 
@@ -50,23 +53,48 @@ impl DecoderGraph {
     }
 }
 
+/// The self-attention cache of the rows decoding together: one `[batch, heads, columns,
+/// head_dim]` tensor per `past_key_values.*` input. A row's cached tokens are its last
+/// columns; the columns before them are padding (masked out).
+#[derive(Default)]
+pub struct KvCache {
+    pub tensors: Vec<(String, DynValue)>,
+    pub columns: usize,
+}
+
+impl KvCache {
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}
+
+/// One row of a step: its whole sequence so far and how many of its tokens the cache holds.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRow<'a> {
+    pub tokens: &'a [i64],
+    pub cached: usize,
+}
+
 /// Greedy step decoder over one or two ONNX sessions.
 pub struct StepDecoder {
     first: DecoderGraph,
     with_past: Option<DecoderGraph>,
     use_cache: bool,
     attention: Option<AttentionShape>,
-    /// The cache from the previous step, keyed by the `past_key_values.*` input name.
-    past: Vec<(String, DynValue)>,
+    /// Whether rows with different cached lengths can share a step (see the module docs).
+    pads_rows: bool,
 }
 
 impl StepDecoder {
-    /// `with_past` is the split layout's second graph; `use_cache` is false for cache-less exports.
+    /// `with_past` is the split layout's second graph; `use_cache` is false for cache-less
+    /// exports; `positions_from_mask` says the graph derives position ids from
+    /// `attention_mask` (capwatch's BLIP exports) when it has no `position_ids` input.
     pub fn new(
         first: Session,
         with_past: Option<Session>,
         use_cache: bool,
         attention: Option<AttentionShape>,
+        positions_from_mask: bool,
     ) -> Result<Self, EngineError> {
         for session in std::iter::once(&first).chain(with_past.as_ref()) {
             if !session.outputs().iter().any(|o| o.name() == "logits") {
@@ -84,13 +112,24 @@ impl StepDecoder {
                 }
             }
         }
-        Ok(Self {
-            first: DecoderGraph::new(first),
-            with_past: with_past.map(DecoderGraph::new),
-            use_cache,
-            attention,
-            past: Vec::new(),
-        })
+        let first = DecoderGraph::new(first);
+        let declares = |wanted: &str| first.inputs.iter().any(|(name, _)| name == wanted);
+        let pads_rows = use_cache
+            && with_past.is_none()
+            && declares("attention_mask")
+            && (declares("position_ids") || positions_from_mask);
+        Ok(Self { first, with_past: with_past.map(DecoderGraph::new), use_cache, attention, pads_rows })
+    }
+
+    /// Whether rows holding different numbers of cached tokens can share a step, so that a
+    /// caption can join a batch that is already decoding.
+    pub fn pads_rows(&self) -> bool {
+        self.pads_rows
+    }
+
+    /// Whether the decoder keeps a self-attention cache between steps.
+    pub fn uses_cache(&self) -> bool {
+        self.use_cache
     }
 
     /// Whether the decoder reads precomputed cross-attention keys/values.
@@ -98,33 +137,49 @@ impl StepDecoder {
         self.first.inputs.iter().any(|(name, _)| name.starts_with(CROSS_PREFIX))
     }
 
-    /// Forgets the cache; call before each new image.
-    pub fn reset(&mut self) {
-        self.past.clear();
-    }
-
-    /// Runs one step over `rows` (each row's whole sequence so far; all rows equally long,
-    /// one row per image of `encoder`) and returns each row's argmax token.
-    pub fn next_tokens(&mut self, rows: &[Vec<i64>], encoder: &EncoderOutputs) -> Result<Vec<i64>, EngineError> {
+    /// Runs one step over `rows` (one per image of `encoder`, in its order), feeding each
+    /// row's tokens that `cache` does not hold yet (as many for every row), and returns each
+    /// row's argmax token. `cache` then holds every fed token.
+    pub fn next_tokens(
+        &mut self,
+        rows: &[StepRow<'_>],
+        encoder: &EncoderOutputs,
+        cache: &mut KvCache,
+    ) -> Result<Vec<i64>, EngineError> {
         let encoder_hidden_states = &encoder.hidden_states;
         let batch = rows.len();
-        let len = rows.first().map_or(0, Vec::len);
-        if batch == 0 || len == 0 || rows.iter().any(|row| row.len() != len) {
-            return Err(EngineError::Inference("decoder called with empty or ragged sequences".to_owned()));
+        let has_cache = self.use_cache && !cache.is_empty();
+        let columns = if has_cache { cache.columns } else { 0 };
+        let cached = |row: &StepRow<'_>| if has_cache { row.cached } else { 0 };
+        let new_len = rows.first().map_or(0, |row| row.tokens.len().saturating_sub(cached(row)));
+        if batch == 0 || new_len == 0 {
+            return Err(EngineError::Inference("decoder called with no rows or nothing to feed".to_owned()));
         }
-        let has_cache = self.use_cache && !self.past.is_empty();
+        if rows.iter().any(|row| cached(row) > columns || row.tokens.len() != cached(row) + new_len) {
+            return Err(EngineError::Inference("decoder rows need different numbers of new tokens".to_owned()));
+        }
+        if !self.pads_rows && rows.iter().any(|row| cached(row) != columns) {
+            return Err(EngineError::Inference("this decoder cannot pad rows of different lengths".to_owned()));
+        }
         let graph = match (&mut self.with_past, has_cache) {
             (Some(with_past), true) => with_past,
             _ => &mut self.first,
         };
-        let new_len = if has_cache { 1 } else { len };
-        let past_len = len - new_len;
-        let new_ids: Vec<i64> = rows.iter().flat_map(|row| row[past_len..].iter().copied()).collect();
+        let new_ids: Vec<i64> = rows.iter().flat_map(|row| row.tokens[cached(row)..].iter().copied()).collect();
         let encoder_seq = match encoder_hidden_states.dtype() {
             ValueType::Tensor { shape, .. } => usize::try_from(shape.get(1).copied().unwrap_or(0).max(0)).unwrap_or(0),
             _ => 0,
         };
-        let positions: Vec<i64> = (0..batch).flat_map(|_| past_len as i64..len as i64).collect();
+        let positions: Vec<i64> =
+            rows.iter().flat_map(|row| cached(row) as i64..(cached(row) + new_len) as i64).collect();
+        // Left padding (zeros) for the cache columns a row does not use, then its tokens.
+        let mask: Vec<i64> = rows
+            .iter()
+            .flat_map(|row| {
+                let padding = columns - cached(row);
+                (0..columns + new_len).map(move |column| i64::from(column >= padding))
+            })
+            .collect();
 
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(graph.inputs.len());
         for (name, dtype) in &graph.inputs {
@@ -133,7 +188,7 @@ impl StepDecoder {
             let value: SessionInputValue<'_> = match name {
                 "input_ids" | "decoder_input_ids" => int_tensor(element_type, [batch, new_len], new_ids.clone())?,
                 "attention_mask" | "decoder_attention_mask" => {
-                    int_tensor(element_type, [batch, len], vec![1; batch * len])?
+                    int_tensor(element_type, [batch, columns + new_len], mask.clone())?
                 }
                 "position_ids" => int_tensor(element_type, [batch, new_len], positions.clone())?,
                 "encoder_attention_mask" => {
@@ -151,11 +206,12 @@ impl StepDecoder {
                     }
                 }
                 "use_cache_branch" => Tensor::from_array(([1usize], vec![has_cache]))?.into(),
-                past_name if past_name.starts_with(PAST_PREFIX) => match self.past.iter().find(|(n, _)| n == past_name)
-                {
-                    Some((_, value)) if has_cache => SessionInputValue::from(value),
-                    _ => empty_past(dtype, self.attention, past_name, batch)?,
-                },
+                past_name if past_name.starts_with(PAST_PREFIX) => {
+                    match cache.tensors.iter().find(|(n, _)| n == past_name) {
+                        Some((_, value)) if has_cache => SessionInputValue::from(value),
+                        _ => empty_past(dtype, self.attention, past_name, batch)?,
+                    }
+                }
                 other => {
                     return Err(EngineError::Inference(format!("decoder input `{other}` is not supported")));
                 }
@@ -183,7 +239,8 @@ impl StepDecoder {
                 }
             }
             drop(outputs);
-            self.past = next_past;
+            cache.tensors = next_past;
+            cache.columns = columns + new_len;
         }
         Ok(tokens)
     }

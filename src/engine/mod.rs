@@ -13,6 +13,7 @@
 //!
 //! Nothing here knows about HTTP; the server maps [`EngineError`] to status codes.
 
+pub mod batch;
 pub mod captioner;
 pub mod decoder;
 pub mod model_dir;

@@ -85,6 +85,9 @@ pub struct ModelSpec {
     /// (`cross_key_values.*`), instead of recomputing them from the encoder states each step.
     /// Learned from the graphs when the model loads.
     pub cross_attention_cache: bool,
+    /// Whether the decoder pads rows, so that captions can join a batch that is decoding
+    /// (known once the sessions are loaded).
+    pub pads_rows: bool,
     /// Weight precision, `fp32` unless the exporter's `capwatch_export.json` says otherwise
     /// (`int8`: dynamically quantized weights).
     pub precision: String,
@@ -158,6 +161,7 @@ impl ModelSpec {
                     generation,
                     attention: attention_shape(decoder_config),
                     cross_attention_cache: false,
+                    pads_rows: false,
                     precision: precision.clone(),
                 })
             }
@@ -179,6 +183,7 @@ impl ModelSpec {
                     generation,
                     attention: attention_shape(text_config),
                     cross_attention_cache: false,
+                    pads_rows: false,
                     precision: precision.clone(),
                 })
             }

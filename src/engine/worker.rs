@@ -1,5 +1,6 @@
 //! Worker threads that own the ONNX Runtime sessions, fed through a bounded queue; a worker
-//! captions what is waiting together, as one batch (up to `max_batch_size`).
+//! decodes up to `max_batch_size` captions together, taking waiting requests into its batch
+//! at each step boundary where the model allows (continuous batching, [`DecodingBatch`]).
 //!
 //! Each worker loads its own [`Captioner`] (ONNX Runtime sessions are run from one thread
 //! at a time) and warms it up before the engine reports ready; the workers' sessions share
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
+use super::batch::DecodingBatch;
 use super::captioner::BatchItem;
 use super::preprocess::{DecodeLimits, decode_image, to_pixel_values};
 use super::shared_weights::SharedWeights;
@@ -34,6 +36,8 @@ pub struct EngineOptions {
     pub max_batch_size: usize,
     /// How long a worker that has a request waits for more to fill its batch (0: no wait).
     pub batch_wait: Duration,
+    /// Whether requests join a batch that is decoding (where the model allows it).
+    pub join_running_batch: bool,
     pub queue_capacity: usize,
     pub max_image_pixels: usize,
     pub max_new_tokens_limit: usize,
@@ -288,11 +292,74 @@ fn warm_up(captioner: &mut Captioner) -> Result<(), EngineError> {
     captioner.caption_image(&image, 2).map(|_| ())
 }
 
+/// What a worker keeps for each caption in its batch, to answer it.
+struct Reply {
+    reply_tx: oneshot::Sender<Result<Caption, EngineError>>,
+    timings: StageTimings,
+}
+
+/// The worker loop: takes waiting requests into the decoding batch (at once when it is
+/// empty; at each step boundary while it decodes, where the model allows), then runs one
+/// step and answers the captions that finished.
 fn serve_jobs(mut captioner: Captioner, job_rx: &Receiver<CaptionJob>, options: &EngineOptions) {
     let limits = DecodeLimits { max_pixels: options.max_image_pixels };
-    while let Ok(first) = job_rx.recv() {
-        let jobs = gather_batch(first, job_rx, options);
-        caption_jobs(&mut captioner, jobs, limits);
+    let max_batch = options.max_batch_size.max(1);
+    let joins_mid_decode = options.join_running_batch && captioner.joins_mid_decode();
+    let mut batch: DecodingBatch<Reply> = DecodingBatch::default();
+    loop {
+        let jobs = if batch.is_empty() {
+            match job_rx.recv() {
+                Ok(first) => gather_batch(first, job_rx, options),
+                // Closed and drained: the engine is shutting down.
+                Err(_) => return,
+            }
+        } else if joins_mid_decode && batch.len() < max_batch {
+            job_rx.try_iter().take(max_batch - batch.len()).collect()
+        } else {
+            Vec::new()
+        };
+        let prepared = prepare_jobs(&captioner, jobs, limits);
+        if !prepared.is_empty()
+            && let Err((err, replies)) = captioner.join(&mut batch, prepared)
+        {
+            tracing::error!(error = %err, images = replies.len(), "encoder failed");
+            for reply in replies {
+                // The requester may have timed out and dropped its receiver.
+                let _ = reply.reply_tx.send(Err(EngineError::Inference(err.to_string())));
+            }
+        }
+        // Captions nobody waits for any more stop using the batch.
+        batch.retain(|reply| !reply.reply_tx.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        match captioner.step(&mut batch) {
+            Ok(finished) => {
+                for (reply, generated) in finished {
+                    let timings = StageTimings {
+                        encoder: generated.timings.encoder,
+                        decoder: generated.timings.decoder,
+                        ..reply.timings
+                    };
+                    let caption = Caption {
+                        text: generated.text,
+                        token_ids: generated.token_ids,
+                        timings,
+                        batch_size: generated.batch_size,
+                    };
+                    // As above: a requester that gave up no longer wants the caption.
+                    let _ = reply.reply_tx.send(Ok(caption));
+                }
+            }
+            Err(err) => {
+                let replies = batch.drain();
+                tracing::error!(error = %err, batch = replies.len(), "inference failed");
+                for reply in replies {
+                    // As above.
+                    let _ = reply.reply_tx.send(Err(EngineError::Inference(err.to_string())));
+                }
+            }
+        }
     }
 }
 
@@ -311,19 +378,12 @@ fn gather_batch(first: CaptionJob, job_rx: &Receiver<CaptionJob>, options: &Engi
     jobs
 }
 
-/// A job whose image is decoded and preprocessed, waiting for the model.
-struct PreparedJob {
-    reply_tx: oneshot::Sender<Result<Caption, EngineError>>,
-    timings: StageTimings,
-    item: BatchItem,
-}
-
-/// Decodes each job's image (bad ones are answered at once), captions the rest as one batch.
-fn caption_jobs(captioner: &mut Captioner, jobs: Vec<CaptionJob>, limits: DecodeLimits) {
+/// Decodes and preprocesses each job's image; bad images (and requesters that went away
+/// while queued) are answered or skipped here.
+fn prepare_jobs(captioner: &Captioner, jobs: Vec<CaptionJob>, limits: DecodeLimits) -> Vec<(BatchItem, Reply)> {
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
         if job.reply_tx.is_closed() {
-            // The client went away while queued: skip the work.
             continue;
         }
         let queue = job.enqueued_at.elapsed();
@@ -335,34 +395,11 @@ fn caption_jobs(captioner: &mut Captioner, jobs: Vec<CaptionJob>, limits: Decode
                 let pixel_values = to_pixel_values(&image, &captioner.spec().image);
                 let timings = StageTimings { queue, decode, preprocess: started.elapsed(), ..StageTimings::default() };
                 let item = BatchItem { pixel_values, max_new_tokens: job.max_new_tokens };
-                prepared.push(PreparedJob { reply_tx: job.reply_tx, timings, item });
+                prepared.push((item, Reply { reply_tx: job.reply_tx, timings }));
             }
             // The requester may have timed out and dropped its receiver; the answer is then unwanted.
             Err(err) => drop(job.reply_tx.send(Err(err))),
         }
     }
-    if prepared.is_empty() {
-        return;
-    }
-    let (replies, items): (Vec<_>, Vec<_>) =
-        prepared.into_iter().map(|job| ((job.reply_tx, job.timings), job.item)).unzip();
-    let batch_size = items.len();
-    match captioner.caption_batch(items) {
-        Ok(captions) => {
-            for ((reply_tx, timings), generated) in replies.into_iter().zip(captions) {
-                let timings =
-                    StageTimings { encoder: generated.timings.encoder, decoder: generated.timings.decoder, ..timings };
-                let caption = Caption { text: generated.text, token_ids: generated.token_ids, timings, batch_size };
-                // As above: a requester that gave up no longer wants the caption.
-                let _ = reply_tx.send(Ok(caption));
-            }
-        }
-        Err(err) => {
-            tracing::error!(error = %err, batch = replies.len(), "inference failed");
-            for (reply_tx, _) in replies {
-                // As above.
-                let _ = reply_tx.send(Err(EngineError::Inference(err.to_string())));
-            }
-        }
-    }
+    prepared
 }

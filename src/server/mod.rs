@@ -54,6 +54,7 @@ pub fn engine_options(config: &ServiceConfig) -> EngineOptions {
         intra_op_threads: config.intra_op_threads.map(NonZeroUsize::get),
         max_batch_size: config.max_batch_size.get(),
         batch_wait: Duration::from_millis(config.batch_wait_ms),
+        join_running_batch: config.join_running_batch,
         queue_capacity: config.queue_capacity.get(),
         max_image_pixels: config.max_image_pixels.get(),
         max_new_tokens_limit: config.max_new_tokens_limit.get(),
@@ -88,6 +89,7 @@ pub async fn run(
                     workers = engine.threads().workers,
                     intra_op_threads = engine.threads().intra_op_threads,
                     max_batch_size = engine.options().max_batch_size,
+                    joins_running_batch = engine.options().join_running_batch && spec.pads_rows,
                     load_ms = loaded.elapsed().as_millis() as u64,
                     "model loaded and warmed up; ready"
                 );
