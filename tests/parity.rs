@@ -161,6 +161,19 @@ fn check_joining(name: &str, captioner: &mut Captioner, cases: &[Value], max_new
         assert_eq!(got.as_ref(), Some(want), "{name}: row {row}, joined mid-decode");
     }
     assert!(test.largest_batch >= 3, "{name}: rows never decoded together (largest {})", test.largest_batch);
+
+    // Two one-token captions leave empty slots beside a long one; a newcomer takes one of
+    // them in place (the batch stays three rows wide) and still gets its own tokens.
+    let first = test.expected.len();
+    test.join(captioner, &[(longest, max_new_tokens), (0, 1), (1, 1)]).unwrap();
+    test.run(captioner, 1);
+    test.join(captioner, &[(2, max_new_tokens)]).unwrap();
+    test.run(captioner, 1);
+    assert_eq!(test.batch.width(), 3, "{name}: the newcomer should fill an empty slot in place");
+    test.run(captioner, usize::MAX);
+    for (row, (got, want)) in test.results.iter().zip(&test.expected).enumerate().skip(first) {
+        assert_eq!(got.as_ref(), Some(want), "{name}: row {row}, joined into an empty slot");
+    }
 }
 
 /// Eight images captioned as one batch (every case twice, half of them with shorter limits so

@@ -3,11 +3,12 @@
 //! tokens are the ones it gets alone.
 //!
 //! The batch keeps its rows' encoder outputs and self-attention cache as batched tensors.
-//! When rows join or leave, the tensors are gathered again, once, before the next step:
-//! staying rows' slices are copied, joining rows bring their encoder outputs and an
-//! all-padding cache, and cache columns that no row uses any more are dropped. Rows can
-//! join a batch that has already decoded only where the decoder pads rows
-//! ([`super::decoder::StepDecoder::pads_rows`]); elsewhere a batch is filled when it starts.
+//! Rows can join a batch that has already decoded only where the decoder pads rows
+//! ([`super::decoder::StepDecoder::pads_rows`]); elsewhere a batch is filled when it starts
+//! and a finished row's tensors are dropped before the next step. With a padding decoder a
+//! finished row leaves an empty slot that the next joining image fills in place, so the
+//! large per-image tensors (BLIP-base: 42 MB of cross-attention keys/values) are copied once
+//! per image, not once per change of the batch; unused cache columns are dropped.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,6 @@ struct Row<T> {
     tokens: Vec<i64>,
     /// How many of `tokens` the cache holds.
     cached: usize,
-    slot: Slot,
     prompt_len: usize,
     max_new_tokens: usize,
     encoder_time: Duration,
@@ -31,13 +31,11 @@ struct Row<T> {
     largest_batch: usize,
 }
 
-/// Where a row's encoder outputs and cache are.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Slot {
-    /// Row `0` of the batched tensors.
-    Held(usize),
-    /// Row `row` of the encoder outputs of `joined[part]`; nothing cached yet.
-    Joined { part: usize, row: usize },
+/// A row that joined since the last step: row `row` of the encoder outputs `joined[part]`.
+struct Incoming<T> {
+    row: Row<T>,
+    part: usize,
+    index: usize,
 }
 
 /// A finished row: what it generated, with the batch facts its answer reports.
@@ -52,43 +50,79 @@ pub struct Finished<T> {
     pub largest_batch: usize,
 }
 
+/// Where a row of the next batched tensors comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Row `0` of the current tensors.
+    Held(usize),
+    /// Row `index` of `joined[part]`.
+    Joined { part: usize, index: usize },
+}
+
 /// Rows decoding together, with their batched tensors.
+///
+/// `slots` is aligned with the tensors' rows. Where the decoder pads rows, a finished row
+/// leaves an empty slot behind (decoded as a masked one-token row whose output is ignored),
+/// and a joining image takes an empty slot in place: only its own encoder outputs are
+/// copied. The tensors are gathered afresh only when the batch must grow or when empty
+/// slots outnumber the captions.
 pub struct DecodingBatch<T> {
-    rows: Vec<Row<T>>,
+    slots: Vec<Option<Row<T>>>,
+    incoming: Vec<Incoming<T>>,
     held: Option<EncoderOutputs>,
     cache: KvCache,
     joined: Vec<EncoderOutputs>,
+    /// The prompt an empty slot is fed with.
+    prompt: Vec<i64>,
     /// Rows that finished without a step (a limit of 0 tokens).
     finished_early: Vec<Finished<T>>,
 }
 
 impl<T> Default for DecodingBatch<T> {
     fn default() -> Self {
-        Self { rows: Vec::new(), held: None, cache: KvCache::default(), joined: Vec::new(), finished_early: Vec::new() }
+        Self {
+            slots: Vec::new(),
+            incoming: Vec::new(),
+            held: None,
+            cache: KvCache::default(),
+            joined: Vec::new(),
+            prompt: Vec::new(),
+            finished_early: Vec::new(),
+        }
     }
 }
 
 impl<T> DecodingBatch<T> {
-    /// Rows still generating.
+    /// Captions still generating.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.finished_early.is_empty()
+        self.len() == 0 && self.finished_early.is_empty()
     }
 
-    /// Whether some row has already decoded (a joining row then needs a decoder that pads rows).
+    /// Whether some caption has already decoded (a joining one then needs a decoder that pads rows).
     pub fn has_decoded(&self) -> bool {
-        self.rows.iter().any(|row| row.tokens.len() > row.prompt_len)
+        self.rows().any(|row| row.tokens.len() > row.prompt_len)
+    }
+
+    /// Rows the decoder ran in the last step: captions and empty slots.
+    pub fn width(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &Row<T>> {
+        self.slots.iter().flatten().chain(self.incoming.iter().map(|incoming| &incoming.row))
     }
 
     /// Adds images whose encoder outputs are `encoder` (one row each, in order).
     pub fn join(&mut self, encoder: EncoderOutputs, encoder_time: Duration, prompt_ids: &[i64], rows: Vec<(T, usize)>) {
         let part = self.joined.len();
         self.joined.push(encoder);
+        self.prompt = prompt_ids.to_vec();
         let now = Instant::now();
-        for (row, (tag, max_new_tokens)) in rows.into_iter().enumerate() {
+        for (index, (tag, max_new_tokens)) in rows.into_iter().enumerate() {
             if max_new_tokens == 0 {
                 self.finished_early.push(Finished {
                     tag,
@@ -99,63 +133,72 @@ impl<T> DecodingBatch<T> {
                 });
                 continue;
             }
-            self.rows.push(Row {
+            let row = Row {
                 tag,
                 tokens: prompt_ids.to_vec(),
                 cached: 0,
-                slot: Slot::Joined { part, row },
                 prompt_len: prompt_ids.len(),
                 max_new_tokens,
                 encoder_time,
                 joined_at: now,
                 largest_batch: 0,
-            });
+            };
+            self.incoming.push(Incoming { row, part, index });
         }
     }
 
-    /// Drops the rows whose tag fails `keep` (their requesters went away).
+    /// Drops the captions whose tag fails `keep` (their requesters went away).
     pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        self.rows.retain(|row| keep(&row.tag));
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|row| !keep(&row.tag)) {
+                *slot = None;
+            }
+        }
+        self.incoming.retain(|incoming| keep(&incoming.row.tag));
         self.forget_if_empty();
     }
 
-    /// Empties the batch, giving back every row's tag (to answer them with an error).
+    /// Empties the batch, giving back every caption's tag (to answer them with an error).
     pub fn drain(&mut self) -> Vec<T> {
-        let tags = self.finished_early.drain(..).map(|f| f.tag).chain(self.rows.drain(..).map(|row| row.tag)).collect();
+        let early = self.finished_early.drain(..).map(|f| f.tag);
+        let slots = self.slots.drain(..).flatten().map(|row| row.tag);
+        let tags = early.chain(slots).chain(self.incoming.drain(..).map(|incoming| incoming.row.tag)).collect();
         self.forget_if_empty();
         tags
     }
 
-    /// Rows that finished without decoding.
-    pub fn take_finished_early(&mut self) -> Vec<Finished<T>> {
-        std::mem::take(&mut self.finished_early)
-    }
-
     /// Runs one step with `step` (the decoder) and returns the rows it finished: those that
-    /// produced a stop token or reached their limit.
+    /// produced a stop token or reached their limit. `pads_rows`: the decoder pads rows
+    /// (finished rows may then leave empty slots).
     pub fn step(
         &mut self,
         stop_ids: &[i64],
+        pads_rows: bool,
         step: impl FnOnce(&[StepRow<'_>], &EncoderOutputs, &mut KvCache) -> Result<Vec<i64>, EngineError>,
     ) -> Result<Vec<Finished<T>>, EngineError> {
-        let mut finished = self.take_finished_early();
-        if self.rows.is_empty() {
+        let mut finished = std::mem::take(&mut self.finished_early);
+        if self.len() == 0 {
+            self.forget_if_empty();
             return Ok(finished);
         }
-        self.regather()?;
+        self.prepare(pads_rows)?;
         let Some(encoder) = self.held.as_ref() else {
             return Err(EngineError::Inference("the batch has rows but no encoder outputs".to_owned()));
         };
-        let step_rows: Vec<StepRow<'_>> =
-            self.rows.iter().map(|row| StepRow { tokens: &row.tokens, cached: row.cached }).collect();
+        let empty_slot = StepRow { tokens: &self.prompt, cached: 0 };
+        let step_rows: Vec<StepRow<'_>> = self
+            .slots
+            .iter()
+            .map(|slot| slot.as_ref().map_or(empty_slot, |row| StepRow { tokens: &row.tokens, cached: row.cached }))
+            .collect();
         let tokens = step(&step_rows, encoder, &mut self.cache)?;
-        if tokens.len() != self.rows.len() {
+        if tokens.len() != self.slots.len() {
             return Err(EngineError::Inference("the decoder returned a token count unlike the rows".to_owned()));
         }
-        let batch = self.rows.len();
+        let batch = self.slots.len();
         let uses_cache = !self.cache.is_empty();
-        let mut kept = Vec::with_capacity(batch);
-        for (index, (mut row, token)) in self.rows.drain(..).zip(tokens).enumerate() {
+        for (slot, token) in self.slots.iter_mut().zip(tokens) {
+            let Some(row) = slot.as_mut() else { continue };
             if uses_cache {
                 row.cached = row.tokens.len();
             }
@@ -163,105 +206,183 @@ impl<T> DecodingBatch<T> {
             row.largest_batch = row.largest_batch.max(batch);
             let generated = row.tokens.len() - row.prompt_len;
             if stop_ids.contains(&token) || generated >= row.max_new_tokens {
-                finished.push(Finished {
-                    token_ids: row.tokens[row.prompt_len..].to_vec(),
-                    encoder_time: row.encoder_time,
-                    decoder_time: row.joined_at.elapsed(),
-                    largest_batch: row.largest_batch,
-                    tag: row.tag,
-                });
-            } else {
-                row.slot = Slot::Held(index);
-                kept.push(row);
+                if let Some(row) = slot.take() {
+                    finished.push(Finished {
+                        token_ids: row.tokens[row.prompt_len..].to_vec(),
+                        encoder_time: row.encoder_time,
+                        decoder_time: row.joined_at.elapsed(),
+                        largest_batch: row.largest_batch,
+                        tag: row.tag,
+                    });
+                }
             }
         }
-        self.rows = kept;
         self.forget_if_empty();
         Ok(finished)
     }
 
     fn forget_if_empty(&mut self) {
-        if self.rows.is_empty() {
+        if self.len() == 0 {
+            self.slots.clear();
             self.held = None;
             self.cache = KvCache::default();
             self.joined.clear();
         }
     }
 
-    /// Rebuilds the batched tensors for the current rows, unless they already match.
-    fn regather(&mut self) -> Result<(), EngineError> {
-        let held_rows = self.held.as_ref().map_or(0, |held| batch_of(&held.hidden_states));
-        let in_place = self.joined.is_empty()
-            && held_rows == self.rows.len()
-            && self.rows.iter().enumerate().all(|(index, row)| row.slot == Slot::Held(index));
-        if in_place {
-            return Ok(());
+    /// Makes the tensors match the rows before a step: joining rows take empty slots in place
+    /// or the tensors are gathered afresh; unused cache columns are dropped.
+    fn prepare(&mut self, pads_rows: bool) -> Result<(), EngineError> {
+        let empty = self.slots.iter().filter(|slot| slot.is_none()).count();
+        let live = self.slots.len() - empty;
+        let fill_in_place =
+            pads_rows && self.held.is_some() && !self.incoming.is_empty() && self.incoming.len() <= empty;
+        if fill_in_place {
+            self.fill_empty_slots()?;
+        } else if self.held.is_none() && self.joined.len() == 1 && self.incoming_is_whole_part() {
+            // A batch made only of images that were encoded together takes their outputs as they are.
+            self.held = self.joined.pop();
+            self.cache = KvCache::default();
+            self.slots = self.incoming.drain(..).map(|incoming| Some(incoming.row)).collect();
+        } else if !self.incoming.is_empty() || (empty > 0 && (!pads_rows || empty > live)) {
+            self.regather()?;
         }
-        // A batch made only of rows that joined together takes their encoder outputs as they are.
-        if self.held.is_none() && self.joined.len() == 1 {
-            let all_in_order = self.rows.len() == batch_of(&self.joined[0].hidden_states)
-                && self.rows.iter().enumerate().all(|(index, row)| row.slot == Slot::Joined { part: 0, row: index });
-            if all_in_order {
-                self.held = self.joined.pop();
-                self.cache = KvCache::default();
-                for (index, row) in self.rows.iter_mut().enumerate() {
-                    row.slot = Slot::Held(index);
-                }
-                return Ok(());
+        self.joined.clear();
+        if pads_rows {
+            self.drop_unused_columns()?;
+        }
+        Ok(())
+    }
+
+    fn incoming_is_whole_part(&self) -> bool {
+        let rows = self.joined.first().map_or(0, |outputs| batch_of(&outputs.hidden_states));
+        self.slots.is_empty()
+            && self.incoming.len() == rows
+            && self.incoming.iter().enumerate().all(|(i, incoming)| incoming.part == 0 && incoming.index == i)
+    }
+
+    /// Copies each joining row's encoder outputs into an empty slot of the held tensors.
+    fn fill_empty_slots(&mut self) -> Result<(), EngineError> {
+        let Some(held) = self.held.as_mut() else { return Ok(()) };
+        for incoming in self.incoming.drain(..) {
+            let Some(slot) = self.slots.iter().position(Option::is_none) else {
+                return Err(EngineError::Inference("no empty slot for a joining row".to_owned()));
+            };
+            let source = self
+                .joined
+                .get(incoming.part)
+                .ok_or_else(|| EngineError::Inference("a joining row has lost its encoder outputs".to_owned()))?;
+            copy_row(&mut held.hidden_states, slot, &source.hidden_states, incoming.index)?;
+            for (name, target) in &mut held.cross {
+                let (_, value) = source
+                    .cross
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .ok_or_else(|| EngineError::Inference(format!("a joining image has no `{name}`")))?;
+                copy_row(target, slot, value, incoming.index)?;
+            }
+            // Its cache columns are the previous row's: all masked out as padding (cached 0).
+            self.slots[slot] = Some(incoming.row);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the tensors with the captions only: staying rows, then joining rows.
+    fn regather(&mut self) -> Result<(), EngineError> {
+        let mut sources = Vec::with_capacity(self.len());
+        let mut rows = Vec::with_capacity(self.len());
+        for (index, slot) in self.slots.drain(..).enumerate() {
+            if let Some(row) = slot {
+                sources.push(Source::Held(index));
+                rows.push(row);
             }
         }
-
+        for incoming in self.incoming.drain(..) {
+            sources.push(Source::Joined { part: incoming.part, index: incoming.index });
+            rows.push(incoming.row);
+        }
         let missing = || EngineError::Inference("a batch row has lost its encoder outputs".to_owned());
-        let mut sources: Vec<(&EncoderOutputs, usize)> = Vec::with_capacity(self.rows.len());
-        for row in &self.rows {
-            sources.push(match row.slot {
-                Slot::Held(index) => (self.held.as_ref().ok_or_else(missing)?, index),
-                Slot::Joined { part, row } => (self.joined.get(part).ok_or_else(missing)?, row),
+        let mut outputs: Vec<(&EncoderOutputs, usize)> = Vec::with_capacity(sources.len());
+        for source in &sources {
+            outputs.push(match *source {
+                Source::Held(index) => (self.held.as_ref().ok_or_else(missing)?, index),
+                Source::Joined { part, index } => (self.joined.get(part).ok_or_else(missing)?, index),
             });
         }
-        let hidden_states = gather_rows(sources.iter().map(|(outputs, row)| (&outputs.hidden_states, *row)))?;
+        let hidden_states = gather_rows(outputs.iter().map(|(outputs, row)| (&outputs.hidden_states, *row)))?;
         let mut cross = Vec::new();
-        if let Some((first, _)) = sources.first() {
+        if let Some((first, _)) = outputs.first() {
             for (name, _) in &first.cross {
-                let parts = sources.iter().map(|(outputs, row)| {
-                    outputs.cross.iter().find(|(n, _)| n == name).map(|(_, value)| (value, *row))
-                });
-                let parts: Option<Vec<_>> = parts.collect();
+                let parts: Option<Vec<_>> = outputs
+                    .iter()
+                    .map(|(outputs, row)| outputs.cross.iter().find(|(n, _)| n == name).map(|(_, value)| (value, *row)))
+                    .collect();
                 let parts = parts.ok_or_else(|| EngineError::Inference(format!("an image has no `{name}`")))?;
                 cross.push((name.clone(), gather_rows(parts.into_iter())?));
             }
         }
-
-        // Cache: staying rows keep their last `columns` columns; joining rows are all padding.
-        let columns = self.rows.iter().filter(|row| matches!(row.slot, Slot::Held(_))).map(|row| row.cached).max();
-        let cache = match columns {
-            Some(columns) if !self.cache.is_empty() => {
-                let slots: Vec<Option<usize>> = self
-                    .rows
-                    .iter()
-                    .map(|row| match row.slot {
-                        Slot::Held(index) => Some(index),
-                        Slot::Joined { .. } => None,
-                    })
-                    .collect();
-                let tensors = self
-                    .cache
-                    .tensors
-                    .iter()
-                    .map(|(name, value)| Ok((name.clone(), gather_cache(value, &slots, columns)?)))
-                    .collect::<Result<Vec<_>, EngineError>>()?;
-                KvCache { tensors, columns }
-            }
-            _ => KvCache::default(),
+        // Cache: staying rows keep their last columns; joining rows are all padding.
+        let columns = rows.iter().map(|row| row.cached).max().unwrap_or(0);
+        let cache = if self.cache.is_empty() || columns == 0 {
+            KvCache::default()
+        } else {
+            let held_rows: Vec<Option<usize>> = sources
+                .iter()
+                .map(|source| match source {
+                    Source::Held(index) => Some(*index),
+                    Source::Joined { .. } => None,
+                })
+                .collect();
+            self.gather_cache(&held_rows, columns)?
         };
-
         self.held = Some(EncoderOutputs { hidden_states, cross });
         self.cache = cache;
-        self.joined.clear();
-        for (index, row) in self.rows.iter_mut().enumerate() {
-            row.slot = Slot::Held(index);
-        }
+        self.slots = rows.into_iter().map(Some).collect();
         Ok(())
+    }
+
+    /// Drops the leading cache columns that no caption uses any more.
+    fn drop_unused_columns(&mut self) -> Result<(), EngineError> {
+        let used = self.slots.iter().flatten().map(|row| row.cached).max().unwrap_or(0);
+        if self.cache.is_empty() || used == 0 || used >= self.cache.columns {
+            return Ok(());
+        }
+        let rows: Vec<Option<usize>> = (0..self.slots.len()).map(Some).collect();
+        self.cache = self.gather_cache(&rows, used)?;
+        Ok(())
+    }
+
+    fn gather_cache(&self, rows: &[Option<usize>], columns: usize) -> Result<KvCache, EngineError> {
+        let tensors = self
+            .cache
+            .tensors
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), gather_cache(value, rows, columns)?)))
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        Ok(KvCache { tensors, columns })
+    }
+}
+
+/// Copies row `from` of `source` over row `to` of `target` (f32 tensors of one row shape).
+fn copy_row(target: &mut DynValue, to: usize, source: &DynValue, from: usize) -> Result<(), EngineError> {
+    let (source_shape, source_values) = source.try_extract_tensor::<f32>()?;
+    let source_shape = source_shape.to_vec();
+    let (target_shape, target_values) = target.try_extract_tensor_mut::<f32>()?;
+    if source_shape.get(1..) != target_shape.get(1..) {
+        return Err(EngineError::Inference(format!(
+            "cannot copy a row of shape {source_shape:?} into {:?}",
+            target_shape.to_vec()
+        )));
+    }
+    let row_len: usize = source_shape.iter().skip(1).map(|&d| usize::try_from(d).unwrap_or(0)).product();
+    let from = source_values.get(from * row_len..(from + 1) * row_len);
+    let to = target_values.get_mut(to * row_len..(to + 1) * row_len);
+    match (from, to) {
+        (Some(from), Some(to)) => {
+            to.copy_from_slice(from);
+            Ok(())
+        }
+        _ => Err(EngineError::Inference("a row to copy is outside its tensor".to_owned())),
     }
 }
 
