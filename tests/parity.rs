@@ -33,7 +33,18 @@ fn check_model(name: &str) {
     let spec = ModelSpec::read(&fixture(name)).unwrap();
     assert_eq!(spec.generation.prompt_ids, vec![model["start_token_id"].as_i64().unwrap()], "{name}: start token");
     assert_eq!(spec.generation.stop_ids, vec![model["stop_token_id"].as_i64().unwrap()], "{name}: stop token");
-    let max_new_tokens = model["generate_kwargs"]["max_new_tokens"].as_u64().unwrap() as usize;
+    let max_new_tokens = match model["generate_kwargs"]["max_new_tokens"].as_u64() {
+        Some(n) => n as usize,
+        None => {
+            // generate() was called without a length: the model's own default must be transformers'.
+            let expected = model["expected_new_tokens"].as_u64().unwrap() as usize;
+            assert_eq!(spec.generation.default_max_new_tokens, expected, "{name}: default number of new tokens");
+            for case in model["cases"].as_array().unwrap() {
+                assert_eq!(ids(&case["generated_ids"]).len(), expected, "{name}: the fixture runs to the limit");
+            }
+            expected
+        }
+    };
     let mut captioner = Captioner::load(&spec, 1, None, None).unwrap();
     let cross_cache = model["layout"].as_str().unwrap().ends_with("+cross-cache");
     assert_eq!(captioner.spec().cross_attention_cache, cross_cache, "{name}: cross-attention cache as loaded");
@@ -132,8 +143,10 @@ impl Joining<'_> {
 /// steps later, then the rest while others leave at their limits) and still get exactly the
 /// ids each gets alone. Layouts whose decoder cannot pad rows refuse images mid-decode.
 fn check_joining(name: &str, captioner: &mut Captioner, cases: &[Value], max_new_tokens: usize) {
-    let layout = ModelSpec::read(&fixture(name)).unwrap().layout;
-    let can_pad = !matches!(layout, capwatch::engine::ModelLayout::VisionEncoderDecoder(_)) || name.ends_with("_cross");
+    // BLIP exports and the ViT-GPT2 cross-cache export pad rows; Optimum's exports do not.
+    let layout = captioner.spec().layout;
+    let can_pad = !matches!(layout, capwatch::engine::ModelLayout::VisionEncoderDecoder(_))
+        || captioner.spec().cross_attention_cache;
     assert_eq!(captioner.joins_mid_decode(), can_pad, "{name}: whether images can join mid-decode");
 
     let mut test =
@@ -225,6 +238,21 @@ fn blip_matches_transformers() {
 #[test]
 fn blip_with_cross_attention_cache_matches_transformers() {
     check_model("blip_cross");
+}
+
+/// A BLIP checkpoint as current transformers saves it: `text_config` without the token ids
+/// equal to `BlipTextConfig`'s defaults, a preprocessor config without the
+/// `BlipImageProcessor` defaults (bicubic, CLIP mean/std), and no length setting, so every
+/// caption runs to transformers' default of 20 new tokens.
+#[test]
+fn blip_saved_with_defaults_left_out_matches_transformers() {
+    check_model("blip_defaults");
+}
+
+/// The same for ViT-GPT2 (GPT2Config's 50256 ids left out, ViTImageProcessor defaults).
+#[test]
+fn vit_gpt2_saved_with_defaults_left_out_matches_transformers() {
+    check_model("vit_gpt2_defaults");
 }
 
 #[test]

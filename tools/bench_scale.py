@@ -110,13 +110,9 @@ def build_blip_base(out: Path) -> None:
         # Random weights would stop at random; push [SEP] out of reach so captions are full length.
         model.text_decoder.cls.predictions.bias[102] -= 1e4
     model.generation_config = GenerationConfig(bos_token_id=30522, pad_token_id=0, eos_token_id=102, max_length=MAX_LENGTH)
+    # save_pretrained leaves out values equal to BlipTextConfig's defaults (bos 30522, sep 102, pad 0);
+    # capwatch falls back to them as transformers does.
     model.save_pretrained(out)
-    # save_pretrained leaves out values equal to BlipTextConfig's defaults (bos 30522, sep 102, pad 0), and
-    # capwatch does not fall back to those defaults yet (issue 11): write them out.
-    config_path = out / "config.json"
-    saved = json.loads(config_path.read_text())
-    saved["text_config"].update({"bos_token_id": 30522, "sep_token_id": 102, "pad_token_id": 0})
-    config_path.write_text(json.dumps(saved, indent=2))
     BlipImageProcessor(size={"height": 384, "width": 384}).save_pretrained(out)
     save_word_tokenizer(out, BLIP_VOCAB)  # last: marks the checkpoint complete
 

@@ -99,7 +99,11 @@ impl<T> DecodingBatch<T> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0 && self.finished_early.is_empty()
+        !self.has_rows() && self.finished_early.is_empty()
+    }
+
+    fn has_rows(&self) -> bool {
+        self.rows().next().is_some()
     }
 
     /// Whether some caption has already decoded (a joining one then needs a decoder that pads rows).
@@ -177,7 +181,7 @@ impl<T> DecodingBatch<T> {
         step: impl FnOnce(&[StepRow<'_>], &EncoderOutputs, &mut KvCache) -> Result<Vec<i64>, EngineError>,
     ) -> Result<Vec<Finished<T>>, EngineError> {
         let mut finished = std::mem::take(&mut self.finished_early);
-        if self.len() == 0 {
+        if !self.has_rows() {
             self.forget_if_empty();
             return Ok(finished);
         }
@@ -205,16 +209,16 @@ impl<T> DecodingBatch<T> {
             row.tokens.push(token);
             row.largest_batch = row.largest_batch.max(batch);
             let generated = row.tokens.len() - row.prompt_len;
-            if stop_ids.contains(&token) || generated >= row.max_new_tokens {
-                if let Some(row) = slot.take() {
-                    finished.push(Finished {
-                        token_ids: row.tokens[row.prompt_len..].to_vec(),
-                        encoder_time: row.encoder_time,
-                        decoder_time: row.joined_at.elapsed(),
-                        largest_batch: row.largest_batch,
-                        tag: row.tag,
-                    });
-                }
+            if (stop_ids.contains(&token) || generated >= row.max_new_tokens)
+                && let Some(row) = slot.take()
+            {
+                finished.push(Finished {
+                    token_ids: row.tokens[row.prompt_len..].to_vec(),
+                    encoder_time: row.encoder_time,
+                    decoder_time: row.joined_at.elapsed(),
+                    largest_batch: row.largest_batch,
+                    tag: row.tag,
+                });
             }
         }
         self.forget_if_empty();
@@ -222,7 +226,7 @@ impl<T> DecodingBatch<T> {
     }
 
     fn forget_if_empty(&mut self) {
-        if self.len() == 0 {
+        if !self.has_rows() {
             self.slots.clear();
             self.held = None;
             self.cache = KvCache::default();

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::EngineError;
+use super::hf_config::{ConfigClass, GenerationSource, HfObject, class_default};
 use super::preprocess::ImageProcessorSpec;
 
 /// Which decoder files a vision-encoder-decoder export has.
@@ -127,10 +128,12 @@ impl ModelSpec {
         }
         let config = read_json(&dir.join("config.json")).map_err(&fail)?;
         let generation_config = match dir.join("generation_config.json") {
-            path if path.is_file() => read_json(&path).map_err(&fail)?,
-            _ => Value::Null,
+            path if path.is_file() => Some(read_json(&path).map_err(&fail)?),
+            _ => None,
         };
+        let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
         let preprocessor = read_json(&dir.join("preprocessor_config.json")).map_err(&fail)?;
+        let preprocessor = with_image_processor_defaults(&preprocessor, model_type);
         let image =
             ImageProcessorSpec::from_json(&preprocessor).map_err(|e| fail(format!("preprocessor_config.json: {e}")))?;
         let tokenizer_file = require_file(dir, "tokenizer.json").map_err(&fail)?;
@@ -141,14 +144,15 @@ impl ModelSpec {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| dir.display().to_string());
 
-        let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
         match model_type {
             "vision-encoder-decoder" => {
                 let encoder_file = require_file(dir, "encoder_model.onnx").map_err(&fail)?;
                 let (layout, decoder_file, decoder_with_past_file) = detect_decoder_files(dir).map_err(&fail)?;
-                let decoder_config = config.get("decoder").unwrap_or(&Value::Null);
-                let generation =
-                    vision_encoder_decoder_generation(&config, decoder_config, &generation_config).map_err(&fail)?;
+                let decoder_json = config.get("decoder").unwrap_or(&Value::Null);
+                let decoder_type = decoder_json.get("model_type").and_then(Value::as_str).unwrap_or_default();
+                let decoder_config = HfObject::new(decoder_json, ConfigClass::of_model_type(decoder_type));
+                let generation = vision_encoder_decoder_generation(&config, decoder_config, generation_config.as_ref())
+                    .map_err(&fail)?;
                 Ok(Self {
                     dir: dir.to_owned(),
                     name,
@@ -169,8 +173,8 @@ impl ModelSpec {
                 let encoder_file = require_file(dir, "vision_model.onnx").map_err(&fail)?;
                 let decoder_file = require_file(dir, "text_decoder.onnx").map_err(&fail)?;
                 let text_config =
-                    config.get("text_config").ok_or_else(|| fail("config.json has no `text_config`".to_owned()))?;
-                let generation = blip_generation(text_config, &generation_config).map_err(&fail)?;
+                    HfObject::new(config.get("text_config").unwrap_or(&Value::Null), ConfigClass::BlipTextConfig);
+                let generation = blip_generation(text_config).map_err(&fail)?;
                 Ok(Self {
                     dir: dir.to_owned(),
                     name,
@@ -232,60 +236,84 @@ fn token_ids(value: Option<&Value>) -> Vec<i64> {
     }
 }
 
-/// The first of `sources` that has `key` set to a non-null value.
-fn lookup<'a>(sources: &[&'a Value], key: &str) -> Option<&'a Value> {
-    sources.iter().find_map(|source| source.get(key).filter(|v| !v.is_null()))
-}
-
-/// HF counts `max_length` including the prompt; `max_new_tokens` wins when present.
-fn default_max_new_tokens(sources: &[&Value], prompt_len: usize) -> usize {
-    if let Some(n) = lookup(sources, "max_new_tokens").and_then(Value::as_u64) {
-        return usize::try_from(n).unwrap_or(usize::MAX).max(1);
+/// Refuses a setting that would make `generate()` decode differently from greedy capwatch.
+fn refuse_unsupported(source: &GenerationSource<'_>) -> Result<(), String> {
+    match source.unsupported_setting() {
+        None => Ok(()),
+        Some((key, value)) => Err(format!(
+            "{} sets `{key}: {value}`, which changes what transformers' generate() produces; capwatch \
+             decodes greedily without it and does not serve a model whose captions would differ \
+             (set it to its default to serve greedy captions)",
+            source.origin
+        )),
     }
-    let max_length =
-        lookup(sources, "max_length").and_then(Value::as_u64).map_or(20, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    max_length.saturating_sub(prompt_len).max(1)
 }
 
 fn vision_encoder_decoder_generation(
     config: &Value,
-    decoder: &Value,
-    generation: &Value,
+    decoder: HfObject<'_>,
+    generation_config: Option<&Value>,
 ) -> Result<GenerationSpec, String> {
-    let sources = [generation, config, decoder];
-    let start = token_ids(lookup(&sources, "decoder_start_token_id"));
-    let start = if start.is_empty() { token_ids(lookup(&sources, "bos_token_id")) } else { start };
+    let source = GenerationSource::vision_encoder_decoder(generation_config, config, decoder);
+    refuse_unsupported(&source)?;
+    let start = token_ids(Some(&source.get("decoder_start_token_id")));
+    let start = if start.is_empty() { token_ids(Some(&source.get("bos_token_id"))) } else { start };
     let Some(&start) = start.first() else {
-        return Err("no decoder_start_token_id or bos_token_id in generation_config.json / config.json".to_owned());
+        return Err(format!("no decoder_start_token_id or bos_token_id in {}", source.origin));
     };
-    let stop_ids = token_ids(lookup(&sources, "eos_token_id"));
+    let stop_ids = token_ids(Some(&source.get("eos_token_id")));
     if stop_ids.is_empty() {
-        return Err("no eos_token_id in generation_config.json / config.json".to_owned());
+        return Err(format!("no eos_token_id in {}", source.origin));
     }
     Ok(GenerationSpec {
         prompt_ids: vec![start],
         stop_ids,
-        default_max_new_tokens: default_max_new_tokens(&[generation, config], 1),
+        default_max_new_tokens: source.default_max_new_tokens(1, None),
     })
 }
 
 /// HF's BLIP `generate()` starts from `text_config.bos_token_id` and stops on
-/// `text_config.sep_token_id`, whatever `eos_token_id` says (DESIGN.md, known traps).
-fn blip_generation(text_config: &Value, generation: &Value) -> Result<GenerationSpec, String> {
-    let bos = text_config.get("bos_token_id").and_then(Value::as_i64);
-    let sep = text_config.get("sep_token_id").and_then(Value::as_i64);
-    let (Some(bos), Some(sep)) = (bos, sep) else {
-        return Err("config.json text_config needs bos_token_id and sep_token_id".to_owned());
+/// `text_config.sep_token_id`, whatever `eos_token_id` says (DESIGN.md, known traps); its
+/// generation settings come from `text_config` alone.
+fn blip_generation(text_config: HfObject<'_>) -> Result<GenerationSpec, String> {
+    let source = GenerationSource::blip(text_config);
+    refuse_unsupported(&source)?;
+    let (Some(bos), Some(sep)) = (text_config.get("bos_token_id").as_i64(), text_config.get("sep_token_id").as_i64())
+    else {
+        return Err("config.json text_config: bos_token_id and sep_token_id must be integers".to_owned());
     };
+    let position_cap = text_config.get("max_position_embeddings").as_u64().and_then(|n| usize::try_from(n).ok());
     Ok(GenerationSpec {
         prompt_ids: vec![bos],
         stop_ids: vec![sep],
-        default_max_new_tokens: default_max_new_tokens(&[generation, text_config], 1),
+        default_max_new_tokens: source.default_max_new_tokens(1, position_cap),
     })
 }
 
-fn attention_shape(config: &Value) -> Option<AttentionShape> {
-    let get = |keys: &[&str]| keys.iter().find_map(|k| config.get(*k).and_then(Value::as_u64));
+/// `preprocessor_config.json` with the keys `save_pretrained` may leave out filled in from its
+/// image processor class (`image_processor_type`, else the model's family).
+fn with_image_processor_defaults(preprocessor: &Value, model_type: &str) -> Value {
+    let kind = preprocessor
+        .get("image_processor_type")
+        .or_else(|| preprocessor.get("feature_extractor_type"))
+        .and_then(Value::as_str)
+        .unwrap_or(if model_type == "blip" { "BlipImageProcessor" } else { "ViTImageProcessor" });
+    let class = ConfigClass::of_image_processor(kind);
+    let mut filled = preprocessor.clone();
+    if let Value::Object(map) = &mut filled {
+        for key in
+            ["size", "resample", "image_mean", "image_std", "rescale_factor", "do_resize", "do_rescale", "do_normalize"]
+        {
+            if map.get(key).is_none_or(Value::is_null) {
+                map.insert(key.to_owned(), class_default(class, key));
+            }
+        }
+    }
+    filled
+}
+
+fn attention_shape(config: HfObject<'_>) -> Option<AttentionShape> {
+    let get = |keys: &[&str]| keys.iter().find_map(|k| config.get(k).as_u64());
     let heads = usize::try_from(get(&["n_head", "num_attention_heads"])?).ok()?;
     let hidden = usize::try_from(get(&["n_embd", "hidden_size", "d_model"])?).ok()?;
     (heads > 0 && hidden % heads == 0).then_some(AttentionShape { num_heads: heads, head_dim: hidden / heads })
@@ -296,34 +324,74 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn gpt2(json: &Value) -> HfObject<'_> {
+        HfObject::new(json, ConfigClass::Gpt2Config)
+    }
+
     #[test]
     fn vision_encoder_decoder_reads_start_stop_and_length() {
-        let config = json!({"decoder_start_token_id": 50256, "decoder": {"n_head": 12, "n_embd": 768}});
-        let generation = json!({"eos_token_id": 50256, "max_length": 16});
-        let spec = vision_encoder_decoder_generation(&config, &config["decoder"], &generation).unwrap();
+        let config = json!({"decoder": {"n_head": 12, "n_embd": 768}});
+        let generation = json!({"decoder_start_token_id": 50256, "eos_token_id": 50256, "max_length": 16});
+        let spec = vision_encoder_decoder_generation(&config, gpt2(&config["decoder"]), Some(&generation)).unwrap();
         assert_eq!(spec.prompt_ids, vec![50256]);
         assert_eq!(spec.stop_ids, vec![50256]);
         assert_eq!(spec.default_max_new_tokens, 15);
-        assert_eq!(attention_shape(&config["decoder"]), Some(AttentionShape { num_heads: 12, head_dim: 64 }));
+        assert_eq!(attention_shape(gpt2(&config["decoder"])), Some(AttentionShape { num_heads: 12, head_dim: 64 }));
+        // GPT2Config's own defaults when save_pretrained left them out.
+        assert_eq!(attention_shape(gpt2(&json!({}))), Some(AttentionShape { num_heads: 12, head_dim: 64 }));
     }
 
     #[test]
     fn max_new_tokens_wins_over_max_length() {
         let generation =
             json!({"decoder_start_token_id": 1, "eos_token_id": [2, 3], "max_length": 16, "max_new_tokens": 7});
-        let spec = vision_encoder_decoder_generation(&Value::Null, &Value::Null, &generation).unwrap();
+        let spec = vision_encoder_decoder_generation(&Value::Null, gpt2(&Value::Null), Some(&generation)).unwrap();
         assert_eq!(spec.stop_ids, vec![2, 3]);
         assert_eq!(spec.default_max_new_tokens, 7);
     }
 
     #[test]
-    fn blip_uses_sep_not_eos() {
+    fn start_falls_back_to_bos_and_ids_to_the_decoder_class() {
+        // generation_config.json without decoder_start_token_id: generate() starts from bos.
+        let generation = json!({"bos_token_id": 5, "eos_token_id": 6});
+        let spec = vision_encoder_decoder_generation(&json!({}), gpt2(&json!({})), Some(&generation)).unwrap();
+        assert_eq!((spec.prompt_ids, spec.stop_ids, spec.default_max_new_tokens), (vec![5], vec![6], 20));
+        // No generation_config.json: config.json, then GPT2Config's 50256 for what is left out.
+        let spec = vision_encoder_decoder_generation(&json!({}), gpt2(&json!({})), None).unwrap();
+        assert_eq!((spec.prompt_ids, spec.stop_ids), (vec![50256], vec![50256]));
+        let err = vision_encoder_decoder_generation(&json!({}), gpt2(&json!({})), Some(&json!({}))).unwrap_err();
+        assert!(err.contains("no decoder_start_token_id or bos_token_id in generation_config.json"), "{err}");
+    }
+
+    #[test]
+    fn blip_uses_sep_not_eos_and_reads_text_config_only() {
         let text_config = json!({"bos_token_id": 30522, "sep_token_id": 102, "eos_token_id": 2});
-        let generation = json!({"eos_token_id": 2});
-        let spec = blip_generation(&text_config, &generation).unwrap();
+        let spec = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap();
         assert_eq!(spec.prompt_ids, vec![30522]);
         assert_eq!(spec.stop_ids, vec![102]);
-        assert_eq!(spec.default_max_new_tokens, 19);
+        assert_eq!(spec.default_max_new_tokens, 20, "max_length 20 means 20 new tokens");
+        // save_pretrained leaves out ids equal to BlipTextConfig's defaults.
+        let spec = blip_generation(HfObject::new(&json!({}), ConfigClass::BlipTextConfig)).unwrap();
+        assert_eq!((spec.prompt_ids, spec.stop_ids), (vec![30522], vec![102]));
+        let text_config = json!({"max_position_embeddings": 12});
+        let spec = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap();
+        assert_eq!(spec.default_max_new_tokens, 11, "capped by max_position_embeddings");
+        let text_config = json!({"repetition_penalty": 1.5});
+        let err = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap_err();
+        assert!(err.contains("config.json text_config sets `repetition_penalty: 1.5`"), "{err}");
+    }
+
+    #[test]
+    fn image_processor_defaults_follow_its_class() {
+        let blip = with_image_processor_defaults(&json!({"image_processor_type": "BlipImageProcessor"}), "blip");
+        let spec = ImageProcessorSpec::from_json(&blip).unwrap();
+        assert_eq!((spec.width, spec.height), (384, 384));
+        assert!((spec.mean[0] - 0.481_454_66).abs() < 1e-6 && (spec.std[2] - 0.275_777_1).abs() < 1e-6);
+        assert_eq!(blip["resample"], json!(3));
+        let vit = with_image_processor_defaults(&json!({"size": 32}), "vision-encoder-decoder");
+        let spec = ImageProcessorSpec::from_json(&vit).unwrap();
+        assert_eq!((spec.width, spec.height, spec.mean), (32, 32, [0.5; 3]));
+        assert_eq!(vit["resample"], json!(2));
     }
 
     #[test]
