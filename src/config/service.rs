@@ -87,12 +87,14 @@ mod tests {
         assert_eq!(config.service.queue_capacity.get(), 64);
         assert_eq!(config.service.workers, None);
         assert_eq!(config.service.max_batch_size.get(), 8);
+        assert!(config.service.join_running_batch);
     }
 
     #[test]
     fn values_override_defaults() {
-        let config = parse("service:\n  port: 9001\n  workers: 3\n").unwrap();
+        let config = parse("service:\n  port: 9001\n  workers: 3\n  join_running_batch: false\n").unwrap();
         assert_eq!(config.service.port, 9001);
+        assert!(!config.service.join_running_batch);
         assert_eq!(config.service.workers.map(std::num::NonZeroUsize::get), Some(3));
         assert_eq!(config.service.intra_op_threads, None);
     }

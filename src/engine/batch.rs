@@ -189,11 +189,17 @@ impl<T> DecodingBatch<T> {
         let Some(encoder) = self.held.as_ref() else {
             return Err(EngineError::Inference("the batch has rows but no encoder outputs".to_owned()));
         };
-        let empty_slot = StepRow { tokens: &self.prompt, cached: 0 };
+        let empty_slot = StepRow { tokens: &self.prompt, cached: 0, max_length: usize::MAX };
         let step_rows: Vec<StepRow<'_>> = self
             .slots
             .iter()
-            .map(|slot| slot.as_ref().map_or(empty_slot, |row| StepRow { tokens: &row.tokens, cached: row.cached }))
+            .map(|slot| {
+                slot.as_ref().map_or(empty_slot, |row| StepRow {
+                    tokens: &row.tokens,
+                    cached: row.cached,
+                    max_length: row.prompt_len + row.max_new_tokens,
+                })
+            })
             .collect();
         let tokens = step(&step_rows, encoder, &mut self.cache)?;
         if tokens.len() != self.slots.len() {

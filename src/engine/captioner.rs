@@ -208,8 +208,9 @@ impl Captioner {
     /// One decoding step for every row of `batch`; the rows it finished come back captioned.
     pub fn step<T>(&mut self, batch: &mut DecodingBatch<T>) -> Result<Vec<(T, Generated)>, EngineError> {
         let decoder = &mut self.decoder;
-        let finished = batch.step(&self.spec.generation.stop_ids, self.spec.pads_rows, |rows, encoder, cache| {
-            decoder.next_tokens(rows, encoder, cache)
+        let generation = &self.spec.generation;
+        let finished = batch.step(&generation.stop_ids, self.spec.pads_rows, |rows, encoder, cache| {
+            decoder.next_tokens(rows, encoder, cache, &generation.rules)
         })?;
         finished
             .into_iter()

@@ -24,6 +24,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::EngineError;
+use super::logits::LogitsRules;
 use super::model_dir::AttentionShape;
 
 const PAST_PREFIX: &str = "past_key_values";
@@ -68,11 +69,13 @@ impl KvCache {
     }
 }
 
-/// One row of a step: its whole sequence so far and how many of its tokens the cache holds.
+/// One row of a step: its whole sequence so far, how many of its tokens the cache holds, and
+/// the total length it may reach (for the logits rules).
 #[derive(Debug, Clone, Copy)]
 pub struct StepRow<'a> {
     pub tokens: &'a [i64],
     pub cached: usize,
+    pub max_length: usize,
 }
 
 /// Greedy step decoder over one or two ONNX sessions.
@@ -139,12 +142,13 @@ impl StepDecoder {
 
     /// Runs one step over `rows` (one per image of `encoder`, in its order), feeding each
     /// row's tokens that `cache` does not hold yet (as many for every row), and returns each
-    /// row's argmax token. `cache` then holds every fed token.
+    /// row's argmax token after `rules`. `cache` then holds every fed token.
     pub fn next_tokens(
         &mut self,
         rows: &[StepRow<'_>],
         encoder: &EncoderOutputs,
         cache: &mut KvCache,
+        rules: &LogitsRules,
     ) -> Result<Vec<i64>, EngineError> {
         let encoder_hidden_states = &encoder.hidden_states;
         let batch = rows.len();
@@ -227,7 +231,22 @@ impl StepDecoder {
                 return Err(EngineError::Inference(format!("unexpected logits shape {shape:?}")));
             }
             // Each row's logits are [seq, vocab]; the next token comes from the last position.
-            logits.chunks_exact(logits.len() / batch).map(|row| argmax(&row[row.len() - vocab..])).collect()
+            let active = rules.is_active();
+            let mut scores = Vec::new();
+            logits
+                .chunks_exact(logits.len() / batch)
+                .zip(rows)
+                .map(|(row_logits, row)| {
+                    let last = &row_logits[row_logits.len() - vocab..];
+                    if !active {
+                        return argmax(last);
+                    }
+                    scores.clear();
+                    scores.extend_from_slice(last);
+                    rules.apply(&mut scores, row.tokens, row.max_length);
+                    argmax(&scores)
+                })
+                .collect()
         };
         if self.use_cache {
             let present_names: Vec<String> =

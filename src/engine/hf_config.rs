@@ -19,10 +19,14 @@
 //! tokens, capped by the generating model's `max_position_embeddings` (BLIP's text config;
 //! VisionEncoderDecoderConfig has none); any other `max_length` counts the prompt.
 //!
-//! Every other setting that changes greedy output is refused at load, naming it, unless it
-//! has its no-op value: capwatch never silently decodes differently from `generate()`.
+//! The logits-processor settings (repetition penalty, n-gram and bad-word bans, minimum
+//! lengths, forced and suppressed tokens) are applied ([`super::logits`]); every other
+//! setting that changes greedy output (beams, sampling, …) is refused at load, naming it,
+//! unless it has its no-op value: capwatch never silently decodes differently from `generate()`.
 
 use serde_json::{Value, json};
+
+use super::logits::LogitsRules;
 
 /// The transformers release the defaults below were read from.
 pub const TRANSFORMERS_VERSION: &str = "4.57.6";
@@ -162,23 +166,15 @@ impl<'a> HfObject<'a> {
     }
 }
 
-/// The settings that change greedy output, checked to hold their no-op value.
-const GREEDY_SETTINGS: &[&str] = &[
+/// The settings that change greedy output and that capwatch does not apply: refused unless
+/// they hold their no-op value. (Those it applies are read by [`GenerationSource::logits_rules`].)
+const REFUSED_SETTINGS: &[&str] = &[
     "num_beams",
     "num_beam_groups",
     "do_sample",
     "penalty_alpha",
-    "min_length",
-    "min_new_tokens",
-    "repetition_penalty",
     "encoder_repetition_penalty",
-    "no_repeat_ngram_size",
     "encoder_no_repeat_ngram_size",
-    "bad_words_ids",
-    "suppress_tokens",
-    "begin_suppress_tokens",
-    "forced_bos_token_id",
-    "forced_eos_token_id",
     "forced_decoder_ids",
     "sequence_bias",
     "exponential_decay_length_penalty",
@@ -274,7 +270,7 @@ impl<'a> GenerationSource<'a> {
 
     /// The first greedy-affecting setting that is not at its no-op value, as `(key, value)`.
     pub fn unsupported_setting(&self) -> Option<(&'static str, Value)> {
-        GREEDY_SETTINGS.iter().find_map(|&key| {
+        REFUSED_SETTINGS.iter().find_map(|&key| {
             let value = self.get(key);
             let no_op = match &value {
                 Value::Null => true,
@@ -283,6 +279,82 @@ impl<'a> GenerationSource<'a> {
                 _ => value == class_default(ConfigClass::GenerationConfig, key),
             };
             (!no_op).then_some((key, value))
+        })
+    }
+
+    /// The logits processors these settings switch on (see [`LogitsRules`]); errors name the
+    /// key whose value has the wrong type.
+    pub fn logits_rules(&self, stop_ids: &[i64], prompt_len: usize) -> Result<LogitsRules, String> {
+        let bad = |key: &str, wanted: &str| format!("{}: `{key}` must be {wanted}", self.origin);
+        let count = |key: &str| -> Result<usize, String> {
+            match self.get(key) {
+                Value::Null => Ok(0),
+                value => value.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| bad(key, "a count")),
+            }
+        };
+        let id = |key: &str| -> Result<Option<i64>, String> {
+            match self.get(key) {
+                Value::Null => Ok(None),
+                value => value.as_i64().map(Some).ok_or_else(|| bad(key, "a token id")),
+            }
+        };
+        let ids = |key: &str| -> Result<Vec<i64>, String> {
+            match self.get(key) {
+                Value::Null => Ok(Vec::new()),
+                Value::Number(n) => n.as_i64().map(|id| vec![id]).ok_or_else(|| bad(key, "token ids")),
+                Value::Array(items) => {
+                    items.iter().map(|v| v.as_i64().ok_or_else(|| bad(key, "a list of token ids"))).collect()
+                }
+                _ => Err(bad(key, "token ids")),
+            }
+        };
+        let repetition_penalty = match self.get("repetition_penalty") {
+            Value::Null => None,
+            value => {
+                let penalty = value
+                    .as_f64()
+                    .filter(|p| *p > 0.0)
+                    .ok_or_else(|| bad("repetition_penalty", "a positive number"))?;
+                #[allow(clippy::float_cmp)] // 1.0 exactly is transformers' "off"
+                (penalty != 1.0).then_some(penalty as f32)
+            }
+        };
+        let bad_words_ids = match self.get("bad_words_ids") {
+            Value::Null => Vec::new(),
+            Value::Array(words) => {
+                let mut out = Vec::with_capacity(words.len());
+                for word in words {
+                    let word: Option<Vec<i64>> =
+                        word.as_array().map(|ids| ids.iter().filter_map(Value::as_i64).collect());
+                    match word {
+                        Some(word) if !word.is_empty() => out.push(word),
+                        _ => return Err(bad("bad_words_ids", "a list of non-empty lists of token ids")),
+                    }
+                }
+                // transformers drops the entries that are a single stop token.
+                out.retain(|word| !(word.len() == 1 && stop_ids.contains(&word[0])));
+                out
+            }
+            _ => return Err(bad("bad_words_ids", "a list of lists of token ids")),
+        };
+        let min_new_tokens = count("min_new_tokens")?;
+        // _prepare_generated_length: min_new_tokens sets min_length (prompt included).
+        let min_length = if min_new_tokens > 0 { min_new_tokens + prompt_len } else { count("min_length")? };
+        let forced_bos_token_id = id("forced_bos_token_id")?;
+        let begin_index = if prompt_len > 1 || forced_bos_token_id.is_none() { prompt_len } else { prompt_len + 1 };
+        Ok(LogitsRules {
+            repetition_penalty,
+            no_repeat_ngram_size: count("no_repeat_ngram_size")?,
+            bad_words_ids,
+            min_length,
+            min_new_tokens,
+            forced_bos_token_id,
+            forced_eos_token_ids: ids("forced_eos_token_id")?,
+            suppress_tokens: ids("suppress_tokens")?,
+            begin_suppress_tokens: ids("begin_suppress_tokens")?,
+            begin_index,
+            stop_ids: stop_ids.to_vec(),
+            prompt_len,
         })
     }
 
@@ -374,9 +446,29 @@ mod tests {
     }
 
     #[test]
-    fn greedy_changing_settings_are_named() {
-        let generation =
-            json!({"num_beams": 1, "repetition_penalty": 1.0, "suppress_tokens": [], "length_penalty": 2.0});
+    fn settings_capwatch_does_not_apply_are_named() {
+        let generation = json!({"num_beams": 1, "do_sample": false, "length_penalty": 2.0, "repetition_penalty": 1.3});
+        let config = json!({});
+        let decoder = json!({});
+        let gpt2 = HfObject::new(&decoder, ConfigClass::Gpt2Config);
+        let source = GenerationSource::vision_encoder_decoder(Some(&generation), &config, gpt2);
+        assert_eq!(source.unsupported_setting(), None, "no-op values, beam-only and applied settings pass");
+        for (key, value) in
+            [("num_beams", json!(4)), ("do_sample", json!(true)), ("sequence_bias", json!([[[5], 1.0]]))]
+        {
+            let generation = json!({ key: value });
+            let source = GenerationSource::vision_encoder_decoder(Some(&generation), &config, gpt2);
+            assert_eq!(source.unsupported_setting(), Some((key, value)), "{key}");
+        }
+    }
+
+    #[test]
+    fn logits_rules_are_read_as_transformers_sets_them_up() {
+        let generation = json!({
+            "repetition_penalty": 1.5, "no_repeat_ngram_size": 2, "min_new_tokens": 3,
+            "bad_words_ids": [[7], [2], [8, 9]], "forced_eos_token_id": 2, "suppress_tokens": [4],
+            "begin_suppress_tokens": [5], "forced_bos_token_id": 6
+        });
         let config = json!({});
         let decoder = json!({});
         let source = GenerationSource::vision_encoder_decoder(
@@ -384,29 +476,26 @@ mod tests {
             &config,
             HfObject::new(&decoder, ConfigClass::Gpt2Config),
         );
-        assert_eq!(source.unsupported_setting(), None, "no-op values and beam-only settings pass");
-        for (key, value) in [
-            ("num_beams", json!(4)),
-            ("do_sample", json!(true)),
-            ("min_new_tokens", json!(3)),
-            ("repetition_penalty", json!(1.2)),
-            ("no_repeat_ngram_size", json!(3)),
-            ("bad_words_ids", json!([[5]])),
-            ("suppress_tokens", json!([1])),
-            ("begin_suppress_tokens", json!([2])),
-            ("forced_bos_token_id", json!(0)),
-            ("forced_eos_token_id", json!(2)),
-        ] {
-            let generation = json!({ key: value });
-            let source = GenerationSource::vision_encoder_decoder(
-                Some(&generation),
-                &config,
-                HfObject::new(&decoder, ConfigClass::Gpt2Config),
-            );
-            assert_eq!(source.unsupported_setting(), Some((key, value)), "{key}");
-        }
-        let text = json!({"no_repeat_ngram_size": 2});
-        let blip = GenerationSource::blip(HfObject::new(&text, ConfigClass::BlipTextConfig));
-        assert_eq!(blip.unsupported_setting(), Some(("no_repeat_ngram_size", json!(2))));
+        let rules = source.logits_rules(&[2], 1).unwrap();
+        assert_eq!(rules.repetition_penalty, Some(1.5));
+        assert_eq!(rules.no_repeat_ngram_size, 2);
+        assert_eq!(rules.bad_words_ids, vec![vec![7], vec![8, 9]], "a lone stop token is not a bad word");
+        assert_eq!((rules.min_new_tokens, rules.min_length), (3, 4));
+        assert_eq!(rules.forced_eos_token_ids, vec![2]);
+        assert_eq!(rules.begin_index, 2, "after a forced BOS");
+        let off_json = json!({"repetition_penalty": 1.0});
+        let off = GenerationSource::vision_encoder_decoder(
+            Some(&off_json),
+            &config,
+            HfObject::new(&decoder, ConfigClass::Gpt2Config),
+        );
+        assert!(!off.logits_rules(&[2], 1).unwrap().is_active());
+        let wrong_json = json!({"bad_words_ids": [3]});
+        let wrong = GenerationSource::vision_encoder_decoder(
+            Some(&wrong_json),
+            &config,
+            HfObject::new(&decoder, ConfigClass::Gpt2Config),
+        );
+        assert!(wrong.logits_rules(&[2], 1).unwrap_err().contains("`bad_words_ids`"));
     }
 }

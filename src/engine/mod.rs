@@ -17,6 +17,7 @@ pub mod batch;
 pub mod captioner;
 pub mod decoder;
 pub mod hf_config;
+pub mod logits;
 pub mod model_dir;
 pub mod preprocess;
 pub mod resample;

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::EngineError;
 use super::hf_config::{ConfigClass, GenerationSource, HfObject, class_default};
+use super::logits::LogitsRules;
 use super::preprocess::ImageProcessorSpec;
 
 /// Which decoder files a vision-encoder-decoder export has.
@@ -48,8 +49,8 @@ impl ModelLayout {
     }
 }
 
-/// Start/stop tokens and default length for greedy generation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Start/stop tokens, default length and logits rules for greedy generation.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenerationSpec {
     /// Token ids the decoder starts from (`decoder_start_token_id`, or BLIP's `bos_token_id`).
     pub prompt_ids: Vec<i64>,
@@ -57,6 +58,8 @@ pub struct GenerationSpec {
     pub stop_ids: Vec<i64>,
     /// Tokens generated at most when the request does not say.
     pub default_max_new_tokens: usize,
+    /// The logits processors the model's generation settings switch on.
+    pub rules: LogitsRules,
 }
 
 /// Attention geometry from config.json, used where the ONNX graph declares symbolic dims.
@@ -265,10 +268,12 @@ fn vision_encoder_decoder_generation(
     if stop_ids.is_empty() {
         return Err(format!("no eos_token_id in {}", source.origin));
     }
+    let rules = source.logits_rules(&stop_ids, 1)?;
     Ok(GenerationSpec {
         prompt_ids: vec![start],
         stop_ids,
         default_max_new_tokens: source.default_max_new_tokens(1, None),
+        rules,
     })
 }
 
@@ -287,6 +292,7 @@ fn blip_generation(text_config: HfObject<'_>) -> Result<GenerationSpec, String> 
         prompt_ids: vec![bos],
         stop_ids: vec![sep],
         default_max_new_tokens: source.default_max_new_tokens(1, position_cap),
+        rules: source.logits_rules(&[sep], 1)?,
     })
 }
 
@@ -376,9 +382,16 @@ mod tests {
         let text_config = json!({"max_position_embeddings": 12});
         let spec = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap();
         assert_eq!(spec.default_max_new_tokens, 11, "capped by max_position_embeddings");
-        let text_config = json!({"repetition_penalty": 1.5});
+        let text_config = json!({"num_beams": 3});
         let err = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap_err();
-        assert!(err.contains("config.json text_config sets `repetition_penalty: 1.5`"), "{err}");
+        assert!(err.contains("config.json text_config sets `num_beams: 3`"), "{err}");
+        let text_config = json!({"repetition_penalty": 1.5, "bad_words_ids": [[102], [7]]});
+        let spec = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap();
+        assert_eq!(
+            (spec.rules.repetition_penalty, spec.rules.bad_words_ids),
+            (Some(1.5), vec![vec![7]]),
+            "sep stops BLIP"
+        );
     }
 
     #[test]
