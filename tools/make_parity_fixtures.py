@@ -6,6 +6,8 @@
     tools/.venv/bin/python tools/make_parity_fixtures.py --only vit_gpt2_cross   # the recorded model, add it
     tools/.venv/bin/python tools/make_parity_fixtures.py --only blip_defaults      # build one defaults fixture,
     tools/.venv/bin/python tools/make_parity_fixtures.py --only vit_gpt2_defaults  # add / replace its entry
+    tools/.venv/bin/python tools/make_parity_fixtures.py --only vit_gpt2_rules     # the same for the
+                                                                                 # logits-processor fixture
 
 Deterministic (fixed seeds, nothing downloaded): it builds TINY random-weight models from configs in code,
 exports them the way a user would (Optimum and tools/export_vit_gpt2.py for VisionEncoderDecoder,
@@ -27,6 +29,10 @@ Layout written:
                                       anywhere: generate() without kwargs runs to its default (20 new tokens)
     tests/fixtures/vit_gpt2_defaults/ the same for tools/export_vit_gpt2.py's layout (GPT2Config's bos = eos =
                                       50256 left out of config.json's decoder; ViTImageProcessor's defaults)
+    tests/fixtures/vit_gpt2_rules/    tools/export_vit_gpt2.py's layout of a model of the vit_gpt2_cross family
+                                      whose generation_config.json sets greedy-changing logits processors
+                                      (repetition_penalty, no_repeat_ngram_size, min_new_tokens, suppress_tokens,
+                                      begin_suppress_tokens, bad_words_ids, forced_eos_token_id, max_length 12)
     tests/fixtures/reference.json     what HF generate() returned, per model dir and image
   Each model dir also holds config.json, generation_config.json, preprocessor_config.json, tokenizer.json,
   tokenizer_config.json (+ special_tokens_map.json, vocab.txt for BLIP).
@@ -1222,6 +1228,262 @@ def remake_defaults(name: str) -> int:
     return 0
 
 
+# ------------------------------------------------------------- fixture of greedy-changing generation settings
+
+# vit_gpt2_rules: a model of the vit_gpt2_cross family (build_vit_gpt2, the same tokenizer and image processor,
+# tools/export_vit_gpt2.py's layout) whose generation_config.json sets every greedy-changing logits-processor
+# setting below, and generate() called with no kwargs. The seed / stop boost and the settings were picked by
+# trying seeds and settings drawn from the plain model's own outputs (begin_suppress_tokens: a plain first token;
+# suppress_tokens and the single-token bad word: plain tokens; the two-token bad word: a plain bigram) until, with
+# every setting on, each setting (and each bad_words_ids entry) changes the ids of at least one image when it alone
+# is removed, and every greedy step keeps a top-1 vs top-2 margin >= MIN_MARGIN_WANTED on the processed scores.
+# make_vit_gpt2_rules re-checks all of that and records the ids without each setting under "evidence".
+RULES_FIXTURE = "vit_gpt2_rules"
+RULES_MAX_LENGTH = 12  # decoder start token + 11 new tokens; ForcedEOS makes the 11th one eos
+VIT_GPT2_RULES_SEED = 4
+VIT_GPT2_RULES_STOP_BOOST = 2.0
+VIT_GPT2_RULES = {  # + forced_eos_token_id = the eos id (filled in by vit_gpt2_rules_settings)
+    "repetition_penalty": 1.1,
+    "no_repeat_ngram_size": 2,
+    "min_new_tokens": 4,
+    "suppress_tokens": [78],
+    "begin_suppress_tokens": [393],
+    "bad_words_ids": [[338], [165, 165]],
+}
+RULES_NOTE = (
+    "checks transformers' greedy logits processors: generation_config.json sets max_length 12, do_sample false, "
+    "num_beams 1 and the settings under 'rules'; generate() was called with no kwargs, so each caption has at most "
+    "max_length - 1 = 11 new tokens (expected_new_tokens), the 11th forced to eos by forced_eos_token_id unless it "
+    "stopped earlier (captions may stop on eos once min_new_tokens = 4 non-eos tokens are out). Processors run in "
+    "transformers 4.57.6 _get_logits_processor's order: repetition_penalty, no_repeat_ngram_size, bad_words_ids, "
+    "min_length (= min_new_tokens + prompt length), min_new_tokens, forced_eos_token_id, suppress_tokens, "
+    "begin_suppress_tokens, all over the whole decoder sequence incl. the start token (= eos here, so the repetition "
+    "penalty also scales the eos logit); see apply_generation_rules in tools/make_parity_fixtures.py. min_margin is "
+    "measured on the processed scores (steps where only one token is finite are left out). evidence: "
+    "plain_generated_ids = greedy with none of the rules (max_length 12 only); generated_ids_without[setting] = the "
+    "images whose ids change when only that setting (or that bad_words_ids entry) is removed, with their ids"
+)
+
+
+def vit_gpt2_rules_settings(stop_id: int) -> dict:
+    return {**VIT_GPT2_RULES, "forced_eos_token_id": stop_id}
+
+
+def apply_generation_rules(ids: list[int], scores: np.ndarray, gen: dict, prompt_len: int) -> np.ndarray:
+    """One greedy step's logits processors for one sequence, as transformers 4.57.6 builds and runs them
+    (GenerationMixin._get_logits_processor's order; LogitsProcessorList applies them one after the other).
+    ids = the whole decoder sequence so far, decoder start token included (input_ids in generate()); scores = the
+    decoder's f32 logits for the next token; gen = generation_config.json; prompt_len = decoder prompt length (1)."""
+    scores = scores.astype(np.float32, copy=True)
+    eos = gen["eos_token_id"]
+    eos_ids = list(eos) if isinstance(eos, list) else [eos]
+    cur_len = len(ids)
+    # RepetitionPenaltyLogitsProcessor: every distinct id in ids, once; f32 arithmetic with penalty cast to f32.
+    penalty = gen.get("repetition_penalty", 1.0)
+    if penalty is not None and penalty != 1.0:
+        seen = np.unique(np.asarray(ids, np.int64))
+        old, p = scores[seen], np.float32(penalty)
+        scores[seen] = np.where(old < 0, old * p, old / p)
+    # NoRepeatNGramLogitsProcessor: ban every token that completes an n-gram already present in ids.
+    n = gen.get("no_repeat_ngram_size") or 0
+    if n > 0 and cur_len + 1 >= n:
+        prefix = tuple(ids[cur_len + 1 - n :])
+        banned = {ids[i + n - 1] for i in range(cur_len - n + 1) if tuple(ids[i : i + n - 1]) == prefix}
+        scores[sorted(banned)] = -np.inf
+    # NoBadWordsLogitsProcessor (a SequenceBiasLogitsProcessor with bias -inf): single-token entries equal to
+    # an eos id are dropped; other single tokens always banned; [a.., z] bans z when ids end with [a..].
+    bad = gen.get("bad_words_ids")
+    if bad is not None:
+        for word in bad:
+            if len(word) == 1:
+                if word[0] not in eos_ids:
+                    scores[word[0]] = -np.inf
+            elif len(word) <= cur_len and ids[cur_len - len(word) + 1 :] == word[:-1]:
+                scores[word[-1]] = -np.inf
+    # MinLengthLogitsProcessor (generate() sets min_length = min_new_tokens + prompt length) and
+    # MinNewTokensLengthLogitsProcessor: eos banned while fewer tokens than that.
+    min_new = gen.get("min_new_tokens")
+    min_length = min_new + prompt_len if min_new is not None else gen.get("min_length", 0)
+    if min_length > 0 and cur_len < min_length:
+        scores[eos_ids] = -np.inf
+    if min_new is not None and min_new > 0 and cur_len - prompt_len < min_new:
+        scores[eos_ids] = -np.inf
+    # ForcedEOSTokenLogitsProcessor: at cur_len == max_length - 1 everything is -inf but eos (0).
+    forced = gen.get("forced_eos_token_id")
+    if forced is not None and cur_len == gen["max_length"] - 1:
+        scores[:] = -np.inf
+        scores[forced] = 0.0
+    # SuppressTokensLogitsProcessor, then SuppressTokensAtBeginLogitsProcessor (begin_index = prompt length,
+    # + 1 if forced_bos_token_id is set and the prompt is one token).
+    if gen.get("suppress_tokens") is not None:
+        scores[gen["suppress_tokens"]] = -np.inf
+    if gen.get("begin_suppress_tokens") is not None:
+        begin_index = prompt_len + (1 if prompt_len == 1 and gen.get("forced_bos_token_id") is not None else 0)
+        if cur_len == begin_index:
+            scores[gen["begin_suppress_tokens"]] = -np.inf
+    return scores
+
+
+def greedy_vit_gpt2_rules(model_dir: Path, pixel_values: np.ndarray) -> list[int]:
+    """Greedy decode over tools/export_vit_gpt2.py's layout with generation_config.json's logits processors
+    (apply_generation_rules) and its max_length (new tokens = max_length - prompt length)."""
+    config = json.loads((model_dir / "config.json").read_text())
+    gen = json.loads((model_dir / "generation_config.json").read_text())
+    assert "max_new_tokens" not in gen and not gen.get("do_sample") and gen.get("num_beams", 1) == 1
+    start_id, stop_id = gen["decoder_start_token_id"], gen["eos_token_id"]
+    heads = config["decoder"]["n_head"]
+    head_dim = config["decoder"]["n_embd"] // heads
+    hidden = vit_encode(model_dir, pixel_values)
+    dec = session(model_dir / "decoder_model_merged.onnx")
+    ids = [start_id]
+    prompt_len = len(ids)
+    past = zero_past(dec, 1, heads, head_dim)
+    step_input = np.array([ids], np.int64)
+    for _ in range(gen["max_length"] - prompt_len):
+        past_len = len(ids) - step_input.shape[1]
+        out = run_named(dec, decoder_feeds(dec, step_input, hidden, past, None, past_len))
+        scores = apply_generation_rules(ids, out["logits"][0, -1], gen, prompt_len)
+        next_id = int(scores.argmax())
+        ids.append(next_id)
+        if next_id == stop_id:
+            break
+        past = {name: out[present_name(name)] for name in past_names(dec)}
+        step_input = np.array([[next_id]], np.int64)
+    return ids
+
+
+@torch.no_grad()
+def hf_generate_processed(model, pixel_values: np.ndarray) -> tuple[list[int], float]:
+    """generate() with no kwargs; returns (sequence, min top1-top2 gap of the PROCESSED scores over the steps
+    where at least two tokens are still finite)."""
+    out = model.generate(
+        pixel_values=torch.from_numpy(pixel_values), output_scores=True, return_dict_in_generate=True
+    )
+    margins = []
+    for step_scores in out.scores:
+        top2 = torch.topk(step_scores[0].float(), 2).values
+        if torch.isfinite(top2[1]):
+            margins.append(float(top2[0] - top2[1]))
+    return out.sequences[0].tolist(), min(margins)
+
+
+@torch.no_grad()
+def generate_with_config(model, pixel_values: np.ndarray, gen: dict) -> list[int]:
+    """generate() with no kwargs under another generation config (a generation_config.json dict)."""
+    saved = model.generation_config
+    model.generation_config = GenerationConfig.from_dict(dict(gen))
+    try:
+        return model.generate(pixel_values=torch.from_numpy(pixel_values))[0].tolist()
+    finally:
+        model.generation_config = saved
+
+
+def rules_evidence(model, pixels: dict[str, np.ndarray], gen: dict, rules: dict, recorded: dict) -> dict:
+    """Greedy ids with none of the rules, and with each setting (each bad_words_ids entry) removed alone:
+    every one must change the ids of at least one image."""
+    plain_gen = {k: v for k, v in gen.items() if k not in rules}
+    plain = {image: generate_with_config(model, pv, plain_gen)[1:] for image, pv in pixels.items()}
+    without_sets = {key: {k: v for k, v in gen.items() if k != key} for key in rules}
+    for i, _ in enumerate(rules["bad_words_ids"]):
+        kept = [w for j, w in enumerate(rules["bad_words_ids"]) if j != i]
+        without_sets[f"bad_words_ids[{i}]"] = {**gen, "bad_words_ids": kept}
+    without = {}
+    for key, config in without_sets.items():
+        changed = {}
+        for image, pv in pixels.items():
+            ids = generate_with_config(model, pv, config)[1:]
+            if ids != recorded[image]:
+                changed[image] = ids
+        assert changed, f"{RULES_FIXTURE}: removing {key} changes no image's ids"
+        without[key] = changed
+    return {"plain_generated_ids": plain, "generated_ids_without": without}
+
+
+@torch.no_grad()
+def make_vit_gpt2_rules(work: Path) -> dict:
+    source = FIXTURES / "vit_gpt2_cross"  # the family's tokenizer and image processor
+    tokenizer = GPT2TokenizerFast.from_pretrained(source)
+    processor = ViTImageProcessor.from_pretrained(source)
+    stop_id = len(tokenizer) - 1
+    assert tokenizer.convert_ids_to_tokens(stop_id) == "<|endoftext|>"
+    rules = vit_gpt2_rules_settings(stop_id)
+    hf_dir = work / "vit_gpt2_rules_hf"
+    model = build_vit_gpt2(
+        VIT_GPT2_RULES_SEED, VIT_GPT2_RULES_STOP_BOOST, len(tokenizer), stop_id, unprintable_byte_tokens(tokenizer)
+    )
+    model.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    processor.save_pretrained(hf_dir)
+    dst = FIXTURES / RULES_FIXTURE
+    if dst.exists():
+        shutil.rmtree(dst)
+    # The exporter's own generate() check compares a plain greedy loop: export the plain checkpoint, then give
+    # both the export and the checkpoint the generation_config.json with the rules (as a user editing it would).
+    export_vit_gpt2.export(hf_dir, dst)
+    check_onnx_files(dst)
+    gen = json.loads((dst / "generation_config.json").read_text())
+    assert not {"max_length", "max_new_tokens", "min_length", *rules} & set(gen), gen
+    gen.update(max_length=RULES_MAX_LENGTH, do_sample=False, num_beams=1, **rules)
+    for out_dir in (dst, hf_dir):
+        (out_dir / "generation_config.json").write_text(json.dumps(gen, indent=2, sort_keys=True) + "\n")
+    loaded = GenerationConfig.from_pretrained(dst)
+    for key, value in {"max_length": RULES_MAX_LENGTH, "do_sample": False, "num_beams": 1, **rules}.items():
+        assert getattr(loaded, key) == value, (key, getattr(loaded, key), value)
+
+    model = VisionEncoderDecoderModel.from_pretrained(hf_dir).eval()
+    pixels = fixture_pixels(processor)
+    expected = RULES_MAX_LENGTH - 1  # new tokens at most: max_length counts the 1-token decoder prompt
+    cases, recorded = [], {}
+    for image, pv in pixels.items():
+        seq, margin = hf_generate_processed(model, pv)
+        assert model.generate(pixel_values=torch.from_numpy(pv))[0].tolist() == seq  # really no kwargs
+        assert seq[0] == stop_id and len(seq) - 1 <= expected and seq[-1] == stop_id, (image, seq)
+        assert stop_id not in seq[1:-1] and len(seq) - 2 >= rules["min_new_tokens"], (image, seq)
+        onnx_seq = greedy_vit_gpt2_rules(dst, pv)
+        assert onnx_seq == seq, (RULES_FIXTURE, image, onnx_seq, seq)
+        record = case_record(image, seq, margin, tokenizer, pv, stop_id, stop_id, model, processor.image_std, None)
+        cases.append(record)
+        recorded[image] = seq[1:]
+    evidence = rules_evidence(model, pixels, gen, rules, recorded)
+    # The settings come from the plain model's own outputs (see the comment above VIT_GPT2_RULES).
+    plain = list(evidence["plain_generated_ids"].values())
+    bigrams = {tuple(g[i : i + 2]) for g in plain for i in range(len(g) - 1)}
+    assert set(rules["begin_suppress_tokens"]) <= {g[0] for g in plain}
+    assert all(any(t in g for g in plain) for t in rules["suppress_tokens"])
+    assert all(len(w) == 1 and any(w[0] in g for g in plain) or tuple(w) in bigrams for w in rules["bad_words_ids"])
+    margin = min(c["min_margin"] for c in cases)
+    assert margin >= MIN_MARGIN_WANTED, margin
+    return {
+        "family": "vit-gpt2",
+        "layout": VIT_GPT2_CROSS_LAYOUT,
+        "onnx_files": VIT_GPT2_CROSS_FILES,
+        "start_token_id": stop_id,
+        "stop_token_id": stop_id,
+        "pad_token_id": stop_id,
+        "generate_kwargs": {},
+        "expected_new_tokens": expected,
+        "rules": rules,
+        "note": RULES_NOTE,
+        "search": {"seed": VIT_GPT2_RULES_SEED, "stop_boost": VIT_GPT2_RULES_STOP_BOOST},
+        "min_margin": margin,
+        "cases": cases,
+        "evidence": evidence,
+    }
+
+
+def remake_rules() -> int:
+    """Build vit_gpt2_rules and add (or replace) its entry in reference.json."""
+    reference_path = FIXTURES / "reference.json"
+    reference = json.loads(reference_path.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        reference["models"][RULES_FIXTURE] = make_vit_gpt2_rules(Path(tmp))
+    dump_reference(reference, reference_path)
+    cases = reference["models"][RULES_FIXTURE]["cases"]
+    print(f"{RULES_FIXTURE}: {len(cases)} cases token-identical to transformers, new tokens "
+          f"{[c['num_generated'] for c in cases]}")  # fmt: skip
+    return 0
+
+
 def dump_reference(reference: dict, path: Path) -> None:
     """Indented JSON, except that number lists stay on one line each."""
     placeholders = {}
@@ -1254,6 +1516,9 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] in DEFAULTS_FIXTURES:
         torch.use_deterministic_algorithms(True)
         return remake_defaults(sys.argv[2])
+    if sys.argv[1:] == ["--only", RULES_FIXTURE]:
+        torch.use_deterministic_algorithms(True)
+        return remake_rules()
     torch.use_deterministic_algorithms(True)
     if FIXTURES.exists():
         shutil.rmtree(FIXTURES)
@@ -1277,6 +1542,7 @@ def main() -> int:
         models_ref.update(make_blip(work, pixels_of, images))
         models_ref["blip_defaults"] = make_blip_defaults(work)
         models_ref["vit_gpt2_defaults"] = make_vit_gpt2_defaults(work)
+        models_ref[RULES_FIXTURE] = make_vit_gpt2_rules(work)
 
     reference = {
         "generated_by": "tools/make_parity_fixtures.py",
