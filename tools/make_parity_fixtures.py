@@ -295,19 +295,24 @@ def build_vit_gpt2(
     return model
 
 
+def tiny_blip_vision_config() -> dict:
+    """The vision tower every tiny BLIP fixture shares."""
+    return dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=48,
+        patch_size=8,
+        initializer_range=BLIP_INIT_RANGE,
+    )
+
+
 def build_blip(seed: int, stop_boost: float, tokenizer_size: int) -> BlipForConditionalGeneration:
     """Tiny Salesforce/blip-image-captioning-*: bos ([DEC]) lies outside the tokenizer vocab, stops on [SEP]."""
     torch.manual_seed(seed)
     config = BlipConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=48,
-            patch_size=8,
-            initializer_range=BLIP_INIT_RANGE,
-        ),
+        vision_config=tiny_blip_vision_config(),
         text_config=dict(
             vocab_size=tokenizer_size + 2,
             hidden_size=32,
@@ -992,15 +997,7 @@ def build_blip_defaults(seed: int, logit_scale: float, allowed: list[int]) -> Bl
     pad 0, eos 2)."""
     torch.manual_seed(seed)
     config = BlipConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=48,
-            patch_size=8,
-            initializer_range=BLIP_INIT_RANGE,
-        ),
+        vision_config=tiny_blip_vision_config(),
         text_config=dict(
             hidden_size=DEFAULTS_BLIP_TEXT_HIDDEN,
             intermediate_size=4 * DEFAULTS_BLIP_TEXT_HIDDEN,
@@ -1215,17 +1212,22 @@ def make_vit_gpt2_defaults(work: Path) -> dict:
     )
 
 
-def remake_defaults(name: str) -> int:
-    """Build one of DEFAULTS_FIXTURES and add (or replace) its entry in reference.json."""
+def remake_fixture(name: str, make) -> int:
+    """Build fixture `name` with `make(work_dir)` and add (or replace) its entry in reference.json."""
     reference_path = FIXTURES / "reference.json"
     reference = json.loads(reference_path.read_text())
-    make = {"blip_defaults": make_blip_defaults, "vit_gpt2_defaults": make_vit_gpt2_defaults}[name]
     with tempfile.TemporaryDirectory() as tmp:
         reference["models"][name] = make(Path(tmp))
     dump_reference(reference, reference_path)
     counts = [c["num_generated"] for c in reference["models"][name]["cases"]]
     print(f"{name}: {len(counts)} cases token-identical to transformers, new tokens {counts}")
     return 0
+
+
+def remake_defaults(name: str) -> int:
+    """Build one of DEFAULTS_FIXTURES and add (or replace) its entry in reference.json."""
+    make = {"blip_defaults": make_blip_defaults, "vit_gpt2_defaults": make_vit_gpt2_defaults}[name]
+    return remake_fixture(name, make)
 
 
 # ------------------------------------------------------------- fixture of greedy-changing generation settings
@@ -1473,15 +1475,7 @@ def make_vit_gpt2_rules(work: Path) -> dict:
 
 def remake_rules() -> int:
     """Build vit_gpt2_rules and add (or replace) its entry in reference.json."""
-    reference_path = FIXTURES / "reference.json"
-    reference = json.loads(reference_path.read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        reference["models"][RULES_FIXTURE] = make_vit_gpt2_rules(Path(tmp))
-    dump_reference(reference, reference_path)
-    cases = reference["models"][RULES_FIXTURE]["cases"]
-    print(f"{RULES_FIXTURE}: {len(cases)} cases token-identical to transformers, new tokens "
-          f"{[c['num_generated'] for c in cases]}")  # fmt: skip
-    return 0
+    return remake_fixture(RULES_FIXTURE, make_vit_gpt2_rules)
 
 
 def dump_reference(reference: dict, path: Path) -> None:
