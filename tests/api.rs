@@ -197,6 +197,76 @@ async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
 
 /// Requests that arrive together are captioned as one batch: each gets exactly the caption it
 /// gets alone, a bad image in the burst gets its own 4xx, and the batch shows in the answers.
+/// `num_beams` (query or multipart field) searches beams as `generate(num_beams=N)` does,
+/// also while greedy requests and other beam searches run beside it; it is bounded by
+/// `max_num_beams`.
+#[tokio::test]
+async fn beam_search_requests_get_transformers_captions() {
+    let server = TestServer::start(fixture(MODEL), |c| {
+        c.max_batch_size = NonZeroUsize::new(8).unwrap();
+        c.batch_wait_ms = 200;
+        c.max_num_beams = NonZeroUsize::new(4).unwrap();
+    })
+    .await;
+    let model = reference_model();
+    let max_new_tokens = model["generate_kwargs"]["max_new_tokens"].as_u64().unwrap();
+    let client = reqwest::Client::new();
+    // (image bytes, num_beams, expected text) for the lossless images' plain beam references.
+    let mut requests = Vec::new();
+    for case in model["cases"].as_array().unwrap() {
+        let image = case["image"].as_str().unwrap();
+        if !image.ends_with(".png") {
+            continue;
+        }
+        let bytes = std::fs::read(fixture(&format!("images/{image}"))).unwrap();
+        requests.push((bytes.clone(), 1, case["text"].as_str().unwrap().to_owned()));
+        for beam in case["beams"].as_array().unwrap() {
+            if beam["length_penalty"] == 1.0 && beam["early_stopping"] == false {
+                let n = beam["num_beams"].as_u64().unwrap();
+                requests.push((bytes.clone(), n, beam["text"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    assert!(requests.iter().any(|(_, n, _)| *n == 4) && requests.iter().any(|(_, n, _)| *n == 2));
+    let send = |bytes: Vec<u8>, num_beams: u64| {
+        client
+            .post(server.endpoint(&format!("/caption?max_new_tokens={max_new_tokens}&num_beams={num_beams}")))
+            .header("content-type", "image/png")
+            .body(bytes)
+            .send()
+    };
+    for (bytes, num_beams, text) in &requests {
+        let body = assert_caption(send(bytes.clone(), *num_beams).await.unwrap()).await;
+        assert_eq!(body["caption"], text.as_str(), "num_beams {num_beams}");
+        assert_eq!(body["num_beams"], *num_beams);
+    }
+    // All at once: greedy and beam requests share the workers.
+    let burst: Vec<_> = requests.iter().map(|(bytes, n, _)| send(bytes.clone(), *n)).collect();
+    for (response, (_, num_beams, text)) in futures::future::join_all(burst).await.into_iter().zip(&requests) {
+        let body = assert_caption(response.unwrap()).await;
+        assert_eq!(body["caption"], text.as_str(), "num_beams {num_beams} in a burst");
+    }
+    // The multipart field, and the bounds.
+    let (bytes, _, _) = &requests[0];
+    let form = Form::new().part("file", Part::bytes(bytes.clone()).file_name("a.png")).text("num_beams", "3");
+    let body = assert_caption(client.post(server.endpoint("/caption")).multipart(form).send().await.unwrap()).await;
+    assert_eq!(body["num_beams"], 3);
+    for bad in ["0", "5", "x"] {
+        let response = client
+            .post(server.endpoint(&format!("/caption?num_beams={bad}")))
+            .header("content-type", "image/png")
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        let error = assert_error(response, 400, "invalid_parameter").await;
+        if bad == "5" {
+            assert!(error["error"].as_str().unwrap().contains("between 1 and 4"), "{error}");
+        }
+    }
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn concurrent_requests_share_a_batch_and_get_the_captions_they_get_alone() {
     // Optimum's merged layout (batches fill when they start) and the cross-cache layouts

@@ -3,12 +3,14 @@
 //! `tools/make_parity_fixtures.py`, for every supported layout (ViT-GPT2 merged, split and
 //! cache-less decoders; BLIP with KV cache). Both with HF's own pixel values (model parity)
 //! and with capwatch's decoding and preprocessing of the PNG files (end-to-end parity), and
-//! the same ids when the images are captioned together as one batch.
+//! the same ids when the images are captioned together as one batch; and beam search
+//! against `generate(num_beams=N)` with its length penalty and early-stopping modes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use capwatch::engine::batch::DecodingBatch;
+use capwatch::engine::beam::{BeamSettings, EarlyStopping};
 use capwatch::engine::captioner::BatchItem;
 use capwatch::engine::preprocess::{DecodeLimits, decode_image, to_pixel_values};
 use capwatch::engine::{Captioner, ModelSpec};
@@ -42,7 +44,14 @@ fn check_model(name: &str) {
             let lengths: Vec<usize> =
                 model["cases"].as_array().unwrap().iter().map(|case| ids(&case["generated_ids"]).len()).collect();
             assert!(lengths.iter().all(|&n| n <= expected), "{name}: {lengths:?} beyond {expected}");
-            assert!(lengths.contains(&expected), "{name}: no caption reaches the limit {expected}: {lengths:?}");
+            if let Some(settings) = model["beam_settings"].as_object() {
+                let beam = spec.generation.beam;
+                assert_eq!(beam.num_beams as u64, settings["num_beams"].as_u64().unwrap(), "{name}: num_beams");
+                assert_eq!(Some(beam.length_penalty), settings["length_penalty"].as_f64(), "{name}: length_penalty");
+                assert_eq!(beam.early_stopping, early_stopping(&settings["early_stopping"]), "{name}: early_stopping");
+            } else {
+                assert!(lengths.contains(&expected), "{name}: no caption reaches the limit {expected}: {lengths:?}");
+            }
             expected
         }
     };
@@ -91,9 +100,108 @@ fn check_model(name: &str) {
             );
         }
     }
+    if spec.generation.beam.num_beams > 1 {
+        // generate() without arguments searches beams here: the whole batch gets each alone's ids.
+        let items = cases
+            .iter()
+            .map(|case| BatchItem {
+                pixel_values: hf_pixels(case),
+                max_new_tokens,
+                num_beams: spec.generation.beam.num_beams,
+            })
+            .collect();
+        let batched = captioner.caption_batch(items).unwrap();
+        for (case, caption) in cases.iter().zip(batched) {
+            assert_eq!(caption.token_ids, ids(&case["generated_ids"]), "{name}: {} in a batch", case["image"]);
+        }
+        return;
+    }
     let forced_eos = model["rules"]["forced_eos_token_id"].as_i64();
     check_batched(name, &mut captioner, cases, max_new_tokens, forced_eos);
     check_joining(name, &mut captioner, cases, max_new_tokens, forced_eos);
+    check_beams(name, &spec, model, max_new_tokens);
+}
+
+/// The fixture's new-token limit: generate()'s kwarg, else the model's own default.
+fn fixture_limit(model: &Value) -> usize {
+    model["generate_kwargs"]["max_new_tokens"].as_u64().or_else(|| model["expected_new_tokens"].as_u64()).unwrap()
+        as usize
+}
+
+fn early_stopping(value: &Value) -> EarlyStopping {
+    match value {
+        Value::Bool(false) => EarlyStopping::Heuristic,
+        Value::Bool(true) => EarlyStopping::Early,
+        Value::String(text) if text == "never" => EarlyStopping::Never,
+        other => panic!("early_stopping {other}"),
+    }
+}
+
+/// Beam search against `generate(num_beams=N, length_penalty=.., early_stopping=..)`: every
+/// reference in the cases' `beams`, each image alone, then all of them (with every image's
+/// greedy caption too) as one batch, which must give each the ids it gets alone.
+fn check_beams(name: &str, spec: &ModelSpec, model: &Value, max_new_tokens: usize) {
+    assert_eq!(fixture_limit(model), max_new_tokens);
+    let cases = model["cases"].as_array().unwrap();
+    let mut references: Vec<(&Value, &Value)> = Vec::new();
+    for case in cases {
+        for reference in case["beams"].as_array().unwrap_or_else(|| panic!("{name}: a case has no beams")) {
+            references.push((case, reference));
+        }
+    }
+    let beam_counts: Vec<u64> = references.iter().map(|(_, r)| r["num_beams"].as_u64().unwrap()).collect();
+    assert!(beam_counts.contains(&2) && beam_counts.contains(&4), "{name}: beams 2 and 4 expected: {beam_counts:?}");
+
+    let mut settings: Vec<(f64, EarlyStopping)> = Vec::new();
+    for (_, reference) in &references {
+        let key = (reference["length_penalty"].as_f64().unwrap(), early_stopping(&reference["early_stopping"]));
+        if !settings.contains(&key) {
+            settings.push(key);
+        }
+    }
+    for (length_penalty, early_stopping) in settings {
+        let mut spec = spec.clone();
+        spec.generation.beam = BeamSettings { num_beams: 1, length_penalty, early_stopping };
+        let mut captioner = Captioner::load(&spec, 1, None, None).unwrap();
+        let chosen: Vec<&(&Value, &Value)> = references
+            .iter()
+            .filter(|(_, r)| {
+                r["length_penalty"].as_f64() == Some(length_penalty)
+                    && crate::early_stopping(&r["early_stopping"]) == early_stopping
+            })
+            .collect();
+        let label = |case: &Value, r: &Value| {
+            format!(
+                "{name}/{}: num_beams {} length_penalty {length_penalty} early_stopping {}",
+                case["image"].as_str().unwrap(),
+                r["num_beams"],
+                early_stopping.name()
+            )
+        };
+        let item =
+            |case: &Value, num_beams: usize| BatchItem { pixel_values: hf_pixels(case), max_new_tokens, num_beams };
+        for (case, reference) in &chosen {
+            let num_beams = reference["num_beams"].as_u64().unwrap() as usize;
+            let alone = captioner.caption_batch(vec![item(case, num_beams)]).unwrap().remove(0);
+            assert_eq!(alone.token_ids, ids(&reference["generated_ids"]), "{}", label(case, reference));
+            assert_eq!(alone.text, reference["text"].as_str().unwrap(), "{}: text", label(case, reference));
+        }
+        // Together: beams of several sizes and greedy captions in one caption_batch.
+        let mut items: Vec<BatchItem> = Vec::new();
+        let mut expected: Vec<(Vec<i64>, String)> = Vec::new();
+        for (case, reference) in &chosen {
+            items.push(item(case, reference["num_beams"].as_u64().unwrap() as usize));
+            expected.push((ids(&reference["generated_ids"]), label(case, reference)));
+        }
+        for case in cases {
+            items.push(item(case, 1));
+            expected.push((ids(&case["generated_ids"]), format!("{name}/{}: greedy beside beams", case["image"])));
+        }
+        let together = captioner.caption_batch(items).unwrap();
+        for (caption, (ids, label)) in together.iter().zip(&expected) {
+            assert_eq!(&caption.token_ids, ids, "{label}, in one batch");
+        }
+    }
 }
 
 /// The ids a caption gets with a lower limit than the fixture's: its ids cut at the limit,
@@ -134,7 +242,10 @@ impl Joining<'_> {
         for &(case, limit) in picks {
             let case = &self.cases[case % self.cases.len()];
             let alone = ids_with_limit(case, limit, self.forced_eos);
-            items.push((BatchItem { pixel_values: hf_pixels(case), max_new_tokens: limit }, self.expected.len()));
+            items.push((
+                BatchItem { pixel_values: hf_pixels(case), max_new_tokens: limit, num_beams: 1 },
+                self.expected.len(),
+            ));
             self.expected.push(alone);
             self.results.push(None);
         }
@@ -230,7 +341,7 @@ fn check_batched(
     for (index, case) in cases.iter().cycle().take(8).enumerate() {
         let limit = if index % 2 == 1 { 1 + index / 2 } else { max_new_tokens };
         expected.push(ids_with_limit(case, limit, forced_eos));
-        items.push(BatchItem { pixel_values: hf_pixels(case), max_new_tokens: limit });
+        items.push(BatchItem { pixel_values: hf_pixels(case), max_new_tokens: limit, num_beams: 1 });
     }
     let batched = captioner.caption_batch(items).unwrap();
     assert_eq!(batched.len(), expected.len());
@@ -288,6 +399,30 @@ fn vit_gpt2_saved_with_defaults_left_out_matches_transformers() {
 #[test]
 fn vit_gpt2_with_logits_rules_matches_transformers() {
     check_model("vit_gpt2_rules");
+}
+
+/// generation_config.json asks for beam search (num_beams, length_penalty, early_stopping), as
+/// nlpconnect/vit-gpt2-image-captioning's does: captions without arguments are generate()'s.
+#[test]
+fn vit_gpt2_with_beam_settings_matches_transformers() {
+    check_model("vit_gpt2_beam");
+}
+
+/// The beam references are not the greedy captions again (else beam search could be greedy
+/// and pass): count those that differ over every fixture.
+#[test]
+fn beam_references_differ_from_greedy() {
+    let reference = reference();
+    let (mut differ, mut total) = (0, 0);
+    for model in reference["models"].as_object().unwrap().values() {
+        for case in model["cases"].as_array().unwrap() {
+            for beam in case["beams"].as_array().into_iter().flatten() {
+                total += 1;
+                differ += usize::from(beam["generated_ids"] != case["generated_ids"]);
+            }
+        }
+    }
+    assert!(total >= 100 && differ * 4 >= total, "{differ} of {total} beam references differ from greedy");
 }
 
 #[test]

@@ -8,6 +8,9 @@
     tools/.venv/bin/python tools/make_parity_fixtures.py --only vit_gpt2_defaults  # add / replace its entry
     tools/.venv/bin/python tools/make_parity_fixtures.py --only vit_gpt2_rules     # the same for the
                                                                                  # logits-processor fixture
+    tools/.venv/bin/python tools/make_parity_fixtures.py --only beams              # add beam-search references
+                                                                                 # to every entry, build
+                                                                                 # vit_gpt2_beam
 
 Deterministic (fixed seeds, nothing downloaded): it builds TINY random-weight models from configs in code,
 exports them the way a user would (Optimum and tools/export_vit_gpt2.py for VisionEncoderDecoder,
@@ -33,12 +36,22 @@ Layout written:
                                       whose generation_config.json sets greedy-changing logits processors
                                       (repetition_penalty, no_repeat_ngram_size, min_new_tokens, suppress_tokens,
                                       begin_suppress_tokens, bad_words_ids, forced_eos_token_id, max_length 12)
+    tests/fixtures/vit_gpt2_beam/     vit_gpt2_cross's files, but its generation_config.json turns beam search on
+                                      (num_beams 3, length_penalty 2.0, early_stopping true, max_length 12)
     tests/fixtures/reference.json     what HF generate() returned, per model dir and image
   Each model dir also holds config.json, generation_config.json, preprocessor_config.json, tokenizer.json,
   tokenizer_config.json (+ special_tokens_map.json, vocab.txt for BLIP).
 
 Every reference is cross-checked here by a plain greedy loop over the exported ONNX files with onnxruntime
 (`greedy_*` below). Those loops are the specification of what the Rust engine must do.
+
+Beam search (--only beams, also part of the full build): every model entry's torch model is rebuilt the way its
+fixture was made and checked against the recorded greedy sequences, then each case gets a "beams" list: what
+generate(num_beams=N) returns for N = 2, 4 (the entry's generate_kwargs with num_beams replaced; nothing else for the
+default-length fixtures), and on the vit_gpt2 and blip families also N = 4 with other length_penalty / early_stopping
+values. Beam search compares sums of log-probs, so each beam reference records how many of 8 reruns with +-1e-4
+noise on the log-probs keep its ids (all 8, for every reference recorded). There is no ONNX beam loop here: the
+Rust engine is tested against these transformers results directly.
 
 Random models give near-tied logits, so weights are drawn with a large initializer_range and a few seeds /
 stop-token biases are tried until every greedy step has a comfortable top-1 vs top-2 margin, at least one
@@ -82,6 +95,8 @@ from transformers import (  # noqa: E402
     GenerationConfig,
     GPT2Config,
     GPT2TokenizerFast,
+    LogitsProcessor,
+    LogitsProcessorList,
     ViTConfig,
     ViTImageProcessor,
     VisionEncoderDecoderConfig,
@@ -1478,6 +1493,351 @@ def remake_rules() -> int:
     return remake_fixture(RULES_FIXTURE, make_vit_gpt2_rules)
 
 
+# ---------------------------------------------------------------------------------- beam-search references
+
+# --only beams: for every model entry of reference.json, rebuild its torch model exactly as its fixture was made
+# (same builder, recorded seed / stop boost or logit scale, saved and loaded back, the fixture dir's generation
+# config), prove it is the same model (its greedy generate() gives every recorded sequence), then record what
+# transformers' generate(num_beams=N) returns in each case's "beams" list. No ONNX file and no existing value
+# changes. Beam search compares sums of log-probs, where the engine's ONNX logits differ from torch's by ~1e-6..1e-5:
+# every beam reference is rerun LOGPROB_NOISE_DRAWS times with uniform noise of +-LOGPROB_NOISE added to the
+# processed log-probs (a LogitsProcessor appended after transformers' own) and the runs that keep the same ids are
+# counted. The same mode builds vit_gpt2_beam: the vit_gpt2_cross model and files with a generation_config.json that
+# turns beam search on (BEAM_FIXTURE_SETTINGS, max_length BEAM_FIXTURE_MAX_LENGTH), generate() called with no kwargs.
+BEAM_WIDTHS = (2, 4)
+# num_beams 4 with other length_penalty / early_stopping values, recorded on the vit_gpt2 and blip families only.
+BEAM_VARIANTS = [(2.0, True), (0.5, "never"), (-1.0, False)]
+BEAM_VARIANT_FAMILIES = ("vit_gpt2_merged", "blip")
+LOGPROB_NOISE = 1e-4
+LOGPROB_NOISE_DRAWS = 8
+VIT_GPT2_FAMILY = ("vit_gpt2_merged", "vit_gpt2_split", "vit_gpt2_nocache", "vit_gpt2_cross")
+BLIP_FAMILY = ("blip", "blip_cross")
+BEAM_FIXTURE = "vit_gpt2_beam"
+# length_penalty 2.0 (not the 0.6 first tried: with early_stopping true, 0.6 gives the same captions as 1.0): with it,
+# removing length_penalty alone, early_stopping alone, or both changes at least one caption (see "evidence").
+BEAM_FIXTURE_SETTINGS = {"num_beams": 3, "length_penalty": 2.0, "early_stopping": True}
+BEAM_FIXTURE_MAX_LENGTH = 12  # decoder start token + 11 new tokens
+BEAM_FIXTURE_NOTE = (
+    "checks beam search configured by generation_config.json: the vit_gpt2_cross model and ONNX files, with a "
+    "generation_config.json setting num_beams, length_penalty and early_stopping (beam_settings), max_length 12 and "
+    "do_sample false; generate() was called with no kwargs, so sequence / generated_ids / text are transformers' "
+    "beam-search result (at most max_length - 1 = 11 new tokens, expected_new_tokens). min_margin is null (a greedy "
+    "figure); unchanged_under_logprob_noise = how many of 8 runs with uniform +-1e-4 noise added to the processed "
+    "log-probs kept the same ids. evidence: generated_ids of the images that change with plain num_beams "
+    "(length_penalty and early_stopping left at their defaults), without length_penalty alone, and without "
+    "early_stopping alone"
+)
+BEAMS_NOTE = (
+    " beams (per case, added by make_parity_fixtures.py --only beams) = what generate(pixel_values=..., "
+    "**generate_kwargs with num_beams=N) returned for N = 2 and 4 (and, on vit_gpt2_* and blip*, N = 4 with other "
+    "length_penalty / early_stopping values, passed to generate() as kwargs): length_penalty / early_stopping = the "
+    "values in effect; sequence = the best beam incl. the start token, cut after its first stop token (generate() "
+    "pads finished beams with pad_token_id); generated_ids = sequence[1:]; text decoded as above; "
+    "unchanged_under_logprob_noise = how many of 8 runs with uniform +-1e-4 noise added to the processed log-probs "
+    "kept the same ids (k/8 < 8/8: a fragile reference). beam_evidence (per model) counts the beam references whose "
+    "ids differ from the greedy ones and the length_penalty / early_stopping variants that differ from plain num_beams "
+    "4, and lists the references that are not 8/8."
+)
+
+
+REFERENCE_NOTES = (
+    "sequence = HF generate() output incl. the start token; generated_ids = sequence[1:]; text = "
+    "tokenizer.decode(generated_ids, skip_special_tokens=True).strip(); pixel_values = the HF slow image "
+    "processor's output (NCHW f32, rounded to 6 decimals) for the image decoded by PIL and converted to "
+    "RGB; min_margin = smallest top1-top2 logit gap over all greedy steps; unchanged_under_1lsb_pixel_noise = "
+    "how many of 4 random +-1/255 perturbations of every pixel kept the same ids (these random models are "
+    "chaotic: test token parity on the recorded pixel_values, preprocessing separately)."
+) + BEAMS_NOTE
+
+
+class LogprobNoise(LogitsProcessor):
+    """Adds uniform noise in [-LOGPROB_NOISE, LOGPROB_NOISE] (a fixed-seed torch generator) to the processed scores
+    (beam search: log-probs), i.e. the size of the ONNX vs torch logit differences, and then some."""
+
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, input_ids, scores):
+        noise = torch.rand(scores.shape, generator=self.generator, dtype=torch.float32).to(scores.dtype)
+        return scores + (noise * 2 - 1) * LOGPROB_NOISE
+
+
+def generating_config(model) -> GenerationConfig:
+    """The generation config whose defaults generate() falls back on (BLIP delegates to text_decoder.generate)."""
+    return (model.text_decoder if isinstance(model, BlipForConditionalGeneration) else model).generation_config
+
+
+def cut_after_stop(seq: list[int], stop_id: int, limit: int) -> list[int]:
+    """generate()'s best sequence up to its first stop token after the start token; without one, it must have run
+    to the length limit (nothing to cut)."""
+    if stop_id in seq[1:]:
+        return seq[: seq.index(stop_id, 1) + 1]
+    assert len(seq) - 1 == limit, ("a sequence without the stop token that is not at the length limit", seq, limit)
+    return seq
+
+
+def decoded_text(tokenizer, seq: list[int]) -> str:
+    """case_record's text, with its checks."""
+    text = tokenizer.decode(seq[1:], skip_special_tokens=True).strip()
+    raw = tokenizer.backend_tokenizer.decode(seq[1:], skip_special_tokens=True).strip()
+    assert raw == text, (raw, text)
+    assert tokenizer.decode(seq, skip_special_tokens=True).strip() == text
+    return text
+
+
+@torch.no_grad()
+def beam_generate(model, pv: np.ndarray, kwargs: dict, stop_id: int, limit: int, noise_seed: int | None = None):
+    extra = {} if noise_seed is None else {"logits_processor": LogitsProcessorList([LogprobNoise(noise_seed)])}
+    seq = model.generate(pixel_values=torch.from_numpy(pv), **kwargs, **extra)[0].tolist()
+    return cut_after_stop(seq, stop_id, limit)
+
+
+def logprob_noise_robustness(model, pv, kwargs, seq, stop_id, limit) -> str:
+    same = sum(
+        beam_generate(model, pv, kwargs, stop_id, limit, seed) == seq for seed in range(LOGPROB_NOISE_DRAWS)
+    )
+    return f"{same}/{LOGPROB_NOISE_DRAWS}"
+
+
+def beam_record(model, tokenizer, pv, kwargs: dict, stop_id: int, limit: int) -> dict:
+    """One entry of a case's "beams": generate(**kwargs) (kwargs hold num_beams)."""
+    config = generating_config(model)
+    seq = beam_generate(model, pv, kwargs, stop_id, limit)
+    return {
+        "num_beams": kwargs["num_beams"],
+        "length_penalty": kwargs.get("length_penalty", config.length_penalty),
+        "early_stopping": kwargs.get("early_stopping", config.early_stopping),
+        "sequence": seq,
+        "generated_ids": seq[1:],
+        "text": decoded_text(tokenizer, seq),
+        "unchanged_under_logprob_noise": logprob_noise_robustness(model, pv, kwargs, seq, stop_id, limit),
+    }
+
+
+def case_pixels(case: dict) -> np.ndarray:
+    return np.array(case["pixel_values"], np.float32).reshape(case["pixel_values_shape"])
+
+
+def rebuilt(model_class, model, tokenizer, hf_dir: Path, processor_dir: Path, gen_json: Path | None = None):
+    """What the fixture builders feed the exporters: the checkpoint saved and loaded back."""
+    model.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    type_ = BlipImageProcessor if model_class is BlipForConditionalGeneration else ViTImageProcessor
+    type_.from_pretrained(processor_dir).save_pretrained(hf_dir)
+    if gen_json is not None:
+        shutil.copyfile(gen_json, hf_dir / "generation_config.json")
+    return model_class.from_pretrained(hf_dir).eval()
+
+
+def rebuild_beam_models(work: Path, ref_models: dict) -> dict:
+    """name of the entry that holds the recorded search -> (rebuilt model, tokenizer, hf_dir, entries it serves)."""
+    out = {}
+    rec = ref_models["vit_gpt2_merged"]
+    tokenizer = GPT2TokenizerFast.from_pretrained(FIXTURES / "vit_gpt2_merged")
+    stop_id = rec["stop_token_id"]
+    assert len(tokenizer) - 1 == stop_id == rec["start_token_id"]
+    model = build_vit_gpt2(
+        rec["search"]["seed"], rec["search"]["stop_boost"], len(tokenizer), stop_id, unprintable_byte_tokens(tokenizer)
+    )
+    hf_dir = work / "vit_gpt2_hf"
+    model = rebuilt(VisionEncoderDecoderModel, model, tokenizer, hf_dir, FIXTURES / "vit_gpt2_merged")
+    out["vit_gpt2_merged"] = (model, tokenizer, hf_dir, VIT_GPT2_FAMILY)
+
+    rec = ref_models["blip"]
+    tokenizer = wordpiece_tokenizer()
+    model = build_blip(rec["search"]["seed"], rec["search"]["stop_boost"], len(tokenizer))
+    trap = rec["generation_config_eos_token_id_never_used"]
+    model.config.text_config.eos_token_id = trap
+    model.generation_config = GenerationConfig(
+        bos_token_id=rec["start_token_id"], eos_token_id=trap, pad_token_id=rec["pad_token_id"],
+        sep_token_id=rec["stop_token_id"],
+    )  # fmt: skip
+    hf_dir = work / "blip_hf"
+    model = rebuilt(BlipForConditionalGeneration, model, tokenizer, hf_dir, FIXTURES / "blip")
+    out["blip"] = (model, tokenizer, hf_dir, BLIP_FAMILY)
+
+    rec = ref_models["blip_defaults"]
+    tokenizer = bert_layout_wordpiece_tokenizer()
+    allowed = caption_token_ids(tokenizer, set(tokenizer.all_special_ids))
+    model = build_blip_defaults(rec["search"]["seed"], rec["search"]["logit_scale"], allowed)
+    hf_dir = work / "blip_defaults_hf"
+    model = rebuilt(BlipForConditionalGeneration, model, tokenizer, hf_dir, FIXTURES / "blip_defaults")
+    out["blip_defaults"] = (model, tokenizer, hf_dir, ("blip_defaults",))
+
+    rec = ref_models["vit_gpt2_defaults"]
+    tokenizer = gpt2_layout_bpe_tokenizer()
+    allowed = caption_token_ids(tokenizer, {rec["stop_token_id"]})
+    model = build_vit_gpt2_defaults(rec["search"]["seed"], rec["search"]["logit_scale"], allowed)
+    hf_dir = work / "vit_gpt2_defaults_hf"
+    model = rebuilt(VisionEncoderDecoderModel, model, tokenizer, hf_dir, FIXTURES / "vit_gpt2_defaults")
+    out["vit_gpt2_defaults"] = (model, tokenizer, hf_dir, ("vit_gpt2_defaults",))
+
+    rec = ref_models[RULES_FIXTURE]
+    assert rec["search"] == {"seed": VIT_GPT2_RULES_SEED, "stop_boost": VIT_GPT2_RULES_STOP_BOOST}, rec["search"]
+    tokenizer = GPT2TokenizerFast.from_pretrained(FIXTURES / "vit_gpt2_cross")
+    stop_id = len(tokenizer) - 1
+    model = build_vit_gpt2(
+        VIT_GPT2_RULES_SEED, VIT_GPT2_RULES_STOP_BOOST, len(tokenizer), stop_id, unprintable_byte_tokens(tokenizer)
+    )
+    hf_dir = work / "vit_gpt2_rules_hf"
+    gen_json = FIXTURES / RULES_FIXTURE / "generation_config.json"
+    model = rebuilt(VisionEncoderDecoderModel, model, tokenizer, hf_dir, FIXTURES / RULES_FIXTURE, gen_json)
+    out[RULES_FIXTURE] = (model, tokenizer, hf_dir, (RULES_FIXTURE,))
+    return out
+
+
+def length_limit(entry: dict) -> int:
+    kwargs = entry["generate_kwargs"]
+    return kwargs["max_new_tokens"] if "max_new_tokens" in kwargs else entry["expected_new_tokens"]
+
+
+def beam_kwargs(entry: dict, num_beams: int, variant=None) -> dict:
+    kwargs = {**entry["generate_kwargs"], "num_beams": num_beams}
+    if variant is not None:
+        kwargs["length_penalty"], kwargs["early_stopping"] = variant
+    return kwargs
+
+
+@torch.no_grad()
+def family_beams(model, tokenizer, entry: dict, variants: bool) -> list[list[dict]]:
+    """Check the rebuilt model against the recorded greedy sequences, then each case's "beams" list."""
+    stop_id, limit = entry["stop_token_id"], length_limit(entry)
+    out = []
+    for case in entry["cases"]:
+        pv = case_pixels(case)
+        greedy = model.generate(pixel_values=torch.from_numpy(pv), **entry["generate_kwargs"])[0].tolist()
+        assert greedy == case["sequence"], ("the rebuilt model differs from the recorded one", case["image"], greedy)
+        assert decoded_text(tokenizer, greedy) == case["text"], case["image"]
+        runs = [beam_kwargs(entry, n) for n in BEAM_WIDTHS]
+        runs += [beam_kwargs(entry, 4, v) for v in BEAM_VARIANTS] if variants else []
+        out.append([beam_record(model, tokenizer, pv, kwargs, stop_id, limit) for kwargs in runs])
+    return out
+
+
+def beam_evidence(entry: dict) -> dict:
+    plain, variants, differ, changed, fragile = 0, 0, 0, 0, []
+    for case in entry["cases"]:
+        plain4 = next(b for b in case["beams"] if b["num_beams"] == 4)
+        for i, beam in enumerate(case["beams"]):
+            plain += 1
+            differ += beam["generated_ids"] != case["generated_ids"]
+            if i >= len(BEAM_WIDTHS):
+                variants += 1
+                changed += beam["generated_ids"] != plain4["generated_ids"]
+            if beam["unchanged_under_logprob_noise"] != f"{LOGPROB_NOISE_DRAWS}/{LOGPROB_NOISE_DRAWS}":
+                fragile.append(
+                    f"{case['image']} num_beams={beam['num_beams']} length_penalty={beam['length_penalty']} "
+                    f"early_stopping={beam['early_stopping']}: {beam['unchanged_under_logprob_noise']}"
+                )
+    evidence = {"beams_differing_from_greedy": f"{differ}/{plain}"}
+    if variants:
+        evidence["variants_differing_from_plain_num_beams_4"] = f"{changed}/{variants}"
+    evidence["not_unchanged_under_logprob_noise"] = fragile
+    return evidence
+
+
+@torch.no_grad()
+def make_vit_gpt2_beam(work: Path, ref_models: dict, family_hf_dir: Path) -> dict:
+    """vit_gpt2_cross's files and model, with a generation_config.json that turns beam search on."""
+    recorded = ref_models["vit_gpt2_cross"]
+    source = FIXTURES / "vit_gpt2_cross"
+    tokenizer = GPT2TokenizerFast.from_pretrained(source)
+    processor = ViTImageProcessor.from_pretrained(source)
+    stop_id = recorded["stop_token_id"]
+    dst = FIXTURES / BEAM_FIXTURE
+    if dst.exists():
+        shutil.rmtree(dst)
+    copy_files(source, dst, sorted(p.name for p in source.iterdir()))
+    gen = json.loads((source / "generation_config.json").read_text())
+    assert not {"max_length", "max_new_tokens", *BEAM_FIXTURE_SETTINGS} & set(gen), gen
+    plain_gen = {**gen, "max_length": BEAM_FIXTURE_MAX_LENGTH, "do_sample": False}
+    gen = {**plain_gen, **BEAM_FIXTURE_SETTINGS}
+    hf_dir = work / "vit_gpt2_beam_hf"
+    shutil.copytree(family_hf_dir, hf_dir)
+    for out_dir in (dst, hf_dir):
+        (out_dir / "generation_config.json").write_text(json.dumps(gen, indent=2, sort_keys=True) + "\n")
+    check_onnx_files(dst)
+    loaded = GenerationConfig.from_pretrained(dst)
+    for key, value in {"max_length": BEAM_FIXTURE_MAX_LENGTH, "do_sample": False, **BEAM_FIXTURE_SETTINGS}.items():
+        assert getattr(loaded, key) == value, (key, getattr(loaded, key), value)
+    model = VisionEncoderDecoderModel.from_pretrained(hf_dir).eval()
+    assert model.generation_config.num_beams == BEAM_FIXTURE_SETTINGS["num_beams"]
+    expected = BEAM_FIXTURE_MAX_LENGTH - 1
+    cases, recorded_ids = [], {}
+    for case in recorded["cases"]:
+        image, pv = case["image"], case_pixels(case)
+        seq = beam_generate(model, pv, {}, stop_id, expected)  # really no kwargs
+        record = case_record(image, seq, 0.0, tokenizer, pv, stop_id, stop_id, model, processor.image_std, None)
+        assert record["pixel_values"] == case["pixel_values"], image
+        record["min_margin"] = None
+        record["unchanged_under_logprob_noise"] = logprob_noise_robustness(model, pv, {}, seq, stop_id, expected)
+        cases.append(record)
+        recorded_ids[image] = seq[1:]
+    others = {
+        "plain_num_beams": {k: v for k, v in gen.items() if k not in ("length_penalty", "early_stopping")},
+        "without_length_penalty": {k: v for k, v in gen.items() if k != "length_penalty"},
+        "without_early_stopping": {k: v for k, v in gen.items() if k != "early_stopping"},
+    }
+    evidence = {}
+    for label, config in others.items():
+        changed = {}
+        for case in recorded["cases"]:
+            ids = cut_after_stop(generate_with_config(model, case_pixels(case), config), stop_id, expected)[1:]
+            if ids != recorded_ids[case["image"]]:
+                changed[case["image"]] = ids
+        evidence[label] = changed
+    for label, changed in evidence.items():
+        assert changed, f"{BEAM_FIXTURE}: {label} changes no caption"
+    return {
+        "family": "vit-gpt2",
+        "layout": VIT_GPT2_CROSS_LAYOUT,
+        "onnx_files": VIT_GPT2_CROSS_FILES,
+        "start_token_id": stop_id,
+        "stop_token_id": stop_id,
+        "pad_token_id": stop_id,
+        "generate_kwargs": {},
+        "expected_new_tokens": expected,
+        "beam_settings": dict(BEAM_FIXTURE_SETTINGS),
+        "note": BEAM_FIXTURE_NOTE,
+        "search": recorded["search"],
+        "min_margin": None,
+        "cases": cases,
+        "evidence": evidence,
+    }
+
+
+def add_beam_references(reference: dict) -> None:
+    """Add "beams" to every case, "beam_evidence" to every model, and the vit_gpt2_beam fixture and entry."""
+    ref_models = reference["models"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rebuilt_models = rebuild_beam_models(work, ref_models)
+        served = [name for *_, names in rebuilt_models.values() for name in names]
+        assert sorted(served) == sorted(n for n in ref_models if n != BEAM_FIXTURE), served
+        for source, (model, tokenizer, _, names) in rebuilt_models.items():
+            entries = [ref_models[n] for n in names]
+            assert all([c["sequence"] for c in e["cases"]] == [c["sequence"] for c in entries[0]["cases"]]
+                       for e in entries)  # fmt: skip
+            beams = family_beams(model, tokenizer, entries[0], source in BEAM_VARIANT_FAMILIES)
+            for entry in entries:
+                for case, case_beams in zip(entry["cases"], beams):
+                    case["beams"] = json.loads(json.dumps(case_beams))  # a copy per entry
+                entry["beam_evidence"] = beam_evidence(entry)
+            print(f"{', '.join(names)}: {entries[0]['beam_evidence']}")
+        ref_models[BEAM_FIXTURE] = make_vit_gpt2_beam(work, ref_models, rebuilt_models["vit_gpt2_merged"][2])
+    reference["notes"] = REFERENCE_NOTES
+
+
+def remake_beams() -> int:
+    reference_path = FIXTURES / "reference.json"
+    reference = json.loads(reference_path.read_text())
+    add_beam_references(reference)
+    dump_reference(reference, reference_path)
+    entry = reference["models"][BEAM_FIXTURE]
+    print(f"{BEAM_FIXTURE}: new tokens {[c['num_generated'] for c in entry['cases']]}, evidence {entry['evidence']}")
+    return 0
+
+
 def dump_reference(reference: dict, path: Path) -> None:
     """Indented JSON, except that number lists stay on one line each."""
     placeholders = {}
@@ -1513,6 +1873,9 @@ def main() -> int:
     if sys.argv[1:] == ["--only", RULES_FIXTURE]:
         torch.use_deterministic_algorithms(True)
         return remake_rules()
+    if sys.argv[1:] == ["--only", "beams"]:
+        torch.use_deterministic_algorithms(True)
+        return remake_beams()
     torch.use_deterministic_algorithms(True)
     if FIXTURES.exists():
         shutil.rmtree(FIXTURES)
@@ -1546,17 +1909,11 @@ def main() -> int:
             "tokenizers": tokenizers.__version__,
             "onnxruntime": ort.__version__,
         },
-        "notes": (
-            "sequence = HF generate() output incl. the start token; generated_ids = sequence[1:]; text = "
-            "tokenizer.decode(generated_ids, skip_special_tokens=True).strip(); pixel_values = the HF slow image "
-            "processor's output (NCHW f32, rounded to 6 decimals) for the image decoded by PIL and converted to "
-            "RGB; min_margin = smallest top1-top2 logit gap over all greedy steps; unchanged_under_1lsb_pixel_noise = "
-            "how many of 4 random +-1/255 perturbations of every pixel kept the same ids (these random models are "
-            "chaotic: test token parity on the recorded pixel_values, preprocessing separately)."
-        ),
+        "notes": REFERENCE_NOTES,
         "images": image_specs,
         "models": models_ref,
     }
+    add_beam_references(reference)
     dump_reference(reference, FIXTURES / "reference.json")
     for name, model in models_ref.items():
         stops = sum(c["stopped_on_stop_token"] for c in model["cases"])

@@ -40,6 +40,8 @@ pub struct ServiceConfig {
     pub max_image_pixels: NonZeroUsize,
     /// Upper bound for a request's `max_new_tokens`.
     pub max_new_tokens_limit: NonZeroUsize,
+    /// Upper bound for a request's `num_beams` (beam search costs that many decoder rows).
+    pub max_num_beams: NonZeroUsize,
     /// Time a caption request may take in total (queue included) before 504.
     pub request_timeout_s: NonZeroUsize,
 }
@@ -60,6 +62,7 @@ impl Default for ServiceConfig {
             max_body_bytes: nz(10 * 1024 * 1024),
             max_image_pixels: nz(40_000_000),
             max_new_tokens_limit: nz(128),
+            max_num_beams: nz(8),
             request_timeout_s: nz(30),
         }
     }
@@ -88,6 +91,7 @@ mod tests {
         assert_eq!(config.service.workers, None);
         assert_eq!(config.service.max_batch_size.get(), 8);
         assert!(config.service.join_running_batch);
+        assert_eq!(config.service.max_num_beams.get(), 8);
     }
 
     #[test]

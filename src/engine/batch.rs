@@ -397,12 +397,12 @@ fn copy_row(target: &mut DynValue, to: usize, source: &DynValue, from: usize) ->
 }
 
 /// The leading (batch) dimension of a tensor.
-fn batch_of(value: &DynValue) -> usize {
+pub(super) fn batch_of(value: &DynValue) -> usize {
     value.shape().first().and_then(|&d| usize::try_from(d).ok()).unwrap_or(0)
 }
 
 /// A new tensor made of the given rows (batch index) of f32 tensors of one shape.
-fn gather_rows<'a>(parts: impl Iterator<Item = (&'a DynValue, usize)>) -> Result<DynValue, EngineError> {
+pub(super) fn gather_rows<'a>(parts: impl Iterator<Item = (&'a DynValue, usize)>) -> Result<DynValue, EngineError> {
     let mut data = Vec::new();
     let mut shape: Option<Vec<usize>> = None;
     let mut rows = 0;
@@ -430,7 +430,7 @@ fn gather_rows<'a>(parts: impl Iterator<Item = (&'a DynValue, usize)>) -> Result
 
 /// A `[rows, heads, columns, head_dim]` cache from a `[batch, heads, C, head_dim]` one: row
 /// `Some(i)` keeps the last `columns` columns of row `i`, `None` is all padding (zeros).
-fn gather_cache(value: &DynValue, rows: &[Option<usize>], columns: usize) -> Result<DynValue, EngineError> {
+pub(super) fn gather_cache(value: &DynValue, rows: &[Option<usize>], columns: usize) -> Result<DynValue, EngineError> {
     let (shape, values) = value.try_extract_tensor::<f32>()?;
     let dims: Vec<usize> = shape.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
     let [batch, heads, held_columns, head_dim] = dims[..] else {

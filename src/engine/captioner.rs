@@ -1,5 +1,5 @@
-//! One loaded model: vision encoder + greedy generation + tokenizer, for one image or a
-//! [`DecodingBatch`] that images join and leave step by step.
+//! One loaded model: vision encoder + generation + tokenizer, for one image, a greedy
+//! [`DecodingBatch`] that images join and leave step by step, or a [`BeamBatch`].
 //!
 //! A `Captioner` owns its ONNX Runtime sessions and is used from a single worker thread
 //! (`Session::run` takes `&mut self`). It knows nothing about queues or HTTP.
@@ -13,7 +13,8 @@ use ort::session::Session;
 use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
-use super::batch::DecodingBatch;
+use super::batch::{DecodingBatch, Finished};
+use super::beam::{BeamBatch, BeamSettings};
 use super::decoder::{CROSS_PREFIX, EncoderOutputs, StepDecoder};
 use super::model_dir::{DecoderLayout, ModelLayout, ModelSpec};
 use super::preprocess::to_pixel_values;
@@ -32,10 +33,12 @@ pub struct Generated {
     pub batch_size: usize,
 }
 
-/// One image of a batch: its preprocessed `[1, 3, H, W]` pixels and its token limit.
+/// One image of a batch: its preprocessed `[1, 3, H, W]` pixels, its token limit and its
+/// number of beams (1: greedy).
 pub struct BatchItem {
     pub pixel_values: Array4<f32>,
     pub max_new_tokens: usize,
+    pub num_beams: usize,
 }
 
 /// A model ready to caption images.
@@ -121,7 +124,7 @@ impl Captioner {
         &self.spec
     }
 
-    /// Captions a decoded RGB image.
+    /// Captions a decoded RGB image with the model's own number of beams.
     pub fn caption_image(&mut self, image: &image::RgbImage, max_new_tokens: usize) -> Result<Generated, EngineError> {
         let started = Instant::now();
         let pixel_values = to_pixel_values(image, &self.spec.image);
@@ -131,28 +134,40 @@ impl Captioner {
         Ok(generated)
     }
 
-    /// Captions an already preprocessed `[1, 3, H, W]` tensor.
+    /// Captions an already preprocessed `[1, 3, H, W]` tensor with the model's own number of
+    /// beams (what `generate()` does without arguments).
     pub fn caption_pixels(
         &mut self,
         pixel_values: Array4<f32>,
         max_new_tokens: usize,
     ) -> Result<Generated, EngineError> {
-        self.caption_batch(vec![BatchItem { pixel_values, max_new_tokens }])?
+        let num_beams = self.spec.generation.beam.num_beams;
+        self.caption_batch(vec![BatchItem { pixel_values, max_new_tokens, num_beams }])?
             .pop()
             .ok_or_else(|| EngineError::Inference("the batch produced no caption".to_owned()))
     }
 
-    /// Captions several preprocessed images together: one encoder run for all of them, then
-    /// one decoder run per step for every image still generating. Each image's tokens are
-    /// the ones it gets alone.
+    /// Captions several preprocessed images together: one encoder run for the greedy ones and
+    /// one for those searched with beams, then one decoder run per step for every image (or
+    /// beam) still generating. Each image's tokens are the ones it gets alone.
     pub fn caption_batch(&mut self, items: Vec<BatchItem>) -> Result<Vec<Generated>, EngineError> {
         let count = items.len();
-        let mut batch = DecodingBatch::default();
-        self.join(&mut batch, items.into_iter().enumerate().map(|(index, item)| (item, index)).collect())
-            .map_err(|(err, _)| err)?;
+        let (beam_items, greedy_items): (Vec<_>, Vec<_>) =
+            items.into_iter().enumerate().map(|(index, item)| (item, index)).partition(|(item, _)| item.num_beams > 1);
+        let mut greedy = DecodingBatch::default();
+        self.join(&mut greedy, greedy_items).map_err(|(err, _)| err)?;
+        let mut beams = BeamBatch::default();
+        self.start_beams(&mut beams, beam_items).map_err(|(err, _)| err)?;
         let mut captions: Vec<Option<Generated>> = vec![None; count];
-        while !batch.is_empty() {
-            for (index, generated) in self.step(&mut batch)? {
+        while !greedy.is_empty() || !beams.is_empty() {
+            let mut finished = Vec::new();
+            if !greedy.is_empty() {
+                finished.extend(self.step(&mut greedy)?);
+            }
+            if !beams.is_empty() {
+                finished.extend(self.step_beams(&mut beams)?);
+            }
+            for (index, generated) in finished {
                 captions[index] = Some(generated);
             }
         }
@@ -168,8 +183,8 @@ impl Captioner {
         self.spec.pads_rows
     }
 
-    /// Runs the encoder once over `items` and adds them to `batch`. On error nothing is added
-    /// and the items' tags come back with it.
+    /// Runs the encoder once over `items` (greedy: `num_beams` 1) and adds them to `batch`. On
+    /// error nothing is added and the items' tags come back with it.
     pub fn join<T>(
         &mut self,
         batch: &mut DecodingBatch<T>,
@@ -179,29 +194,49 @@ impl Captioner {
             return Ok(());
         }
         let started = Instant::now();
+        let searches_beams = items.iter().any(|(item, _)| item.num_beams > 1);
         let (pixels, rows): (Vec<_>, Vec<_>) =
             items.into_iter().map(|(item, tag)| (item.pixel_values, (tag, item.max_new_tokens))).unzip();
         let refuse = |err: EngineError, rows: Vec<(T, usize)>| (err, rows.into_iter().map(|(tag, _)| tag).collect());
+        if searches_beams {
+            let err = EngineError::Inference("a greedy batch cannot search beams (start_beams does)".to_owned());
+            return Err(refuse(err, rows));
+        }
         if batch.has_decoded() && !self.joins_mid_decode() {
             let err = EngineError::Inference("this model's decoder cannot take images mid-decode".to_owned());
             return Err(refuse(err, rows));
         }
-        let views: Vec<_> = pixels.iter().map(|p| p.view()).collect();
-        let pixel_values = match ndarray::concatenate(Axis(0), &views) {
-            Ok(pixel_values) => pixel_values,
-            Err(e) => {
-                return Err(refuse(
-                    EngineError::Inference(format!("cannot batch images of different sizes: {e}")),
-                    rows,
-                ));
-            }
-        };
-        match self.encode(pixel_values) {
+        match self.encode_images(&pixels) {
             Ok(outputs) => {
                 batch.join(outputs, started.elapsed(), &self.spec.generation.prompt_ids, rows);
                 Ok(())
             }
             Err(err) => Err(refuse(err, rows)),
+        }
+    }
+
+    /// Runs the encoder once over `items` and starts their beam search in `beams` (which must
+    /// be empty). On error nothing is started and the items' tags come back with it.
+    pub fn start_beams<T>(
+        &mut self,
+        beams: &mut BeamBatch<T>,
+        items: Vec<(BatchItem, T)>,
+    ) -> Result<(), (EngineError, Vec<T>)> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let defaults = self.spec.generation.beam;
+        let (pixels, images): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .map(|(item, tag)| {
+                let settings = BeamSettings { num_beams: item.num_beams.max(1), ..defaults };
+                (item.pixel_values, (tag, item.max_new_tokens, settings))
+            })
+            .unzip();
+        match self.encode_images(&pixels) {
+            Ok(outputs) => beams.start(outputs, started.elapsed(), &self.spec.generation.prompt_ids, images),
+            Err(err) => Err((err, images.into_iter().map(|(tag, ..)| tag).collect())),
         }
     }
 
@@ -212,6 +247,21 @@ impl Captioner {
         let finished = batch.step(&generation.stop_ids, self.spec.pads_rows, |rows, encoder, cache| {
             decoder.next_tokens(rows, encoder, cache, &generation.rules)
         })?;
+        self.captioned(finished)
+    }
+
+    /// One decoding step for every beam of `beams`; the images whose search ended come back
+    /// captioned with their best hypothesis.
+    pub fn step_beams<T>(&mut self, beams: &mut BeamBatch<T>) -> Result<Vec<(T, Generated)>, EngineError> {
+        let decoder = &mut self.decoder;
+        let generation = &self.spec.generation;
+        let finished = beams.step(&generation.stop_ids, &generation.rules, |rows, encoder, cache| {
+            decoder.next_logits(rows, encoder, cache)
+        })?;
+        self.captioned(finished)
+    }
+
+    fn captioned<T>(&self, finished: Vec<Finished<T>>) -> Result<Vec<(T, Generated)>, EngineError> {
         finished
             .into_iter()
             .map(|row| {
@@ -234,6 +284,14 @@ impl Captioner {
             .map_err(|e| EngineError::Inference(format!("tokenizer decode failed: {e}")))?
             .trim()
             .to_owned())
+    }
+
+    /// One encoder run over images of one size.
+    fn encode_images(&mut self, pixels: &[Array4<f32>]) -> Result<EncoderOutputs, EngineError> {
+        let views: Vec<_> = pixels.iter().map(|p| p.view()).collect();
+        let pixel_values = ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| EngineError::Inference(format!("cannot batch images of different sizes: {e}")))?;
+        self.encode(pixel_values)
     }
 
     fn encode(&mut self, pixel_values: Array4<f32>) -> Result<EncoderOutputs, EngineError> {

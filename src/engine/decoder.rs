@@ -1,4 +1,5 @@
-//! One greedy decoding step for the rows of a batch, for every supported decoder layout.
+//! One decoding step for the rows of a batch, for every supported decoder layout: the next
+//! token of each row (greedy) or each row's logits (for beam search).
 //!
 //! The decoder is driven by the names its ONNX graph declares, not by hard-coded lists:
 //! `input_ids`, `attention_mask`, `position_ids`, `encoder_hidden_states`,
@@ -78,7 +79,7 @@ pub struct StepRow<'a> {
     pub max_length: usize,
 }
 
-/// Greedy step decoder over one or two ONNX sessions.
+/// Step decoder over one or two ONNX sessions.
 pub struct StepDecoder {
     first: DecoderGraph,
     with_past: Option<DecoderGraph>,
@@ -140,9 +141,9 @@ impl StepDecoder {
         self.first.inputs.iter().any(|(name, _)| name.starts_with(CROSS_PREFIX))
     }
 
-    /// Runs one step over `rows` (one per image of `encoder`, in its order), feeding each
+    /// Runs one step over `rows` (one per row of `encoder`, in its order), feeding each
     /// row's tokens that `cache` does not hold yet (as many for every row), and returns each
-    /// row's argmax token after `rules`. `cache` then holds every fed token.
+    /// row's argmax token after `rules` (greedy decoding). `cache` then holds every fed token.
     pub fn next_tokens(
         &mut self,
         rows: &[StepRow<'_>],
@@ -150,6 +151,51 @@ impl StepDecoder {
         cache: &mut KvCache,
         rules: &LogitsRules,
     ) -> Result<Vec<i64>, EngineError> {
+        self.step(rows, encoder, cache, |last_logits| {
+            let active = rules.is_active();
+            let mut scores = Vec::new();
+            last_logits
+                .zip(rows)
+                .map(|(last, row)| {
+                    if !active {
+                        return argmax(last);
+                    }
+                    scores.clear();
+                    scores.extend_from_slice(last);
+                    rules.apply(&mut scores, row.tokens, row.max_length);
+                    argmax(&scores)
+                })
+                .collect()
+        })
+    }
+
+    /// Like [`Self::next_tokens`], but returns every row's raw next-token logits (`rows ×
+    /// vocab`, row by row) and `vocab`, for a search that scores them itself.
+    pub fn next_logits(
+        &mut self,
+        rows: &[StepRow<'_>],
+        encoder: &EncoderOutputs,
+        cache: &mut KvCache,
+    ) -> Result<(Vec<f32>, usize), EngineError> {
+        self.step(rows, encoder, cache, |last_logits| {
+            let mut vocab = 0;
+            let mut all = Vec::new();
+            for last in last_logits {
+                vocab = last.len();
+                all.extend_from_slice(last);
+            }
+            (all, vocab)
+        })
+    }
+
+    /// One decoder run; `read` gets each row's logits at its last position, in row order.
+    fn step<R>(
+        &mut self,
+        rows: &[StepRow<'_>],
+        encoder: &EncoderOutputs,
+        cache: &mut KvCache,
+        read: impl FnOnce(&mut dyn Iterator<Item = &[f32]>) -> R,
+    ) -> Result<R, EngineError> {
         let encoder_hidden_states = &encoder.hidden_states;
         let batch = rows.len();
         let has_cache = self.use_cache && !cache.is_empty();
@@ -224,29 +270,16 @@ impl StepDecoder {
         }
 
         let mut outputs = graph.session.run(inputs)?;
-        let tokens = {
+        let result = {
             let (shape, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
             let vocab = usize::try_from(shape.last().copied().unwrap_or(0)).unwrap_or(0);
             if vocab == 0 || logits.len() < vocab * batch || logits.len() % batch != 0 {
                 return Err(EngineError::Inference(format!("unexpected logits shape {shape:?}")));
             }
             // Each row's logits are [seq, vocab]; the next token comes from the last position.
-            let active = rules.is_active();
-            let mut scores = Vec::new();
-            logits
-                .chunks_exact(logits.len() / batch)
-                .zip(rows)
-                .map(|(row_logits, row)| {
-                    let last = &row_logits[row_logits.len() - vocab..];
-                    if !active {
-                        return argmax(last);
-                    }
-                    scores.clear();
-                    scores.extend_from_slice(last);
-                    rules.apply(&mut scores, row.tokens, row.max_length);
-                    argmax(&scores)
-                })
-                .collect()
+            let mut last_logits =
+                logits.chunks_exact(logits.len() / batch).map(|row_logits| &row_logits[row_logits.len() - vocab..]);
+            read(&mut last_logits)
         };
         if self.use_cache {
             let present_names: Vec<String> =
@@ -261,7 +294,7 @@ impl StepDecoder {
             cache.tensors = next_past;
             cache.columns = columns + new_len;
         }
-        Ok(tokens)
+        Ok(result)
     }
 }
 

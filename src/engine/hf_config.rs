@@ -26,6 +26,7 @@
 
 use serde_json::{Value, json};
 
+use super::beam::{BeamSettings, EarlyStopping};
 use super::logits::LogitsRules;
 
 /// The transformers release the defaults below were read from.
@@ -166,10 +167,10 @@ impl<'a> HfObject<'a> {
     }
 }
 
-/// The settings that change greedy output and that capwatch does not apply: refused unless
-/// they hold their no-op value. (Those it applies are read by [`GenerationSource::logits_rules`].)
+/// The settings that change `generate()`'s output and that capwatch does not apply: refused
+/// unless they hold their no-op value. (Those it applies are read by
+/// [`GenerationSource::logits_rules`] and [`GenerationSource::beam_settings`].)
 const REFUSED_SETTINGS: &[&str] = &[
-    "num_beams",
     "num_beam_groups",
     "do_sample",
     "penalty_alpha",
@@ -358,6 +359,30 @@ impl<'a> GenerationSource<'a> {
         })
     }
 
+    /// `num_beams`, `length_penalty` and `early_stopping`; errors name the key.
+    pub fn beam_settings(&self) -> Result<BeamSettings, String> {
+        let bad = |key: &str, wanted: &str| format!("{}: `{key}` must be {wanted}", self.origin);
+        let num_beams = match self.get("num_beams") {
+            Value::Null => 1,
+            value => value
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| bad("num_beams", "a positive integer"))?,
+        };
+        let length_penalty = match self.get("length_penalty") {
+            Value::Null => 1.0,
+            value => value.as_f64().ok_or_else(|| bad("length_penalty", "a number"))?,
+        };
+        let early_stopping = match self.get("early_stopping") {
+            Value::Null | Value::Bool(false) => EarlyStopping::Heuristic,
+            Value::Bool(true) => EarlyStopping::Early,
+            Value::String(text) if text == "never" => EarlyStopping::Never,
+            _ => return Err(bad("early_stopping", "true, false or \"never\"")),
+        };
+        Ok(BeamSettings { num_beams, length_penalty, early_stopping })
+    }
+
     /// New tokens `generate()` allows when the request does not say (see the module docs);
     /// `position_cap`: the generating model's `max_position_embeddings`, if it has one.
     pub fn default_max_new_tokens(&self, prompt_len: usize, position_cap: Option<usize>) -> usize {
@@ -452,9 +477,9 @@ mod tests {
         let decoder = json!({});
         let gpt2 = HfObject::new(&decoder, ConfigClass::Gpt2Config);
         let source = GenerationSource::vision_encoder_decoder(Some(&generation), &config, gpt2);
-        assert_eq!(source.unsupported_setting(), None, "no-op values, beam-only and applied settings pass");
+        assert_eq!(source.unsupported_setting(), None, "no-op values, beam and applied settings pass");
         for (key, value) in
-            [("num_beams", json!(4)), ("do_sample", json!(true)), ("sequence_bias", json!([[[5], 1.0]]))]
+            [("num_beam_groups", json!(2)), ("do_sample", json!(true)), ("sequence_bias", json!([[[5], 1.0]]))]
         {
             let generation = json!({ key: value });
             let source = GenerationSource::vision_encoder_decoder(Some(&generation), &config, gpt2);
@@ -497,5 +522,24 @@ mod tests {
             HfObject::new(&decoder, ConfigClass::Gpt2Config),
         );
         assert!(wrong.logits_rules(&[2], 1).unwrap_err().contains("`bad_words_ids`"));
+    }
+
+    #[test]
+    fn beam_settings_are_read_with_their_defaults() {
+        let config = json!({});
+        let decoder = json!({});
+        let gpt2 = HfObject::new(&decoder, ConfigClass::Gpt2Config);
+        let read = |generation: &Value| {
+            GenerationSource::vision_encoder_decoder(Some(generation), &config, gpt2).beam_settings()
+        };
+        assert_eq!(read(&json!({})).unwrap(), BeamSettings::default());
+        let settings = read(&json!({"num_beams": 4, "length_penalty": 0.6, "early_stopping": "never"})).unwrap();
+        assert_eq!(settings, BeamSettings { num_beams: 4, length_penalty: 0.6, early_stopping: EarlyStopping::Never });
+        assert_eq!(read(&json!({"early_stopping": true})).unwrap().early_stopping, EarlyStopping::Early);
+        assert!(read(&json!({"num_beams": 0})).unwrap_err().contains("`num_beams`"));
+        assert!(read(&json!({"early_stopping": "sometimes"})).unwrap_err().contains("`early_stopping`"));
+        let text = json!({"num_beams": 3});
+        let blip = GenerationSource::blip(HfObject::new(&text, ConfigClass::BlipTextConfig));
+        assert_eq!(blip.beam_settings().unwrap().num_beams, 3, "BLIP reads text_config");
     }
 }

@@ -5,8 +5,12 @@
 //! - [`model_dir`]: reads a model directory (config files) and detects its layout.
 //! - [`preprocess`]: image bytes → normalized NCHW tensor, as the model's image processor does.
 //! - [`resample`]: Pillow-exact resizing (HF processors resize with PIL).
-//! - [`decoder`]: one greedy step for every supported decoder layout (KV cache or not).
-//! - [`captioner`]: encoder + greedy generation + tokenizer for one image.
+//! - [`hf_config`]: transformers' class defaults and generation settings, as it reads them.
+//! - [`logits`]: the logits processors those settings switch on.
+//! - [`decoder`]: one decoding step for every supported decoder layout (KV cache or not).
+//! - [`batch`]: greedy captions decoding together (continuous batching).
+//! - [`beam`]: beam search, as transformers runs it, over a batch of beams.
+//! - [`captioner`]: encoder + generation + tokenizer for one image or a batch.
 //! - [`shared_weights`]: a model's weights read once and shared by the workers' sessions.
 //! - [`threads`]: workers × ONNX Runtime threads when the config does not say.
 //! - [`worker`]: worker threads owning the sessions, behind a bounded queue.
@@ -14,6 +18,7 @@
 //! Nothing here knows about HTTP; the server maps [`EngineError`] to status codes.
 
 pub mod batch;
+pub mod beam;
 pub mod captioner;
 pub mod decoder;
 pub mod hf_config;
@@ -45,6 +50,8 @@ pub enum EngineError {
     ImageTooLarge { width: u32, height: u32, max_pixels: usize },
     #[error("max_new_tokens must be between 1 and {limit}, got {requested}")]
     InvalidMaxNewTokens { requested: usize, limit: usize },
+    #[error("num_beams must be between 1 and {limit}, got {requested}")]
+    InvalidNumBeams { requested: usize, limit: usize },
     #[error("the inference queue is full ({capacity} requests waiting); retry later")]
     Overloaded { capacity: usize },
     #[error("the engine is not running")]
@@ -75,7 +82,7 @@ pub struct StageTimings {
     pub preprocess: Duration,
     /// Running the vision encoder.
     pub encoder: Duration,
-    /// Greedy generation (all decoder steps) and detokenization.
+    /// Generation (all decoder steps) and detokenization.
     pub decoder: Duration,
 }
 
@@ -101,4 +108,6 @@ pub struct Caption {
     pub timings: StageTimings,
     /// Images captioned together with this one (itself included).
     pub batch_size: usize,
+    /// Beams searched (1: greedy).
+    pub num_beams: usize,
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::EngineError;
+use super::beam::BeamSettings;
 use super::hf_config::{ConfigClass, GenerationSource, HfObject, class_default};
 use super::logits::LogitsRules;
 use super::preprocess::ImageProcessorSpec;
@@ -49,7 +50,7 @@ impl ModelLayout {
     }
 }
 
-/// Start/stop tokens, default length and logits rules for greedy generation.
+/// Start/stop tokens, default length, logits rules and beam settings for generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationSpec {
     /// Token ids the decoder starts from (`decoder_start_token_id`, or BLIP's `bos_token_id`).
@@ -60,6 +61,8 @@ pub struct GenerationSpec {
     pub default_max_new_tokens: usize,
     /// The logits processors the model's generation settings switch on.
     pub rules: LogitsRules,
+    /// `num_beams` (the default when a request does not say), `length_penalty`, `early_stopping`.
+    pub beam: BeamSettings,
 }
 
 /// Attention geometry from config.json, used where the ONNX graph declares symbolic dims.
@@ -239,14 +242,14 @@ fn token_ids(value: Option<&Value>) -> Vec<i64> {
     }
 }
 
-/// Refuses a setting that would make `generate()` decode differently from greedy capwatch.
+/// Refuses a setting that would make `generate()` decode differently from capwatch.
 fn refuse_unsupported(source: &GenerationSource<'_>) -> Result<(), String> {
     match source.unsupported_setting() {
         None => Ok(()),
         Some((key, value)) => Err(format!(
             "{} sets `{key}: {value}`, which changes what transformers' generate() produces; capwatch \
-             decodes greedily without it and does not serve a model whose captions would differ \
-             (set it to its default to serve greedy captions)",
+             does not apply it and does not serve a model whose captions would differ \
+             (set it to its default to serve the captions generate() gives without it)",
             source.origin
         )),
     }
@@ -274,6 +277,7 @@ fn vision_encoder_decoder_generation(
         stop_ids,
         default_max_new_tokens: source.default_max_new_tokens(1, None),
         rules,
+        beam: source.beam_settings()?,
     })
 }
 
@@ -293,6 +297,7 @@ fn blip_generation(text_config: HfObject<'_>) -> Result<GenerationSpec, String> 
         stop_ids: vec![sep],
         default_max_new_tokens: source.default_max_new_tokens(1, position_cap),
         rules: source.logits_rules(&[sep], 1)?,
+        beam: source.beam_settings()?,
     })
 }
 
@@ -382,9 +387,12 @@ mod tests {
         let text_config = json!({"max_position_embeddings": 12});
         let spec = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap();
         assert_eq!(spec.default_max_new_tokens, 11, "capped by max_position_embeddings");
-        let text_config = json!({"num_beams": 3});
+        let text_config = json!({"num_beams": 3, "length_penalty": 0.5});
+        let spec = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap();
+        assert_eq!((spec.beam.num_beams, spec.beam.length_penalty), (3, 0.5), "beam settings from text_config");
+        let text_config = json!({"num_beam_groups": 3});
         let err = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap_err();
-        assert!(err.contains("config.json text_config sets `num_beams: 3`"), "{err}");
+        assert!(err.contains("config.json text_config sets `num_beam_groups: 3`"), "{err}");
         let text_config = json!({"repetition_penalty": 1.5, "bad_words_ids": [[102], [7]]});
         let spec = blip_generation(HfObject::new(&text_config, ConfigClass::BlipTextConfig)).unwrap();
         assert_eq!(

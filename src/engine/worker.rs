@@ -1,6 +1,7 @@
 //! Worker threads that own the ONNX Runtime sessions, fed through a bounded queue; a worker
 //! decodes up to `max_batch_size` captions together, taking waiting requests into its batch
-//! at each step boundary where the model allows (continuous batching, [`DecodingBatch`]).
+//! at each step boundary where the model allows (continuous batching, [`DecodingBatch`]),
+//! and searches the captions that ask for beams in a [`BeamBatch`] beside it.
 //!
 //! Each worker loads its own [`Captioner`] (ONNX Runtime sessions are run from one thread
 //! at a time) and warms it up before the engine reports ready; the workers' sessions share
@@ -19,7 +20,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use super::batch::DecodingBatch;
-use super::captioner::BatchItem;
+use super::beam::BeamBatch;
+use super::captioner::{BatchItem, Generated};
 use super::preprocess::{DecodeLimits, decode_image, to_pixel_values};
 use super::shared_weights::SharedWeights;
 use super::threads::{self, ThreadPlan};
@@ -41,12 +43,15 @@ pub struct EngineOptions {
     pub queue_capacity: usize,
     pub max_image_pixels: usize,
     pub max_new_tokens_limit: usize,
+    /// The most beams a request may ask for.
+    pub max_num_beams: usize,
     pub onnxruntime_library: Option<PathBuf>,
 }
 
 struct CaptionJob {
     image: Bytes,
     max_new_tokens: usize,
+    num_beams: usize,
     enqueued_at: Instant,
     reply_tx: oneshot::Sender<Result<Caption, EngineError>>,
 }
@@ -205,14 +210,31 @@ impl Engine {
         }
     }
 
+    /// The number of beams a request gets: the model's own (`num_beams` of its generation
+    /// settings) unless it asks, up to the configured limit.
+    pub fn resolve_num_beams(&self, requested: Option<usize>) -> Result<usize, EngineError> {
+        let limit = self.inner.options.max_num_beams;
+        match requested {
+            None => Ok(self.inner.spec.generation.beam.num_beams),
+            Some(n) if (1..=limit).contains(&n) => Ok(n),
+            Some(n) => Err(EngineError::InvalidNumBeams { requested: n, limit }),
+        }
+    }
+
     /// Captions an encoded image (PNG, JPEG, ...). Refuses at once when the queue is full.
-    pub async fn caption(&self, image: Bytes, max_new_tokens: Option<usize>) -> Result<Caption, EngineError> {
+    pub async fn caption(
+        &self,
+        image: Bytes,
+        max_new_tokens: Option<usize>,
+        num_beams: Option<usize>,
+    ) -> Result<Caption, EngineError> {
         let max_new_tokens = self.resolve_max_new_tokens(max_new_tokens)?;
+        let num_beams = self.resolve_num_beams(num_beams)?;
         let Some(job_tx) = self.sender() else {
             return Err(EngineError::Unavailable);
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        let job = CaptionJob { image, max_new_tokens, enqueued_at: Instant::now(), reply_tx };
+        let job = CaptionJob { image, max_new_tokens, num_beams, enqueued_at: Instant::now(), reply_tx };
         match job_tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -296,71 +318,118 @@ fn warm_up(captioner: &mut Captioner) -> Result<(), EngineError> {
 struct Reply {
     reply_tx: oneshot::Sender<Result<Caption, EngineError>>,
     timings: StageTimings,
+    num_beams: usize,
 }
 
-/// The worker loop: takes waiting requests into the decoding batch (at once when it is
-/// empty; at each step boundary while it decodes, where the model allows), then runs one
-/// step and answers the captions that finished.
+impl Reply {
+    /// Sends the caption (a requester that gave up no longer wants it).
+    fn answer(self, generated: Generated) {
+        let timings =
+            StageTimings { encoder: generated.timings.encoder, decoder: generated.timings.decoder, ..self.timings };
+        let caption = Caption {
+            text: generated.text,
+            token_ids: generated.token_ids,
+            timings,
+            batch_size: generated.batch_size,
+            num_beams: self.num_beams,
+        };
+        // The requester may have timed out and dropped its receiver.
+        let _ = self.reply_tx.send(Ok(caption));
+    }
+
+    fn fail(self, err: &EngineError) {
+        // As above: nobody may be waiting any more.
+        let _ = self.reply_tx.send(Err(EngineError::Inference(err.to_string())));
+    }
+}
+
+/// The worker loop. Greedy captions decode in a [`DecodingBatch`] that takes waiting requests
+/// at once when it is empty and at each step boundary while it decodes, where the model
+/// allows. Captions searched with beams decode in a [`BeamBatch`] that starts together and
+/// runs to its end (requests for beams wait until it is empty, at most `max_batch_size` beams
+/// in all, at least one image). Each turn of the loop runs one step of each batch that has
+/// work, so neither kind holds up the other.
 fn serve_jobs(mut captioner: Captioner, job_rx: &Receiver<CaptionJob>, options: &EngineOptions) {
     let limits = DecodeLimits { max_pixels: options.max_image_pixels };
     let max_batch = options.max_batch_size.max(1);
     let joins_mid_decode = options.join_running_batch && captioner.joins_mid_decode();
     let mut batch: DecodingBatch<Reply> = DecodingBatch::default();
+    let mut beams: BeamBatch<Reply> = BeamBatch::default();
+    let mut waiting_beams: Vec<(BatchItem, Reply)> = Vec::new();
     loop {
-        let jobs = if batch.is_empty() {
+        let idle = batch.is_empty() && beams.is_empty() && waiting_beams.is_empty();
+        let jobs = if idle {
             match job_rx.recv() {
                 Ok(first) => gather_batch(first, job_rx, options),
                 // Closed and drained: the engine is shutting down.
                 Err(_) => return,
             }
-        } else if joins_mid_decode && batch.len() < max_batch {
-            job_rx.try_iter().take(max_batch - batch.len()).collect()
         } else {
-            Vec::new()
+            let greedy_room = if batch.is_empty() {
+                max_batch
+            } else if joins_mid_decode {
+                max_batch.saturating_sub(batch.len())
+            } else {
+                0
+            };
+            // Requests for beams taken now wait in this worker: take no more than one batch's worth.
+            let room = greedy_room.min(max_batch.saturating_sub(waiting_beams.len()));
+            job_rx.try_iter().take(room).collect()
         };
-        let prepared = prepare_jobs(&captioner, jobs, limits);
-        if !prepared.is_empty()
-            && let Err((err, replies)) = captioner.join(&mut batch, prepared)
+        let (beam_jobs, greedy_jobs): (Vec<_>, Vec<_>) =
+            prepare_jobs(&captioner, jobs, limits).into_iter().partition(|(item, _)| item.num_beams > 1);
+        waiting_beams.extend(beam_jobs);
+        if !greedy_jobs.is_empty()
+            && let Err((err, replies)) = captioner.join(&mut batch, greedy_jobs)
         {
             tracing::error!(error = %err, images = replies.len(), "encoder failed");
-            for reply in replies {
-                // The requester may have timed out and dropped its receiver.
-                let _ = reply.reply_tx.send(Err(EngineError::Inference(err.to_string())));
+            replies.into_iter().for_each(|reply| reply.fail(&err));
+        }
+        if beams.is_empty() && !waiting_beams.is_empty() {
+            let images = take_beam_batch(&mut waiting_beams, max_batch);
+            if let Err((err, replies)) = captioner.start_beams(&mut beams, images) {
+                tracing::error!(error = %err, images = replies.len(), "encoder failed");
+                replies.into_iter().for_each(|reply| reply.fail(&err));
             }
         }
-        // Captions nobody waits for any more stop using the batch.
+        // Captions nobody waits for any more stop using the batches.
         batch.retain(|reply| !reply.reply_tx.is_closed());
-        if batch.is_empty() {
-            continue;
+        waiting_beams.retain(|(_, reply)| !reply.reply_tx.is_closed());
+        if let Err(err) = beams.retain(|reply| !reply.reply_tx.is_closed()) {
+            fail_all(beams.drain(), &err, "beam search failed");
         }
-        match captioner.step(&mut batch) {
-            Ok(finished) => {
-                for (reply, generated) in finished {
-                    let timings = StageTimings {
-                        encoder: generated.timings.encoder,
-                        decoder: generated.timings.decoder,
-                        ..reply.timings
-                    };
-                    let caption = Caption {
-                        text: generated.text,
-                        token_ids: generated.token_ids,
-                        timings,
-                        batch_size: generated.batch_size,
-                    };
-                    // As above: a requester that gave up no longer wants the caption.
-                    let _ = reply.reply_tx.send(Ok(caption));
-                }
+        if !batch.is_empty() {
+            match captioner.step(&mut batch) {
+                Ok(finished) => finished.into_iter().for_each(|(reply, generated)| reply.answer(generated)),
+                Err(err) => fail_all(batch.drain(), &err, "inference failed"),
             }
-            Err(err) => {
-                let replies = batch.drain();
-                tracing::error!(error = %err, batch = replies.len(), "inference failed");
-                for reply in replies {
-                    // As above.
-                    let _ = reply.reply_tx.send(Err(EngineError::Inference(err.to_string())));
-                }
+        }
+        if !beams.is_empty() {
+            match captioner.step_beams(&mut beams) {
+                Ok(finished) => finished.into_iter().for_each(|(reply, generated)| reply.answer(generated)),
+                Err(err) => fail_all(beams.drain(), &err, "beam search failed"),
             }
         }
     }
+}
+
+fn fail_all(replies: Vec<Reply>, err: &EngineError, what: &str) {
+    tracing::error!(error = %err, batch = replies.len(), "{what}");
+    replies.into_iter().for_each(|reply| reply.fail(err));
+}
+
+/// The first waiting images whose beams fit in `max_rows` decoder rows (at least one image).
+fn take_beam_batch(waiting: &mut Vec<(BatchItem, Reply)>, max_rows: usize) -> Vec<(BatchItem, Reply)> {
+    let mut rows = 0;
+    let mut count = 0;
+    for (item, _) in waiting.iter() {
+        if count > 0 && rows + item.num_beams > max_rows {
+            break;
+        }
+        rows += item.num_beams;
+        count += 1;
+    }
+    waiting.drain(..count).collect()
 }
 
 /// `first` and whatever else is queued (up to the batch size), waiting at most `batch_wait`.
@@ -394,8 +463,8 @@ fn prepare_jobs(captioner: &Captioner, jobs: Vec<CaptionJob>, limits: DecodeLimi
                 let started = Instant::now();
                 let pixel_values = to_pixel_values(&image, &captioner.spec().image);
                 let timings = StageTimings { queue, decode, preprocess: started.elapsed(), ..StageTimings::default() };
-                let item = BatchItem { pixel_values, max_new_tokens: job.max_new_tokens };
-                prepared.push((item, Reply { reply_tx: job.reply_tx, timings }));
+                let item = BatchItem { pixel_values, max_new_tokens: job.max_new_tokens, num_beams: job.num_beams };
+                prepared.push((item, Reply { reply_tx: job.reply_tx, timings, num_beams: job.num_beams }));
             }
             // The requester may have timed out and dropped its receiver; the answer is then unwanted.
             Err(err) => drop(job.reply_tx.send(Err(err))),

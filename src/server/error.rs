@@ -49,7 +49,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Engine(err) => match err {
-                EngineError::EmptyImage | EngineError::InvalidMaxNewTokens { .. } => StatusCode::BAD_REQUEST,
+                EngineError::EmptyImage
+                | EngineError::InvalidMaxNewTokens { .. }
+                | EngineError::InvalidNumBeams { .. } => StatusCode::BAD_REQUEST,
                 EngineError::UnsupportedImageFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 EngineError::InvalidImage(_) | EngineError::ImageTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 EngineError::Overloaded { .. } | EngineError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,7 +77,7 @@ impl ApiError {
                 EngineError::UnsupportedImageFormat => "unsupported_image_format",
                 EngineError::InvalidImage(_) => "invalid_image",
                 EngineError::ImageTooLarge { .. } => "image_too_large",
-                EngineError::InvalidMaxNewTokens { .. } => "invalid_parameter",
+                EngineError::InvalidMaxNewTokens { .. } | EngineError::InvalidNumBeams { .. } => "invalid_parameter",
                 EngineError::Overloaded { .. } => "overloaded",
                 EngineError::Unavailable => "unavailable",
                 EngineError::Runtime(_) | EngineError::ModelLoad { .. } => "model_error",

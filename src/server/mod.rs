@@ -58,6 +58,7 @@ pub fn engine_options(config: &ServiceConfig) -> EngineOptions {
         queue_capacity: config.queue_capacity.get(),
         max_image_pixels: config.max_image_pixels.get(),
         max_new_tokens_limit: config.max_new_tokens_limit.get(),
+        max_num_beams: config.max_num_beams.get(),
         onnxruntime_library: config.onnxruntime_library.clone(),
     }
 }

@@ -84,6 +84,7 @@ fn engine(state: &AppState) -> Result<&Engine, ApiError> {
 #[derive(Debug, Deserialize)]
 pub struct CaptionParams {
     pub max_new_tokens: Option<usize>,
+    pub num_beams: Option<usize>,
 }
 
 /// Server-side stage timings in milliseconds.
@@ -119,13 +120,17 @@ pub struct CaptionResponse {
     pub tokens: usize,
     /// Images captioned together with this one as one batch (itself included).
     pub batch_size: usize,
+    /// Beams searched (1: greedy decoding).
+    pub num_beams: usize,
     pub timings_ms: TimingsMs,
 }
 
 /// What a caption request carried.
+#[derive(Default)]
 struct CaptionInput {
     image: Bytes,
     max_new_tokens: Option<usize>,
+    num_beams: Option<usize>,
 }
 
 async fn caption(
@@ -137,11 +142,14 @@ async fn caption(
     let engine = engine(&state)?;
     let input = read_caption_input(&state, request).await?;
     let max_new_tokens = input.max_new_tokens.or(params.max_new_tokens);
+    let num_beams = input.num_beams.or(params.num_beams);
     let timeout_s = state.config.request_timeout_s.get();
-    let caption =
-        tokio::time::timeout(Duration::from_secs(timeout_s as u64), engine.caption(input.image, max_new_tokens))
-            .await
-            .map_err(|_| ApiError::Timeout { timeout_s })??;
+    let caption = tokio::time::timeout(
+        Duration::from_secs(timeout_s as u64),
+        engine.caption(input.image, max_new_tokens, num_beams),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout { timeout_s })??;
     state.metrics.observe_caption(&caption.timings, caption.token_ids.len(), caption.batch_size);
     Ok(caption_response(&engine.spec().name, &caption))
 }
@@ -157,6 +165,7 @@ fn caption_response(model: &str, caption: &Caption) -> Response {
         model: model.to_owned(),
         tokens: caption.token_ids.len(),
         batch_size: caption.batch_size,
+        num_beams: caption.num_beams,
         timings_ms: timings,
     };
     let mut response = Json(body).into_response();
@@ -166,14 +175,14 @@ fn caption_response(model: &str, caption: &Caption) -> Response {
     response
 }
 
-/// Accepts multipart (`file`, optional `max_new_tokens`) or a raw `image/*` body.
+/// Accepts multipart (`file`, optional `max_new_tokens` and `num_beams`) or a raw `image/*` body.
 async fn read_caption_input(state: &Arc<AppState>, request: Request) -> Result<CaptionInput, ApiError> {
     let content_type = content_type(request.headers());
     let limit = state.config.max_body_bytes.get();
     if content_type.starts_with("multipart/form-data") {
         let mut multipart =
             Multipart::from_request(request, state).await.map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
-        let mut input = CaptionInput { image: Bytes::new(), max_new_tokens: None };
+        let mut input = CaptionInput::default();
         let mut found_file = false;
         while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(&e, limit))? {
             match field.name() {
@@ -181,12 +190,17 @@ async fn read_caption_input(state: &Arc<AppState>, request: Request) -> Result<C
                     input.image = field.bytes().await.map_err(|e| multipart_error(&e, limit))?;
                     found_file = true;
                 }
-                Some("max_new_tokens") => {
+                Some(name @ ("max_new_tokens" | "num_beams")) => {
+                    let name = name.to_owned();
                     let text = field.text().await.map_err(|e| multipart_error(&e, limit))?;
                     let value = text.trim().parse::<usize>().map_err(|_| {
-                        ApiError::InvalidParameter(format!("max_new_tokens must be a positive integer, got `{text}`"))
+                        ApiError::InvalidParameter(format!("{name} must be a positive integer, got `{text}`"))
                     })?;
-                    input.max_new_tokens = Some(value);
+                    if name == "num_beams" {
+                        input.num_beams = Some(value);
+                    } else {
+                        input.max_new_tokens = Some(value);
+                    }
                 }
                 // Unknown fields are read and ignored, as browsers add their own.
                 _ => {}
@@ -197,7 +211,7 @@ async fn read_caption_input(state: &Arc<AppState>, request: Request) -> Result<C
         }
         Ok(input)
     } else if content_type.starts_with("image/") || content_type.starts_with("application/octet-stream") {
-        Ok(CaptionInput { image: read_raw_body(request.into_body(), limit).await?, max_new_tokens: None })
+        Ok(CaptionInput { image: read_raw_body(request.into_body(), limit).await?, ..CaptionInput::default() })
     } else if content_type.is_empty() {
         Err(ApiError::UnsupportedMediaType("(none)".to_owned()))
     } else {
