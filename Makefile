@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-scale fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-scale bench-beams fixtures clean-ort
 
 all: test
 
@@ -51,6 +51,13 @@ bench: $(ORT_LIB)
 bench-scale: $(ORT_LIB) tools/.venv/bin/python
 	$(CARGO) build --release
 	tools/.venv/bin/python tools/bench_scale.py $(ARGS)
+
+## bench-beams: beam search at real sizes (bench-scale's BLIP-base and ViT-GPT2-base, cross-cache exports):
+## capwatch num_beams 1 and 4 against generate(num_beams=1, 4), same captions checked; .tmp/bench-scale/beams.md
+## (~5 min once bench-scale's exports exist; flags: ARGS="--beams 4 --rounds 3 --threads 2")
+bench-beams: $(ORT_LIB) tools/.venv/bin/python
+	$(CARGO) build --release
+	tools/.venv/bin/python tools/bench_beams.py $(ARGS)
 
 tools/.venv/bin/python: tools/requirements.txt
 	$(PYTHON) -m venv tools/.venv

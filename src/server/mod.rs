@@ -91,6 +91,7 @@ pub async fn run(
                     intra_op_threads = engine.threads().intra_op_threads,
                     max_batch_size = engine.options().max_batch_size,
                     joins_running_batch = engine.options().join_running_batch && spec.pads_rows,
+                    num_beams = spec.generation.beam.num_beams,
                     load_ms = loaded.elapsed().as_millis() as u64,
                     "model loaded and warmed up; ready"
                 );

@@ -254,6 +254,8 @@ pub struct HealthResponse {
     pub layout: Option<String>,
     /// Weight precision (`fp32`, `int8`), once loaded.
     pub precision: Option<String>,
+    /// Beams a caption gets when the request does not say (1: greedy), once loaded.
+    pub num_beams: Option<usize>,
     pub ready: bool,
     pub workers_alive: usize,
     pub queue_depth: usize,
@@ -280,6 +282,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         model,
         layout: engine.map(|e| e.spec().layout_name()),
         precision: engine.map(|e| e.spec().precision.clone()),
+        num_beams: engine.map(|e| e.spec().generation.beam.num_beams),
         ready: engine.is_some(),
         workers_alive,
         queue_depth: engine.map_or(0, Engine::queue_depth),
