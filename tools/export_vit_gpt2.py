@@ -365,8 +365,12 @@ def verify(model, out_dir: Path, image_size: int, max_new_tokens: int = 8, log=p
     """ORT against PyTorch: encoder outputs, decoder logits on a first (past = 0) and a cached step, and greedy
     token ids identical to model.generate() for batch 1, batch 2 and a left-padded batch 2."""
     gen_cfg = model.generation_config
-    start_id = gen_cfg.decoder_start_token_id
-    stop_id = gen_cfg.eos_token_id if isinstance(gen_cfg.eos_token_id, int) else gen_cfg.eos_token_id[0]
+    # As generate() (_prepare_special_tokens): the decoder starts on decoder_start_token_id, else bos_token_id.
+    start_id = gen_cfg.decoder_start_token_id if gen_cfg.decoder_start_token_id is not None else gen_cfg.bos_token_id
+    if start_id is None:
+        raise ValueError("generation config has neither decoder_start_token_id nor bos_token_id (generate() refuses)")
+    eos = gen_cfg.eos_token_id
+    stop_id = eos if isinstance(eos, int) else eos[0]
     pad_id = gen_cfg.pad_token_id if gen_cfg.pad_token_id is not None else stop_id
     rng = torch.Generator().manual_seed(0)
     pixel_values = torch.randn(3, 3, image_size, image_size, generator=rng).numpy()
