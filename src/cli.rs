@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Enable fault injection: `POST /chaos` from loopback makes the server slow, failing,
+    /// hung, crashed, wrong or unready for a while (to rehearse alerts; sets `service.chaos`).
+    #[arg(long)]
+    pub chaos: bool,
 }
 
 impl ServeArgs {
@@ -148,6 +152,9 @@ impl ServeArgs {
         if let Some(workers) = service.workers {
             args.extend(["--workers".into(), workers.to_string().into()]);
         }
+        if service.chaos {
+            args.push("--chaos".into());
+        }
         args
     }
 }
@@ -169,6 +176,9 @@ impl ServeArgs {
         }
         if let Some(workers) = self.workers {
             service.workers = Some(workers);
+        }
+        if self.chaos {
+            service.chaos = true;
         }
         Ok(config)
     }

@@ -44,6 +44,8 @@ pub struct ServiceConfig {
     pub max_num_beams: NonZeroUsize,
     /// Time a caption request may take in total (queue included) before 504.
     pub request_timeout_s: NonZeroUsize,
+    /// Fault injection for rehearsing alerts (`POST /chaos` from loopback); `serve --chaos`.
+    pub chaos: bool,
 }
 
 impl Default for ServiceConfig {
@@ -64,6 +66,7 @@ impl Default for ServiceConfig {
             max_new_tokens_limit: nz(128),
             max_num_beams: nz(8),
             request_timeout_s: nz(30),
+            chaos: false,
         }
     }
 }

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 pub use captioner::Captioner;
 pub use model_dir::{ModelLayout, ModelSpec};
-pub use worker::{Engine, EngineOptions};
+pub use worker::{Engine, EngineOptions, StepDelay};
 
 /// Everything that can go wrong between image bytes and a caption.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@
 //! piling up memory. Closing the engine lets the workers drain what is queued, then exit.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,6 +46,31 @@ pub struct EngineOptions {
     /// The most beams a request may ask for.
     pub max_num_beams: usize,
     pub onnxruntime_library: Option<PathBuf>,
+    /// Added before every decoding step (zero unless a `slow_decoder` fault is injected).
+    pub step_delay: StepDelay,
+}
+
+/// A pause every worker takes before each decoding step, changed while the engine runs (the
+/// server's `slow_decoder` fault); zero, and free, otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct StepDelay(Arc<AtomicU64>);
+
+impl StepDelay {
+    pub fn set(&self, delay: Duration) {
+        self.0.store(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Sleeps for the delay, if there is one.
+    fn pause(&self) {
+        let delay = self.get();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+    }
 }
 
 struct CaptionJob {
@@ -397,6 +422,9 @@ fn serve_jobs(mut captioner: Captioner, job_rx: &Receiver<CaptionJob>, options: 
         waiting_beams.retain(|(_, reply)| !reply.reply_tx.is_closed());
         if let Err(err) = beams.retain(|reply| !reply.reply_tx.is_closed()) {
             fail_all(beams.drain(), &err, "beam search failed");
+        }
+        if !batch.is_empty() || !beams.is_empty() {
+            options.step_delay.pause();
         }
         if !batch.is_empty() {
             match captioner.step(&mut batch) {

@@ -36,6 +36,9 @@ pub enum ApiError {
     Timeout { timeout_s: usize },
     #[error("internal error: {0}")]
     Internal(String),
+    /// An `errors` fault of `serve --chaos` answered instead of the model.
+    #[error("error {status} injected by capwatch chaos (an `errors` fault is in force)")]
+    Injected { status: u16 },
 }
 
 /// The JSON error body.
@@ -67,6 +70,7 @@ impl ApiError {
             }
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Injected { status } => StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 
@@ -92,6 +96,7 @@ impl ApiError {
             Self::BodyRead(_) => "body_read_error",
             Self::Timeout { .. } => "timeout",
             Self::Internal(_) => "internal_error",
+            Self::Injected { .. } => "chaos_injected",
         }
     }
 }

@@ -28,6 +28,8 @@ pub const WORKERS_ALIVE: &str = "capwatch_workers_alive";
 pub const READY: &str = "capwatch_ready";
 pub const MODEL_INFO: &str = "capwatch_model_info";
 pub const START_TIME: &str = "capwatch_start_time";
+pub const CHAOS_ACTIVE: &str = "capwatch_chaos_active";
+pub const CHAOS_HITS: &str = "capwatch_chaos_hits";
 
 /// Content type of the exposition (OpenMetrics text, which Prometheus scrapes natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -56,6 +58,11 @@ pub struct ModelLabels {
     pub version: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    pub kind: &'static str,
+}
+
 fn request_histogram() -> Histogram {
     // 0.5 ms … ~65 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 18))
@@ -80,6 +87,10 @@ pub struct Metrics {
     pub ready: Gauge,
     pub model_info: Family<ModelLabels, Gauge>,
     pub start_time: Gauge<f64, AtomicU64>,
+    /// Injected faults in force, by kind (only with `--chaos`).
+    pub chaos_active: Family<FaultLabels, Gauge>,
+    /// Requests an injected fault hit, by kind.
+    pub chaos_hits: Family<FaultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -128,6 +139,14 @@ impl Metrics {
         if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             start_time.set(since_epoch.as_secs_f64());
         }
+        let chaos_active = Family::<FaultLabels, Gauge>::default();
+        registry.register(
+            CHAOS_ACTIVE,
+            "Injected faults in force (capwatch serve --chaos), by kind",
+            chaos_active.clone(),
+        );
+        let chaos_hits = Family::<FaultLabels, Counter>::default();
+        registry.register(CHAOS_HITS, "Requests an injected fault hit, by kind", chaos_hits.clone());
         Self {
             registry,
             http_requests,
@@ -141,6 +160,8 @@ impl Metrics {
             ready,
             model_info,
             start_time,
+            chaos_active,
+            chaos_hits,
         }
     }
 

@@ -1,10 +1,12 @@
 //! The HTTP server: `run(config, listener, shutdown)` serves the API until `shutdown`
 //! resolves, then drains in-flight requests and stops the engine.
 //!
-//! Layout: [`routes`] (handlers, router), [`error`] (status codes), [`metrics`] (Prometheus).
+//! Layout: [`routes`] (handlers, router), [`error`] (status codes), [`metrics`] (Prometheus),
+//! [`chaos`] (fault injection, only with `--chaos`).
 //! The model loads in the background after the socket is bound, so `/health` and `/ready`
 //! answer from the first moment; a model that fails to load stops the server with an error.
 
+pub mod chaos;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -18,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServiceConfig;
-use crate::engine::{Engine, EngineError, EngineOptions, ModelSpec};
+use crate::engine::{Engine, EngineError, EngineOptions, ModelSpec, StepDelay};
 
 pub use routes::router;
 
@@ -39,11 +41,24 @@ pub struct AppState {
     pub engine: OnceLock<Engine>,
     pub started_at: Instant,
     pub metrics: metrics::Metrics,
+    /// Fault injection, when the server was started with `--chaos`.
+    pub chaos: Option<chaos::Chaos>,
+    /// The engine's step delay (set by the `slow_decoder` fault).
+    pub step_delay: StepDelay,
 }
 
 impl AppState {
     pub fn new(config: ServiceConfig) -> Self {
-        Self { config, engine: OnceLock::new(), started_at: Instant::now(), metrics: metrics::Metrics::new() }
+        let step_delay = StepDelay::default();
+        let chaos = config.chaos.then(|| chaos::Chaos::new(step_delay.clone()));
+        Self {
+            config,
+            engine: OnceLock::new(),
+            started_at: Instant::now(),
+            metrics: metrics::Metrics::new(),
+            chaos,
+            step_delay,
+        }
     }
 }
 
@@ -60,13 +75,15 @@ pub fn engine_options(config: &ServiceConfig) -> EngineOptions {
         max_new_tokens_limit: config.max_new_tokens_limit.get(),
         max_num_beams: config.max_num_beams.get(),
         onnxruntime_library: config.onnxruntime_library.clone(),
+        step_delay: StepDelay::default(),
     }
 }
 
-/// Loads the model described by `config` and starts its workers (blocking).
-pub fn load_engine(config: &ServiceConfig) -> Result<Engine, EngineError> {
+/// Loads the model described by `config` and starts its workers (blocking); `step_delay` is
+/// what the workers pause before each step (the server's `slow_decoder` fault sets it).
+pub fn load_engine(config: &ServiceConfig, step_delay: StepDelay) -> Result<Engine, EngineError> {
     let spec = ModelSpec::read(&config.model_dir)?;
-    Engine::start(spec, engine_options(config))
+    Engine::start(spec, EngineOptions { step_delay, ..engine_options(config) })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves or the model fails to load.
@@ -81,7 +98,7 @@ pub async fn run(
     let loader_state = Arc::clone(&state);
     let loader = tokio::task::spawn_blocking(move || {
         let loaded = Instant::now();
-        match load_engine(&loader_state.config) {
+        match load_engine(&loader_state.config, loader_state.step_delay.clone()) {
             Ok(engine) => {
                 let spec = engine.spec();
                 tracing::info!(
@@ -122,7 +139,17 @@ pub async fn run(
             () = load_failed => {}
         }
     };
-    axum::serve(listener, app).with_graceful_shutdown(stop).await?;
+    let expiry = state.chaos.is_some().then(|| {
+        tracing::warn!("chaos enabled: POST /chaos from loopback injects faults");
+        tokio::spawn(chaos::expire_faults(Arc::clone(&state)))
+    });
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(stop)
+        .await;
+    if let Some(expiry) = expiry {
+        expiry.abort();
+    }
+    served?;
 
     let load_result = match loader.await {
         Ok(result) => result,

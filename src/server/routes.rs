@@ -1,12 +1,13 @@
 //! HTTP handlers and the router: `/caption`, `/health`, `/ready`, `/metrics`,
-//! `/openapi.json`, `/docs`. Handlers translate HTTP to engine calls and back; status codes
+//! `/openapi.json`, `/docs`, and `/chaos` with `--chaos`. Handlers translate HTTP to engine calls and back; status codes
 //! come from [`ApiError`], metric names from [`super::metrics`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -15,6 +16,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::chaos::{self, ActiveFault, CRASH_DELAY, FaultKind, FaultSpec};
 use super::error::ApiError;
 use super::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ModelLabels};
 use crate::engine::{Caption, Engine, StageTimings};
@@ -25,16 +27,20 @@ const OPENAPI_JSON: &str = include_str!("../../assets/openapi.json");
 const DOCS_HTML: &str = include_str!("../../assets/docs.html");
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Builds the router over shared state.
+/// Builds the router over shared state (`/chaos` only when fault injection is enabled).
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes.get();
-    Router::new()
+    let mut router = Router::new()
         .route("/caption", post(caption))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .route("/docs", get(docs))
+        .route("/docs", get(docs));
+    if state.chaos.is_some() {
+        router = router.route("/chaos", post(chaos_inject).get(chaos_list).delete(chaos_clear));
+    }
+    router
         .fallback(not_found)
         // Multipart bodies are limited by axum; raw bodies are limited in `read_raw_body`.
         .layer(DefaultBodyLimit::max(body_limit))
@@ -55,6 +61,10 @@ async fn track_requests(State(state): State<Arc<AppState>>, request: Request, ne
 }
 
 async fn not_found() -> Response {
+    not_found_response()
+}
+
+fn not_found_response() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(super::error::ErrorBody { error: "no such endpoint; see /docs".to_owned(), error_type: "not_found" }),
@@ -139,6 +149,15 @@ async fn caption(
     request: Request,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::InvalidParameter(e.body_text()))?;
+    if let Some(chaos) = &state.chaos {
+        chaos.hold_while_hung(&state.metrics).await;
+        if let Some(delay) = chaos.added_latency(&state.metrics) {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(status) = chaos.injected_error(&state.metrics) {
+            return Err(ApiError::Injected { status });
+        }
+    }
     let engine = engine(&state)?;
     let input = read_caption_input(&state, request).await?;
     let max_new_tokens = input.max_new_tokens.or(params.max_new_tokens);
@@ -151,6 +170,8 @@ async fn caption(
     .await
     .map_err(|_| ApiError::Timeout { timeout_s })??;
     state.metrics.observe_caption(&caption.timings, caption.token_ids.len(), caption.batch_size);
+    let garbage = state.chaos.as_ref().and_then(|chaos| chaos.garbage(&caption.text, &state.metrics));
+    let caption = Caption { text: garbage.unwrap_or(caption.text), ..caption };
     Ok(caption_response(&engine.spec().name, &caption))
 }
 
@@ -263,10 +284,18 @@ pub struct HealthResponse {
     pub version: String,
 }
 
+/// `hang` holds the request; `unready` makes it fail.
+async fn chaos_says_unready(state: &AppState) -> bool {
+    let Some(chaos) = &state.chaos else { return false };
+    chaos.hold_while_hung(&state.metrics).await;
+    chaos.is_active(FaultKind::Unready, &state.metrics)
+}
+
 async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let unready = chaos_says_unready(&state).await;
     let engine = state.engine.get();
     let workers_alive = engine.map_or(0, Engine::workers_alive);
-    let healthy = engine.is_some() && workers_alive > 0;
+    let healthy = engine.is_some() && workers_alive > 0 && !unready;
     let model = engine.map_or_else(
         || {
             state
@@ -299,7 +328,8 @@ pub struct ReadyResponse {
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let ready = state.engine.get().is_some();
+    let unready = chaos_says_unready(&state).await;
+    let ready = state.engine.get().is_some() && !unready;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(ReadyResponse { ready })).into_response()
 }
@@ -318,6 +348,63 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
     }
     let text = metrics.encode().map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+}
+
+/// `POST /chaos`: starts a fault (JSON [`FaultSpec`]); `crash` exits right after answering.
+/// Like the other `/chaos` routes it answers only this machine; to anyone else it does not exist.
+async fn chaos_inject(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    spec: Result<Json<FaultSpec>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(chaos) = state.chaos.as_ref().filter(|_| peer.ip().is_loopback()) else {
+        return not_found_response();
+    };
+    let spec = match spec {
+        Ok(Json(spec)) => spec,
+        Err(rejection) => return ApiError::InvalidParameter(rejection.body_text()).into_response(),
+    };
+    let fault = match chaos.inject(spec, &state.metrics) {
+        Ok(fault) => fault,
+        Err(message) => return ApiError::InvalidParameter(message).into_response(),
+    };
+    if fault.spec.kind == FaultKind::Crash {
+        let exit_code = fault.spec.exit_code;
+        tokio::spawn(async move {
+            tokio::time::sleep(CRASH_DELAY).await;
+            tracing::error!(exit_code, "chaos: crashing on purpose");
+            std::process::exit(exit_code);
+        });
+    }
+    (StatusCode::CREATED, Json(fault)).into_response()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChaosList {
+    pub faults: Vec<ActiveFault>,
+}
+
+/// `GET /chaos`: the faults in force.
+async fn chaos_list(State(state): State<Arc<AppState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if !peer.ip().is_loopback() {
+        return not_found_response();
+    }
+    let faults = state.chaos.as_ref().map(chaos::Chaos::active).unwrap_or_default();
+    Json(ChaosList { faults }).into_response()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChaosCleared {
+    pub cleared: usize,
+}
+
+/// `DELETE /chaos`: ends every fault now.
+async fn chaos_clear(State(state): State<Arc<AppState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if !peer.ip().is_loopback() {
+        return not_found_response();
+    }
+    let cleared = state.chaos.as_ref().map_or(0, |chaos| chaos.clear(&state.metrics));
+    Json(ChaosCleared { cleared }).into_response()
 }
 
 async fn openapi() -> Response {

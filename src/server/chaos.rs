@@ -1,0 +1,443 @@
+//! Fault injection for rehearsing alerts (`capwatch serve --chaos`): for a while, and for a
+//! share of requests, the server is slow, fails, hangs, crashes, writes wrong captions, decodes
+//! slowly or reports itself unready.
+//!
+//! Faults are set with `POST /chaos` (JSON [`FaultSpec`]), listed with `GET /chaos` and cleared
+//! with `DELETE /chaos`, only from loopback and only when the server was started with
+//! `--chaos`; otherwise those routes answer 404 like any unknown path. Each fault ends by
+//! itself after `duration_s`. The handlers ask this module what to do; it decides which
+//! requests a fault hits (exactly `share` of them, spread evenly), counts them in
+//! `/metrics` and logs each fault's start and end. It never touches the model.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{FaultLabels, Metrics};
+use crate::engine::StepDelay;
+
+/// How long a fault lasts when the request does not say.
+const DEFAULT_DURATION_S: f64 = 60.0;
+/// The longest fault accepted (a day).
+const MAX_DURATION_S: f64 = 86_400.0;
+/// How often a hung request checks whether its fault has ended.
+const HANG_POLL: Duration = Duration::from_millis(50);
+/// How long a crash waits after answering `POST /chaos`, so the answer gets out.
+pub const CRASH_DELAY: Duration = Duration::from_millis(200);
+/// Words a `garbage` fault writes instead of the caption.
+const GARBAGE_WORDS: &[&str] = &["zebra", "violin", "umbrella", "seventeen", "marmalade", "glacier", "accordion"];
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// `/caption` answers `latency_ms` (± `jitter_ms`) later.
+    Latency,
+    /// `/caption` answers `status` (a 5xx) instead of the caption.
+    Errors,
+    /// `/caption`, `/health` and `/ready` do not answer until the fault ends.
+    Hang,
+    /// The process exits with `exit_code` (non-zero) right after accepting the fault.
+    Crash,
+    /// Captions are replaced by wrong words, so their quality drops.
+    Garbage,
+    /// Every decoding step of the model takes `step_delay_ms` longer.
+    SlowDecoder,
+    /// `/ready` answers 503 and `/health` says unhealthy.
+    Unready,
+}
+
+impl FaultKind {
+    pub const ALL: [Self; 7] =
+        [Self::Latency, Self::Errors, Self::Hang, Self::Crash, Self::Garbage, Self::SlowDecoder, Self::Unready];
+
+    /// The name in JSON, logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Latency => "latency",
+            Self::Errors => "errors",
+            Self::Hang => "hang",
+            Self::Crash => "crash",
+            Self::Garbage => "garbage",
+            Self::SlowDecoder => "slow_decoder",
+            Self::Unready => "unready",
+        }
+    }
+}
+
+/// A fault as `POST /chaos` takes it; parameters that do not apply to its kind are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    /// Seconds until the fault ends by itself (default 60; `crash` ignores it).
+    #[serde(default = "default_duration_s")]
+    pub duration_s: f64,
+    /// Share of requests hit, in (0, 1] (default 1: all); `latency`, `errors`, `garbage`.
+    #[serde(default = "default_share")]
+    pub share: f64,
+    /// `latency`: added milliseconds (default 1000).
+    #[serde(default = "default_latency_ms")]
+    pub latency_ms: u64,
+    /// `latency`: up to this many milliseconds more or less (default 0).
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// `errors`: the status answered (default 500; 500–599).
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// `slow_decoder`: added milliseconds per decoding step (default 100).
+    #[serde(default = "default_step_delay_ms")]
+    pub step_delay_ms: u64,
+    /// `crash`: the exit status (default 70; non-zero).
+    #[serde(default = "default_exit_code")]
+    pub exit_code: i32,
+}
+
+fn default_duration_s() -> f64 {
+    DEFAULT_DURATION_S
+}
+fn default_share() -> f64 {
+    1.0
+}
+fn default_latency_ms() -> u64 {
+    1000
+}
+fn default_status() -> u16 {
+    500
+}
+fn default_step_delay_ms() -> u64 {
+    100
+}
+fn default_exit_code() -> i32 {
+    70
+}
+
+impl FaultSpec {
+    /// A fault of `kind` with every parameter at its default.
+    pub fn new(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            duration_s: default_duration_s(),
+            share: default_share(),
+            latency_ms: default_latency_ms(),
+            jitter_ms: 0,
+            status: default_status(),
+            step_delay_ms: default_step_delay_ms(),
+            exit_code: default_exit_code(),
+        }
+    }
+
+    /// The first parameter out of range, named.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.duration_s > 0.0 && self.duration_s <= MAX_DURATION_S) {
+            return Err(format!("duration_s must be in (0, {MAX_DURATION_S}], got {}", self.duration_s));
+        }
+        if !(self.share > 0.0 && self.share <= 1.0) {
+            return Err(format!("share must be in (0, 1], got {}", self.share));
+        }
+        if !(500..=599).contains(&self.status) {
+            return Err(format!("status must be a 5xx code, got {}", self.status));
+        }
+        if self.exit_code == 0 {
+            return Err("exit_code must not be 0 (a crash exits with an error)".to_owned());
+        }
+        if self.kind == FaultKind::Latency && self.jitter_ms > self.latency_ms {
+            return Err(format!("jitter_ms ({}) must not exceed latency_ms ({})", self.jitter_ms, self.latency_ms));
+        }
+        Ok(())
+    }
+}
+
+/// A fault in force, as `GET /chaos` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveFault {
+    pub id: u64,
+    #[serde(flatten)]
+    pub spec: FaultSpec,
+    /// Seconds until it ends.
+    pub remaining_s: f64,
+    /// Requests it has hit so far.
+    pub hits: u64,
+}
+
+struct Fault {
+    id: u64,
+    spec: FaultSpec,
+    ends_at: Instant,
+    /// Requests the fault was asked about, to hit exactly `share` of them.
+    seen: AtomicU64,
+    hits: AtomicU64,
+}
+
+impl Fault {
+    /// Whether the next request is hit: request `n` is when `floor((n + 1) · share)` steps up,
+    /// so exactly `share` of any run of requests are, evenly spread.
+    fn hits_next(&self) -> Option<u64> {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        let share = self.spec.share;
+        let hit = ((n + 1) as f64 * share).floor() > (n as f64 * share).floor();
+        if hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit.then_some(n)
+    }
+
+    fn describe(&self, now: Instant) -> ActiveFault {
+        ActiveFault {
+            id: self.id,
+            spec: self.spec.clone(),
+            remaining_s: (self.ends_at.saturating_duration_since(now).as_secs_f64() * 1000.0).round() / 1000.0,
+            hits: self.hits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The faults in force, shared by the handlers.
+pub struct Chaos {
+    faults: Mutex<Vec<Arc<Fault>>>,
+    next_id: AtomicU64,
+    step_delay: StepDelay,
+}
+
+impl Chaos {
+    /// `step_delay` is the engine's: `slow_decoder` sets it.
+    pub fn new(step_delay: StepDelay) -> Self {
+        Self { faults: Mutex::new(Vec::new()), next_id: AtomicU64::new(1), step_delay }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Fault>>> {
+        // A panic while holding this lock leaves a plain Vec behind; it is still usable.
+        self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts a fault; it ends by itself at its deadline (see [`Self::expire`]).
+    pub fn inject(&self, spec: FaultSpec, metrics: &Metrics) -> Result<ActiveFault, String> {
+        spec.validate()?;
+        let now = Instant::now();
+        let fault = Arc::new(Fault {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            ends_at: now + Duration::from_secs_f64(spec.duration_s),
+            spec,
+            seen: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+        });
+        tracing::warn!(
+            fault_id = fault.id,
+            kind = fault.spec.kind.name(),
+            duration_s = fault.spec.duration_s,
+            share = fault.spec.share,
+            "chaos fault started"
+        );
+        self.lock().push(Arc::clone(&fault));
+        self.refresh(metrics);
+        Ok(fault.describe(now))
+    }
+
+    /// Ends the faults whose time is up; returns when the next one ends, if any is left.
+    pub fn expire(&self, metrics: &Metrics) -> Option<Instant> {
+        let now = Instant::now();
+        let ended: Vec<Arc<Fault>> = {
+            let mut faults = self.lock();
+            let (ended, kept) = faults.drain(..).partition(|f| f.ends_at <= now);
+            *faults = kept;
+            ended
+        };
+        for fault in &ended {
+            tracing::warn!(
+                fault_id = fault.id,
+                kind = fault.spec.kind.name(),
+                hits = fault.hits.load(Ordering::Relaxed),
+                "chaos fault ended"
+            );
+        }
+        if !ended.is_empty() {
+            self.refresh(metrics);
+        }
+        self.lock().iter().map(|f| f.ends_at).min()
+    }
+
+    /// Ends every fault now; returns how many there were.
+    pub fn clear(&self, metrics: &Metrics) -> usize {
+        let cleared: Vec<Arc<Fault>> = self.lock().drain(..).collect();
+        for fault in &cleared {
+            tracing::warn!(fault_id = fault.id, kind = fault.spec.kind.name(), "chaos fault cleared");
+        }
+        self.refresh(metrics);
+        cleared.len()
+    }
+
+    /// The faults in force.
+    pub fn active(&self) -> Vec<ActiveFault> {
+        let now = Instant::now();
+        self.lock().iter().filter(|f| f.ends_at > now).map(|f| f.describe(now)).collect()
+    }
+
+    /// The newest fault of `kind` in force.
+    fn find(&self, kind: FaultKind) -> Option<Arc<Fault>> {
+        let now = Instant::now();
+        self.lock().iter().rev().find(|f| f.spec.kind == kind && f.ends_at > now).cloned()
+    }
+
+    /// Whether a fault of `kind` is in force (it hits every request: `hang`, `unready`).
+    pub fn is_active(&self, kind: FaultKind, metrics: &Metrics) -> bool {
+        let fault = self.find(kind);
+        if let Some(fault) = &fault {
+            fault.hits.fetch_add(1, Ordering::Relaxed);
+            metrics.chaos_hits.get_or_create(&FaultLabels { kind: kind.name() }).inc();
+        }
+        fault.is_some()
+    }
+
+    /// The fault of `kind` if it hits this request, with the request's number.
+    fn hit(&self, kind: FaultKind, metrics: &Metrics) -> Option<(Arc<Fault>, u64)> {
+        let fault = self.find(kind)?;
+        let n = fault.hits_next()?;
+        metrics.chaos_hits.get_or_create(&FaultLabels { kind: kind.name() }).inc();
+        Some((fault, n))
+    }
+
+    /// `latency`: how long to hold this caption request before serving it.
+    pub fn added_latency(&self, metrics: &Metrics) -> Option<Duration> {
+        let (fault, n) = self.hit(FaultKind::Latency, metrics)?;
+        let spec = &fault.spec;
+        let jitter =
+            if spec.jitter_ms == 0 { 0 } else { (mix(n) % (2 * spec.jitter_ms + 1)) as i64 - spec.jitter_ms as i64 };
+        Some(Duration::from_millis(spec.latency_ms.saturating_add_signed(jitter)))
+    }
+
+    /// `errors`: the status to answer this caption request with instead.
+    pub fn injected_error(&self, metrics: &Metrics) -> Option<u16> {
+        self.hit(FaultKind::Errors, metrics).map(|(fault, _)| fault.spec.status)
+    }
+
+    /// `garbage`: the wrong caption to answer instead of `caption`.
+    pub fn garbage(&self, caption: &str, metrics: &Metrics) -> Option<String> {
+        let (_, n) = self.hit(FaultKind::Garbage, metrics)?;
+        let words = caption.split_whitespace().count().clamp(2, 8);
+        Some(
+            (0..words)
+                .map(|i| GARBAGE_WORDS[(mix(n + i as u64) % GARBAGE_WORDS.len() as u64) as usize])
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+
+    /// `hang`: waits while a hang is in force (returns at once otherwise).
+    pub async fn hold_while_hung(&self, metrics: &Metrics) {
+        if !self.is_active(FaultKind::Hang, metrics) {
+            return;
+        }
+        while self.find(FaultKind::Hang).is_some() {
+            tokio::time::sleep(HANG_POLL).await;
+        }
+    }
+
+    /// Makes the metrics and the engine's step delay match the faults in force.
+    fn refresh(&self, metrics: &Metrics) {
+        let faults = self.lock();
+        for kind in FaultKind::ALL {
+            let count = faults.iter().filter(|f| f.spec.kind == kind).count();
+            metrics.chaos_active.get_or_create(&FaultLabels { kind: kind.name() }).set(count as i64);
+        }
+        let delay = faults
+            .iter()
+            .filter(|f| f.spec.kind == FaultKind::SlowDecoder)
+            .map(|f| f.spec.step_delay_ms)
+            .max()
+            .unwrap_or(0);
+        self.step_delay.set(Duration::from_millis(delay));
+    }
+}
+
+/// Ends faults at their deadlines until the server stops (spawned once with `--chaos`).
+pub async fn expire_faults(state: Arc<super::AppState>) {
+    let Some(chaos) = state.chaos.as_ref() else { return };
+    loop {
+        let next = chaos.expire(&state.metrics);
+        // Faults injected meanwhile are picked up within a second.
+        let wait = next.map_or(Duration::from_secs(1), |at| at.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+    }
+}
+
+/// A well-mixed number from `n` (splitmix64), for jitter and garbage words.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn chaos() -> (Chaos, Metrics, StepDelay) {
+        let delay = StepDelay::default();
+        (Chaos::new(delay.clone()), Metrics::new(), delay)
+    }
+
+    #[test]
+    fn a_share_hits_exactly_that_share_evenly() {
+        let (chaos, metrics, _) = chaos();
+        chaos.inject(FaultSpec { share: 0.25, ..FaultSpec::new(FaultKind::Errors) }, &metrics).unwrap();
+        let hits: Vec<bool> = (0..8).map(|_| chaos.injected_error(&metrics).is_some()).collect();
+        assert_eq!(hits, [false, false, false, true, false, false, false, true]);
+        assert_eq!(chaos.active()[0].hits, 2);
+        assert!(metrics.encode().unwrap().contains("capwatch_chaos_hits_total{kind=\"errors\"} 2"));
+    }
+
+    #[test]
+    fn faults_end_by_themselves_and_when_cleared() {
+        let (chaos, metrics, delay) = chaos();
+        let slow = FaultSpec { duration_s: 0.05, step_delay_ms: 30, ..FaultSpec::new(FaultKind::SlowDecoder) };
+        chaos.inject(slow, &metrics).unwrap();
+        chaos.inject(FaultSpec::new(FaultKind::Unready), &metrics).unwrap();
+        assert_eq!(delay.get(), Duration::from_millis(30));
+        assert!(metrics.encode().unwrap().contains("capwatch_chaos_active{kind=\"slow_decoder\"} 1"));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(chaos.expire(&metrics).is_some(), "unready is left");
+        assert_eq!(delay.get(), Duration::ZERO, "the decoder is fast again");
+        assert!(chaos.is_active(FaultKind::Unready, &metrics));
+        assert_eq!(chaos.clear(&metrics), 1);
+        assert!(!chaos.is_active(FaultKind::Unready, &metrics));
+        assert!(chaos.active().is_empty());
+        assert!(metrics.encode().unwrap().contains("capwatch_chaos_active{kind=\"unready\"} 0"));
+    }
+
+    #[test]
+    fn parameters_are_checked_and_named() {
+        let bad = [
+            (FaultSpec { duration_s: 0.0, ..FaultSpec::new(FaultKind::Hang) }, "duration_s"),
+            (FaultSpec { share: 1.5, ..FaultSpec::new(FaultKind::Errors) }, "share"),
+            (FaultSpec { status: 404, ..FaultSpec::new(FaultKind::Errors) }, "status"),
+            (FaultSpec { exit_code: 0, ..FaultSpec::new(FaultKind::Crash) }, "exit_code"),
+            (FaultSpec { latency_ms: 10, jitter_ms: 20, ..FaultSpec::new(FaultKind::Latency) }, "jitter_ms"),
+        ];
+        for (spec, key) in bad {
+            assert!(spec.validate().unwrap_err().contains(key), "{key}");
+        }
+        let json: FaultSpec = serde_json::from_str(r#"{"kind": "slow_decoder", "step_delay_ms": 5}"#).unwrap();
+        assert_eq!(json, FaultSpec { step_delay_ms: 5, ..FaultSpec::new(FaultKind::SlowDecoder) });
+        assert!(serde_json::from_str::<FaultSpec>(r#"{"kind": "meteor"}"#).is_err());
+        assert!(serde_json::from_str::<FaultSpec>(r#"{"kind": "hang", "lenght": 3}"#).is_err());
+    }
+
+    #[test]
+    fn latency_jitter_stays_in_its_band_and_garbage_is_other_words() {
+        let (chaos, metrics, _) = chaos();
+        chaos
+            .inject(FaultSpec { latency_ms: 100, jitter_ms: 20, ..FaultSpec::new(FaultKind::Latency) }, &metrics)
+            .unwrap();
+        let delays: Vec<u128> = (0..50).map(|_| chaos.added_latency(&metrics).unwrap().as_millis()).collect();
+        assert!(delays.iter().all(|d| (80..=120).contains(d)), "{delays:?}");
+        assert!(delays.iter().any(|d| *d != delays[0]), "jitter varies");
+        chaos.inject(FaultSpec::new(FaultKind::Garbage), &metrics).unwrap();
+        let garbage = chaos.garbage("a small red circle", &metrics).unwrap();
+        assert_eq!(garbage.split(' ').count(), 4);
+        assert!(!garbage.contains("red") && !garbage.contains("circle"), "{garbage}");
+    }
+}
