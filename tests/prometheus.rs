@@ -147,6 +147,12 @@ tests:
         exp_alerts:
           - exp_labels: {severity: critical, service: capwatch, rule: start_failed, job: capwatch, instance: a}
             exp_annotations: {summary: "capwatch cannot start the server", description: "The server exits with an error a restart cannot fix (model, ONNX Runtime, address or config) on a; the dashboard's log says which."}
+      # The dead man's switch fires always, from the first evaluation.
+      - eval_time: 0m
+        alertname: CapwatchWatchdog
+        exp_alerts:
+          - exp_labels: {severity: none, service: capwatch, rule: watchdog}
+            exp_annotations: {summary: "Always firing: proves that Prometheus and Alertmanager deliver alerts", description: "A dead man's switch: route it to a receiver that alarms when it stops arriving (see README, \"Watchdog\"); never silence it."}
       # Two minutes in, the window holds too few probes (min_samples 5): nothing fires yet.
       - eval_time: 2m
         alertname: CapwatchErrorRateHigh
@@ -183,10 +189,11 @@ fn exported_rules_pass_promtool_check_and_fire_at_the_configured_thresholds() {
     // Structure: every rule has a severity label, a `for:`, and a description.
     let file: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&rules).unwrap()).unwrap();
     let groups = file["groups"].as_sequence().unwrap();
-    assert_eq!(groups.len(), 2);
+    assert_eq!(groups.len(), 3);
     for rule in groups.iter().flat_map(|g| g["rules"].as_sequence().unwrap()) {
         let severity = rule["labels"]["severity"].as_str().unwrap();
-        assert!(["warning", "critical"].contains(&severity), "{rule:?}");
+        let watchdog = rule["alert"].as_str() == Some("CapwatchWatchdog");
+        assert!(["warning", "critical"].contains(&severity) || (watchdog && severity == "none"), "{rule:?}");
         assert!(rule["for"].as_str().is_some() && rule["annotations"]["description"].as_str().is_some());
     }
 
@@ -436,7 +443,7 @@ async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() 
     let groups = get_json(&client, &format!("{api}/rules")).await.unwrap();
     let rules: Vec<&Value> =
         groups["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
-    assert_eq!(rules.len(), 18, "{groups}");
+    assert_eq!(rules.len(), 19, "{groups}");
     for rule in rules {
         assert_eq!(rule["health"], "ok", "{rule}");
     }

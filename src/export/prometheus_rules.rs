@@ -326,10 +326,22 @@ pub fn rules(config: &Config) -> RulesFile {
         description: "The model is not loaded or warmed up on {{ $labels.instance }}.",
     }));
 
+    let watchdog = b.single(&OneRule {
+        alert: "CapwatchWatchdog",
+        rule: "watchdog",
+        expr: "vector(1)".to_owned(),
+        for_duration: "0s",
+        severity: "none",
+        summary: "Always firing: proves that Prometheus and Alertmanager deliver alerts",
+        description: "A dead man's switch: route it to a receiver that alarms when it stops arriving \
+                      (see README, \"Watchdog\"); never silence it.",
+    });
+
     RulesFile {
         groups: vec![
             RuleGroup { name: "capwatch-dashboard".to_owned(), rules: dashboard },
             RuleGroup { name: "capwatch-server".to_owned(), rules: served },
+            RuleGroup { name: "capwatch-meta".to_owned(), rules: vec![watchdog] },
         ],
     }
 }
@@ -370,5 +382,15 @@ mod tests {
         assert!(p95[1].expr.contains(">= 8000 "), "{}", p95[1].expr);
         assert!(p95[0].annotations["description"].contains("(threshold 1234 ms)"));
         assert!(p95[0].annotations["description"].contains("{{ $value | printf \"%.0f\" }}"));
+    }
+
+    #[test]
+    fn the_watchdog_always_fires_with_severity_none() {
+        let file = rules(&Config::default());
+        let meta = file.groups.iter().find(|g| g.name == "capwatch-meta").unwrap();
+        assert_eq!(meta.rules.len(), 1);
+        let watchdog = &meta.rules[0];
+        assert_eq!((watchdog.alert.as_str(), watchdog.expr.as_str()), ("CapwatchWatchdog", "vector(1)"));
+        assert_eq!(watchdog.labels["severity"], "none");
     }
 }
