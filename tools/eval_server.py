@@ -2,13 +2,16 @@
 """Measure the bundled default model through a running capwatch server.
 
 Draws scenes with tools/draw_scenes.py (seed never used in training), sends each one as a
-PNG to ``POST /caption`` and compares the caption with the scene's true caption:
+PNG (or, with ``--format jpeg``, a JPEG of ``--jpeg-quality``, default 90) to
+``POST /caption`` and compares the caption with the scene's true caption:
 
     cargo run --release -- serve --model models/default --port 8000 &
-    tools/.venv/bin/python tools/eval_server.py --url http://127.0.0.1:8000 --count 500
+    tools/.venv/bin/python tools/eval_server.py --url http://127.0.0.1:8000 --count 1000
+    tools/.venv/bin/python tools/eval_server.py --url http://127.0.0.1:8000 --count 1000 --format jpeg
 
 Prints and writes (``--out``) exact-match accuracy, keyword recall (same definition as the
-training script's evaluation), accuracy per caption type, and the server-reported and
+training script's evaluation), accuracy per caption type, the confusion of caption types
+(true type -> predicted type: one object / left of / above), and the server-reported and
 client-measured latencies. Needs only Pillow (for drawing) and the standard library.
 """
 
@@ -37,8 +40,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def post_png(url: str, png: bytes) -> tuple[dict, float]:
-    request = urllib.request.Request(f"{url}/caption", data=png, headers={"content-type": "image/png"}, method="POST")
+CAPTION_TYPES = ("one object", "left of", "above")
+
+
+def post_image(url: str, data: bytes, content_type: str) -> tuple[dict, float]:
+    request = urllib.request.Request(f"{url}/caption", data=data, headers={"content-type": content_type}, method="POST")
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=30) as response:
         body = json.loads(response.read())
@@ -50,8 +56,12 @@ def main() -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--format", choices=("png", "jpeg"), default="png", help="how scenes are sent")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="Pillow JPEG quality for --format jpeg")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    content_type = "image/png" if args.format == "png" else "image/jpeg"
+    confusion = {t: {p: 0 for p in CAPTION_TYPES} for t in CAPTION_TYPES}
 
     rng = random.Random(args.seed)
     exact = 0
@@ -64,14 +74,18 @@ def main() -> int:
     for _ in range(args.count):
         image, truth, _objects = draw_scenes.draw_scene(rng)
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        body, latency = post_png(args.url, buffer.getvalue())
+        if args.format == "png":
+            image.save(buffer, format="PNG")
+        else:
+            image.save(buffer, format="JPEG", quality=args.jpeg_quality)
+        body, latency = post_image(args.url, buffer.getvalue(), content_type)
         predicted = body["caption"]
         ok = predicted == truth
         exact += ok
         h, e = draw_scenes.keyword_recall(truth, predicted)
         hits, expected = hits + h, expected + e
         per_type.setdefault(draw_scenes.caption_type(truth), []).append(int(ok))
+        confusion[draw_scenes.caption_type(truth)][draw_scenes.caption_type(predicted)] += 1
         client_ms.append(latency)
         timings = body["timings_ms"]
         server_total_ms.append(timings["total"])
@@ -83,9 +97,11 @@ def main() -> int:
         "url": args.url,
         "seed": args.seed,
         "count": args.count,
+        "format": args.format if args.format == "png" else f"jpeg q{args.jpeg_quality}",
         "exact_match": exact / args.count,
         "keyword_recall": hits / expected if expected else 1.0,
         "exact_match_by_type": {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(per_type.items())},
+        "type_confusion": {"rows": "true caption type", "columns": "predicted caption type", **confusion},
         "client_latency_ms": {
             "p50": percentile(client_ms, 0.50),
             "p95": percentile(client_ms, 0.95),
@@ -97,6 +113,10 @@ def main() -> int:
     }
     text = json.dumps(report, indent=2)
     print(text)
+    print(f"\nconfusion of caption types ({report['format']}; rows: truth, columns: prediction)", file=sys.stderr)
+    print(f"{'':>12}" + "".join(f"{p:>12}" for p in CAPTION_TYPES), file=sys.stderr)
+    for t in CAPTION_TYPES:
+        print(f"{t:>12}" + "".join(f"{confusion[t][p]:>12}" for p in CAPTION_TYPES), file=sys.stderr)
     if args.out:
         args.out.write_text(text + "\n")
     return 0
