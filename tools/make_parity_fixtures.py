@@ -11,6 +11,7 @@
     tools/.venv/bin/python tools/make_parity_fixtures.py --only beams              # add beam-search references
                                                                                  # to every entry, build
                                                                                  # vit_gpt2_beam
+The other --only modes rewrite their entry without its beam references: run --only beams after them.
 
 Deterministic (fixed seeds, nothing downloaded): it builds TINY random-weight models from configs in code,
 exports them the way a user would (Optimum and tools/export_vit_gpt2.py for VisionEncoderDecoder,
@@ -262,12 +263,9 @@ def unprintable_byte_tokens(tokenizer: GPT2TokenizerFast) -> list[int]:
     return sorted(i for t, i in vocab.items() if len(t) == 1 and not 32 <= byte_of[t] < 127)
 
 
-def build_vit_gpt2(
-    seed: int, stop_boost: float, vocab_size: int, stop_id: int, discouraged: list[int]
-) -> VisionEncoderDecoderModel:
-    """Tiny nlpconnect/vit-gpt2-image-captioning: start = bos = eos = pad = last vocab id."""
-    torch.manual_seed(seed)
-    encoder = ViTConfig(
+def tiny_vit_config() -> ViTConfig:
+    """The image encoder every tiny ViT-GPT2 fixture shares."""
+    return ViTConfig(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -276,6 +274,14 @@ def build_vit_gpt2(
         patch_size=8,
         initializer_range=VIT_GPT2_INIT_RANGE,
     )
+
+
+def build_vit_gpt2(
+    seed: int, stop_boost: float, vocab_size: int, stop_id: int, discouraged: list[int]
+) -> VisionEncoderDecoderModel:
+    """Tiny nlpconnect/vit-gpt2-image-captioning: start = bos = eos = pad = last vocab id."""
+    torch.manual_seed(seed)
+    encoder = tiny_vit_config()
     decoder = GPT2Config(
         vocab_size=vocab_size,
         n_positions=64,
@@ -1036,17 +1042,9 @@ def build_blip_defaults(seed: int, logit_scale: float, allowed: list[int]) -> Bl
 def build_vit_gpt2_defaults(seed: int, logit_scale: float, allowed: list[int]) -> VisionEncoderDecoderModel:
     """Tiny VisionEncoderDecoder whose GPT-2 keeps GPT2Config's vocab_size (50257) and bos = eos = 50256;
     decoder_start_token_id (no class default anywhere) is set on the top-level config, as VisionEncoderDecoder's
-    docs ask (tools/export_vit_gpt2.py's verify() needs it)."""
+    docs ask."""
     torch.manual_seed(seed)
-    encoder = ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-        initializer_range=VIT_GPT2_INIT_RANGE,
-    )
+    encoder = tiny_vit_config()
     decoder = GPT2Config(
         n_positions=64,
         n_embd=DEFAULTS_GPT2_N_EMBD,
