@@ -277,18 +277,8 @@ impl<T> Default for BeamBatch<T> {
 }
 
 impl<T> BeamBatch<T> {
-    /// Images still searching.
-    pub fn len(&self) -> usize {
-        self.images.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.images.is_empty() && self.finished_early.is_empty()
-    }
-
-    /// Decoder rows: the beams of every image.
-    pub fn rows(&self) -> usize {
-        self.images.iter().map(|image| image.search.num_beams()).sum()
     }
 
     /// Starts the search of images whose encoder outputs are `encoder` (one row each, in
