@@ -204,3 +204,43 @@ fn a_server_that_cannot_start_shows_why_and_r_tries_again() {
     assert_eq!(status.exit_code(), 2, "a critical start_failed alert fired");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_fault_menu_injects_a_fault_that_the_alerts_catch() {
+    let (dir, config) = common::monitor_config(
+        "tui-chaos",
+        &[
+            ("  request_timeout_s: 30\n", "  request_timeout_s: 30\n  chaos: true\n"),
+            ("health_interval_s: 30", "health_interval_s: 0.5"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.5"),
+            ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),
+            ("min_samples: 5 ", "min_samples: 2 "),
+        ],
+    );
+    let (pty, mut child, mut keys) = Pty::start(&config, &[]);
+    pty.wait_for("a healthy service", |s| s.contains("HEALTHY") && s.contains("quality 1.00"));
+    keys.write_all(b"f").unwrap();
+    pty.wait_for("the fault menu", |s| s.contains("Inject a fault") && s.contains("2 errors: HTTP 500"));
+    keys.write_all(b"2").unwrap();
+    let screen = pty.wait_for("the fault banner and the alert it trips", |s| {
+        s.contains("FAULT errors: HTTP 500") && s.contains("s left") && s.contains("error_rate")
+    });
+    assert!(!screen.contains("Inject a fault"), "the menu closes on a choice:\n{screen}");
+    keys.write_all(b"f").unwrap();
+    pty.wait_for("the fault menu", |s| s.contains("Inject a fault"));
+    keys.write_all(b"x").unwrap();
+    pty.wait_for("the banner gone", |s| !s.contains("FAULT errors") && s.contains("Faults cleared"));
+    quit(&pty, &mut child, &mut keys);
+
+    let records = common::read_records(&dir.join("logs"));
+    let faults: Vec<_> = records.iter().filter(|r| r["type"] == "fault").collect();
+    assert_eq!(faults.len(), 2, "{faults:#?}");
+    assert_eq!((faults[0]["event"].as_str(), faults[0]["fault"]["kind"].as_str()), (Some("started"), Some("errors")));
+    assert_eq!((faults[1]["event"].as_str(), faults[1]["ended_by"].as_str()), (Some("ended"), Some("cleared")));
+    assert!(faults[1]["hits"].as_u64().unwrap() > 0);
+    common::assert_schema(&records);
+    let summary = common::session_summary(&dir.join("logs"));
+    assert_eq!(summary["faults"][0]["kind"], "errors");
+    assert_eq!(summary["faults"][0]["ended_by"], "cleared");
+    let _ = std::fs::remove_dir_all(&dir);
+}

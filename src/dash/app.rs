@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::alerts::Severity;
+use super::chaos_client::{self, ChaosClient};
 use super::console::{Console, Mode};
 use super::contract::{ContractError, ProbeContract};
 use super::event::{Event, ShutdownReason};
@@ -163,6 +164,8 @@ pub async fn run(
         started.now,
     );
     state.settings.service_shape.clone_from(&contract.shape);
+    // Faults go only to capwatch servers (another service has no /chaos to poll).
+    state.settings.chaos &= supervised || contract.shape == ServicePreset::Capwatch.name();
     let (probes, controls) = probe_loops::controls();
     let (supervisor_tx, supervisor_rx) = mpsc::channel::<SupervisorCommand>(8);
     let mut executor = Executor {
@@ -172,6 +175,8 @@ pub async fn run(
         probes,
         notifier: Some(notifier),
         supervisor_tx: supervised.then(|| supervisor_tx.clone()),
+        chaos: ChaosClient::new(),
+        events_tx: events_tx.clone(),
     };
     let apply = |state: &mut DashState, executor: &mut Executor, event: Event| {
         let clock = Clock::read();
@@ -222,6 +227,9 @@ pub async fn run(
         controls,
         events_tx.clone(),
     ));
+    if state.settings.chaos {
+        tasks.spawn(chaos_client::poll_loop(executor.chaos.clone(), executor.probes.watch_target(), events_tx.clone()));
+    }
     tasks.spawn(ticks(if mode == Mode::Tui { TICK_TUI } else { TICK_HEADLESS }, events_tx.clone()));
     let shutdown_tx = events_tx.clone();
     tasks.spawn(async move {

@@ -26,6 +26,10 @@ pub enum Effect {
     SetPaused(bool),
     /// Run a test cycle now.
     TestNow,
+    /// Start a fault on the chaos-enabled server at `url` (`POST /chaos`).
+    InjectFault { url: String, spec: crate::server::chaos::FaultSpec },
+    /// End every fault on the server at `url` (`DELETE /chaos`).
+    ClearFaults { url: String },
     /// Ask the supervisor to restart the server.
     RestartServer { reason: String },
     /// Stop monitoring (then stop the server, write the summary).

@@ -5,6 +5,7 @@
 use super::prober::{HealthCheck, InferenceProbe};
 use super::supervisor::ServerEvent;
 use crate::notify::DeliveryReport;
+use crate::server::chaos::{ActiveFault, FaultKind};
 
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +29,8 @@ pub enum Event {
     CycleDone,
     /// What became of an alert notification at one sink.
     Notification(DeliveryReport),
+    /// An answer of the server's `/chaos` routes (`capwatch --chaos`).
+    Faults(FaultsEvent),
     /// Stop monitoring.
     Shutdown(ShutdownReason),
 }
@@ -42,6 +45,17 @@ impl From<DeliveryReport> for Event {
     fn from(report: DeliveryReport) -> Self {
         Self::Notification(report)
     }
+}
+
+/// What the server's `/chaos` routes answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultsEvent {
+    /// `POST /chaos` for a fault of `kind`.
+    Injected { kind: FaultKind, result: Result<ActiveFault, String> },
+    /// `GET /chaos`: the faults in force.
+    Listed(Result<Vec<ActiveFault>, String>),
+    /// `DELETE /chaos`: the faults it ended, as they were then.
+    Cleared(Result<Vec<ActiveFault>, String>),
 }
 
 /// Why the monitor stops without a key press.
@@ -66,6 +80,12 @@ pub enum Input {
     CloseHelp,
     /// Scroll the alert log by this many lines (positive: towards older alerts).
     ScrollAlerts(isize),
+    /// Open or close the fault menu.
+    FaultMenu,
+    /// A numbered entry of the open menu (1-based).
+    Choose(usize),
+    /// End every injected fault (in the fault menu).
+    ClearFaults,
 }
 
 /// Lines one PgUp / PgDn moves the alert log.
@@ -84,6 +104,9 @@ pub fn key_to_input(key: crossterm::event::KeyEvent) -> Option<Input> {
         KeyCode::Char('r') => Input::Restart,
         KeyCode::Char('t') => Input::TestNow,
         KeyCode::Char('?') => Input::ToggleHelp,
+        KeyCode::Char('f') => Input::FaultMenu,
+        KeyCode::Char('x') => Input::ClearFaults,
+        KeyCode::Char(digit @ '1'..='9') => Input::Choose(usize::from(digit as u8 - b'0')),
         KeyCode::Esc => Input::CloseHelp,
         KeyCode::Up => Input::ScrollAlerts(1),
         KeyCode::Down => Input::ScrollAlerts(-1),
@@ -112,6 +135,10 @@ mod tests {
         assert_eq!(key_to_input(key(KeyCode::Char('t'))), Some(Input::TestNow));
         assert_eq!(key_to_input(key(KeyCode::Char('?'))), Some(Input::ToggleHelp));
         assert_eq!(key_to_input(key(KeyCode::Esc)), Some(Input::CloseHelp));
+        assert_eq!(key_to_input(key(KeyCode::Char('f'))), Some(Input::FaultMenu));
+        assert_eq!(key_to_input(key(KeyCode::Char('3'))), Some(Input::Choose(3)));
+        assert_eq!(key_to_input(key(KeyCode::Char('0'))), None);
+        assert_eq!(key_to_input(key(KeyCode::Char('x'))), Some(Input::ClearFaults));
         assert_eq!(key_to_input(key(KeyCode::PageUp)), Some(Input::ScrollAlerts(10)));
         assert_eq!(key_to_input(key(KeyCode::Down)), Some(Input::ScrollAlerts(-1)));
         let release = KeyEvent::new_with_kind(KeyCode::Char('q'), KeyModifiers::NONE, KeyEventKind::Release);

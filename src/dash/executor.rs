@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::chaos_client::ChaosClient;
 use super::console::Console;
 use super::effect::Effect;
 use super::event::Event;
@@ -33,6 +34,9 @@ pub struct Executor {
     pub notifier: Option<Notifier<Event>>,
     /// None when capwatch did not start the server, or once it is being stopped.
     pub supervisor_tx: Option<mpsc::Sender<SupervisorCommand>>,
+    /// Talks to the server's `/chaos` routes; answers come back on `events_tx`.
+    pub chaos: ChaosClient,
+    pub events_tx: mpsc::Sender<Event>,
 }
 
 impl Executor {
@@ -57,6 +61,12 @@ impl Executor {
                 Effect::SetProbeTarget(url) => self.probes.set_target(url),
                 Effect::SetPaused(paused) => self.probes.set_paused(paused),
                 Effect::TestNow => self.probes.test_now(),
+                Effect::InjectFault { url, spec } => {
+                    tokio::spawn(self.chaos.clone().inject_and_report(url, spec, self.events_tx.clone()));
+                }
+                Effect::ClearFaults { url } => {
+                    tokio::spawn(self.chaos.clone().clear_and_report(url, self.events_tx.clone()));
+                }
                 Effect::RestartServer { reason } => {
                     if let Some(supervisor_tx) = &self.supervisor_tx {
                         // A full or closed command channel means a restart or stop is already under way.

@@ -8,11 +8,11 @@
 //!   [`restart_policy`] (backoff, crash loops), [`preflight`] (checks before a start),
 //!   [`child_output`] (its URL and errors), [`contract`] (how to talk to the service),
 //!   [`prober`] (timed, classified HTTP probes),
-//!   [`probe_loops`] (their schedules).
+//!   [`probe_loops`] (their schedules), [`chaos_client`] (faults on a `--chaos` server).
 //! - Decisions: [`state`] (the whole dashboard state), [`update`] (event → effects, pure),
 //!   [`alerts`] (rules and their state machines), [`stats`] (rolling window, totals).
 //! - Data out: [`effect`] (what update decides), [`executor`] (carries it out), [`record`]
-//!   (typed JSONL records), [`records_file`] (the JSONL writer), [`metrics`] (the
+//!   (typed JSONL records), [`rehearsal`] (faults sized to trip the alerts), [`records_file`] (the JSONL writer), [`metrics`] (the
 //!   dashboard's `/metrics`), [`console`] (headless lines, log file), [`summary`].
 //! - Screen: [`ui`] (pure view, one module per pane), [`tui`] (terminal guard and input:
 //!   the only raw-mode code).
@@ -20,6 +20,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod chaos_client;
 pub mod child_output;
 pub mod console;
 pub mod contract;
@@ -32,6 +33,7 @@ pub mod probe_loops;
 pub mod prober;
 pub mod record;
 pub mod records_file;
+pub mod rehearsal;
 pub mod restart_policy;
 pub mod state;
 pub mod stats;

@@ -25,6 +25,11 @@ impl ProbeHandles {
         self.url_tx.send_replace(url);
     }
 
+    /// The server URL as it changes (None while there is nothing to probe).
+    pub fn watch_target(&self) -> watch::Receiver<Option<String>> {
+        self.url_tx.subscribe()
+    }
+
     pub fn set_paused(&self, paused: bool) {
         self.paused_tx.send_replace(paused);
     }

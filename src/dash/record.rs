@@ -9,6 +9,7 @@ use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use super::state::DashState;
 use super::stats::StatsSnapshot;
 use crate::notify::DeliveryReport;
+use crate::server::chaos::FaultSpec;
 use tokio::time::Instant;
 
 /// One line of the metrics file.
@@ -19,6 +20,7 @@ pub enum Record {
     Alert(AlertRecord),
     Server(ServerRecord),
     Notification(NotificationRecord),
+    Fault(FaultRecord),
 }
 
 impl Record {
@@ -29,6 +31,7 @@ impl Record {
             Self::Alert(r) => &r.stamp,
             Self::Server(r) => &r.stamp,
             Self::Notification(r) => &r.stamp,
+            Self::Fault(r) => &r.stamp,
         }
     }
 }
@@ -232,11 +235,60 @@ pub struct NotificationRecord {
     pub report: DeliveryReport,
 }
 
+/// An injected fault (`capwatch --chaos`) started or ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    pub event: FaultPhase,
+    /// The server's id for the fault (ids start again at 1 in each server process).
+    pub fault_id: u64,
+    /// The fault as it was asked for.
+    pub fault: FaultSpec,
+    /// Ended: requests it hit (as last polled), seconds it was in force, and why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hits: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<FaultEnd>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultPhase {
+    Started,
+    Ended,
+}
+
+/// Why a fault ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultEnd {
+    /// Its duration ran out.
+    Expired,
+    /// `DELETE /chaos` (the menu's `x`, or the drill).
+    Cleared,
+    /// The server process ended (a crash fault, a restart).
+    ServerExited,
+}
+
+impl FaultEnd {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Cleared => "cleared",
+            Self::ServerExited => "server exited",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::SinkKind;
     use crate::notify::{AlertState, DeliveryOutcome, FailureKind};
+    use crate::server::chaos::FaultKind;
     use std::time::Duration;
 
     fn stamp() -> Stamp {
@@ -314,6 +366,24 @@ mod tests {
                 failure: FailureKind::Timeout,
             }),
             notification(DeliveryOutcome::Dropped { queued: 32 }),
+            Record::Fault(FaultRecord {
+                stamp: stamp(),
+                event: FaultPhase::Started,
+                fault_id: 1,
+                fault: FaultSpec::new(FaultKind::Latency),
+                hits: None,
+                active_s: None,
+                ended_by: None,
+            }),
+            Record::Fault(FaultRecord {
+                stamp: stamp(),
+                event: FaultPhase::Ended,
+                fault_id: 1,
+                fault: FaultSpec { share: 0.5, ..FaultSpec::new(FaultKind::Errors) },
+                hits: Some(12),
+                active_s: Some(30.5),
+                ended_by: Some(FaultEnd::Expired),
+            }),
         ]
     }
 

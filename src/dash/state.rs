@@ -12,8 +12,10 @@ use super::alerts::{AlertEngine, AlertEvent, AlertTransition, RuleKind, rules, s
 use super::effect::LogLevel;
 use super::prober::{HealthCheck, InferenceProbe};
 use super::stats::{RollingWindow, SessionStats, StatsSnapshot};
+use super::summary::FaultSummary;
 use crate::config::Config;
 use crate::notify::FailureKind;
+use crate::server::chaos::{ActiveFault, FaultSpec};
 
 /// Probe latencies kept for the sparkline (wider than any terminal).
 pub const RECENT_PROBES: usize = 1000;
@@ -130,11 +132,40 @@ pub struct RecentProbe {
     pub model_ms: Option<f64>,
 }
 
+/// An injected fault in force, as last seen on the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedFault {
+    pub fault: ActiveFault,
+    /// When the dashboard first saw it.
+    pub started: Instant,
+    /// When `fault.remaining_s` was read.
+    pub seen: Instant,
+}
+
+impl TrackedFault {
+    /// Time left at `now`.
+    pub fn remaining(&self, now: Instant) -> std::time::Duration {
+        let left = std::time::Duration::from_secs_f64(self.fault.remaining_s.max(0.0));
+        left.saturating_sub(now.saturating_duration_since(self.seen))
+    }
+}
+
+/// Injected faults (`capwatch --chaos`): in force now, and ended ones for the summary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    pub active: Vec<TrackedFault>,
+    pub ended: Vec<FaultSummary>,
+    /// A `DELETE /chaos` was sent: faults that vanish now were cleared, not expired.
+    pub clearing: bool,
+}
+
 /// What the operator toggled on the screen.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ViewState {
     pub paused: bool,
     pub show_help: bool,
+    /// The fault menu (`f`) is open.
+    pub fault_menu: bool,
     /// Alert log lines scrolled up from the newest.
     pub alert_scroll: usize,
     /// Shown in the footer until the instant passes (e.g. why `r` does nothing).
@@ -153,6 +184,10 @@ pub struct Settings {
     pub stop: Stop,
     /// The shape of the service's answers (`capwatch`, `fastapi`, … or with overrides).
     pub service_shape: String,
+    /// The server takes faults (`capwatch --chaos`): the fault menu works.
+    pub chaos: bool,
+    /// The fault menu's entries, sized for the thresholds.
+    pub fault_menu: Vec<FaultSpec>,
 }
 
 /// When the session ends by itself.
@@ -208,6 +243,7 @@ pub struct DashState {
     pub wrong_shape: Option<String>,
     /// The status when the operator (or a limit) decided to quit, before the server was stopped.
     pub status_at_quit: Option<ServiceStatus>,
+    pub faults: Faults,
 }
 
 impl DashState {
@@ -221,6 +257,8 @@ impl DashState {
                 restart_after_health_failures: config.restart.health_failures.get(),
                 stop,
                 service_shape: config.monitoring.service.preset.name().to_owned(),
+                chaos: config.service.chaos,
+                fault_menu: super::rehearsal::menu(config),
             },
             started: now,
             window: RollingWindow::new(config.monitoring.window_s.0),
@@ -258,6 +296,7 @@ impl DashState {
             view: ViewState::default(),
             status_at_quit: None,
             wrong_shape: None,
+            faults: Faults::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::alerts::AlertTransition;
 use super::prober::InferenceProbe;
 use super::record::{Record, StatsRecord};
+use super::rehearsal::describe;
 use super::state::{DashState, TransitionCounts};
 use crate::clock::Clock;
 
@@ -36,6 +37,22 @@ pub struct SessionSummary {
     pub restarts: u32,
     /// How each alert sink fared (empty when none is configured).
     pub notifications: Vec<SinkTally>,
+    /// Faults injected during the session (`capwatch --chaos`, `capwatch drill`), in order.
+    pub faults: Vec<FaultSummary>,
+}
+
+/// One injected fault, start to end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultSummary {
+    pub kind: String,
+    /// The fault in a few words (`latency +10000 ms`).
+    pub fault: String,
+    /// Seconds into the session when it started.
+    pub started_s: f64,
+    pub active_s: f64,
+    pub hits: u64,
+    /// `expired`, `cleared`, `server exited` (`still active` when the session ended first).
+    pub ended_by: String,
 }
 
 /// Notification outcomes at one sink over the session.
@@ -98,6 +115,20 @@ impl SessionSummary {
                     dropped: sink.dropped,
                 })
                 .collect(),
+            faults: state
+                .faults
+                .ended
+                .iter()
+                .cloned()
+                .chain(state.faults.active.iter().map(|tracked| FaultSummary {
+                    kind: tracked.fault.spec.kind.name().to_owned(),
+                    fault: describe(&tracked.fault.spec),
+                    started_s: tracked.started.saturating_duration_since(state.started).as_secs_f64(),
+                    active_s: now.now.saturating_duration_since(tracked.started).as_secs_f64(),
+                    hits: tracked.fault.hits,
+                    ended_by: "still active".to_owned(),
+                }))
+                .collect(),
         }
     }
 
@@ -156,6 +187,7 @@ impl SessionSummary {
             }),
             restarts: restarts.max().unwrap_or(0),
             notifications: tally_notifications(records),
+            faults: faults_of(records),
         })
     }
 
@@ -164,6 +196,17 @@ impl SessionSummary {
         if !self.notifications.is_empty() {
             let tallies: Vec<String> = self.notifications.iter().map(ToString::to_string).collect();
             text.push_str(&format!("| notifications | {} |\n", tallies.join(" · ")));
+        }
+        if !self.faults.is_empty() {
+            text.push_str(
+                "\n## Injected faults\n\n| fault | started | active | requests hit | ended |\n|---|---|---|---|---|\n",
+            );
+            for fault in &self.faults {
+                text.push_str(&format!(
+                    "| {} | {:.1} s | {:.1} s | {} | {} |\n",
+                    fault.fault, fault.started_s, fault.active_s, fault.hits, fault.ended_by
+                ));
+            }
         }
         text
     }
@@ -230,6 +273,39 @@ fn tally_notifications(records: &[Record]) -> Vec<SinkTally> {
         }
     }
     tallies
+}
+
+/// Faults from `fault` records: each start paired with the next end of the same id.
+fn faults_of(records: &[Record]) -> Vec<FaultSummary> {
+    use super::record::FaultPhase;
+    let mut faults: Vec<FaultSummary> = Vec::new();
+    let mut open: Vec<(u64, usize)> = Vec::new();
+    for record in records {
+        let Record::Fault(fault) = record else { continue };
+        match fault.event {
+            FaultPhase::Started => {
+                open.retain(|(id, _)| *id != fault.fault_id);
+                open.push((fault.fault_id, faults.len()));
+                faults.push(FaultSummary {
+                    kind: fault.fault.kind.name().to_owned(),
+                    fault: describe(&fault.fault),
+                    started_s: fault.stamp.uptime_s,
+                    active_s: 0.0,
+                    hits: 0,
+                    ended_by: "still active".to_owned(),
+                });
+            }
+            FaultPhase::Ended => {
+                let Some(at) = open.iter().position(|(id, _)| *id == fault.fault_id) else { continue };
+                let (_, index) = open.remove(at);
+                let summary = &mut faults[index];
+                summary.active_s = fault.active_s.unwrap_or(fault.stamp.uptime_s - summary.started_s);
+                summary.hits = fault.hits.unwrap_or(0);
+                summary.ended_by = fault.ended_by.map_or("?", super::record::FaultEnd::label).to_owned();
+            }
+        }
+    }
+    faults
 }
 
 fn last_caption(probe: &InferenceProbe) -> Option<String> {

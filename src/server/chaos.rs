@@ -258,14 +258,15 @@ impl Chaos {
         self.lock().iter().map(|f| f.ends_at).min()
     }
 
-    /// Ends every fault now; returns how many there were.
-    pub fn clear(&self, metrics: &Metrics) -> usize {
+    /// Ends every fault now; returns them as they were (requests hit included).
+    pub fn clear(&self, metrics: &Metrics) -> Vec<ActiveFault> {
+        let now = Instant::now();
         let cleared: Vec<Arc<Fault>> = self.lock().drain(..).collect();
         for fault in &cleared {
             tracing::warn!(fault_id = fault.id, kind = fault.spec.kind.name(), "chaos fault cleared");
         }
         self.refresh(metrics);
-        cleared.len()
+        cleared.iter().map(|fault| fault.describe(now)).collect()
     }
 
     /// The faults in force.
@@ -402,7 +403,7 @@ mod tests {
         assert!(chaos.expire(&metrics).is_some(), "unready is left");
         assert_eq!(delay.get(), Duration::ZERO, "the decoder is fast again");
         assert!(chaos.is_active(FaultKind::Unready, &metrics));
-        assert_eq!(chaos.clear(&metrics), 1);
+        assert_eq!(chaos.clear(&metrics).len(), 1);
         assert!(!chaos.is_active(FaultKind::Unready, &metrics));
         assert!(chaos.active().is_empty());
         assert!(metrics.encode().unwrap().contains("capwatch_chaos_active{kind=\"unready\"} 0"));

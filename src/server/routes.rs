@@ -396,6 +396,8 @@ async fn chaos_list(State(state): State<Arc<AppState>>, ConnectInfo(peer): Conne
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ChaosCleared {
     pub cleared: usize,
+    /// The faults ended, as they were (requests hit included).
+    pub faults: Vec<ActiveFault>,
 }
 
 /// `DELETE /chaos`: ends every fault now.
@@ -403,8 +405,8 @@ async fn chaos_clear(State(state): State<Arc<AppState>>, ConnectInfo(peer): Conn
     if !peer.ip().is_loopback() {
         return not_found_response();
     }
-    let cleared = state.chaos.as_ref().map_or(0, |chaos| chaos.clear(&state.metrics));
-    Json(ChaosCleared { cleared }).into_response()
+    let faults = state.chaos.as_ref().map(|chaos| chaos.clear(&state.metrics)).unwrap_or_default();
+    Json(ChaosCleared { cleared: faults.len(), faults }).into_response()
 }
 
 async fn openapi() -> Response {

@@ -115,6 +115,16 @@ pub fn monitor_config(name: &str, replacements: &[(&str, &str)]) -> (PathBuf, Pa
     (dir, path)
 }
 
+/// Every record of the monitor's metrics file in `logs`, parsed (each line must parse).
+#[allow(dead_code)]
+pub fn read_records(logs: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(logs.join("service_metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
 /// A child process (server, dashboard, Prometheus) killed on drop, so a failing test leaves
 /// no orphan.
 pub struct KillOnDrop(pub std::process::Child);

@@ -20,7 +20,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
         Some(notice) => notice.to_owned(),
         None => {
             let restart = if state.supervised { "r restart" } else { "r (disabled)" };
-            format!(" p pause/resume · {restart} · t test now · ? help · ↑↓ scroll alerts · q quit")
+            let faults = if state.settings.chaos { " · f faults" } else { "" };
+            format!(" p pause/resume · {restart} · t test now{faults} · ? help · ↑↓ scroll alerts · q quit")
         }
     };
     frame.render_widget(Paragraph::new(text).style(Style::default().add_modifier(Modifier::REVERSED)), area);

@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
 use crate::clock::Clock;
+use crate::dash::rehearsal::describe;
 use crate::dash::state::{DashState, ServiceStatus};
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
@@ -26,9 +27,28 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
             let text = format!(" server stopped: {cause}");
             Line::styled(text, Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
         }
+        _ if !state.faults.active.is_empty() => fault_banner(state, clock),
         _ => Line::from(format!(" {url}  (/health /docs /metrics)")),
     };
     frame.render_widget(Paragraph::new(vec![line1, line2]).block(Block::bordered().title(" capwatch ")), area);
+}
+
+/// Faults in force, each with its time left: ` ⚡ FAULT latency +10000 ms · 42 s left `.
+fn fault_banner(state: &DashState, clock: Clock) -> Line<'static> {
+    let faults: Vec<String> = state
+        .faults
+        .active
+        .iter()
+        .map(|tracked| {
+            let left = tracked.remaining(clock.now).as_secs_f64().ceil();
+            format!("{} · {left:.0} s left", describe(&tracked.fault.spec))
+        })
+        .collect();
+    let style = Style::default().fg(Color::Black).bg(Color::Magenta).add_modifier(Modifier::BOLD);
+    Line::from(vec![
+        Span::styled(format!(" ⚡ FAULT {} ", faults.join(" | ")), style),
+        Span::raw(" f menu · x there ends it"),
+    ])
 }
 
 /// The model as the service names it on `/health`; else, for capwatch's own child, the

@@ -8,6 +8,7 @@
 
 mod alerts;
 mod caption;
+mod fault_menu;
 mod footer;
 mod gauges;
 mod header;
@@ -48,6 +49,9 @@ pub fn draw(frame: &mut Frame, state: &DashState, clock: Clock) {
     alerts::draw(frame, alerts_area, state);
     log::draw(frame, log_area, state);
     footer::draw(frame, footer_area, state, clock);
+    if state.view.fault_menu {
+        fault_menu::draw(frame, frame.area(), state);
+    }
     if state.view.show_help {
         help::draw(frame, frame.area(), state);
     }

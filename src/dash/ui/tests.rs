@@ -255,3 +255,32 @@ async fn a_server_that_cannot_start_says_why_and_what_to_do() {
     assert_eq!(colour_of(buffer, "server stopped: cannot listen on 127.0.0.1:8000"), Color::Red);
     assert!(text(buffer).contains("server stopped — r to try again · q to quit"), "{}", text(buffer));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_fault_menu_and_the_fault_banner() {
+    use crate::dash::event::FaultsEvent;
+    use crate::server::chaos::{ActiveFault, FaultKind, FaultSpec};
+    let mut config = lenient_config();
+    config.service.chaos = true;
+    let mut scene = Scene::new(&config, true);
+    scene.server_ready();
+    scene.feed(Event::Input(Input::FaultMenu));
+    let terminal = scene.render(120, 36);
+    insta::assert_snapshot!("fault_menu_120x36", terminal.backend());
+    let screen = text(terminal.backend().buffer());
+    for entry in
+        ["1 latency +10000 ms", "→ p95_latency CRITICAL", "5 garbage captions", "→ health_down CRITICAL, restart"]
+    {
+        assert!(screen.contains(entry), "{entry}\n{screen}");
+    }
+    scene.feed(Event::Input(Input::Choose(1)));
+    let spec = FaultSpec { latency_ms: 10_000, ..FaultSpec::new(FaultKind::Latency) };
+    let fault = ActiveFault { id: 1, spec, remaining_s: 60.0, hits: 0 };
+    scene.feed(Event::Faults(FaultsEvent::Injected { kind: FaultKind::Latency, result: Ok(fault) }));
+    scene.clock = scene.clock.later(Duration::from_secs(17));
+    let terminal = scene.render(80, 24);
+    insta::assert_snapshot!("fault_banner_80x24", terminal.backend());
+    let buffer = terminal.backend().buffer();
+    assert!(text(buffer).contains("FAULT latency +10000 ms · 43 s left"), "{}", text(buffer));
+    assert_eq!(buffer[(2, 2)].bg, Color::Magenta, "the banner stands out");
+}

@@ -18,14 +18,17 @@ use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
 /// How long a footer notice stays.
 const NOTICE: std::time::Duration = std::time::Duration::from_secs(4);
 
+mod faults;
 mod server;
 
+use faults::{on_fault_input, on_faults, server_exited};
 use server::on_server;
 
 /// Applies one event to the state and returns what the event loop must do.
 pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> {
     let mut out = Effects { effects: Vec::new(), clock };
-    let counts_for_gauges = !matches!(event, Event::Tick | Event::Input(_) | Event::Note { .. } | Event::Shutdown(_));
+    let counts_for_gauges =
+        !matches!(event, Event::Tick | Event::Input(_) | Event::Note { .. } | Event::Shutdown(_) | Event::Faults(_));
     match event {
         Event::Tick => state.window.prune(clock.now),
         Event::Input(input) => on_input(state, input, &mut out),
@@ -35,7 +38,13 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
             state.server_up = true;
             out.effects.push(Effect::SetProbeTarget(Some(url)));
         }
-        Event::Server(event) => on_server(state, event, &mut out),
+        Event::Server(event) => {
+            if matches!(event, super::supervisor::ServerEvent::Exited { .. }) {
+                server_exited(state, &mut out);
+            }
+            on_server(state, event, &mut out);
+        }
+        Event::Faults(event) => on_faults(state, event, &mut out),
         Event::Health(check) => on_health(state, check, &mut out),
         Event::Probe(probe) => on_probe(state, probe, &mut out),
         Event::CycleDone => on_cycle_done(state, &mut out),
@@ -125,7 +134,11 @@ fn on_input(state: &mut DashState, input: Input, out: &mut Effects) {
             out.effects.push(Effect::TestNow);
         }
         Input::ToggleHelp => state.view.show_help = !state.view.show_help,
-        Input::CloseHelp => state.view.show_help = false,
+        Input::CloseHelp => {
+            state.view.show_help = false;
+            state.view.fault_menu = false;
+        }
+        Input::FaultMenu | Input::Choose(_) | Input::ClearFaults => on_fault_input(state, input, out),
         Input::ScrollAlerts(lines) => {
             let newest_first = state.alert_log.len().saturating_sub(1);
             state.view.alert_scroll = state.view.alert_scroll.saturating_add_signed(lines).min(newest_first);

@@ -476,3 +476,93 @@ async fn a_p95_hovering_at_the_critical_threshold_is_recorded_once_and_pages_onc
     );
     assert_eq!((pages, messages), (1, 1));
 }
+
+fn active_fault(
+    id: u64,
+    kind: crate::server::chaos::FaultKind,
+    remaining_s: f64,
+    hits: u64,
+) -> crate::server::chaos::ActiveFault {
+    crate::server::chaos::ActiveFault { id, spec: crate::server::chaos::FaultSpec::new(kind), remaining_s, hits }
+}
+
+fn fault_records(effects: &[Effect]) -> Vec<crate::dash::record::FaultRecord> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Write(Record::Fault(record)) => Some(record.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fault_menu_injects_only_with_chaos() {
+    use crate::dash::event::FaultsEvent;
+    use crate::server::chaos::FaultKind;
+    let mut scene = Scene::new(&Config::default(), true);
+    scene.ready(42);
+    assert!(scene.feed(Event::Input(Input::FaultMenu)).iter().all(|e| !matches!(e, Effect::InjectFault { .. })));
+    assert!(!scene.state.view.fault_menu);
+    assert!(scene.state.notice(scene.clock.now).unwrap().contains("--chaos"));
+
+    let mut config = Config::default();
+    config.service.chaos = true;
+    let mut scene = Scene::new(&config, true);
+    scene.ready(42);
+    scene.feed(Event::Input(Input::FaultMenu));
+    assert!(scene.state.view.fault_menu);
+    // Entry 2 is `errors`, sized for the config.
+    let effects = scene.feed(Event::Input(Input::Choose(2)));
+    let injected: Vec<_> = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::InjectFault { url, spec } => Some((url.clone(), spec.kind)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(injected, [("http://127.0.0.1:42".to_owned(), FaultKind::Errors)]);
+    assert!(!scene.state.view.fault_menu);
+    // A number without the menu open does nothing.
+    assert!(scene.feed(Event::Input(Input::Choose(1))).iter().all(|e| !matches!(e, Effect::InjectFault { .. })));
+
+    // The answer starts it (once, though the next poll lists it too), the poll follows it,
+    // and its absence from a later poll ends it as expired.
+    let fault = active_fault(1, FaultKind::Errors, 60.0, 0);
+    let started = fault_records(
+        &scene.feed(Event::Faults(FaultsEvent::Injected { kind: FaultKind::Errors, result: Ok(fault.clone()) })),
+    );
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].event, crate::dash::record::FaultPhase::Started);
+    let listed = active_fault(1, FaultKind::Errors, 50.0, 7);
+    assert!(fault_records(&scene.feed(Event::Faults(FaultsEvent::Listed(Ok(vec![listed]))))).is_empty());
+    assert_eq!(scene.state.faults.active[0].remaining(scene.clock.now), Duration::from_secs(50));
+    assert_eq!(
+        scene.state.faults.active[0].remaining(scene.clock.now + Duration::from_secs(20)),
+        Duration::from_secs(30)
+    );
+    let ended = fault_records(&scene.feed(Event::Faults(FaultsEvent::Listed(Ok(vec![])))));
+    assert_eq!(ended.len(), 1);
+    assert_eq!((ended[0].hits, ended[0].ended_by), (Some(7), Some(crate::dash::record::FaultEnd::Expired)));
+    assert_eq!(ended[0].active_s, Some(2.0));
+
+    // `x` in the menu clears; a crash's fault ends with its process.
+    scene.feed(Event::Faults(FaultsEvent::Listed(Ok(vec![active_fault(2, FaultKind::Latency, 60.0, 1)]))));
+    scene.feed(Event::Input(Input::FaultMenu));
+    assert!(scene.feed(Event::Input(Input::ClearFaults)).iter().any(|e| matches!(e, Effect::ClearFaults { .. })));
+    let ended = fault_records(&scene.feed(Event::Faults(FaultsEvent::Listed(Ok(vec![])))));
+    assert_eq!(ended[0].ended_by, Some(crate::dash::record::FaultEnd::Cleared));
+    scene.feed(Event::Faults(FaultsEvent::Injected {
+        kind: FaultKind::Crash,
+        result: Ok(active_fault(3, FaultKind::Crash, 60.0, 0)),
+    }));
+    let ended =
+        fault_records(&scene.server(ServerEvent::Exited { pid: 42, code: Some(70), signal: None, expected: false }));
+    assert_eq!(ended[0].ended_by, Some(crate::dash::record::FaultEnd::ServerExited));
+
+    // The summary lists all three, and `report` rebuilds the same list from the records.
+    let summary = SessionSummary::from_state(&scene.state, &scene.started, &scene.clock);
+    let kinds: Vec<_> = summary.faults.iter().map(|f| (f.kind.as_str(), f.ended_by.as_str())).collect();
+    assert_eq!(kinds, [("errors", "expired"), ("latency", "cleared"), ("crash", "server exited")]);
+    assert!(summary.markdown().contains("## Injected faults"));
+}
