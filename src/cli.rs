@@ -45,6 +45,11 @@ pub enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Fire drill: launch a chaos-enabled server under the monitor, inject each fault and check
+    /// that the expected alert fires, repeats and resolves, that hung, unready and crashed
+    /// servers are restarted, and that every sink is notified (marked as a drill).
+    /// Exit code 0 when everything held, 1 otherwise, 2 for a bad config.
+    Drill(DrillArgs),
     /// Write files for an existing monitoring stack, derived from the config.
     #[command(subcommand)]
     Export(Export),
@@ -67,6 +72,27 @@ pub struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Also write the report (Markdown) here.
+    #[arg(long, value_name = "FILE.md")]
+    pub report: Option<PathBuf>,
+    /// The faults to rehearse, in order (default: errors, latency, garbage, slow_decoder,
+    /// unready, hang, crash).
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault_kind, value_name = "KIND,...")]
+    pub faults: Vec<crate::server::chaos::FaultKind>,
+}
+
+fn parse_fault_kind(text: &str) -> Result<crate::server::chaos::FaultKind, String> {
+    use crate::server::chaos::FaultKind;
+    FaultKind::ALL.into_iter().find(|kind| kind.name() == text).ok_or_else(|| {
+        let names: Vec<&str> = FaultKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!("unknown fault `{text}`; one of {}", names.join(", "))
+    })
 }
 
 /// How long a monitoring session runs and how it shows itself.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use capwatch::cli::{Cli, Command, Export, ExportArgs, MonitorArgs, RunArgs, ServeArgs};
+use capwatch::cli::{Cli, Command, DrillArgs, Export, ExportArgs, MonitorArgs, RunArgs, ServeArgs};
 use capwatch::config::Config;
 use capwatch::dash::app::{self, StopAfter, Target};
 use capwatch::dash::console::Mode;
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Some(Command::Monitor(args)) => monitor(&args),
         Some(Command::Report { file }) => report(&file),
         Some(Command::AlertTest { config }) => alert_test(&config),
+        Some(Command::Drill(args)) => drill(&args),
         Some(Command::Export(Export::PrometheusRules(args))) => export(&args, ExportKind::PrometheusRules),
         Some(Command::Export(Export::GrafanaDashboard(args))) => export(&args, ExportKind::GrafanaDashboard),
         None => dashboard(&cli.run, &cli.serve),
@@ -169,6 +170,92 @@ fn dashboard(run: &RunArgs, serve: &ServeArgs) -> ExitCode {
     let preflight = Some(capwatch::dash::preflight::Preflight::new(&config.service));
     let target = Target::Child(ServeCommand { program, args: serve.child_args(&config), preflight });
     run_monitor(run, config, target)
+}
+
+/// `capwatch drill`: rehearse every alert against a chaos-enabled child server.
+fn drill(args: &DrillArgs) -> ExitCode {
+    use capwatch::dash::drill::{self, Conductor, DrillReport};
+    let base = match config_or_exit(args.serve.resolve_config()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let faults = if args.faults.is_empty() { drill::ALL_FAULTS.to_vec() } else { args.faults.clone() };
+    let plan = drill::plan(&base, &faults);
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(err) => {
+            eprintln!("error: cannot find the capwatch executable to launch the server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = plan.config.clone();
+    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, false) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Every bound of every step, one after the other, and the server's start: past this
+    // the drill stops and reports where it was.
+    let t = &plan.timings;
+    let limit = plan.steps.iter().fold(config.monitoring.startup_timeout_s.0, |total, step| {
+        total
+            + t.settle_within
+            + step.fire_within
+            + step.repeat_within.unwrap_or_default()
+            + step.restart_within.unwrap_or_default()
+            + step.resolve_within
+            + t.notify_within
+            + std::time::Duration::from_secs(10)
+    });
+    println!(
+        "🧯 capwatch drill: {} fault(s) ({}); probes every {:.1} s, window {:.0} s, cooldown {:.0} s; at most {:.0} s. Logs in {}",
+        plan.steps.len(),
+        faults.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(", "),
+        t.interval.as_secs_f64(),
+        t.window.as_secs_f64(),
+        t.cooldown.as_secs_f64(),
+        limit.as_secs_f64(),
+        config.logs.dir.display()
+    );
+    let preflight = Some(capwatch::dash::preflight::Preflight::new(&config.service));
+    let mut serve = args.serve.clone();
+    serve.chaos = true;
+    let target = Target::Child(ServeCommand { program, args: serve.child_args(&config), preflight });
+    let sinks = config.alerts.sinks.0.iter().map(|sink| sink.name.clone()).collect();
+    let started = capwatch::clock::Clock::read();
+    let outcome = runtime.block_on(async {
+        let mut conductor =
+            Conductor::new(plan.steps.clone(), plan.timings.clone(), sinks, tokio::time::Instant::now());
+        let stop_after = StopAfter { cycles: None, duration: Some(limit) };
+        let end =
+            app::run_with(config, target, stop_after, shutdown::signal(), Mode::Headless, Some(&mut conductor)).await;
+        end.map(|_| conductor.results())
+    });
+    let steps = match outcome {
+        Ok(steps) => steps,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(err.exit_code());
+        }
+    };
+    let elapsed = capwatch::clock::Clock::read().now.saturating_duration_since(started.now);
+    let report = DrillReport::new(&plan.timings, steps, started.timestamp(), elapsed);
+    let markdown = report.markdown();
+    println!();
+    print!("{markdown}");
+    if let Some(path) = &args.report {
+        match std::fs::write(path, &markdown) {
+            Ok(()) => println!("\nReport written to {}", path.display()),
+            Err(err) => eprintln!("error: cannot write {}: {err}", path.display()),
+        }
+    }
+    if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 /// `capwatch report FILE.jsonl`: the summary of a past session. Lines that do not parse

@@ -20,6 +20,9 @@ pub struct AlertsConfig {
     pub sinks: Sinks,
     /// Timeouts, retries and queueing, shared by every sink.
     pub delivery: DeliveryConfig,
+    /// Notifications are marked as a drill (`capwatch drill`); not a config key.
+    #[serde(skip)]
+    pub drill: bool,
 }
 
 impl Default for AlertsConfig {
@@ -29,6 +32,7 @@ impl Default for AlertsConfig {
             service_name: "capwatch".to_owned(),
             sinks: Sinks::default(),
             delivery: DeliveryConfig::default(),
+            drill: false,
         }
     }
 }

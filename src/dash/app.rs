@@ -20,6 +20,7 @@ use super::alerts::Severity;
 use super::chaos_client::{self, ChaosClient};
 use super::console::{Console, Mode};
 use super::contract::{ContractError, ProbeContract};
+use super::drill::Conductor;
 use super::event::{Event, ShutdownReason};
 use super::executor::{Executor, Flow};
 use super::metrics::DashMetrics;
@@ -127,6 +128,18 @@ pub async fn run(
     stop_after: StopAfter,
     shutdown: impl Future<Output = &'static str> + Send + 'static,
     mode: Mode,
+) -> Result<SessionEnd, MonitorError> {
+    run_with(config, target, stop_after, shutdown, mode, None).await
+}
+
+/// [`run`], with a drill's [`Conductor`] watching every event and adding its own effects.
+pub async fn run_with(
+    config: Config,
+    target: Target,
+    stop_after: StopAfter,
+    shutdown: impl Future<Output = &'static str> + Send + 'static,
+    mode: Mode,
+    mut conductor: Option<&mut Conductor>,
 ) -> Result<SessionEnd, MonitorError> {
     // Everything that can be wrong in the config or environment is checked before anything starts.
     let images = ProbeImage::load_all(&config.quality.test_images, std::path::Path::new("."))
@@ -257,7 +270,16 @@ pub async fn run(
     // The event loop.
     while let Some(event) = events_rx.recv().await {
         let redraw = matches!(event, Event::Tick | Event::Input(_));
-        let (flow, clock) = apply(&mut state, &mut executor, event);
+        let (flow, clock) = match conductor.as_deref_mut() {
+            None => apply(&mut state, &mut executor, event),
+            Some(conductor) => {
+                let clock = Clock::read();
+                let mut effects = update(&mut state, event.clone(), clock);
+                let own = conductor.observe(&event, &effects, &state, clock);
+                effects.extend(own);
+                (executor.execute(effects, &clock), clock)
+            }
+        };
         if redraw && let Some(screen) = &mut screen {
             screen.draw(&state, clock);
         }

@@ -16,7 +16,8 @@
 //!   dashboard's `/metrics`), [`console`] (headless lines, log file), [`summary`].
 //! - Screen: [`ui`] (pure view, one module per pane), [`tui`] (terminal guard and input:
 //!   the only raw-mode code).
-//! - Wiring: [`app`] (the session: producers, the loop, the way out).
+//! - Wiring: [`app`] (the session: producers, the loop, the way out), [`drill`] (`capwatch
+//!   drill`: the same session with a conductor that injects faults and checks the alerts).
 
 pub mod alerts;
 pub mod app;
@@ -24,6 +25,7 @@ pub mod chaos_client;
 pub mod child_output;
 pub mod console;
 pub mod contract;
+pub mod drill;
 pub mod effect;
 pub mod event;
 pub mod executor;

@@ -64,6 +64,9 @@ pub struct Notification {
     pub message: String,
     /// RFC 3339 with milliseconds, UTC.
     pub timestamp: String,
+    /// Sent by `capwatch drill`: a rehearsal, not an incident (the field is left out otherwise).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
 }
 
 impl Notification {
@@ -92,7 +95,15 @@ impl Notification {
             threshold_text: alert.rule.format_value(alert.threshold),
             message: alert.to_string(),
             timestamp,
+            drill: false,
         }
+    }
+
+    /// The same notification marked as a drill.
+    pub fn as_drill(mut self) -> Self {
+        self.drill = true;
+        self.message = format!("[DRILL] {}", self.message);
+        self
     }
 
     /// The same notification as a resolve (a de-escalation, to a sink that only hears CRITICAL).
@@ -120,6 +131,7 @@ impl Notification {
             threshold_text: String::new(),
             message: "🧪 capwatch test notification: alert delivery works".to_owned(),
             timestamp,
+            drill: false,
         }
     }
 
@@ -138,6 +150,7 @@ impl Notification {
             (_, _, Severity::Critical) => format!("🚨🚨 CRITICAL · {}", self.service),
             (_, _, severity) => format!("🚨 {severity} · {}", self.service),
         };
+        let headline = if self.drill { format!("🧯 DRILL · {headline}") } else { headline };
         let detail = match self.state {
             AlertState::Test => "capwatch alert delivery works (sent by `capwatch alert-test`)".to_owned(),
             AlertState::Resolved => {

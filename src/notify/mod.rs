@@ -62,6 +62,8 @@ pub struct Notifier<R = DeliveryReport> {
     sinks: Vec<SinkQueue>,
     service: String,
     model: String,
+    /// Notifications are marked as a drill.
+    drill: bool,
     reports_tx: mpsc::Sender<R>,
     tasks: JoinSet<()>,
 }
@@ -87,7 +89,14 @@ impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
                 SinkQueue { sink, queue_tx, capacity, policy }
             })
             .collect();
-        Ok(Self { sinks, service: config.service_name.clone(), model: model.to_owned(), reports_tx, tasks })
+        Ok(Self {
+            sinks,
+            service: config.service_name.clone(),
+            model: model.to_owned(),
+            drill: config.drill,
+            reports_tx,
+            tasks,
+        })
     }
 
     /// Names of the sinks, in config order.
@@ -99,6 +108,7 @@ impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
     /// `clock`. Never waits.
     pub fn notify(&mut self, alert: &AlertEvent, clock: &Clock) {
         let notification = Notification::from_alert(alert, &self.service, &self.model, clock.timestamp());
+        let notification = if self.drill { notification.as_drill() } else { notification };
         for queue in &mut self.sinks {
             let notification = match queue.policy.decide(alert, clock.now) {
                 None => continue,

@@ -13,6 +13,7 @@
 //! held for [`Stability::for_evaluations`] evaluations and [`Stability::for_duration`] (as
 //! Prometheus's `for:`), and a value only leaves a level once it is clear of that level's
 //! threshold by the hysteresis band, so a value hovering at a threshold does not flap.
+//! Rules that count failures in a row escalate at once: the count is its own hold.
 
 use std::time::Duration;
 
@@ -112,7 +113,11 @@ impl AlertEngine {
                 threshold: rule.threshold(current),
             });
         }
-        if current != Severity::Ok {
+        // A count of failures in a row has held for that many evaluations already: it
+        // escalates at once (else `health_down` could never reach CRITICAL, since the restart
+        // it calls for resets the count).
+        let escalating_count = kind.counts_in_a_row() && target > current;
+        if current != Severity::Ok && !escalating_count {
             let pending = match state.pending {
                 Some(pending) if pending.severity == target => {
                     Pending { evaluations: pending.evaluations + 1, ..pending }
@@ -233,6 +238,28 @@ mod tests {
         assert_eq!(step(&mut alerts, 3700.0), None, "the spike did not hold; 3700 is inside the warning band");
         assert_eq!(step(&mut alerts, 3500.0), None);
         assert_eq!(step(&mut alerts, 3500.0), Some((Severity::Ok, AlertTransition::Resolved)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_in_a_row_escalate_at_once_and_leave_with_the_hold() {
+        let stability = Stability { for_evaluations: 2, for_duration: Duration::ZERO, hysteresis: 0.1 };
+        let health = Rule {
+            kind: RuleKind::HealthDown,
+            direction: Direction::Above,
+            warning: 1.0,
+            critical: 3.0,
+            min_samples: 0,
+        };
+        let mut alerts = AlertEngine::new(vec![health], Duration::from_secs(300), stability);
+        let mut count = |value: f64| {
+            alerts.observe(RuleKind::HealthDown, value, u64::MAX, Instant::now()).map(|e| (e.severity, e.transition))
+        };
+        assert_eq!(count(1.0), Some((Severity::Warning, AlertTransition::Fired)));
+        assert_eq!(count(2.0), None);
+        // The third failure in a row is the restart's: CRITICAL now, or never (the restart resets the count).
+        assert_eq!(count(3.0), Some((Severity::Critical, AlertTransition::Escalated)));
+        assert_eq!(count(0.0), None, "resolving still waits for the hold");
+        assert_eq!(count(0.0), Some((Severity::Ok, AlertTransition::Resolved)));
     }
 
     #[tokio::test(start_paused = true)]

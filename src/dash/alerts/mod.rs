@@ -78,6 +78,12 @@ impl RuleKind {
         }
     }
 
+    /// Whether the value counts failures in a row (so reaching a level already took that
+    /// many evaluations).
+    pub fn counts_in_a_row(self) -> bool {
+        matches!(self, Self::ConsecutiveFailures | Self::HealthDown)
+    }
+
     /// The value as people read it: `4200.5ms`, `30.0%`, `3`, `0.50`.
     pub fn format_value(self, value: f64) -> String {
         match self {
