@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-scale bench-beams fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-scale bench-beams drill soak fixtures clean-ort
 
 all: test
 
@@ -58,6 +58,19 @@ bench-scale: $(ORT_LIB) tools/.venv/bin/python
 bench-beams: $(ORT_LIB) tools/.venv/bin/python
 	$(CARGO) build --release
 	tools/.venv/bin/python tools/bench_beams.py $(ARGS)
+
+## drill: fire drill of every alert against the bundled model with config/monitoring_config.yaml (its sinks get
+## drill-marked notifications); report in logs/drill/report.md. ARGS="--faults errors,crash" for a subset
+drill: $(ORT_LIB)
+	$(CARGO) build --release
+	target/release/capwatch drill --report logs/drill/report.md $(ARGS)
+
+## soak: dashboard + child under a bounded load of valid and invalid images, kill -9 every 3 min, chaos faults
+## in between; RSS, fds, lost requests and metrics lines (SOAK_MIN=30; report in .tmp/soak/report.md)
+SOAK_MIN ?= 30
+soak: $(ORT_LIB)
+	$(CARGO) build --release
+	$(PYTHON) tools/soak.py --minutes $(SOAK_MIN) $(ARGS)
 
 tools/.venv/bin/python: tools/requirements.txt
 	$(PYTHON) -m venv tools/.venv
