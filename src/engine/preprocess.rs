@@ -143,6 +143,11 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, Engi
     if pixels > limits.max_pixels as u64 {
         return Err(EngineError::ImageTooLarge { width, height, max_pixels: limits.max_pixels });
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(EngineError::InvalidImage(
+            "the JPEG is cut short (no end-of-image marker after its last scan)".to_owned(),
+        ));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decode_limits = Limits::default();
     // 8 bytes per pixel covers RGBA16, plus room for the decoder's own buffers.
@@ -150,6 +155,16 @@ pub fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, Engi
     reader.limits(decode_limits);
     let decoded = reader.decode().map_err(|e| EngineError::InvalidImage(e.to_string()))?;
     Ok(decoded.to_rgb8())
+}
+
+/// Whether a JPEG's last scan is followed by its end-of-image marker (`FF D9`). Inside a scan
+/// every `FF` byte is followed by `00` or a restart marker, so an `FF D9` after the last
+/// start-of-scan (`FF DA`) is the real end. A file cut short has none: the JPEG decoder that
+/// `image` uses then fills the missing rows and the model captions half a picture, where PIL
+/// refuses the file ("image file is truncated").
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let Some(last_scan) = bytes.windows(2).rposition(|pair| pair == [0xFF, 0xDA]) else { return false };
+    bytes[last_scan..].windows(2).any(|pair| pair == [0xFF, 0xD9])
 }
 
 /// Resizes and normalizes an RGB image into a `[1, 3, H, W]` tensor.
@@ -237,6 +252,29 @@ mod tests {
         let bytes = png_bytes(&image::DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3]))));
         let truncated = &bytes[..bytes.len() / 2];
         assert!(matches!(decode_image(truncated, limits), Err(EngineError::InvalidImage(_))));
+    }
+
+    #[test]
+    fn rejects_jpegs_cut_short_that_the_decoder_would_fill_in() {
+        let limits = DecodeLimits { max_pixels: 1_000_000 };
+        // A test image the soak test found: cut at a third, `image` decoded it (grey below the cut).
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/test_images/a_blue_circle_left_of_a_blue_triangle.jpg"
+        ))
+        .unwrap();
+        assert!(decode_image(&bytes, limits).is_ok());
+        for cut in [bytes.len() / 3, bytes.len() - 2] {
+            let err = decode_image(&bytes[..cut], limits).unwrap_err();
+            assert!(matches!(&err, EngineError::InvalidImage(why) if why.contains("cut short")), "{cut}: {err:?}");
+        }
+        // Bytes after the end marker (some cameras append data) are fine.
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(&[0u8; 64]);
+        assert!(decode_image(&trailing, limits).is_ok());
+        // Without the check the decoder accepts the cut file: the test guards a real gap.
+        let reader = ImageReader::with_format(Cursor::new(&bytes[..bytes.len() / 3]), ImageFormat::Jpeg);
+        assert!(reader.decode().is_ok());
     }
 
     #[test]
