@@ -79,6 +79,7 @@ tools/.venv/bin/python: tools/requirements.txt
 ## fixtures: rebuild tests/fixtures with the pinned Python tools (needs tools/.venv)
 fixtures:
 	tools/.venv/bin/python tools/make_parity_fixtures.py
+	tools/.venv/bin/python tools/make_ab_fixtures.py
 
 clean-ort:
 	rm -rf .ort

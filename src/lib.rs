@@ -9,6 +9,7 @@
 //! - [`dash`]: the dashboard: supervisor, prober, statistics, alerts, terminal UI.
 //! - [`notify`]: alert notifications (Slack, Telegram, generic webhook).
 //! - [`export`]: Prometheus alerting rules and a Grafana dashboard from the config.
+//! - [`stats`]: the A/B statistics (rank tests, proportions, means, bootstrap, sequential).
 //! - [`clock`]: one reading of the monotonic and wall clocks, passed to pure code.
 //! - [`exit_code`]: the exit codes, and which of a server's mean "do not restart".
 //! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
@@ -26,4 +27,5 @@ pub mod notify;
 pub mod quality;
 pub mod server;
 pub mod shutdown;
+pub mod stats;
 pub mod telemetry;
