@@ -171,3 +171,54 @@ fn crash_exits_with_its_status() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// This machine's address on its network (not loopback): the local end of a UDP socket
+/// "connected" to a documentation address (no packet is sent).
+fn network_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.connect("192.0.2.1:9").expect("this test needs a network interface besides loopback");
+    let address = socket.local_addr().unwrap().ip();
+    assert!(!address.is_loopback() && !address.is_unspecified(), "no network address: {address}");
+    address
+}
+
+#[tokio::test]
+async fn chaos_answers_only_loopback_even_when_the_server_listens_everywhere() {
+    let config = capwatch::config::ServiceConfig {
+        model_dir: fixture(MODEL),
+        chaos: true,
+        workers: std::num::NonZeroUsize::new(1),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(capwatch::server::run(config, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let local = format!("http://127.0.0.1:{port}");
+    let remote = format!("http://{}:{port}", network_address());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{local}/ready")).send().await.map_or(true, |r| r.status() != 200) {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // From the network address: the server answers, but /chaos does not exist.
+    assert_eq!(client.get(format!("{remote}/health")).send().await.unwrap().status(), 200);
+    for request in [
+        client.post(format!("{remote}/chaos")).json(&json!({"kind": "crash"})),
+        client.get(format!("{remote}/chaos")),
+        client.delete(format!("{remote}/chaos")),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.json::<Value>().await.unwrap()["error_type"], "not_found");
+    }
+    // From loopback it works; the crash above never happened.
+    let listed = client.get(format!("{local}/chaos")).send().await.unwrap();
+    assert_eq!(listed.status(), 200);
+    assert_eq!(listed.json::<Value>().await.unwrap()["faults"], json!([]));
+    let _ = stop_tx.send(());
+    handle.await.unwrap().unwrap();
+}
