@@ -246,6 +246,7 @@ def main():
         exit_code = "killed"
     report = analyse(args, started, samples, kills, faults, load, exit_code, logs)
     (OUT / "report.json").write_text(json.dumps(report["data"], indent=2) + "\n")
+    (OUT / "samples.json").write_text(json.dumps(samples) + "\n")
     (OUT / "report.md").write_text(report["markdown"])
     print(report["markdown"])
     return 0 if report["data"]["targets_met"] else 1
@@ -330,6 +331,11 @@ def analyse(args, started, samples, kills, faults, load, exit_code, logs):
         "dashboard_rss_kib_after_warmup": [dash_rss[0], dash_rss[-1]] if dash_rss else None,
         "dashboard_rss_growth_percent": round(dash_growth, 2),
         "dashboard_fds_after_warmup_min_max": [min(dash_fds), max(dash_fds)] if dash_fds else None,
+        # RSS at the start, the quarters and the end of the run after warm-up: a leak grows
+        # in every quarter, filling bounded buffers (log pane, sparkline) flattens out.
+        "dashboard_rss_kib_quarters": [dash_rss[min(len(dash_rss) - 1, i * len(dash_rss) // 4)] for i in range(5)]
+        if dash_rss
+        else None,
         "server_incarnations": len(lives),
         "server_rss_kib_min_max": [min(server_rss), max(server_rss)] if server_rss else None,
         "server_rss_growth_percent_per_life_max": round(max(server_growth), 2) if server_growth else None,
