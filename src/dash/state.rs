@@ -232,8 +232,10 @@ pub struct DashState {
     pub criticals_fired: u64,
     /// Every alert event, by transition.
     pub alert_events: TransitionCounts,
-    /// P95 of the window at the end of each cycle, for the summary's mean.
-    pub cycle_p95_ms: Vec<f64>,
+    /// The window's P95 at the end of each cycle, summed and counted for the summary's mean
+    /// (a running sum: a week-long session must not keep every cycle).
+    pub cycle_p95_sum_ms: f64,
+    pub cycle_p95_count: u64,
     /// Notification sinks, in config order, with how their deliveries went.
     pub sinks: Vec<SinkStatus>,
     /// The log pane, oldest first.
@@ -284,7 +286,8 @@ impl DashState {
             warnings_fired: 0,
             criticals_fired: 0,
             alert_events: TransitionCounts::default(),
-            cycle_p95_ms: Vec::new(),
+            cycle_p95_sum_ms: 0.0,
+            cycle_p95_count: 0,
             sinks: config
                 .alerts
                 .sinks

@@ -82,11 +82,8 @@ impl SessionSummary {
     pub fn from_state(state: &DashState, started: &Clock, now: &Clock) -> Self {
         let session = state.session.snapshot(now.now);
         let window = state.window_snapshot(now.now);
-        let mean_p95_ms = if state.cycle_p95_ms.is_empty() {
-            0.0
-        } else {
-            state.cycle_p95_ms.iter().sum::<f64>() / state.cycle_p95_ms.len() as f64
-        };
+        let mean_p95_ms =
+            if state.cycle_p95_count == 0 { 0.0 } else { state.cycle_p95_sum_ms / state.cycle_p95_count as f64 };
         Self {
             started_at: started.timestamp(),
             ended_at: now.timestamp(),
