@@ -1,11 +1,13 @@
 //! Statistics for comparing two model variants (issue 13's A/B verdicts): rank tests on
 //! latencies ([`rank`]), proportions of errors ([`proportion`]), differences of mean quality
 //! ([`mean`]), bootstrap intervals of percentiles ([`bootstrap`]) and always-valid sequential
-//! p-values that may be watched continuously ([`sequential`]). Pure functions on slices;
+//! p-values that may be watched continuously ([`sequential`]), and the two-variant
+//! [`comparison`] built on them (figures and a verdict). Pure functions on slices;
 //! each is checked against scipy / statsmodels in `tests/fixtures/ab_stats.json`
 //! (`tools/make_ab_fixtures.py`). Normal and Student t distributions come from `statrs`.
 
 pub mod bootstrap;
+pub mod comparison;
 pub mod mean;
 pub mod proportion;
 pub mod rank;
