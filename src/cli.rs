@@ -125,6 +125,10 @@ pub struct MonitorArgs {
     /// The shape of the service's API (overrides `monitoring.service.preset`).
     #[arg(long, value_enum, value_name = "PRESET")]
     pub service_preset: Option<crate::config::ServicePreset>,
+    /// The server was started with `--chaos` (on this machine): follow its faults and enable
+    /// the fault menu (`f`). Only for the `capwatch` service shape.
+    #[arg(long)]
+    pub chaos: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -298,6 +298,9 @@ fn monitor(args: &MonitorArgs) -> ExitCode {
     if let Some(preset) = args.service_preset {
         config.monitoring.service.preset = preset;
     }
+    if args.chaos {
+        config.service.chaos = true;
+    }
     run_monitor(&args.run, config, Target::Url(args.url.clone()))
 }
 

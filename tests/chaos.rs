@@ -222,3 +222,39 @@ async fn chaos_answers_only_loopback_even_when_the_server_listens_everywhere() {
     let _ = stop_tx.send(());
     handle.await.unwrap().unwrap();
 }
+
+#[test]
+fn monitor_with_chaos_follows_faults_started_elsewhere() {
+    let (_server, url, _lines) = spawn_server(&fixture(MODEL), &["--chaos"]);
+    common::wait_ready(&url);
+    let (dir, config) = common::monitor_config(
+        "monitor-chaos",
+        &[
+            ("health_interval_s: 30", "health_interval_s: 0.5"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.5"),
+        ],
+    );
+    // A fault from someone else (curl, a script) before and while the monitor watches.
+    let fault = json!({"kind": "garbage", "duration_s": 2.5});
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new().post(format!("{url}/chaos")).json(&fault).send().await.unwrap().status()
+    });
+    assert_eq!(status, 201);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(["monitor", "--url", &url, "--chaos", "--headless", "--duration", "6s", "--config"])
+        .arg(&config)
+        .current_dir(common::repo_path(""))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("⚡ Fault 1 started: garbage captions"), "{stdout}");
+    assert!(stdout.contains("⚡ Fault 1 ended (expired)"), "{stdout}");
+    let records = common::read_records(&dir.join("logs"));
+    let faults: Vec<_> = records.iter().filter(|r| r["type"] == "fault").collect();
+    assert_eq!(faults.len(), 2, "{faults:#?}");
+    assert_eq!(faults[1]["ended_by"], "expired");
+    assert!(faults[1]["hits"].as_u64().unwrap() > 0, "the monitor's own probes were hit");
+    assert!(stdout.contains("## Injected faults"), "the summary lists it:\n{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
