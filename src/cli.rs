@@ -78,8 +78,8 @@ pub struct ExportArgs {
 pub struct DrillArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
-    /// Also write the report (Markdown) here.
-    #[arg(long, value_name = "FILE.md")]
+    /// Also write the report here: Markdown, or JSON when the name ends in `.json`.
+    #[arg(long, value_name = "FILE.md|FILE.json")]
     pub report: Option<PathBuf>,
     /// The faults to rehearse, in order (default: errors, latency, garbage, slow_decoder,
     /// unready, hang, crash).

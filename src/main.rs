@@ -250,7 +250,14 @@ fn drill(args: &DrillArgs) -> ExitCode {
     println!();
     print!("{markdown}");
     if let Some(path) = &args.report {
-        match std::fs::write(path, &markdown) {
+        // A `.json` report is the same data for machines (CI, dashboards).
+        let text = if path.extension().is_some_and(|ext| ext == "json") {
+            serde_json::to_string_pretty(&report)
+                .map_or_else(|err| format!("{{\"error\": \"{err}\"}}"), |json| json + "\n")
+        } else {
+            markdown.clone()
+        };
+        match std::fs::write(path, text) {
             Ok(()) => println!("\nReport written to {}", path.display()),
             Err(err) => eprintln!("error: cannot write {}: {err}", path.display()),
         }

@@ -79,12 +79,18 @@ fn a_short_drill_fires_repeats_resolves_restarts_and_notifies() {
 #[test]
 fn a_drill_with_a_dead_sink_fails_and_says_why() {
     let (dir, config) = drill_config("drill-dead");
-    let report = dir.join("drill.md");
+    let report = dir.join("drill.json");
     let (code, output) = drill(&config, "errors", &refused_url(), &report);
     assert_eq!(code, Some(1), "{output}");
-    let table = std::fs::read_to_string(&report).unwrap();
-    let errors = table.lines().find(|line| line.starts_with("| errors")).unwrap();
-    assert!(errors.contains("| error_rate CRITICAL |") && errors.contains("❌ failed"), "{table}");
-    assert!(table.contains("What did not hold:\n- errors: hook failed a notification"), "{table}");
+    let errors = output.lines().find(|line| line.starts_with("| errors")).unwrap();
+    assert!(errors.contains("| error_rate CRITICAL |") && errors.contains("❌ failed"), "{output}");
+    assert!(output.contains("What did not hold:\n- errors: hook failed a notification"), "{output}");
+    // The JSON report: the same verdict for machines.
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let step = &json["steps"][0];
+    assert_eq!((step["kind"].as_str(), step["expected_alert"].as_str()), (Some("errors"), Some("error_rate CRITICAL")));
+    assert!(step["fired_after_s"].as_f64().unwrap() <= step["fire_within_s"].as_f64().unwrap());
+    assert!(step["problems"][0].as_str().unwrap().starts_with("hook failed a notification"), "{json}");
+    assert_eq!(step["notifications"][0]["failed"], true);
     let _ = std::fs::remove_dir_all(&dir);
 }
