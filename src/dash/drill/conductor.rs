@@ -122,10 +122,6 @@ impl Conductor {
         results
     }
 
-    pub fn finished(&self) -> bool {
-        self.phase == Phase::Finished
-    }
-
     /// Looks at one event and what `update` made of it; returns the drill's own effects.
     pub fn observe(&mut self, event: &Event, effects: &[Effect], state: &DashState, clock: Clock) -> Vec<Effect> {
         let now = clock.now;
