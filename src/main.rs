@@ -154,18 +154,35 @@ fn alert_test(config_path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// This executable, to launch `capwatch serve` as the child (or, after saying why, exit code 1).
+fn own_executable() -> Result<std::path::PathBuf, ExitCode> {
+    std::env::current_exe().map_err(|err| {
+        eprintln!("error: cannot find the capwatch executable to launch the server: {err}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The monitor's log file (`tui`: no console logging) and the runtime a session runs on.
+fn monitor_runtime(config: &Config, tui: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, tui) {
+        eprintln!("error: {err}");
+        return Err(ExitCode::FAILURE);
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|err| {
+        eprintln!("error: cannot start the async runtime: {err}");
+        ExitCode::FAILURE
+    })
+}
+
 /// `capwatch`: launch the server as a child and monitor it.
 fn dashboard(run: &RunArgs, serve: &ServeArgs) -> ExitCode {
     let config = match config_or_exit(serve.resolve_config()) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let program = match std::env::current_exe() {
+    let program = match own_executable() {
         Ok(program) => program,
-        Err(err) => {
-            eprintln!("error: cannot find the capwatch executable to launch the server: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let preflight = Some(capwatch::dash::preflight::Preflight::new(&config.service));
     let target = Target::Child(ServeCommand { program, args: serve.child_args(&config), preflight });
@@ -181,24 +198,14 @@ fn drill(args: &DrillArgs) -> ExitCode {
     };
     let faults = if args.faults.is_empty() { drill::ALL_FAULTS.to_vec() } else { args.faults.clone() };
     let plan = drill::plan(&base, &faults);
-    let program = match std::env::current_exe() {
+    let program = match own_executable() {
         Ok(program) => program,
-        Err(err) => {
-            eprintln!("error: cannot find the capwatch executable to launch the server: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let config = plan.config.clone();
-    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, false) {
-        eprintln!("error: {err}");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match monitor_runtime(&config, false) {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     // Every bound of every step, one after the other, and the server's start: past this
     // the drill stops and reports where it was.
@@ -316,16 +323,9 @@ fn run_monitor(run: &RunArgs, mut config: Config, target: Target) -> ExitCode {
         config.prometheus.listen = Some(address.clone());
     }
     let mode = if run.headless { Mode::Headless } else { Mode::Tui };
-    if let Err(err) = telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, mode == Mode::Tui) {
-        eprintln!("error: {err}");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match monitor_runtime(&config, mode == Mode::Tui) {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let stop_after = StopAfter { cycles: run.cycles, duration: run.duration };
     let outcome = runtime.block_on(app::run(config, target, stop_after, shutdown::signal(), mode));

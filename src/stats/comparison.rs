@@ -286,12 +286,6 @@ mod tests {
     use super::*;
     use crate::stats::bootstrap::SplitMix64;
 
-    fn normal(rng: &mut SplitMix64) -> f64 {
-        let u1 = 1.0 - rng.next_f64();
-        let u2 = rng.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
     fn answer(latency_ms: f64, caption: Option<&str>, quality: f64) -> Answer {
         Answer { latency_ms, caption: caption.map(str::to_owned), quality: caption.map(|_| quality) }
     }
@@ -301,7 +295,7 @@ mod tests {
         let mut rng = SplitMix64::new(1);
         let mut comparison = Comparison::new("a", "b");
         for pair in 1..=300 {
-            let mut noise = || (0.2 * normal(&mut rng)).exp();
+            let mut noise = || (0.2 * rng.next_normal()).exp();
             let (a, b) = (100.0 * noise(), 70.0 * noise());
             comparison.push(answer(a, Some("x"), 1.0), answer(b, Some("x"), 1.0));
             if pair < crate::stats::sequential::MIN_PAIRS {
@@ -332,7 +326,7 @@ mod tests {
         for round in 0..200 {
             let canary_fails = round % 4 == 0;
             let b = if canary_fails { answer(5.0, None, 0.0) } else { answer(50.0, Some("a red circle"), 1.0) };
-            comparison.push(answer(100.0 + normal(&mut rng), Some("a red circle"), 1.0), b);
+            comparison.push(answer(100.0 + rng.next_normal(), Some("a red circle"), 1.0), b);
         }
         let figures = comparison.figures();
         assert!(
@@ -365,8 +359,8 @@ mod tests {
         let mut rng = SplitMix64::new(3);
         let mut comparison = Comparison::new("a", "a-copy");
         for _ in 0..500 {
-            let a = 100.0 * (0.2 * normal(&mut rng)).exp();
-            let b = 100.0 * (0.2 * normal(&mut rng)).exp();
+            let a = 100.0 * (0.2 * rng.next_normal()).exp();
+            let b = 100.0 * (0.2 * rng.next_normal()).exp();
             comparison.push(answer(a, Some("x"), 1.0), answer(b, Some("x"), 1.0));
         }
         let figures = comparison.figures();
