@@ -139,9 +139,17 @@ pub struct ServeArgs {
     /// Config file (YAML).
     #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
-    /// Model directory (overrides `service.model_dir`).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    /// Model directory (overrides `service.model_dir`); repeated as `NAME=DIR`, the variants
+    /// to serve side by side (overrides `service.models`).
+    #[arg(long, value_name = "[NAME=]DIR")]
+    pub model: Vec<String>,
+    /// Weights of the variants, e.g. `a=90,b=10` (overrides their `weight`; unnamed: 0).
+    #[arg(long, value_name = "NAME=WEIGHT,...")]
+    pub split: Option<String>,
+    /// Also caption routed requests on this variant after answering, e.g. `b` or `b=25` (a
+    /// percentage of the requests; overrides `service.shadow`).
+    #[arg(long, value_name = "NAME[=PERCENT]")]
+    pub shadow: Option<String>,
     /// Address to bind (overrides `service.host`).
     #[arg(long)]
     pub host: Option<String>,
@@ -174,11 +182,24 @@ impl ServeArgs {
             service.host.clone().into(),
             "--port".into(),
             service.port.to_string().into(),
-            "--model".into(),
-            service.model_dir.clone().into_os_string(),
             "--log-format".into(),
             "json".into(),
         ]);
+        match config.service.variants() {
+            Ok(variants) if !service.models.is_empty() => {
+                for variant in &variants {
+                    let mut arg = std::ffi::OsString::from(format!("{}=", variant.name));
+                    arg.push(variant.dir.as_os_str());
+                    args.extend(["--model".into(), arg]);
+                }
+                let split: Vec<String> = variants.iter().map(|v| format!("{}={}", v.name, v.weight)).collect();
+                args.extend(["--split".into(), split.join(",").into()]);
+                if let Some(shadow) = &service.shadow {
+                    args.extend(["--shadow".into(), format!("{}={}", shadow.model, shadow.share.0 * 100.0).into()]);
+                }
+            }
+            _ => args.extend(["--model".into(), service.model_dir.clone().into_os_string()]),
+        }
         if let Some(workers) = service.workers {
             args.extend(["--workers".into(), workers.to_string().into()]);
         }
@@ -195,8 +216,65 @@ impl ServeArgs {
     pub fn resolve_config(&self) -> Result<Config, crate::config::ConfigError> {
         let mut config = Config::load_or_default(&self.config)?;
         let service = &mut config.service;
-        if let Some(model) = &self.model {
-            service.model_dir.clone_from(model);
+        let flag_error = |key: &str, message: String| crate::config::ConfigError::Inconsistent {
+            path: self.config.clone(),
+            key: key.to_owned(),
+            message,
+        };
+        match self.model.as_slice() {
+            [] => {}
+            [only] if split_variant(only).is_none() => {
+                service.model_dir = PathBuf::from(only);
+                service.models.clear();
+                service.shadow = None;
+            }
+            several => {
+                service.models = several
+                    .iter()
+                    .map(|arg| {
+                        let (name, dir) = split_variant(arg).ok_or_else(|| {
+                            flag_error("--model", format!("name every variant, as NAME=DIR (got `{arg}`)"))
+                        })?;
+                        Ok(crate::config::ModelVariantConfig { name, dir: PathBuf::from(dir), weight: None })
+                    })
+                    .collect::<Result<_, crate::config::ConfigError>>()?;
+            }
+        }
+        if let Some(shadow) = &self.shadow {
+            let (name, percent) = shadow.split_once('=').map_or((shadow.as_str(), None), |(n, p)| (n, Some(p)));
+            let share = match percent {
+                None => 1.0,
+                Some(text) => {
+                    text.trim_end_matches('%')
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|p| (0.0..=100.0).contains(p))
+                        .ok_or_else(|| flag_error("--shadow", format!("a percentage 0–100 after `=`, got `{text}`")))?
+                        / 100.0
+                }
+            };
+            let model = crate::config::VariantName::try_from(name.to_owned()).map_err(|e| flag_error("--shadow", e))?;
+            let mut config = crate::config::ShadowConfig::new(model, crate::config::Share(share));
+            if let Some(old) = &service.shadow {
+                config.queue_capacity = old.queue_capacity;
+            }
+            service.shadow = Some(config);
+        }
+        if let Some(split) = &self.split {
+            let mut weights = std::collections::HashMap::new();
+            for part in split.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (name, weight) = part
+                    .split_once('=')
+                    .and_then(|(n, w)| Some((n.trim(), w.trim().parse::<u32>().ok()?)))
+                    .ok_or_else(|| flag_error("--split", format!("expected NAME=WEIGHT, got `{part}`")))?;
+                if !service.models.iter().any(|m| m.name.as_str() == name) {
+                    return Err(flag_error("--split", format!("no model is named `{name}`")));
+                }
+                weights.insert(name.to_owned(), weight);
+            }
+            for model in &mut service.models {
+                model.weight = Some(weights.get(model.name.as_str()).copied().unwrap_or(0));
+            }
         }
         if let Some(host) = &self.host {
             service.host.clone_from(host);
@@ -210,6 +288,85 @@ impl ServeArgs {
         if self.chaos {
             service.chaos = true;
         }
+        config.check(&self.config)?;
         Ok(config)
+    }
+}
+
+/// `NAME=DIR` as a variant name and a directory; None for a plain directory (no `=`, or a
+/// name that is not one: then the whole is a path).
+fn split_variant(arg: &str) -> Option<(crate::config::VariantName, &str)> {
+    let (name, dir) = arg.split_once('=')?;
+    let name = crate::config::VariantName::try_from(name.to_owned()).ok()?;
+    (!dir.is_empty()).then_some((name, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["capwatch", "serve", "--config", "/nonexistent/config.yaml"];
+        argv.extend_from_slice(args);
+        match Cli::parse_from(argv).command {
+            Some(Command::Serve(serve)) => serve,
+            _ => unreachable!("a serve command"),
+        }
+    }
+
+    fn resolve(args: &[&str]) -> Result<Config, String> {
+        // The shipped config (tests run in the crate's directory) under the flags.
+        let flags = ServeArgs { config: PathBuf::from(DEFAULT_CONFIG_PATH), ..serve(args) };
+        flags.resolve_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn variants_split_and_shadow_come_from_flags_and_survive_the_child_arguments() {
+        let config = resolve(&[
+            "--model",
+            "a=models/default",
+            "--model",
+            "b=/tmp/b",
+            "--split",
+            "a=90,b=10",
+            "--shadow",
+            "b=25",
+        ])
+        .unwrap();
+        let variants = config.service.variants().unwrap();
+        let summary: Vec<(String, u32)> = variants.iter().map(|v| (v.name.clone(), v.weight)).collect();
+        assert_eq!(summary, [("a".to_owned(), 90), ("b".to_owned(), 10)]);
+        let shadow = config.service.shadow.as_ref().unwrap();
+        assert_eq!((shadow.model.as_str(), shadow.share.0), ("b", 0.25));
+
+        // What the dashboard hands its child resolves to the same service.
+        let child: Vec<String> =
+            serve(&[]).child_args(&config).into_iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        let child_refs: Vec<&str> = child.iter().map(String::as_str).collect();
+        let again = resolve(&child_refs).unwrap();
+        assert_eq!(again.service.variants().unwrap(), variants);
+        assert_eq!(again.service.shadow, config.service.shadow);
+
+        let single = resolve(&["--model", "models/default"]).unwrap();
+        assert!(single.service.models.is_empty());
+        assert_eq!(single.service.variants().unwrap()[0].name, "default");
+    }
+
+    #[test]
+    fn bad_variant_flags_name_the_flag() {
+        let errors = [
+            (&["--model", "a=x", "--model", "y"][..], "--model"),
+            (&["--model", "a=x", "--model", "b=y", "--split", "c=1"][..], "--split"),
+            (&["--model", "a=x", "--model", "b=y", "--split", "a=ten"][..], "--split"),
+            (&["--model", "a=x", "--model", "b=y", "--shadow", "b=150"][..], "--shadow"),
+            (&["--model", "a=x", "--model", "b=y", "--shadow", "c"][..], "service.shadow.model"),
+            (&["--model", "a=x", "--model", "a=y"][..], "two models are named `a`"),
+            (&["--model", "a=x", "--model", "b=y", "--split", "a=0,b=0"][..], "every weight is 0"),
+        ];
+        for (args, expected) in errors {
+            let error = resolve(args).unwrap_err();
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
     }
 }

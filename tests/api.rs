@@ -434,6 +434,10 @@ async fn health_ready_and_metrics() {
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["model"], MODEL);
     assert_eq!(health["precision"], "fp32");
+    assert_eq!(health["models"][0]["name"], MODEL);
+    assert_eq!(health["models"][0]["ready"], true);
+    assert_eq!(health["models"].as_array().unwrap().len(), 1);
+    assert!(health.get("shadow").is_none(), "no shadow without one: {health}");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["uptime_s"].as_f64().unwrap() >= 0.0);
     let ready = client.get(server.endpoint("/ready")).send().await.unwrap();
@@ -449,11 +453,13 @@ async fn health_ready_and_metrics() {
         "capwatch_http_requests_total{route=\"/caption\",status=\"200\"} 1",
         "capwatch_http_requests_total{route=\"/caption\",status=\"400\"} 1",
         "capwatch_http_request_duration_seconds_bucket{le=",
-        "capwatch_inference_stage_duration_seconds_count{stage=\"encoder\"} 1",
-        "capwatch_inference_stage_duration_seconds_count{stage=\"total\"} 1",
-        "capwatch_queue_depth 0",
+        "capwatch_inference_stage_duration_seconds_count{model=\"vit_gpt2_merged\",stage=\"encoder\"} 1",
+        "capwatch_inference_stage_duration_seconds_count{model=\"vit_gpt2_merged\",stage=\"total\"} 1",
+        "capwatch_queue_depth{model=\"vit_gpt2_merged\"} 0",
         "capwatch_requests_in_flight 1",
-        "capwatch_workers_alive 1",
+        "capwatch_workers_alive{model=\"vit_gpt2_merged\"} 1",
+        "capwatch_caption_requests_total{model=\"vit_gpt2_merged\",status=\"200\"} 1",
+        "capwatch_caption_requests_total{model=\"vit_gpt2_merged\",status=\"400\"} 1",
         "capwatch_ready 1",
         "capwatch_model_info{model=\"vit_gpt2_merged\",layout=\"vision-encoder-decoder/merged\",precision=\"fp32\"",
         "capwatch_start_time_seconds ",
@@ -461,7 +467,7 @@ async fn health_ready_and_metrics() {
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    assert!(text.contains("capwatch_generated_tokens_total "), "{text}");
+    assert!(text.contains("capwatch_generated_tokens_total{model=\"vit_gpt2_merged\"} "), "{text}");
     // Every sample line is `name{labels} value`.
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let value = line.rsplit(' ').next().unwrap();

@@ -22,7 +22,7 @@ pub use monitor::{
     HeaderFromEnv, HealthMethod, Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig, RestartConfig,
     ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload,
 };
-pub use service::ServiceConfig;
+pub use service::{ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute};
 
 /// Default location of the config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/monitoring_config.yaml";
@@ -38,6 +38,9 @@ pub enum ConfigError {
     },
     #[error("{path}:{line}:{column}: invalid config at key `{key}`: {message}")]
     Invalid { path: PathBuf, key: String, line: usize, column: usize, message: String },
+    /// Keys that are each valid but do not fit together (or flags that contradict the file).
+    #[error("{path}: invalid config at key `{key}`: {message}")]
+    Inconsistent { path: PathBuf, key: String, message: String },
 }
 
 /// The whole config file.
@@ -101,7 +104,7 @@ impl Config {
             return Ok(Self::default());
         }
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let config: Self = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let key = err.path().to_string();
             let inner = err.into_inner();
             let (line, column) = inner.location().map_or((0, 0), |loc| (loc.line(), loc.column()));
@@ -112,6 +115,17 @@ impl Config {
                 column,
                 message: strip_location(&inner.to_string()),
             }
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// The checks that span keys (each key alone was checked while parsing).
+    pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        self.service.variants().map(drop).map_err(|(key, message)| ConfigError::Inconsistent {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
         })
     }
 }

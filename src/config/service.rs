@@ -46,6 +46,102 @@ pub struct ServiceConfig {
     pub request_timeout_s: NonZeroUsize,
     /// Fault injection for rehearsing alerts (`POST /chaos` from loopback); `serve --chaos`.
     pub chaos: bool,
+    /// Several model variants served side by side (A/B); empty: the one model in `model_dir`.
+    pub models: Vec<ModelVariantConfig>,
+    /// A variant that also captions a share of the routed requests, after their answer is sent.
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// `service.models[]`: one model variant.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelVariantConfig {
+    /// The name requests choose it by (`?model=NAME`), answers and metrics carry.
+    pub name: VariantName,
+    /// Its model directory.
+    pub dir: PathBuf,
+    /// Share of the routed requests relative to the other variants' weights. Unset: 1, or 0
+    /// for the shadow variant; 0: only asked for by name (or mirrored as the shadow).
+    pub weight: Option<u32>,
+}
+
+/// `service.shadow`: mirror routed requests onto one more variant, off the answer's path.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// The variant (one of `service.models`) that gets the copies.
+    pub model: VariantName,
+    /// Share of routed requests mirrored, in [0, 1] (default 1: all).
+    #[serde(default = "full_share")]
+    pub share: Share,
+    /// Mirrored requests allowed to wait or run at once; more are dropped and counted.
+    #[serde(default = "default_shadow_queue")]
+    pub queue_capacity: NonZeroUsize,
+}
+
+impl ShadowConfig {
+    /// A shadow with the default queue.
+    pub fn new(model: VariantName, share: Share) -> Self {
+        Self { model, share, queue_capacity: default_shadow_queue() }
+    }
+}
+
+fn full_share() -> Share {
+    Share(1.0)
+}
+
+fn default_shadow_queue() -> NonZeroUsize {
+    nz(16)
+}
+
+/// A variant name: 1–32 characters of `A-Z a-z 0-9 _ . -`, so it fits a URL and a label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct VariantName(String);
+
+impl VariantName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for VariantName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for VariantName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if name.is_empty() || name.len() > 32 || !name.chars().all(allowed) {
+            return Err(format!("a model name is 1–32 characters of A-Z a-z 0-9 _ . - (got `{name}`)"));
+        }
+        Ok(Self(name))
+    }
+}
+
+/// A fraction in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct Share(pub f64);
+
+impl TryFrom<f64> for Share {
+    type Error = String;
+
+    fn try_from(value: f64) -> Result<Self, String> {
+        if (0.0..=1.0).contains(&value) { Ok(Self(value)) } else { Err(format!("a share is in [0, 1], got {value}")) }
+    }
+}
+
+/// One variant as the server routes to it (see [`ServiceConfig::variants`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantRoute {
+    pub name: String,
+    pub dir: PathBuf,
+    pub weight: u32,
 }
 
 impl Default for ServiceConfig {
@@ -67,6 +163,8 @@ impl Default for ServiceConfig {
             max_num_beams: nz(8),
             request_timeout_s: nz(30),
             chaos: false,
+            models: Vec::new(),
+            shadow: None,
         }
     }
 }
@@ -77,6 +175,43 @@ impl ServiceConfig {
         self.model_dir
             .file_name()
             .map_or_else(|| self.model_dir.display().to_string(), |name| name.to_string_lossy().into_owned())
+    }
+
+    /// The variants the server routes to, weights resolved: `models`, or the one model in
+    /// `model_dir` (named after its directory). The error names the key that is wrong.
+    pub fn variants(&self) -> Result<Vec<VariantRoute>, (&'static str, String)> {
+        if self.models.is_empty() {
+            if self.shadow.is_some() {
+                return Err(("service.shadow", "a shadow needs two or more `service.models`".to_owned()));
+            }
+            return Ok(vec![VariantRoute { name: self.model_name(), dir: self.model_dir.clone(), weight: 1 }]);
+        }
+        let shadow = self.shadow.as_ref().map(|shadow| &shadow.model);
+        let mut variants: Vec<VariantRoute> = Vec::with_capacity(self.models.len());
+        for model in &self.models {
+            if variants.iter().any(|v| v.name == model.name.as_str()) {
+                return Err(("service.models", format!("two models are named `{}`", model.name)));
+            }
+            let default_weight = if shadow == Some(&model.name) { 0 } else { 1 };
+            variants.push(VariantRoute {
+                name: model.name.to_string(),
+                dir: model.dir.clone(),
+                weight: model.weight.unwrap_or(default_weight),
+            });
+        }
+        if let Some(shadow) = shadow
+            && !variants.iter().any(|v| v.name == shadow.as_str())
+        {
+            let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+            return Err((
+                "service.shadow.model",
+                format!("no model is named `{shadow}` (models: {})", names.join(", ")),
+            ));
+        }
+        if variants.iter().all(|v| v.weight == 0) {
+            return Err(("service.models", "every weight is 0: no request could be routed".to_owned()));
+        }
+        Ok(variants)
     }
 }
 
@@ -104,5 +239,24 @@ mod tests {
         assert!(!config.service.join_running_batch);
         assert_eq!(config.service.workers.map(std::num::NonZeroUsize::get), Some(3));
         assert_eq!(config.service.intra_op_threads, None);
+    }
+
+    #[test]
+    fn model_variants_resolve_weights_and_name_what_does_not_fit() {
+        let text = "service:\n  models:\n    - {name: a, dir: m/a}\n    - {name: b, dir: m/b, weight: 3}\n    - {name: s, dir: m/s}\n  shadow: {model: s, share: 0.5}\n";
+        let config = parse(text).unwrap();
+        let weights: Vec<(String, u32)> =
+            config.service.variants().unwrap().into_iter().map(|v| (v.name, v.weight)).collect();
+        assert_eq!(
+            weights,
+            [("a".to_owned(), 1), ("b".to_owned(), 3), ("s".to_owned(), 0)],
+            "the shadow defaults to 0"
+        );
+        let unknown = parse("service:\n  models:\n    - {name: a, dir: m}\n  shadow: {model: z}\n").unwrap_err();
+        assert!(unknown.to_string().contains("`service.shadow.model`: no model is named `z`"), "{unknown}");
+        let bad_name = parse("service:\n  models:\n    - {name: \"a b\", dir: m}\n").unwrap_err().to_string();
+        assert!(bad_name.contains("service.models[0].name") && bad_name.contains(":3:"), "{bad_name}");
+        let bad_share = parse("service:\n  models:\n    - {name: a, dir: m}\n  shadow: {model: a, share: 2}\n");
+        assert!(bad_share.unwrap_err().to_string().contains("share"));
     }
 }

@@ -93,6 +93,10 @@ pub struct FaultSpec {
     /// `crash`: the exit status (default 70; non-zero).
     #[serde(default = "default_exit_code")]
     pub exit_code: i32,
+    /// `latency`, `errors`, `garbage`: only requests answered by this model variant (default:
+    /// every request), e.g. to make a canary slower than its baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 fn default_duration_s() -> f64 {
@@ -126,6 +130,7 @@ impl FaultSpec {
             status: default_status(),
             step_delay_ms: default_step_delay_ms(),
             exit_code: default_exit_code(),
+            model: None,
         }
     }
 
@@ -142,6 +147,9 @@ impl FaultSpec {
         }
         if self.exit_code == 0 {
             return Err("exit_code must not be 0 (a crash exits with an error)".to_owned());
+        }
+        if self.model.is_some() && !matches!(self.kind, FaultKind::Latency | FaultKind::Errors | FaultKind::Garbage) {
+            return Err(format!("model applies to latency, errors and garbage, not to {}", self.kind.name()));
         }
         if self.kind == FaultKind::Latency && self.jitter_ms > self.latency_ms {
             return Err(format!("jitter_ms ({}) must not exceed latency_ms ({})", self.jitter_ms, self.latency_ms));
@@ -275,15 +283,16 @@ impl Chaos {
         self.lock().iter().filter(|f| f.ends_at > now).map(|f| f.describe(now)).collect()
     }
 
-    /// The newest fault of `kind` in force.
-    fn find(&self, kind: FaultKind) -> Option<Arc<Fault>> {
+    /// The newest fault of `kind` in force (for a request answered by `model`, when it is one).
+    fn find(&self, kind: FaultKind, model: Option<&str>) -> Option<Arc<Fault>> {
         let now = Instant::now();
-        self.lock().iter().rev().find(|f| f.spec.kind == kind && f.ends_at > now).cloned()
+        let applies = |f: &Fault| f.spec.model.is_none() || f.spec.model.as_deref() == model;
+        self.lock().iter().rev().find(|f| f.spec.kind == kind && f.ends_at > now && applies(f)).cloned()
     }
 
     /// Whether a fault of `kind` is in force (it hits every request: `hang`, `unready`).
     pub fn is_active(&self, kind: FaultKind, metrics: &Metrics) -> bool {
-        let fault = self.find(kind);
+        let fault = self.find(kind, None);
         if let Some(fault) = &fault {
             fault.hits.fetch_add(1, Ordering::Relaxed);
             metrics.chaos_hits.get_or_create(&FaultLabels { kind: kind.name() }).inc();
@@ -292,16 +301,16 @@ impl Chaos {
     }
 
     /// The fault of `kind` if it hits this request, with the request's number.
-    fn hit(&self, kind: FaultKind, metrics: &Metrics) -> Option<(Arc<Fault>, u64)> {
-        let fault = self.find(kind)?;
+    fn hit(&self, kind: FaultKind, model: &str, metrics: &Metrics) -> Option<(Arc<Fault>, u64)> {
+        let fault = self.find(kind, Some(model))?;
         let n = fault.hits_next()?;
         metrics.chaos_hits.get_or_create(&FaultLabels { kind: kind.name() }).inc();
         Some((fault, n))
     }
 
-    /// `latency`: how long to hold this caption request before serving it.
-    pub fn added_latency(&self, metrics: &Metrics) -> Option<Duration> {
-        let (fault, n) = self.hit(FaultKind::Latency, metrics)?;
+    /// `latency`: how long to hold this caption request (for `model`) before serving it.
+    pub fn added_latency(&self, model: &str, metrics: &Metrics) -> Option<Duration> {
+        let (fault, n) = self.hit(FaultKind::Latency, model, metrics)?;
         let spec = &fault.spec;
         let jitter =
             if spec.jitter_ms == 0 { 0 } else { (mix(n) % (2 * spec.jitter_ms + 1)) as i64 - spec.jitter_ms as i64 };
@@ -309,13 +318,13 @@ impl Chaos {
     }
 
     /// `errors`: the status to answer this caption request with instead.
-    pub fn injected_error(&self, metrics: &Metrics) -> Option<u16> {
-        self.hit(FaultKind::Errors, metrics).map(|(fault, _)| fault.spec.status)
+    pub fn injected_error(&self, model: &str, metrics: &Metrics) -> Option<u16> {
+        self.hit(FaultKind::Errors, model, metrics).map(|(fault, _)| fault.spec.status)
     }
 
     /// `garbage`: the wrong caption to answer instead of `caption`.
-    pub fn garbage(&self, caption: &str, metrics: &Metrics) -> Option<String> {
-        let (_, n) = self.hit(FaultKind::Garbage, metrics)?;
+    pub fn garbage(&self, model: &str, caption: &str, metrics: &Metrics) -> Option<String> {
+        let (_, n) = self.hit(FaultKind::Garbage, model, metrics)?;
         let words = caption.split_whitespace().count().clamp(2, 8);
         Some(
             (0..words)
@@ -330,7 +339,7 @@ impl Chaos {
         if !self.is_active(FaultKind::Hang, metrics) {
             return;
         }
-        while self.find(FaultKind::Hang).is_some() {
+        while self.find(FaultKind::Hang, None).is_some() {
             tokio::time::sleep(HANG_POLL).await;
         }
     }
@@ -385,7 +394,7 @@ mod tests {
     fn a_share_hits_exactly_that_share_evenly() {
         let (chaos, metrics, _) = chaos();
         chaos.inject(FaultSpec { share: 0.25, ..FaultSpec::new(FaultKind::Errors) }, &metrics).unwrap();
-        let hits: Vec<bool> = (0..8).map(|_| chaos.injected_error(&metrics).is_some()).collect();
+        let hits: Vec<bool> = (0..8).map(|_| chaos.injected_error("m", &metrics).is_some()).collect();
         assert_eq!(hits, [false, false, false, true, false, false, false, true]);
         assert_eq!(chaos.active()[0].hits, 2);
         assert!(metrics.encode().unwrap().contains("capwatch_chaos_hits_total{kind=\"errors\"} 2"));
@@ -433,12 +442,24 @@ mod tests {
         chaos
             .inject(FaultSpec { latency_ms: 100, jitter_ms: 20, ..FaultSpec::new(FaultKind::Latency) }, &metrics)
             .unwrap();
-        let delays: Vec<u128> = (0..50).map(|_| chaos.added_latency(&metrics).unwrap().as_millis()).collect();
+        let delays: Vec<u128> = (0..50).map(|_| chaos.added_latency("m", &metrics).unwrap().as_millis()).collect();
         assert!(delays.iter().all(|d| (80..=120).contains(d)), "{delays:?}");
         assert!(delays.iter().any(|d| *d != delays[0]), "jitter varies");
         chaos.inject(FaultSpec::new(FaultKind::Garbage), &metrics).unwrap();
-        let garbage = chaos.garbage("a small red circle", &metrics).unwrap();
+        let garbage = chaos.garbage("m", "a small red circle", &metrics).unwrap();
         assert_eq!(garbage.split(' ').count(), 4);
         assert!(!garbage.contains("red") && !garbage.contains("circle"), "{garbage}");
+    }
+
+    #[test]
+    fn a_fault_for_one_model_spares_the_others() {
+        let (chaos, metrics, _) = chaos();
+        let canary_only = FaultSpec { model: Some("b".to_owned()), ..FaultSpec::new(FaultKind::Latency) };
+        chaos.inject(canary_only, &metrics).unwrap();
+        assert_eq!(chaos.added_latency("a", &metrics), None);
+        assert_eq!(chaos.added_latency("b", &metrics), Some(Duration::from_millis(1000)));
+        assert_eq!(chaos.active()[0].hits, 1);
+        let hang = FaultSpec { model: Some("b".to_owned()), ..FaultSpec::new(FaultKind::Hang) };
+        assert!(hang.validate().unwrap_err().contains("model applies to"));
     }
 }

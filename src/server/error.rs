@@ -30,6 +30,8 @@ pub enum ApiError {
     InvalidMultipart(String),
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
+    #[error("no model is named `{name}` (models: {known})")]
+    UnknownModel { name: String, known: String },
     #[error("the request could not be read: {0}")]
     BodyRead(String),
     #[error("captioning took longer than {timeout_s} s")]
@@ -65,9 +67,11 @@ impl ApiError {
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::MissingFile | Self::InvalidMultipart(_) | Self::InvalidParameter(_) | Self::BodyRead(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::MissingFile
+            | Self::InvalidMultipart(_)
+            | Self::InvalidParameter(_)
+            | Self::UnknownModel { .. }
+            | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Injected { status } => StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -93,6 +97,7 @@ impl ApiError {
             Self::MissingFile => "missing_file",
             Self::InvalidMultipart(_) => "invalid_multipart",
             Self::InvalidParameter(_) => "invalid_parameter",
+            Self::UnknownModel { .. } => "unknown_model",
             Self::BodyRead(_) => "body_read_error",
             Self::Timeout { .. } => "timeout",
             Self::Internal(_) => "internal_error",

@@ -2,18 +2,21 @@
 //! resolves, then drains in-flight requests and stops the engine.
 //!
 //! Layout: [`routes`] (handlers, router), [`error`] (status codes), [`metrics`] (Prometheus),
-//! [`chaos`] (fault injection, only with `--chaos`).
-//! The model loads in the background after the socket is bound, so `/health` and `/ready`
+//! [`chaos`] (fault injection, only with `--chaos`), [`variants`] (several models and which
+//! one answers), [`shadow`] (copies of requests for a shadow model).
+//! The models load in the background after the socket is bound, so `/health` and `/ready`
 //! answer from the first moment; a model that fails to load stops the server with an error.
 
 pub mod chaos;
 pub mod error;
 pub mod metrics;
 pub mod routes;
+pub mod shadow;
+pub mod variants;
 
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -33,12 +36,17 @@ pub enum ServerError {
     Engine(#[from] EngineError),
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("invalid config at key `{key}`: {message}")]
+    Config { key: &'static str, message: String },
 }
 
 /// Shared state of all handlers.
 pub struct AppState {
     pub config: ServiceConfig,
-    pub engine: OnceLock<Engine>,
+    /// The models served (one unless `service.models` names several).
+    pub variants: variants::Variants,
+    /// Copies of routed requests for `service.shadow`.
+    pub shadow: Option<shadow::Shadow>,
     pub started_at: Instant,
     pub metrics: metrics::Metrics,
     /// Fault injection, when the server was started with `--chaos`.
@@ -48,17 +56,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: ServiceConfig) -> Self {
+    /// The state for `config`; fails when its models do not fit together.
+    pub fn new(config: ServiceConfig) -> Result<Self, ServerError> {
+        let routes = config.variants().map_err(|(key, message)| ServerError::Config { key, message })?;
         let step_delay = StepDelay::default();
         let chaos = config.chaos.then(|| chaos::Chaos::new(step_delay.clone()));
-        Self {
+        let shadow = config.shadow.as_ref().map(shadow::Shadow::new);
+        Ok(Self {
             config,
-            engine: OnceLock::new(),
+            variants: variants::Variants::new(routes),
+            shadow,
             started_at: Instant::now(),
             metrics: metrics::Metrics::new(),
             chaos,
             step_delay,
-        }
+        })
+    }
+
+    /// The engine of a variant by name, once loaded.
+    pub fn engine(&self, name: &str) -> Option<&Engine> {
+        self.variants.get(name).and_then(|v| v.engine.get())
     }
 }
 
@@ -79,11 +96,42 @@ pub fn engine_options(config: &ServiceConfig) -> EngineOptions {
     }
 }
 
-/// Loads the model described by `config` and starts its workers (blocking); `step_delay` is
-/// what the workers pause before each step (the server's `slow_decoder` fault sets it).
-pub fn load_engine(config: &ServiceConfig, step_delay: StepDelay) -> Result<Engine, EngineError> {
-    let spec = ModelSpec::read(&config.model_dir)?;
+/// Loads the model in `dir` with the options of `config` and starts its workers (blocking);
+/// `step_delay` is what the workers pause before each step (the `slow_decoder` fault sets it).
+pub fn load_engine(
+    config: &ServiceConfig,
+    dir: &std::path::Path,
+    step_delay: StepDelay,
+) -> Result<Engine, EngineError> {
+    let spec = ModelSpec::read(dir)?;
     Engine::start(spec, EngineOptions { step_delay, ..engine_options(config) })
+}
+
+/// Loads every variant in turn (blocking); stops at the first that fails.
+fn load_variants(state: &AppState) -> Result<(), EngineError> {
+    for variant in state.variants.iter() {
+        let loaded = Instant::now();
+        let engine = load_engine(&state.config, &variant.dir, state.step_delay.clone())?;
+        let spec = engine.spec();
+        tracing::info!(
+            model = %variant.name,
+            dir = %variant.dir.display(),
+            weight = variant.weight,
+            layout = %spec.layout_name(),
+            workers = engine.threads().workers,
+            intra_op_threads = engine.threads().intra_op_threads,
+            max_batch_size = engine.options().max_batch_size,
+            joins_running_batch = engine.options().join_running_batch && spec.pads_rows,
+            num_beams = spec.generation.beam.num_beams,
+            load_ms = loaded.elapsed().as_millis() as u64,
+            "model loaded and warmed up"
+        );
+        routes::publish_model_info(state, &variant.name, &engine);
+        // `set` only fails if an engine is already there, which cannot happen: one loader.
+        let _ = variant.engine.set(engine);
+    }
+    tracing::info!(models = state.variants.len(), "ready");
+    Ok(())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves or the model fails to load.
@@ -92,31 +140,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let state = Arc::new(AppState::new(config));
+    let state = Arc::new(AppState::new(config)?);
     let (load_failed_tx, mut load_failed_rx) = watch::channel(None::<String>);
 
     let loader_state = Arc::clone(&state);
     let loader = tokio::task::spawn_blocking(move || {
-        let loaded = Instant::now();
-        match load_engine(&loader_state.config, loader_state.step_delay.clone()) {
-            Ok(engine) => {
-                let spec = engine.spec();
-                tracing::info!(
-                    model = %spec.name,
-                    layout = %spec.layout_name(),
-                    workers = engine.threads().workers,
-                    intra_op_threads = engine.threads().intra_op_threads,
-                    max_batch_size = engine.options().max_batch_size,
-                    joins_running_batch = engine.options().join_running_batch && spec.pads_rows,
-                    num_beams = spec.generation.beam.num_beams,
-                    load_ms = loaded.elapsed().as_millis() as u64,
-                    "model loaded and warmed up; ready"
-                );
-                routes::publish_model_info(&loader_state, &engine);
-                // `set` only fails if an engine is already there, which cannot happen: one loader.
-                let _ = loader_state.engine.set(engine);
-                Ok(())
-            }
+        match load_variants(&loader_state) {
+            Ok(()) => Ok(()),
             Err(err) => {
                 tracing::error!(error = %err, "model failed to load");
                 // The receiver lives until `run` returns; if it is gone nobody needs the news.
@@ -154,17 +184,20 @@ pub async fn run(
     let load_result = match loader.await {
         Ok(result) => result,
         Err(join_error) => Err(EngineError::ModelLoad {
-            path: state.config.model_dir.display().to_string(),
+            path: state.variants.iter().map(|v| v.dir.display().to_string()).collect::<Vec<_>>().join(", "),
             reason: format!("loader task failed: {join_error}"),
         }),
     };
-    if let Some(engine) = state.engine.get() {
-        let engine = engine.clone();
-        // Joining worker threads blocks; keep it off the async workers.
-        let drained = tokio::task::spawn_blocking(move || engine.shutdown(ENGINE_DRAIN_TIMEOUT)).await;
-        if let Err(err) = drained {
-            tracing::warn!(error = %err, "engine shutdown task failed");
+    let engines: Vec<Engine> = state.variants.iter().filter_map(|v| v.engine.get().cloned()).collect();
+    // Joining worker threads blocks; keep it off the async workers.
+    let drained = tokio::task::spawn_blocking(move || {
+        for engine in engines {
+            engine.shutdown(ENGINE_DRAIN_TIMEOUT);
         }
+    })
+    .await;
+    if let Err(err) = drained {
+        tracing::warn!(error = %err, "engine shutdown task failed");
     }
     load_result.map_err(ServerError::from)
 }

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::chaos::{self, ActiveFault, CRASH_DELAY, FaultKind, FaultSpec};
 use super::error::ApiError;
-use super::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ModelLabels};
+use super::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ModelLabels, VariantLabels, VariantStatusLabels};
+use super::shadow::{Copy, Shadow, ShadowReport};
+use super::variants::{KEY_HEADER, MODEL_HEADER, Routed, Variant};
 use crate::engine::{Caption, Engine, StageTimings};
 
 /// The OpenAPI document, written by hand and checked against the live API by tests.
@@ -72,14 +74,14 @@ fn not_found_response() -> Response {
         .into_response()
 }
 
-/// Records the model in `capwatch_model_info` once it is loaded.
-pub fn publish_model_info(state: &AppState, engine: &Engine) {
+/// Records the variant `name` in `capwatch_model_info` once it is loaded.
+pub fn publish_model_info(state: &AppState, name: &str, engine: &Engine) {
     let spec = engine.spec();
     state
         .metrics
         .model_info
         .get_or_create(&ModelLabels {
-            model: spec.name.clone(),
+            model: name.to_owned(),
             layout: spec.layout_name(),
             precision: spec.precision.clone(),
             version: VERSION.to_owned(),
@@ -87,14 +89,12 @@ pub fn publish_model_info(state: &AppState, engine: &Engine) {
         .set(1);
 }
 
-fn engine(state: &AppState) -> Result<&Engine, ApiError> {
-    state.engine.get().ok_or(ApiError::NotReady)
-}
-
 #[derive(Debug, Deserialize)]
 pub struct CaptionParams {
     pub max_new_tokens: Option<usize>,
     pub num_beams: Option<usize>,
+    /// The variant to answer (also `X-Capwatch-Model`).
+    pub model: Option<String>,
 }
 
 /// Server-side stage timings in milliseconds.
@@ -147,32 +147,68 @@ async fn caption(
     State(state): State<Arc<AppState>>,
     params: Result<Query<CaptionParams>, axum::extract::rejection::QueryRejection>,
     request: Request,
+) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => return ApiError::InvalidParameter(rejection.body_text()).into_response(),
+    };
+    // In a block: `Request` is not `Sync`, so a borrow of it must not live across an await.
+    let (named, key) = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (params.model.clone().or_else(|| header(MODEL_HEADER)), header(KEY_HEADER))
+    };
+    let Some((variant, routed)) = state.variants.choose(named.as_deref(), key.as_deref()) else {
+        let name = named.unwrap_or_default();
+        return ApiError::UnknownModel { name, known: state.variants.names().join(", ") }.into_response();
+    };
+    let response =
+        caption_on(&state, variant, routed, &params, request).await.unwrap_or_else(IntoResponse::into_response);
+    let labels = VariantStatusLabels { model: variant.name.clone(), status: response.status().as_u16().to_string() };
+    state.metrics.caption_requests.get_or_create(&labels).inc();
+    response
+}
+
+/// Serves a caption request on `variant` (chaos first, then the engine), and hands a copy to
+/// the shadow when it wants one.
+async fn caption_on(
+    state: &Arc<AppState>,
+    variant: &Variant,
+    routed: Routed,
+    params: &CaptionParams,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::InvalidParameter(e.body_text()))?;
     if let Some(chaos) = &state.chaos {
         chaos.hold_while_hung(&state.metrics).await;
-        if let Some(delay) = chaos.added_latency(&state.metrics) {
+        if let Some(delay) = chaos.added_latency(&variant.name, &state.metrics) {
             tokio::time::sleep(delay).await;
         }
-        if let Some(status) = chaos.injected_error(&state.metrics) {
+        if let Some(status) = chaos.injected_error(&variant.name, &state.metrics) {
             return Err(ApiError::Injected { status });
         }
     }
-    let engine = engine(&state)?;
-    let input = read_caption_input(&state, request).await?;
+    let engine = variant.engine.get().ok_or(ApiError::NotReady)?;
+    let input = read_caption_input(state, request).await?;
     let max_new_tokens = input.max_new_tokens.or(params.max_new_tokens);
     let num_beams = input.num_beams.or(params.num_beams);
     let timeout_s = state.config.request_timeout_s.get();
     let caption = tokio::time::timeout(
         Duration::from_secs(timeout_s as u64),
-        engine.caption(input.image, max_new_tokens, num_beams),
+        engine.caption(input.image.clone(), max_new_tokens, num_beams),
     )
     .await
     .map_err(|_| ApiError::Timeout { timeout_s })??;
-    state.metrics.observe_caption(&caption.timings, caption.token_ids.len(), caption.batch_size);
-    let garbage = state.chaos.as_ref().and_then(|chaos| chaos.garbage(&caption.text, &state.metrics));
+    state.metrics.observe_caption(&variant.name, &caption.timings, caption.token_ids.len(), caption.batch_size);
+    let garbage = state.chaos.as_ref().and_then(|chaos| chaos.garbage(&variant.name, &caption.text, &state.metrics));
     let caption = Caption { text: garbage.unwrap_or(caption.text), ..caption };
-    Ok(caption_response(&engine.spec().name, &caption))
+    if let Some(shadow) = &state.shadow
+        && routed != Routed::Explicit
+        && shadow.model != variant.name
+        && shadow.wants_copy()
+    {
+        let copy = Copy { image: input.image, max_new_tokens, num_beams, answered: caption.text.clone() };
+        Shadow::mirror(state, copy);
+    }
+    Ok(caption_response(&variant.name, &caption))
 }
 
 fn caption_response(model: &str, caption: &Caption) -> Response {
@@ -282,6 +318,42 @@ pub struct HealthResponse {
     pub queue_depth: usize,
     pub uptime_s: f64,
     pub version: String,
+    /// Every model variant served, in order (one unless the server runs several).
+    #[serde(default)]
+    pub models: Vec<ModelHealth>,
+    /// The shadow variant's copies and how often they agreed, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowReport>,
+}
+
+/// One variant in `/health`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ModelHealth {
+    pub name: String,
+    /// Share of the routed requests relative to the others (0: only when named).
+    pub weight: u32,
+    pub ready: bool,
+    pub layout: Option<String>,
+    pub precision: Option<String>,
+    pub num_beams: Option<usize>,
+    pub workers_alive: usize,
+    pub queue_depth: usize,
+}
+
+impl ModelHealth {
+    fn of(variant: &Variant) -> Self {
+        let engine = variant.engine.get();
+        Self {
+            name: variant.name.clone(),
+            weight: variant.weight,
+            ready: engine.is_some(),
+            layout: engine.map(|e| e.spec().layout_name()),
+            precision: engine.map(|e| e.spec().precision.clone()),
+            num_beams: engine.map(|e| e.spec().generation.beam.num_beams),
+            workers_alive: engine.map_or(0, Engine::workers_alive),
+            queue_depth: engine.map_or(0, Engine::queue_depth),
+        }
+    }
 }
 
 /// `hang` holds the request; `unready` makes it fail.
@@ -293,30 +365,23 @@ async fn chaos_says_unready(state: &AppState) -> bool {
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let unready = chaos_says_unready(&state).await;
-    let engine = state.engine.get();
-    let workers_alive = engine.map_or(0, Engine::workers_alive);
-    let healthy = engine.is_some() && workers_alive > 0 && !unready;
-    let model = engine.map_or_else(
-        || {
-            state
-                .config
-                .model_dir
-                .file_name()
-                .map_or_else(|| state.config.model_dir.display().to_string(), |n| n.to_string_lossy().into_owned())
-        },
-        |e| e.spec().name.clone(),
-    );
+    let models: Vec<ModelHealth> = state.variants.iter().map(ModelHealth::of).collect();
+    let ready = models.iter().all(|m| m.ready);
+    let healthy = ready && models.iter().all(|m| m.workers_alive > 0) && !unready;
+    let first = models.first();
     let body = HealthResponse {
         status: if healthy { "healthy" } else { "unhealthy" }.to_owned(),
-        model,
-        layout: engine.map(|e| e.spec().layout_name()),
-        precision: engine.map(|e| e.spec().precision.clone()),
-        num_beams: engine.map(|e| e.spec().generation.beam.num_beams),
-        ready: engine.is_some(),
-        workers_alive,
-        queue_depth: engine.map_or(0, Engine::queue_depth),
+        model: state.variants.names().join(", "),
+        layout: first.and_then(|m| m.layout.clone()),
+        precision: first.and_then(|m| m.precision.clone()),
+        num_beams: first.and_then(|m| m.num_beams),
+        ready,
+        workers_alive: models.iter().map(|m| m.workers_alive).sum(),
+        queue_depth: models.iter().map(|m| m.queue_depth).sum(),
         uptime_s: (state.started_at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         version: VERSION.to_owned(),
+        shadow: state.shadow.as_ref().map(Shadow::report),
+        models,
     };
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
@@ -329,23 +394,20 @@ pub struct ReadyResponse {
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let unready = chaos_says_unready(&state).await;
-    let ready = state.engine.get().is_some() && !unready;
+    let ready = state.variants.all_loaded() && !unready;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(ReadyResponse { ready })).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let metrics = &state.metrics;
-    match state.engine.get() {
-        Some(engine) => {
-            metrics.queue_depth.set(engine.queue_depth() as i64);
-            metrics.workers_alive.set(engine.workers_alive() as i64);
-            metrics.ready.set(1);
-        }
-        None => {
-            metrics.ready.set(0);
-        }
+    for variant in state.variants.iter() {
+        let labels = VariantLabels { model: variant.name.clone() };
+        let engine = variant.engine.get();
+        metrics.queue_depth.get_or_create(&labels).set(engine.map_or(0, Engine::queue_depth) as i64);
+        metrics.workers_alive.get_or_create(&labels).set(engine.map_or(0, Engine::workers_alive) as i64);
     }
+    metrics.ready.set(i64::from(state.variants.all_loaded()));
     let text = metrics.encode().map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }
@@ -364,6 +426,11 @@ async fn chaos_inject(
         Ok(Json(spec)) => spec,
         Err(rejection) => return ApiError::InvalidParameter(rejection.body_text()).into_response(),
     };
+    if let Some(name) = &spec.model
+        && state.variants.get(name).is_none()
+    {
+        return ApiError::UnknownModel { name: name.clone(), known: state.variants.names().join(", ") }.into_response();
+    }
     let fault = match chaos.inject(spec, &state.metrics) {
         Ok(fault) => fault,
         Err(message) => return ApiError::InvalidParameter(message).into_response(),
