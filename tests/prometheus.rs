@@ -242,6 +242,7 @@ fn dashboard_exposition(config: &Config) -> String {
     let mut state = DashState::new(config, true, Stop::default(), now);
     let events = [
         Event::Probe(InferenceProbe {
+            variant: None,
             at: now,
             image: "a.png".to_owned(),
             latency: Duration::from_millis(20),

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 pub use alerts::{AlertsConfig, DeliveryConfig, MinSeverity, SinkConfig, SinkKind, SinkTarget, Sinks};
 pub use monitor::{
-    HeaderFromEnv, HealthMethod, Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig, RestartConfig,
-    ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload,
+    AbWorseLevel, HeaderFromEnv, HealthMethod, Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig,
+    RestartConfig, ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload,
 };
 pub use service::{ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute};
 

@@ -143,6 +143,18 @@ pub struct ThresholdsConfig {
     /// How far past a threshold (percent of it) a value must go back to leave that level.
     #[serde(deserialize_with = "percent")]
     pub hysteresis_percent: f64,
+    /// The severity of the `ab_worse` alert: a model variant is significantly worse than the
+    /// baseline on errors or caption quality (A/B, always-valid p < 0.05); `off` for none.
+    pub ab_worse: AbWorseLevel,
+}
+
+/// `thresholds.ab_worse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AbWorseLevel {
+    Off,
+    Warning,
+    Critical,
 }
 
 /// A percentage from 0 up to (not including) 100.
@@ -166,6 +178,7 @@ impl Default for ThresholdsConfig {
             for_evaluations: std::num::NonZeroU32::MIN.saturating_add(1),
             for_s: None,
             hysteresis_percent: 10.0,
+            ab_worse: AbWorseLevel::Warning,
         }
     }
 }

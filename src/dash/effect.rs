@@ -24,6 +24,8 @@ pub enum Effect {
     SetProbeTarget(Option<String>),
     /// Pause or resume probing.
     SetPaused(bool),
+    /// Test each of these model variants by name (two or more: the A/B comparison).
+    SetVariants(Vec<String>),
     /// Run a test cycle now.
     TestNow,
     /// Start a fault on the chaos-enabled server at `url` (`POST /chaos`).
@@ -68,6 +70,10 @@ pub enum MetricUpdate {
     Notification { sink: String, outcome: &'static str },
     /// The current values of every gauge.
     Gauges(Gauges),
+    /// A probe of one model variant by name (A/B), besides its `Probe` update.
+    VariantProbe { model: String, outcome: &'static str, latency: Duration, quality: Option<f64> },
+    /// One variant against the baseline, as of the end of a test cycle.
+    Ab(Box<crate::stats::comparison::Figures>),
 }
 
 /// Gauge values after an update.

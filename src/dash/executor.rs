@@ -60,6 +60,7 @@ impl Executor {
                 Effect::Metric(update) => self.metrics.apply(&update),
                 Effect::SetProbeTarget(url) => self.probes.set_target(url),
                 Effect::SetPaused(paused) => self.probes.set_paused(paused),
+                Effect::SetVariants(variants) => self.probes.set_variants(variants),
                 Effect::TestNow => self.probes.test_now(),
                 Effect::InjectFault { url, spec } => {
                     tokio::spawn(self.chaos.clone().inject_and_report(url, spec, self.events_tx.clone()));

@@ -20,6 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::alerts::{AlertEvent, RuleKind, Severity};
 use super::effect::{Gauges, MetricUpdate, ProbeKind};
 use crate::config::Config;
+use crate::stats::comparison::Verdict;
 
 /// Exposed series names (what PromQL sees).
 pub const PROBE_DURATION_SECONDS: &str = "capwatch_monitor_probe_duration_seconds";
@@ -36,6 +37,12 @@ pub const CRASH_LOOP: &str = "capwatch_monitor_crash_loop";
 pub const TEST_CYCLES_TOTAL: &str = "capwatch_monitor_test_cycles_total";
 pub const NOTIFICATIONS_TOTAL: &str = "capwatch_monitor_notifications_total";
 pub const INFO: &str = "capwatch_monitor_info";
+pub const VARIANT_PROBE_DURATION_SECONDS: &str = "capwatch_monitor_variant_probe_duration_seconds";
+pub const VARIANT_PROBES_TOTAL: &str = "capwatch_monitor_variant_probes_total";
+pub const VARIANT_CAPTION_QUALITY_RATIO: &str = "capwatch_monitor_variant_caption_quality_ratio";
+pub const AB_LATENCY_RATIO: &str = "capwatch_monitor_ab_latency_ratio";
+pub const AB_WORSE: &str = "capwatch_monitor_ab_worse";
+pub const AB_PAIRS: &str = "capwatch_monitor_ab_pairs";
 
 /// `probe` label values.
 pub const PROBE_CAPTION: &str = "caption";
@@ -68,6 +75,23 @@ struct AlertEventLabels {
 struct SinkOutcomeLabels {
     sink: String,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelOutcomeLabels {
+    model: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PairLabels {
+    model: String,
+    baseline: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,6 +141,12 @@ pub struct DashMetrics {
     crash_loop: Gauge,
     test_cycles: Counter,
     notifications: Family<SinkOutcomeLabels, Counter>,
+    variant_probe_duration: Family<ModelLabels, Histogram, Buckets>,
+    variant_probes: Family<ModelOutcomeLabels, Counter>,
+    variant_quality: Family<ModelLabels, Histogram, Buckets>,
+    ab_latency_ratio: Family<PairLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    ab_worse: Family<PairLabels, Gauge>,
+    ab_pairs: Family<PairLabels, Gauge>,
 }
 
 /// Registration name: the exposed name without the suffix the encoder adds back.
@@ -131,7 +161,7 @@ impl DashMetrics {
         let t = &config.thresholds;
         let latency_buckets =
             Buckets::new(&LATENCY_BUCKETS_S, &[t.p95_latency_ms.warning / 1000.0, t.p95_latency_ms.critical / 1000.0]);
-        let probe_duration = Family::new_with_constructor(latency_buckets);
+        let probe_duration = Family::new_with_constructor(latency_buckets.clone());
         registry.register_with_unit(
             base(PROBE_DURATION_SECONDS, "_seconds"),
             "Round-trip time of successful probes as the dashboard measured it (caption: one inference test; health: GET /health)",
@@ -187,6 +217,39 @@ impl DashMetrics {
             "Alert notifications by sink and outcome (delivered, failed, dropped)",
             notifications.clone(),
         );
+        let variant_probe_duration = Family::new_with_constructor(latency_buckets);
+        registry.register_with_unit(
+            base(VARIANT_PROBE_DURATION_SECONDS, "_seconds"),
+            "Round-trip time of successful inference tests of one model variant asked for by name (A/B)",
+            Unit::Seconds,
+            variant_probe_duration.clone(),
+        );
+        let variant_probes = Family::<ModelOutcomeLabels, Counter>::default();
+        registry.register(
+            base(VARIANT_PROBES_TOTAL, "_total"),
+            "Inference tests of one model variant asked for by name, by outcome (A/B)",
+            variant_probes.clone(),
+        );
+        let variant_quality = Family::new_with_constructor(quality.clone());
+        registry.register(
+            VARIANT_CAPTION_QUALITY_RATIO,
+            "Caption quality score of successful inference tests of one model variant (A/B)",
+            variant_quality.clone(),
+        );
+        let ab_latency_ratio = Family::<PairLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            AB_LATENCY_RATIO,
+            "A variant's latency over its baseline's on the same images (Hodges-Lehmann on log latency; 0.7: 30 % faster)",
+            ab_latency_ratio.clone(),
+        );
+        let ab_worse = Family::<PairLabels, Gauge>::default();
+        registry.register(
+            AB_WORSE,
+            "1 once a variant is significantly worse than its baseline on errors or caption quality (always-valid p < 0.05)",
+            ab_worse.clone(),
+        );
+        let ab_pairs = Family::<PairLabels, Gauge>::default();
+        registry.register(AB_PAIRS, "Image pairs a variant and its baseline both answered", ab_pairs.clone());
         let info = Family::<InfoLabels, Gauge>::default();
         registry.register(INFO, "The monitor's version, model and service name (always 1)", info.clone());
         info.get_or_create(&InfoLabels {
@@ -223,6 +286,12 @@ impl DashMetrics {
             crash_loop,
             test_cycles,
             notifications,
+            variant_probe_duration,
+            variant_probes,
+            variant_quality,
+            ab_latency_ratio,
+            ab_worse,
+            ab_pairs,
         }
     }
 
@@ -253,6 +322,28 @@ impl DashMetrics {
                 self.notifications.get_or_create(&SinkOutcomeLabels { sink: sink.clone(), outcome }).inc();
             }
             MetricUpdate::Gauges(gauges) => self.set_gauges(gauges),
+            MetricUpdate::VariantProbe { model, outcome, latency, quality } => {
+                let labels = ModelLabels { model: model.clone() };
+                if *outcome == "success" {
+                    self.variant_probe_duration.get_or_create(&labels).observe(latency.as_secs_f64());
+                }
+                if let Some(quality) = quality {
+                    self.variant_quality.get_or_create(&labels).observe(*quality);
+                }
+                self.variant_probes.get_or_create(&ModelOutcomeLabels { model: model.clone(), outcome }).inc();
+            }
+            MetricUpdate::Ab(figures) => {
+                let labels = PairLabels { model: figures.b.name.clone(), baseline: figures.a.name.clone() };
+                if let Some(ratio) = &figures.latency_ratio {
+                    self.ab_latency_ratio.get_or_create(&labels).set(ratio.value);
+                }
+                let worse = matches!(
+                    &figures.verdict,
+                    Verdict::MoreErrors { worse, .. } | Verdict::LowerQuality { worse, .. } if *worse == figures.b.name
+                );
+                self.ab_worse.get_or_create(&labels).set(i64::from(worse));
+                self.ab_pairs.get_or_create(&labels).set(figures.pairs as i64);
+            }
         }
     }
 

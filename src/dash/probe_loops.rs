@@ -9,12 +9,13 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::event::Event;
-use super::prober::{ProbeImage, Prober};
+use super::prober::{ProbeImage, Prober, VariantTag};
 
 /// The executor's end of the controls.
 pub struct ProbeHandles {
     url_tx: watch::Sender<Option<String>>,
     paused_tx: watch::Sender<bool>,
+    variants_tx: watch::Sender<Vec<String>>,
     test_now: Arc<Notify>,
 }
 
@@ -34,6 +35,11 @@ impl ProbeHandles {
         self.paused_tx.send_replace(paused);
     }
 
+    /// Test every one of these variants by name on each test image (two or more: A/B).
+    pub fn set_variants(&self, variants: Vec<String>) {
+        self.variants_tx.send_replace(variants);
+    }
+
     /// Starts an inference-test cycle at once (or as soon as the current one ends).
     pub fn test_now(&self) {
         self.test_now.notify_one();
@@ -45,6 +51,7 @@ impl ProbeHandles {
 pub struct ProbeControls {
     url_rx: watch::Receiver<Option<String>>,
     paused_rx: watch::Receiver<bool>,
+    variants_rx: watch::Receiver<Vec<String>>,
     test_now: Arc<Notify>,
 }
 
@@ -61,8 +68,12 @@ impl ProbeControls {
 pub fn controls() -> (ProbeHandles, ProbeControls) {
     let (url_tx, url_rx) = watch::channel(None);
     let (paused_tx, paused_rx) = watch::channel(false);
+    let (variants_tx, variants_rx) = watch::channel(Vec::new());
     let test_now = Arc::new(Notify::new());
-    (ProbeHandles { url_tx, paused_tx, test_now: Arc::clone(&test_now) }, ProbeControls { url_rx, paused_rx, test_now })
+    (
+        ProbeHandles { url_tx, paused_tx, variants_tx, test_now: Arc::clone(&test_now) },
+        ProbeControls { url_rx, paused_rx, variants_rx, test_now },
+    )
 }
 
 /// `GET /health` every `interval`.
@@ -85,7 +96,8 @@ pub async fn health_loop(
 }
 
 /// A cycle of `tests_per_cycle` inference tests every `interval` (or at once on "test
-/// now"), the test images in turn, then [`Event::CycleDone`].
+/// now"), the test images in turn, then [`Event::CycleDone`]. When the server has two or
+/// more variants, each test sends its image to every variant by name, one round per image.
 pub async fn inference_loop(
     prober: Prober,
     interval: Duration,
@@ -98,6 +110,7 @@ pub async fn inference_loop(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let test_now = Arc::clone(&controls.test_now);
     let mut turn = images.iter().cycle();
+    let mut round = 0u64;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -106,9 +119,25 @@ pub async fn inference_loop(
         for _ in 0..tests_per_cycle {
             let Some(url) = controls.target().await else { return };
             let Some(image) = turn.next() else { return };
-            let probe = prober.caption(&url, image).await;
-            if events_tx.send(Event::Probe(probe)).await.is_err() {
-                return;
+            let variants = controls.variants_rx.borrow().clone();
+            if variants.len() < 2 {
+                let probe = prober.caption(&url, image, None).await;
+                if events_tx.send(Event::Probe(probe)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            round += 1;
+            let mut variants = variants;
+            // Alternate the order, so that neither variant always goes first (warm caches).
+            if round % 2 == 0 {
+                variants.reverse();
+            }
+            for name in variants {
+                let probe = prober.caption(&url, image, Some(VariantTag { name, round })).await;
+                if events_tx.send(Event::Probe(probe)).await.is_err() {
+                    return;
+                }
             }
         }
         if events_tx.send(Event::CycleDone).await.is_err() {

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::contract::ProbeContract;
 use crate::config::{HealthMethod, TestImage, Upload};
 use crate::quality::{KeywordMatch, match_keywords};
+use crate::server::shadow::ShadowReport;
 
 /// Why a probe failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,11 @@ pub struct HealthBody {
     pub workers_alive: Option<u64>,
     pub queue_depth: Option<u64>,
     pub uptime_s: Option<f64>,
+    /// The model variants a capwatch server lists (`models[].name`); empty for one model or
+    /// a service that does not say.
+    pub models: Vec<String>,
+    /// A capwatch server's shadow copies and their agreement, when it has a shadow.
+    pub shadow: Option<ShadowReport>,
 }
 
 /// Status words that mean up, and that mean down (compared without case).
@@ -141,6 +147,12 @@ impl HealthBody {
             workers_alive: json.get("workers_alive").and_then(serde_json::Value::as_u64),
             queue_depth: json.get("queue_depth").and_then(serde_json::Value::as_u64),
             uptime_s: json.get("uptime_s").and_then(serde_json::Value::as_f64),
+            models: json
+                .get("models")
+                .and_then(serde_json::Value::as_array)
+                .map(|models| models.iter().filter_map(|m| m.get("name")?.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            shadow: json.get("shadow").and_then(|s| serde_json::from_value(s.clone()).ok()),
         }
     }
 }
@@ -177,6 +189,16 @@ pub struct InferenceProbe {
     pub image: String,
     pub latency: Duration,
     pub result: Result<CaptionResult, ProbeError>,
+    /// The variant asked for by name, when the server has several (A/B).
+    pub variant: Option<VariantTag>,
+}
+
+/// Which variant a probe asked for, and which round of the same image it belongs to: every
+/// variant gets the image once per round, so their answers pair up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantTag {
+    pub name: String,
+    pub round: u64,
 }
 
 fn ms(value: f64) -> Duration {
@@ -229,11 +251,15 @@ impl Prober {
         HealthCheck { at, latency: at.elapsed(), result }
     }
 
-    pub async fn caption(&self, base_url: &str, image: &ProbeImage) -> InferenceProbe {
+    /// Captions `image`; with a `variant`, asks for that one by name (`?model=`).
+    pub async fn caption(&self, base_url: &str, image: &ProbeImage, variant: Option<VariantTag>) -> InferenceProbe {
         let at = Instant::now();
         let contract = &self.contract;
         let result = async {
-            let request = self.request(reqwest::Method::POST, Self::url(base_url, &contract.caption_path));
+            let mut request = self.request(reqwest::Method::POST, Self::url(base_url, &contract.caption_path));
+            if let Some(variant) = &variant {
+                request = request.query(&[("model", variant.name.as_str())]);
+            }
             let request = match contract.upload {
                 Upload::Raw => {
                     request.header(reqwest::header::CONTENT_TYPE, image.content_type).body(image.bytes.clone())
@@ -275,7 +301,7 @@ impl Prober {
             })
         }
         .await;
-        InferenceProbe { at, image: image.name.clone(), latency: at.elapsed(), result }
+        InferenceProbe { at, image: image.name.clone(), latency: at.elapsed(), result, variant }
     }
 
     fn classify(&self, err: reqwest::Error) -> ProbeError {

@@ -10,6 +10,8 @@ use super::state::DashState;
 use super::stats::StatsSnapshot;
 use crate::notify::DeliveryReport;
 use crate::server::chaos::FaultSpec;
+use crate::server::shadow::ShadowReport;
+use crate::stats::comparison::Figures;
 use tokio::time::Instant;
 
 /// One line of the metrics file.
@@ -21,6 +23,7 @@ pub enum Record {
     Server(ServerRecord),
     Notification(NotificationRecord),
     Fault(FaultRecord),
+    Ab(Box<AbRecord>),
 }
 
 impl Record {
@@ -32,6 +35,7 @@ impl Record {
             Self::Server(r) => &r.stamp,
             Self::Notification(r) => &r.stamp,
             Self::Fault(r) => &r.stamp,
+            Self::Ab(r) => &r.stamp,
         }
     }
 }
@@ -283,12 +287,29 @@ impl FaultEnd {
     }
 }
 
+/// The end of a test cycle on a server with several model variants: one variant against the
+/// baseline (the first), as the A/B pane shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    pub cycle: u64,
+    /// `a` is the baseline, `b` the variant compared with it.
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// The verdict as a sentence ("b is 31 % faster (24–38 %), decided after 140 probes").
+    pub verdict_text: String,
+    /// The server's shadow copies and their agreement, when it has a shadow.
+    pub shadow: Option<ShadowReport>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::SinkKind;
     use crate::notify::{AlertState, DeliveryOutcome, FailureKind};
     use crate::server::chaos::FaultKind;
+    use crate::stats::comparison::{Answer, Comparison};
     use std::time::Duration;
 
     fn stamp() -> Stamp {
@@ -384,7 +405,50 @@ mod tests {
                 active_s: Some(30.5),
                 ended_by: Some(FaultEnd::Expired),
             }),
+            Record::Fault(FaultRecord {
+                stamp: stamp(),
+                event: FaultPhase::Started,
+                fault_id: 2,
+                fault: FaultSpec { model: Some("b".to_owned()), ..FaultSpec::new(FaultKind::Latency) },
+                hits: None,
+                active_s: None,
+                ended_by: None,
+            }),
+            ab_record(&Comparison::new("a", "b"), None),
+            ab_record(&decided(), Some(shadow_report())),
         ]
+    }
+
+    fn decided() -> Comparison {
+        let mut comparison = Comparison::new("a", "b");
+        for i in 0..80 {
+            let answer = |latency_ms: f64, ok: bool, quality: f64| Answer {
+                latency_ms,
+                caption: ok.then(|| if i % 3 == 0 { "a red circle" } else { "a circle" }.to_owned()),
+                quality: ok.then_some(quality),
+            };
+            comparison
+                .push(answer(100.0 + f64::from(i % 7), true, 1.0), answer(60.0 + f64::from(i % 5), i % 9 != 0, 0.5));
+        }
+        comparison
+    }
+
+    fn shadow_report() -> ShadowReport {
+        ShadowReport {
+            model: "b".to_owned(),
+            share: 0.25,
+            agreed: 30,
+            differed: 2,
+            failed: 0,
+            dropped: 1,
+            agreement: Some(30.0 / 32.0),
+        }
+    }
+
+    fn ab_record(comparison: &Comparison, shadow: Option<ShadowReport>) -> Record {
+        let figures = comparison.figures();
+        let verdict_text = figures.verdict.to_string();
+        Record::Ab(Box::new(AbRecord { stamp: stamp(), cycle: 4, figures, verdict_text, shadow }))
     }
 
     #[test]

@@ -246,6 +246,8 @@ pub struct DashState {
     /// The status when the operator (or a limit) decided to quit, before the server was stopped.
     pub status_at_quit: Option<ServiceStatus>,
     pub faults: Faults,
+    /// The A/B comparison, once the server lists two or more model variants.
+    pub ab: Option<super::ab::AbState>,
 }
 
 impl DashState {
@@ -300,6 +302,7 @@ impl DashState {
             status_at_quit: None,
             wrong_shape: None,
             faults: Faults::default(),
+            ab: None,
         }
     }
 

@@ -11,6 +11,8 @@ use super::record::{Record, StatsRecord};
 use super::rehearsal::describe;
 use super::state::{DashState, TransitionCounts};
 use crate::clock::Clock;
+use crate::server::shadow::ShadowReport;
+use crate::stats::comparison::{Estimate, Figures, VariantFigures};
 
 /// What a session amounted to.
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +41,21 @@ pub struct SessionSummary {
     pub notifications: Vec<SinkTally>,
     /// Faults injected during the session (`capwatch --chaos`, `capwatch drill`), in order.
     pub faults: Vec<FaultSummary>,
+    /// Each model variant against the baseline, when the server had several (A/B).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ab: Vec<AbSummary>,
+    /// The server's shadow copies and their agreement at the end, when it had a shadow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowReport>,
+}
+
+/// One variant against the baseline at the end of the session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AbSummary {
+    /// The verdict as a sentence.
+    pub verdict_text: String,
+    #[serde(flatten)]
+    pub figures: Figures,
 }
 
 /// One injected fault, start to end.
@@ -126,6 +143,13 @@ impl SessionSummary {
                     ended_by: "still active".to_owned(),
                 }))
                 .collect(),
+            ab: state.ab.as_ref().map_or_else(Vec::new, |ab| {
+                ab.current_figures()
+                    .into_iter()
+                    .map(|figures| AbSummary { verdict_text: figures.verdict.to_string(), figures })
+                    .collect()
+            }),
+            shadow: state.ab.as_ref().and_then(|ab| ab.shadow.clone()),
         }
     }
 
@@ -185,6 +209,11 @@ impl SessionSummary {
             restarts: restarts.max().unwrap_or(0),
             notifications: tally_notifications(records),
             faults: faults_of(records),
+            ab: ab_of(records),
+            shadow: records.iter().rev().find_map(|record| match record {
+                Record::Ab(ab) => ab.shadow.clone(),
+                _ => None,
+            }),
         })
     }
 
@@ -204,6 +233,88 @@ impl SessionSummary {
                     fault.fault, fault.started_s, fault.active_s, fault.hits, fault.ended_by
                 ));
             }
+        }
+        if !self.ab.is_empty() {
+            text.push_str(&self.ab_markdown());
+        }
+        text
+    }
+
+    /// The A/B section: each variant's figures, then each comparison and its verdict.
+    fn ab_markdown(&self) -> String {
+        let mut text = String::from(
+            "\n## A/B comparison\n\n| variant | n | P50 ms (95 % CI) | P95 ms (95 % CI) | errors | quality |\n|---|---|---|---|---|---|\n",
+        );
+        let estimate = |e: &Option<Estimate>| {
+            e.as_ref().map_or_else(
+                || "–".to_owned(),
+                |e| format!("{:.1} ({:.1}–{:.1})", e.value, e.interval.lo, e.interval.hi),
+            )
+        };
+        let row = |v: &VariantFigures| {
+            format!(
+                "| {} | {} | {} | {} | {:.1} % | {} |\n",
+                v.name,
+                v.answers,
+                estimate(&v.p50_ms),
+                estimate(&v.p95_ms),
+                v.error_rate * 100.0,
+                v.quality_mean.map_or_else(|| "–".to_owned(), |q| format!("{q:.2}"))
+            )
+        };
+        if let Some(first) = self.ab.first() {
+            text.push_str(&row(&first.figures.a));
+        }
+        for ab in &self.ab {
+            text.push_str(&row(&ab.figures.b));
+        }
+        text.push('\n');
+        for ab in &self.ab {
+            let f = &ab.figures;
+            let mut parts = vec![format!("{} pairs", f.pairs)];
+            if let Some(ratio) = &f.latency_ratio {
+                let p = f.latency_p.map_or_else(String::new, |p| format!(", Mann-Whitney p = {p:.3}"));
+                parts.push(format!(
+                    "latency ×{:.2} ({:.2}–{:.2}){p}",
+                    ratio.value, ratio.interval.lo, ratio.interval.hi
+                ));
+            }
+            if let Some(errors) = &f.errors {
+                parts.push(format!(
+                    "errors {:+.1} points ({:+.1}–{:+.1})",
+                    errors.difference * 100.0,
+                    errors.interval.lo * 100.0,
+                    errors.interval.hi * 100.0
+                ));
+            }
+            if let Some(quality) = &f.quality {
+                parts.push(format!(
+                    "quality {:+.3} ({:+.3}–{:+.3})",
+                    quality.difference, quality.interval.lo, quality.interval.hi
+                ));
+            }
+            if let Some(agreement) = f.agreement {
+                parts.push(format!("same caption {:.0} %", agreement * 100.0));
+            }
+            text.push_str(&format!(
+                "- **{} vs {}**: {}. Verdict: {}\n",
+                f.b.name,
+                f.a.name,
+                parts.join(", "),
+                ab.verdict_text
+            ));
+        }
+        if let Some(shadow) = &self.shadow {
+            let agreement = shadow.agreement.map_or_else(|| "–".to_owned(), |a| format!("{:.1} %", a * 100.0));
+            text.push_str(&format!(
+                "- **shadow {}** ({:.0} % of routed requests): agreed {agreement} ({} agreed, {} differed, {} failed, {} dropped)\n",
+                shadow.model,
+                shadow.share * 100.0,
+                shadow.agreed,
+                shadow.differed,
+                shadow.failed,
+                shadow.dropped
+            ));
         }
         text
     }
@@ -273,6 +384,21 @@ fn tally_notifications(records: &[Record]) -> Vec<SinkTally> {
 }
 
 /// Faults from `fault` records: each start paired with the next end of the same id.
+/// The last A/B record of each compared variant, in the order they first appeared.
+fn ab_of(records: &[Record]) -> Vec<AbSummary> {
+    let mut latest: Vec<AbSummary> = Vec::new();
+    for record in records {
+        if let Record::Ab(ab) = record {
+            let summary = AbSummary { verdict_text: ab.verdict_text.clone(), figures: ab.figures.clone() };
+            match latest.iter_mut().find(|s| s.figures.b.name == ab.figures.b.name) {
+                Some(slot) => *slot = summary,
+                None => latest.push(summary),
+            }
+        }
+    }
+    latest
+}
+
 fn faults_of(records: &[Record]) -> Vec<FaultSummary> {
     use super::record::FaultPhase;
     let mut faults: Vec<FaultSummary> = Vec::new();

@@ -247,6 +247,19 @@ pub fn rules(config: &Config) -> RulesFile {
             },
             // Raised by the supervisor, not by thresholds: one rule each, below.
             RuleKind::CrashLoop | RuleKind::StartFailed => continue,
+            // One severity, as configured (`thresholds.ab_worse`).
+            RuleKind::AbWorse => {
+                dashboard.push(b.single(&OneRule {
+                    alert: "CapwatchVariantWorse",
+                    rule: "ab_worse",
+                    expr: format!("max by ({BY}, model, baseline) ({}) >= 1", dash::AB_WORSE),
+                    for_duration: "0s",
+                    severity: if rule.critical.is_finite() { "critical" } else { "warning" },
+                    summary: "a model variant is significantly worse than its baseline",
+                    description: "Variant {{ $labels.model }} fails more often or writes poorer captions than {{ $labels.baseline }} (A/B, always-valid p < 0.05) on {{ $labels.instance }}.",
+                }));
+                continue;
+            }
         };
         dashboard.extend(b.both(&condition, rule.direction));
     }

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Interval;
 use super::bootstrap::quantile_interval;
@@ -34,14 +34,14 @@ pub struct Answer {
 }
 
 /// A quantile and its bootstrap interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     pub value: f64,
     pub interval: Interval,
 }
 
 /// One variant's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantFigures {
     pub name: String,
     pub answers: usize,
@@ -53,8 +53,8 @@ pub struct VariantFigures {
 }
 
 /// What the comparison says so far: more errors, else poorer quality, else speed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Verdict {
     /// Nothing decided yet after this many pairs.
     Undecided { pairs: u64 },
@@ -90,7 +90,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// Everything the A/B pane shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     pub a: VariantFigures,
     pub b: VariantFigures,

@@ -16,7 +16,7 @@ pub mod sequential;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 /// A two-sided interval.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Interval {
     pub lo: f64,
     pub hi: f64,

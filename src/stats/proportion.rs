@@ -5,7 +5,7 @@
 use super::{Interval, normal_cdf, normal_quantile};
 
 /// `x2 / n2 - x1 / n1`, its z test and interval.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProportionDifference {
     pub difference: f64,
     pub z: f64,

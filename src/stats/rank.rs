@@ -7,7 +7,7 @@
 use super::{Interval, normal_cdf, normal_quantile};
 
 /// The result of a two-sided Mann-Whitney U test.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RankTest {
     /// U of the first sample (pairs where it is the larger, ties counting a half).
     pub u: f64,

@@ -52,11 +52,13 @@ pub enum RuleKind {
     CrashLoop,
     /// The server cannot start and a restart would not help (raised directly).
     StartFailed,
+    /// A model variant is significantly worse than the baseline on errors or quality (A/B).
+    AbWorse,
 }
 
 impl RuleKind {
     /// Every rule, in the order the dashboard, `/metrics` and the exports list them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::P95Latency,
         Self::ErrorRate,
         Self::ConsecutiveFailures,
@@ -64,6 +66,7 @@ impl RuleKind {
         Self::HealthDown,
         Self::CrashLoop,
         Self::StartFailed,
+        Self::AbWorse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +78,7 @@ impl RuleKind {
             Self::HealthDown => "health_down",
             Self::CrashLoop => "crash_loop",
             Self::StartFailed => "start_failed",
+            Self::AbWorse => "ab_worse",
         }
     }
 
@@ -89,7 +93,9 @@ impl RuleKind {
         match self {
             Self::P95Latency => format!("{value:.1}ms"),
             Self::ErrorRate => format!("{:.1}%", value * 100.0),
-            Self::ConsecutiveFailures | Self::HealthDown | Self::CrashLoop | Self::StartFailed => format!("{value:.0}"),
+            Self::ConsecutiveFailures | Self::HealthDown | Self::CrashLoop | Self::StartFailed | Self::AbWorse => {
+                format!("{value:.0}")
+            }
             Self::QualityScore => format!("{value:.2}"),
         }
     }
@@ -162,7 +168,7 @@ pub fn rules(config: &crate::config::Config) -> Vec<Rule> {
         critical,
         min_samples,
     };
-    vec![
+    let mut rules = vec![
         rule(
             RuleKind::P95Latency,
             Direction::Above,
@@ -192,7 +198,16 @@ pub fn rules(config: &crate::config::Config) -> Vec<Rule> {
             t.min_samples,
         ),
         rule(RuleKind::HealthDown, Direction::Above, 1.0, config.restart.health_failures.get() as f64, 0),
-    ]
+    ];
+    // `ab_worse` counts the variants found worse: one is enough, at the configured level.
+    match t.ab_worse {
+        crate::config::AbWorseLevel::Off => {}
+        crate::config::AbWorseLevel::Warning => {
+            rules.push(rule(RuleKind::AbWorse, Direction::Above, 1.0, f64::INFINITY, 0))
+        }
+        crate::config::AbWorseLevel::Critical => rules.push(rule(RuleKind::AbWorse, Direction::Above, 1.0, 1.0, 0)),
+    }
+    rules
 }
 
 /// How steady a change must be before a rule of `config` changes state.

@@ -530,6 +530,7 @@ mod tests {
                 quality: crate::quality::match_keywords("a red circle", &["red".to_owned()]),
             });
             let probe = InferenceProbe {
+                variant: None,
                 at: self.clock.now,
                 image: "a.png".to_owned(),
                 latency: Duration::from_millis(10),

@@ -6,6 +6,7 @@
 //! gauges and the failure count (green / yellow / red as the alert rules judge them),
 //! keywords found (green) and missing (red), alert severities, log levels and failed sinks.
 
+mod ab;
 mod alerts;
 mod caption;
 mod fault_menu;
@@ -29,10 +30,15 @@ use crate::clock::Clock;
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, state: &DashState, clock: Clock) {
-    let [header_area, charts, caption_area, panes, footer_area] = Layout::vertical([
+    // With model variants the A/B pane comes in under the charts; on a short terminal it
+    // takes the latest caption's place.
+    let ab_rows = state.ab.as_ref().map_or(0, ab::height);
+    let caption_rows = if ab_rows > 0 && frame.area().height < 30 { 0 } else { 4 };
+    let [header_area, charts, caption_area, ab_area, panes, footer_area] = Layout::vertical([
         Constraint::Length(4),
         Constraint::Length(7),
-        Constraint::Length(4),
+        Constraint::Length(caption_rows),
+        Constraint::Length(ab_rows),
         Constraint::Min(5),
         Constraint::Length(1),
     ])
@@ -43,7 +49,12 @@ pub fn draw(frame: &mut Frame, state: &DashState, clock: Clock) {
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(charts);
     latency::draw(frame, latency_area, state, &window);
     gauges::draw(frame, gauges_area, state, &window, clock);
-    caption::draw(frame, caption_area, state);
+    if caption_rows > 0 {
+        caption::draw(frame, caption_area, state);
+    }
+    if let Some(ab) = &state.ab {
+        ab::draw(frame, ab_area, ab);
+    }
     let [alerts_area, log_area] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(panes);
     alerts::draw(frame, alerts_area, state);

@@ -56,6 +56,7 @@ impl Scene {
     fn probe(&mut self, latency_ms: u64, caption: &str) {
         let keywords = vec!["red".to_owned(), "circle".to_owned(), "blue".to_owned()];
         let probe = InferenceProbe {
+            variant: None,
             at: self.clock.now,
             image: "a.png".to_owned(),
             latency: Duration::from_millis(latency_ms),

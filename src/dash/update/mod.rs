@@ -5,15 +5,18 @@
 //! No I/O and no clock reads: the time comes in as a [`Clock`], so headless mode, the
 //! terminal UI and the tests drive the same function.
 
+use super::ab::AbState;
 use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use super::effect::{Effect, Gauges, LogLevel, MetricUpdate, ProbeKind};
 use super::event::{Event, Input, ShutdownReason};
 use super::prober::{HealthCheck, InferenceProbe};
-use super::record::{AlertRecord, CycleRecord, NotificationRecord, Record, Stamp};
+use super::record::{AbRecord, AlertRecord, CycleRecord, NotificationRecord, Record, Stamp};
 use super::state::{ALERT_LOG, DashState, LOG_LINES, LogLine, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus};
 use super::stats::ProbeSample;
 use crate::clock::Clock;
 use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
+use crate::server::shadow::ShadowReport;
+use crate::stats::comparison::Verdict;
 
 /// How long a footer notice stays.
 const NOTICE: std::time::Duration = std::time::Duration::from_secs(4);
@@ -73,10 +76,12 @@ struct Effects {
 
 impl Effects {
     fn stamp(&self, state: &DashState) -> Stamp {
-        Stamp {
-            ts: self.clock.timestamp(),
-            uptime_s: self.clock.now.saturating_duration_since(state.started).as_secs_f64(),
-        }
+        self.stamp_at(state.started)
+    }
+
+    /// The stamp for a session that started at `started`.
+    fn stamp_at(&self, started: tokio::time::Instant) -> Stamp {
+        Stamp { ts: self.clock.timestamp(), uptime_s: self.clock.now.saturating_duration_since(started).as_secs_f64() }
     }
 
     /// A line for the log pane, the log file and the headless console.
@@ -157,7 +162,15 @@ fn on_probe(state: &mut DashState, probe: InferenceProbe, out: &mut Effects) {
     state.window.record(sample);
     state.session.record(&sample);
     state.tests += 1;
-    state.test_in_cycle += 1;
+    // With variants, one test is one image sent to each of them: count it at its first answer.
+    let first_of_round =
+        probe.variant.as_ref().is_none_or(|tag| state.ab.as_ref().is_none_or(|ab| !ab.has_answer_in(tag)));
+    if first_of_round {
+        state.test_in_cycle += 1;
+    }
+    if let (Some(tag), Some(ab)) = (&probe.variant, &mut state.ab) {
+        ab.record(tag, &probe);
+    }
     state.consecutive_failures = if success { 0 } else { state.consecutive_failures + 1 };
     let model_ms = model_time.map(|d| d.as_secs_f64() * 1000.0);
     push_bounded(&mut state.recent, RECENT_PROBES, RecentProbe { latency_ms, model_ms });
@@ -166,10 +179,16 @@ fn on_probe(state: &mut DashState, probe: InferenceProbe, out: &mut Effects) {
         Err(error) => error.kind(),
     };
     out.metric(MetricUpdate::Probe { probe: ProbeKind::Caption, outcome, latency: probe.latency });
+    if let Some(tag) = &probe.variant {
+        out.metric(MetricUpdate::VariantProbe { model: tag.name.clone(), outcome, latency: probe.latency, quality });
+    }
     if let Some(quality) = quality {
         out.metric(MetricUpdate::CaptionQuality(quality));
     }
-    let position = format!("Test {}/{}", state.test_in_cycle, state.settings.tests_per_cycle);
+    let mut position = format!("Test {}/{}", state.test_in_cycle, state.settings.tests_per_cycle);
+    if let Some(tag) = &probe.variant {
+        position.push_str(&format!(" [{}]", tag.name));
+    }
     let (level, message) = match &probe.result {
         Ok(result) => (
             LogLevel::Info,
@@ -247,9 +266,47 @@ fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
     }
     let record = CycleRecord::of(state, &window, out.stamp(state), now);
     out.write(Record::Cycle(Box::new(record)));
+    compare_variants(state, out);
     if state.settings.stop.cycles.is_some_and(|limit| state.cycles >= limit) {
         quit(state, out);
     }
+}
+
+/// At the end of a cycle: the A/B figures, a record per compared variant, verdicts reached
+/// announced once, and the `ab_worse` rule judged.
+fn compare_variants(state: &mut DashState, out: &mut Effects) {
+    let Some(ab) = &mut state.ab else { return };
+    let reached = ab.refresh();
+    let shadow = ab.shadow.clone();
+    let records: Vec<Record> = ab
+        .figures
+        .iter()
+        .map(|figures| {
+            Record::Ab(Box::new(AbRecord {
+                stamp: out.stamp_at(state.started),
+                cycle: state.cycles,
+                figures: figures.clone(),
+                verdict_text: figures.verdict.to_string(),
+                shadow: shadow.clone(),
+            }))
+        })
+        .collect();
+    let worse = ab.worse_variants().len();
+    let figures = ab.figures.clone();
+    for record in records {
+        out.write(record);
+    }
+    for figures in &figures {
+        out.metric(MetricUpdate::Ab(Box::new(figures.clone())));
+    }
+    for verdict in reached {
+        let level = match verdict {
+            Verdict::MoreErrors { .. } | Verdict::LowerQuality { .. } => LogLevel::Warn,
+            _ => LogLevel::Info,
+        };
+        out.log(state, level, format!("⚖ A/B verdict: {verdict}"));
+    }
+    judge(state, RuleKind::AbWorse, worse as f64, u64::MAX, out);
 }
 
 fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
@@ -269,6 +326,9 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
         let message = format!("🩺 Health check failed ({why}), {} in a row", state.consecutive_health_failures);
         out.log(state, LogLevel::Warn, message);
     }
+    if let Ok(body) = &check.result {
+        follow_variants(state, &body.models, body.shadow.clone(), out);
+    }
     state.last_health = Some(check);
     judge(state, RuleKind::HealthDown, state.consecutive_health_failures as f64, u64::MAX, out);
     if state.settings.automatic_restart
@@ -281,6 +341,25 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
         state.consecutive_health_failures = 0;
         out.log(state, LogLevel::Warn, format!("🔁 Restarting the server: {reason}"));
         out.effects.push(Effect::RestartServer { reason });
+    }
+}
+
+/// A server that lists two or more variants gets them compared: the prober tests each by
+/// name from now on. A new list starts a new comparison.
+fn follow_variants(state: &mut DashState, models: &[String], shadow: Option<ShadowReport>, out: &mut Effects) {
+    if models.len() >= 2 && state.ab.as_ref().is_none_or(|ab| ab.variants != models) {
+        let baseline = &models[0];
+        let others = models[1..].join(", ");
+        let message = format!(
+            "⚖ A/B: the server has {} model variants; each test image now goes to every one (baseline {baseline}, compared: {others})",
+            models.len()
+        );
+        out.log(state, LogLevel::Info, message);
+        state.ab = Some(AbState::new(models.to_vec()));
+        out.effects.push(Effect::SetVariants(models.to_vec()));
+    }
+    if let Some(ab) = &mut state.ab {
+        ab.shadow = shadow;
     }
 }
 

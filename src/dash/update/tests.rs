@@ -78,6 +78,7 @@ impl Scene {
             Err(ProbeError::Http(500))
         };
         let probe = InferenceProbe {
+            variant: None,
             at: self.clock.now,
             image: "a.png".to_owned(),
             latency: Duration::from_millis(latency_ms),
@@ -447,6 +448,7 @@ async fn a_p95_hovering_at_the_critical_threshold_is_recorded_once_and_pages_onc
         scene.clock = scene.clock.later(Duration::from_secs(3));
         for _ in 0..3 {
             let probe = InferenceProbe {
+                variant: None,
                 at: scene.clock.now,
                 image: "a.png".to_owned(),
                 latency: Duration::from_secs_f64(p95_ms / 1000.0),
