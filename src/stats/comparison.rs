@@ -130,8 +130,8 @@ impl Comparison {
             names: [a.to_owned(), b.to_owned()],
             answers: [VecDeque::new(), VecDeque::new()],
             latency: Msprt::new(),
-            errors: Msprt::new(),
-            quality: Msprt::new(),
+            errors: Msprt::bounded(),
+            quality: Msprt::bounded(),
             pairs: 0,
             agreeing: 0,
             answered_pairs: 0,
@@ -182,12 +182,23 @@ impl Comparison {
             });
         }
         if test == 1 && self.quality.p() < ALPHA && self.quality.mean() != 0.0 {
-            let quality = self.quality_difference()?;
-            let (worse, sign) = if quality.difference < 0.0 { (b, -1.0) } else { (a, 1.0) };
-            let (lo, hi) = (quality.interval.lo * sign, quality.interval.hi * sign);
+            // Neither side varies (Welch has nothing to say): the difference is exact.
+            let (difference, interval) = self.quality_difference().map_or_else(
+                || {
+                    let mean = |variant: usize| {
+                        let q: Vec<f64> = self.answers[variant].iter().filter_map(|a| a.quality).collect();
+                        q.iter().sum::<f64>() / q.len().max(1) as f64
+                    };
+                    let difference = mean(1) - mean(0);
+                    (difference, Interval { lo: difference, hi: difference })
+                },
+                |q| (q.difference, q.interval),
+            );
+            let (worse, sign) = if difference < 0.0 { (b, -1.0) } else { (a, 1.0) };
+            let (lo, hi) = (interval.lo * sign, interval.hi * sign);
             return Some(Verdict::LowerQuality {
                 worse: worse.clone(),
-                difference: quality.difference.abs(),
+                difference: difference.abs(),
                 interval: Interval { lo: lo.min(hi), hi: lo.max(hi) },
                 pairs,
             });

@@ -11,6 +11,12 @@
 /// reached a false verdict); from this many on, the estimate is steady enough (see the A/A test).
 pub const MIN_PAIRS: u64 = 20;
 
+/// The least variance assumed for differences of a bounded measure (failure 0/1, quality
+/// 0..1): a quarter (a fair coin's) spread over the burn-in. Without it, differences that are
+/// all the same (a variant that fails every image the other answers, or writes captions one
+/// keyword poorer on every image) have variance 0 and would never be decided.
+pub const BOUNDED_VARIANCE_FLOOR: f64 = 0.25 / MIN_PAIRS as f64;
+
 /// Running mSPRT on paired differences.
 #[derive(Debug, Clone, Default)]
 pub struct Msprt {
@@ -19,11 +25,20 @@ pub struct Msprt {
     /// Sum of squared deviations (Welford).
     squares: f64,
     p: f64,
+    /// The variance used is at least this.
+    variance_floor: f64,
 }
 
 impl Msprt {
+    /// For an unbounded measure (log latency): the variance is the sample's.
     pub fn new() -> Self {
         Self { p: 1.0, ..Self::default() }
+    }
+
+    /// For differences of a measure bounded in [0, 1]: the variance is at least
+    /// [`BOUNDED_VARIANCE_FLOOR`].
+    pub fn bounded() -> Self {
+        Self { variance_floor: BOUNDED_VARIANCE_FLOOR, ..Self::new() }
     }
 
     /// Adds one difference; returns the always-valid p-value after it.
@@ -34,7 +49,7 @@ impl Msprt {
         self.squares += delta * (difference - self.mean);
         if self.count >= MIN_PAIRS {
             let n = self.count as f64;
-            let variance = self.squares / (n - 1.0);
+            let variance = (self.squares / (n - 1.0)).max(self.variance_floor);
             if variance > 0.0 {
                 let tau2 = variance;
                 let log_lambda = 0.5 * (variance / (variance + n * tau2)).ln()
@@ -108,5 +123,38 @@ mod tests {
         let decided = (1..=300).find(|_| test.push(0.15 + 0.3 * rng.next_normal()) < 0.05);
         assert!(decided.is_some_and(|n| n < 100), "{decided:?}");
         assert!((test.mean() - 0.15).abs() < 0.1);
+    }
+
+    /// Bounded measures: a difference that is the same on every pair is decided at the end of
+    /// the burn-in, and A/A runs of failures and discrete quality keep the nominal rate.
+    #[test]
+    fn bounded_differences_are_decided_when_constant_and_quiet_when_equal() {
+        let mut always_fails = Msprt::bounded();
+        let decided = (1..=100).find(|_| always_fails.push(1.0) < 0.05);
+        assert_eq!(decided, Some(MIN_PAIRS));
+        let mut plain = Msprt::new();
+        assert!((1..=100).all(|_| plain.push(1.0) >= 1.0), "without the floor it never decides");
+
+        let mut rng = SplitMix64::new(99);
+        let runs = 1000;
+        let mut false_verdicts = 0;
+        for run in 0..runs {
+            let mut test = Msprt::bounded();
+            for _ in 0..300 {
+                // Half the runs: failures at 10 %; the others: quality in thirds (0, 1/3, 2/3, 1).
+                let draw = |rng: &mut SplitMix64| {
+                    let u = rng.next_f64();
+                    if run % 2 == 0 { f64::from(u8::from(u < 0.1)) } else { (u * 4.0).floor().min(3.0) / 3.0 }
+                };
+                let (a, b) = (draw(&mut rng), draw(&mut rng));
+                if test.push(b - a) < 0.05 {
+                    false_verdicts += 1;
+                    break;
+                }
+            }
+        }
+        let rate = false_verdicts as f64 / runs as f64;
+        println!("bounded A/A false verdict rate: {rate:.3} ({false_verdicts} of {runs})");
+        assert!(rate <= 0.05, "false verdicts in {false_verdicts} of {runs} A/A runs");
     }
 }

@@ -13,13 +13,14 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use crate::dash::ab::AbState;
 use crate::stats::comparison::{Estimate, Figures, Verdict};
 
-/// Rows the pane needs for `ab` (borders included).
-pub fn height(ab: &AbState) -> u16 {
-    let variants = ab.variants.len() as u16;
-    let comparisons = variants.saturating_sub(1);
-    // Borders, the column heads, one row per variant, then per comparison its differences
-    // and its verdict.
-    2 + 1 + variants + 2 * comparisons
+/// Rows the pane needs for `ab` at `width` columns (borders included): the column heads,
+/// one row per variant, then per comparison its differences (wrapped) and its verdict.
+pub fn height(ab: &AbState, width: u16) -> u16 {
+    let inner = width.saturating_sub(2);
+    let rows = |text: String| super::wrapped(&text, inner, 0).len().max(1) as u16;
+    let comparisons: u16 =
+        ab.figures.iter().map(|figures| rows(differences(figures, ab)) + rows(figures.verdict.to_string())).sum();
+    2 + 1 + ab.variants.len() as u16 + comparisons
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, ab: &AbState) {
@@ -47,8 +48,9 @@ pub fn draw(frame: &mut Frame, area: Rect, ab: &AbState) {
             variant.quality_mean.map_or_else(|| "–".to_owned(), |q| format!("{q:.2}")),
         )));
     }
+    let inner = area.width.saturating_sub(2);
     for figures in &ab.figures {
-        lines.push(Line::from(differences(figures, ab)));
+        lines.extend(super::wrapped(&differences(figures, ab), inner, 0).into_iter().map(Line::from));
         lines.push(verdict_line(figures));
     }
     let title = format!(" A/B · {} rounds ", ab.rounds);
@@ -88,6 +90,9 @@ fn differences(figures: &Figures, ab: &AbState) -> String {
             "· quality {:+.2} ({:+.2}–{:+.2})",
             quality.difference, quality.interval.lo, quality.interval.hi
         ));
+    } else if let (Some(a), Some(b)) = (figures.a.quality_mean, figures.b.quality_mean) {
+        // Neither side varies: no interval, but the difference is plain.
+        parts.push(format!("· quality {:+.2}", b - a));
     }
     if let Some(agreement) = figures.agreement {
         parts.push(format!("· same caption {:.0}%", agreement * 100.0));

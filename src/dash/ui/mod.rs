@@ -32,7 +32,7 @@ use crate::clock::Clock;
 pub fn draw(frame: &mut Frame, state: &DashState, clock: Clock) {
     // With model variants the A/B pane comes in under the charts; on a short terminal it
     // takes the latest caption's place.
-    let ab_rows = state.ab.as_ref().map_or(0, ab::height);
+    let ab_rows = state.ab.as_ref().map_or(0, |ab| ab::height(ab, frame.area().width));
     let caption_rows = if ab_rows > 0 && frame.area().height < 30 { 0 } else { 4 };
     let [header_area, charts, caption_area, ab_area, panes, footer_area] = Layout::vertical([
         Constraint::Length(4),

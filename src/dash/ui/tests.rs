@@ -285,3 +285,54 @@ async fn the_fault_menu_and_the_fault_banner() {
     assert!(text(buffer).contains("FAULT latency +10000 ms · 43 s left"), "{}", text(buffer));
     assert_eq!(buffer[(2, 2)].bg, Color::Magenta, "the banner stands out");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_ab_pane_shows_both_variants_and_a_red_verdict_for_a_worse_one() {
+    use crate::dash::prober::VariantTag;
+    let mut scene = Scene::new(&lenient_config(), true);
+    scene.server_ready();
+    let body = r#"{"status": "healthy", "model": "a, b", "models": [{"name": "a"}, {"name": "b"}],
+        "shadow": {"model": "b", "share": 0.25, "agreed": 40, "differed": 10, "failed": 0, "dropped": 3, "agreement": 0.8}}"#;
+    let check = HealthCheck {
+        at: scene.clock.now,
+        latency: Duration::from_millis(2),
+        result: Ok(HealthBody::read(true, body)),
+    };
+    scene.feed(Event::Health(check));
+    let keywords = vec!["red".to_owned(), "circle".to_owned()];
+    for round in 1..=60u64 {
+        for (name, latency_ms, caption) in
+            [("a", 20 + round % 4, "a red circle"), ("b", 31 + round % 3, "a blue circle")]
+        {
+            let probe = InferenceProbe {
+                at: scene.clock.now,
+                image: "a.png".to_owned(),
+                latency: Duration::from_millis(latency_ms),
+                result: Ok(CaptionResult {
+                    caption: caption.to_owned(),
+                    model_time: None,
+                    server_total: None,
+                    quality: match_keywords(caption, &keywords),
+                }),
+                variant: Some(VariantTag { name: name.to_owned(), round }),
+            };
+            scene.feed(Event::Probe(probe));
+        }
+        if round % 5 == 0 {
+            scene.feed(Event::CycleDone);
+        }
+    }
+    let small = scene.render(80, 24);
+    insta::assert_snapshot!("ab_pane_80x24", small.backend());
+    let large = scene.render(120, 36);
+    insta::assert_snapshot!("ab_pane_120x36", large.backend());
+    let buffer = large.backend().buffer();
+    let screen = text(buffer);
+    for expected in
+        ["A/B · 60 rounds", "b vs a:", "quality -0.50", "same caption 0%", "shadow agrees 80%", "Latest caption"]
+    {
+        assert!(screen.contains(expected), "{expected}\n{screen}");
+    }
+    assert!(!text(small.backend().buffer()).contains("Latest caption"), "the A/B pane takes its place on 24 rows");
+    assert_eq!(colour_of(buffer, "⚖ b writes poorer captions"), Color::Red, "{screen}");
+}

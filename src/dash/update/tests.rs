@@ -568,3 +568,87 @@ async fn the_fault_menu_injects_only_with_chaos() {
     assert_eq!(kinds, [("errors", "expired"), ("latency", "cleared"), ("crash", "server exited")]);
     assert!(summary.markdown().contains("## Injected faults"));
 }
+
+/// A health check of a server with variants `models` (and a shadow on the last one).
+fn variants_health(scene: &mut Scene, models: &[&str]) -> Vec<Effect> {
+    let list: Vec<String> =
+        models.iter().map(|m| format!(r#"{{"name": "{m}", "weight": 1, "ready": true}}"#)).collect();
+    let shadow =
+        r#"{"model": "b", "share": 1.0, "agreed": 9, "differed": 1, "failed": 0, "dropped": 2, "agreement": 0.9}"#;
+    let body =
+        format!(r#"{{"status": "healthy", "model": "a, b", "models": [{}], "shadow": {shadow}}}"#, list.join(","));
+    let check = HealthCheck {
+        at: scene.clock.now,
+        latency: Duration::from_millis(1),
+        result: Ok(HealthBody::read(true, &body)),
+    };
+    scene.feed(Event::Health(check))
+}
+
+fn variant_probe(scene: &mut Scene, name: &str, round: u64, latency_ms: u64, ok: bool) -> Vec<Effect> {
+    let result = if ok {
+        Ok(CaptionResult {
+            caption: "a red circle".to_owned(),
+            model_time: None,
+            server_total: None,
+            quality: match_keywords("a red circle", &["red".to_owned()]),
+        })
+    } else {
+        Err(ProbeError::Http(500))
+    };
+    let probe = InferenceProbe {
+        at: scene.clock.now,
+        image: "a.png".to_owned(),
+        latency: Duration::from_millis(latency_ms),
+        result,
+        variant: Some(crate::dash::prober::VariantTag { name: name.to_owned(), round }),
+    };
+    scene.feed(Event::Probe(probe))
+}
+
+#[tokio::test(start_paused = true)]
+async fn variants_are_compared_on_the_same_images_and_a_worse_one_alerts() {
+    let config = Config::default();
+    let mut scene = Scene::new(&config, true);
+    scene.ready(10);
+    // One model: no comparison.
+    scene.health(true);
+    assert!(scene.state.ab.is_none());
+    let effects = variants_health(&mut scene, &["a", "b"]);
+    assert!(effects.iter().any(|e| matches!(e, Effect::SetVariants(v) if v == &["a", "b"])), "{effects:?}");
+    assert!(variants_health(&mut scene, &["a", "b"]).iter().all(|e| !matches!(e, Effect::SetVariants(_))), "once");
+    assert_eq!(scene.state.ab.as_ref().unwrap().shadow.as_ref().unwrap().dropped, 2);
+
+    // b fails one image in three; a never does. Each round: a and b, order alternating.
+    let mut alerts = Vec::new();
+    let mut ab_records = 0;
+    for round in 1..=90u64 {
+        let order = if round % 2 == 0 { ["b", "a"] } else { ["a", "b"] };
+        for name in order {
+            let ok = name == "a" || round % 3 != 0;
+            variant_probe(&mut scene, name, round, 40 + round % 5, ok);
+        }
+        assert_eq!(scene.state.test_in_cycle, 1, "a round is one test, whichever variant answers first");
+        let effects = scene.feed(Event::CycleDone);
+        ab_records += records(&effects).iter().filter(|r| matches!(r, Record::Ab(_))).count();
+        alerts.extend(notified(&effects));
+    }
+    assert_eq!(ab_records, 90, "one ab record per cycle per compared variant");
+    let ab = scene.state.ab.as_ref().unwrap();
+    assert_eq!(ab.rounds, 90);
+    assert!((ab.figures[0].b.error_rate - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(ab.worse_variants(), ["b"]);
+    let ab_alerts: Vec<_> = alerts.iter().filter(|(rule, ..)| *rule == RuleKind::AbWorse).collect();
+    assert_eq!(ab_alerts, [&(RuleKind::AbWorse, Severity::Warning, AlertTransition::Fired)], "{alerts:?}");
+    assert!(
+        scene.state.log.iter().any(|l| l.message.starts_with("⚖ A/B verdict: b fails more often")),
+        "the verdict is logged once"
+    );
+
+    let summary = SessionSummary::from_state(&scene.state, &scene.started, &scene.clock);
+    assert_eq!(summary.ab.len(), 1);
+    assert!(summary.ab[0].verdict_text.starts_with("b fails more often"), "{}", summary.ab[0].verdict_text);
+    let markdown = summary.markdown();
+    assert!(markdown.contains("## A/B comparison") && markdown.contains("| b | 90 |"), "{markdown}");
+    assert!(markdown.contains("shadow b"), "{markdown}");
+}
