@@ -240,9 +240,9 @@ fn dashboard_exposition(config: &Config) -> String {
     let metrics = DashMetrics::new(config, &["slack".to_owned()]);
     let now = tokio::time::Instant::now();
     let mut state = DashState::new(config, true, Stop::default(), now);
-    let events = [
+    let probe = |variant: Option<&str>| {
         Event::Probe(InferenceProbe {
-            variant: None,
+            variant: variant.map(|name| capwatch::dash::prober::VariantTag { name: name.to_owned(), round: 1 }),
             at: now,
             image: "a.png".to_owned(),
             latency: Duration::from_millis(20),
@@ -252,12 +252,19 @@ fn dashboard_exposition(config: &Config) -> String {
                 server_total: Some(Duration::from_millis(15)),
                 quality: capwatch::quality::match_keywords("a red circle", &["red".to_owned()]),
             }),
-        }),
+        })
+    };
+    // A server with two variants: the A/B series exist too.
+    let health = r#"{"status": "healthy", "model": "a, b", "models": [{"name": "a"}, {"name": "b"}]}"#;
+    let events = [
+        probe(None),
         Event::Health(HealthCheck {
             at: now,
             latency: Duration::from_millis(2),
-            result: Ok(HealthBody::read(true, r#"{"status": "healthy", "model": "default"}"#)),
+            result: Ok(HealthBody::read(true, health)),
         }),
+        probe(Some("a")),
+        probe(Some("b")),
         Event::CycleDone,
     ];
     for event in events {
@@ -281,12 +288,30 @@ fn dashboard_exposition(config: &Config) -> String {
 async fn rules_and_grafana_panels_query_only_metrics_that_exist() {
     let config = Config::load(&repo_path("config/monitoring_config.yaml")).unwrap();
     let mut available = sample_names(&dashboard_exposition(&config));
-    let server = TestServer::start(repo_path("models/default"), |_| {}).await;
+    // Two variants and a shadow, so that the per-model and shadow series exist.
+    let server = TestServer::start(repo_path("models/default"), |config| {
+        let variant = |name: &str| capwatch::config::ModelVariantConfig {
+            name: capwatch::config::VariantName::try_from(name.to_owned()).unwrap(),
+            dir: repo_path("models/default"),
+            weight: None,
+        };
+        config.models = vec![variant("a"), variant("b")];
+        let shadow = capwatch::config::VariantName::try_from("b".to_owned()).unwrap();
+        config.shadow = Some(capwatch::config::ShadowConfig::new(shadow, capwatch::config::Share(1.0)));
+    })
+    .await;
     let client = reqwest::Client::new();
     let image = std::fs::read(repo_path("test_images/a_small_yellow_square.png")).unwrap();
     let caption = client.post(server.endpoint("/caption")).header("content-type", "image/png").body(image).send().await;
     assert_eq!(caption.unwrap().status(), 200);
-    let server_metrics = client.get(server.endpoint("/metrics")).send().await.unwrap().text().await.unwrap();
+    let mut server_metrics = String::new();
+    for _ in 0..100 {
+        server_metrics = client.get(server.endpoint("/metrics")).send().await.unwrap().text().await.unwrap();
+        if server_metrics.contains("capwatch_shadow_requests_total{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Both expositions pass the reference OpenMetrics parser.
     assert!(common::parse_openmetrics(&server_metrics).len() > 20);
     assert!(!common::parse_openmetrics(&dashboard_exposition(&config)).is_empty());
@@ -444,7 +469,7 @@ async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() 
     let groups = get_json(&client, &format!("{api}/rules")).await.unwrap();
     let rules: Vec<&Value> =
         groups["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
-    assert_eq!(rules.len(), 19, "{groups}");
+    assert_eq!(rules.len(), 20, "{groups}"); // ab_worse included (one severity)
     for rule in rules {
         assert_eq!(rule["health"], "ok", "{rule}");
     }

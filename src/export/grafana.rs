@@ -320,8 +320,99 @@ pub fn dashboard(config: &Config) -> Value {
             )],
             unit: "none",
             thresholds: None,
-            mappings: no_mappings,
+            mappings: no_mappings.clone(),
             grid: (12, 28, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "A/B: P95 by model",
+            description: "With several model variants: P95 of the dashboard's tests of each variant by name, and the server's own total time per variant (routed and shadow requests).",
+            targets: vec![
+                target(
+                    &format!(
+                        "histogram_quantile(0.95, sum by (model, le) (rate({}_bucket{{{INSTANCE}}}[$__rate_interval]))) * 1000",
+                        dash::VARIANT_PROBE_DURATION_SECONDS
+                    ),
+                    "{{model}} (probes)",
+                ),
+                target(
+                    &format!(
+                        r#"histogram_quantile(0.95, sum by (model, le) (rate({}_seconds_bucket{{stage="total",{SERVER_INSTANCE}}}[$__rate_interval]))) * 1000"#,
+                        server::INFERENCE_STAGE_DURATION
+                    ),
+                    "{{model}} (server)",
+                ),
+            ],
+            unit: "ms",
+            thresholds: None,
+            mappings: no_mappings.clone(),
+            grid: (0, 36, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "A/B: errors by model",
+            description: "Share of caption requests each variant answered with a 5xx (server), and of the dashboard's tests of it that failed.",
+            targets: vec![
+                target(
+                    &format!(
+                        r#"sum by (model) (rate({requests}_total{{status=~"5..",{SERVER_INSTANCE}}}[$__rate_interval])) / sum by (model) (rate({requests}_total{{{SERVER_INSTANCE}}}[$__rate_interval])) * 100"#,
+                        requests = server::CAPTION_REQUESTS
+                    ),
+                    "{{model}} (server)",
+                ),
+                target(
+                    &format!(
+                        r#"sum by (model) (rate({probes}{{outcome!="success",{INSTANCE}}}[$__rate_interval])) / sum by (model) (rate({probes}{{{INSTANCE}}}[$__rate_interval])) * 100"#,
+                        probes = dash::VARIANT_PROBES_TOTAL
+                    ),
+                    "{{model}} (probes)",
+                ),
+            ],
+            unit: "percent",
+            thresholds: None,
+            mappings: no_mappings.clone(),
+            grid: (12, 36, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "A/B: latency against the baseline",
+            description: "Each variant's latency over its baseline's on the same images (Hodges-Lehmann; 0.7: 30 % faster), and 1 once it is significantly worse on errors or quality (the ab_worse rule).",
+            targets: vec![
+                target(
+                    &format!("max by (model, baseline) ({}{{{INSTANCE}}})", dash::AB_LATENCY_RATIO),
+                    "{{model}} / {{baseline}}",
+                ),
+                target(&format!("max by (model, baseline) ({}{{{INSTANCE}}})", dash::AB_WORSE), "{{model}} worse"),
+            ],
+            unit: "none",
+            thresholds: None,
+            mappings: no_mappings.clone(),
+            grid: (0, 44, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "A/B: shadow agreement",
+            description: "Share of the shadow variant's copies whose caption equals the answer's, and copies dropped because its queue was full.",
+            targets: vec![
+                target(
+                    &format!(
+                        r#"sum by (model) (rate({shadow}_total{{outcome="agreed",{SERVER_INSTANCE}}}[$__rate_interval])) / sum by (model) (rate({shadow}_total{{outcome=~"agreed|differed",{SERVER_INSTANCE}}}[$__rate_interval])) * 100"#,
+                        shadow = server::SHADOW_REQUESTS
+                    ),
+                    "{{model}} agrees %",
+                ),
+                target(
+                    &format!(
+                        r#"sum by (model) (increase({}_total{{outcome="dropped",{SERVER_INSTANCE}}}[$__rate_interval]))"#,
+                        server::SHADOW_REQUESTS
+                    ),
+                    "{{model}} dropped",
+                ),
+            ],
+            unit: "none",
+            thresholds: None,
+            mappings: no_mappings,
+            grid: (12, 44, 12, 8),
         },
     ];
     let panels: Vec<Value> = panels.into_iter().enumerate().map(|(index, panel)| panel.build(index + 1)).collect();
