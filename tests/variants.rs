@@ -114,6 +114,13 @@ async fn the_shadow_gets_copies_of_routed_requests_and_reports_agreement() {
     }
     // The same model on both sides: every copy agrees.
     assert_eq!(shadow["model"], "b");
+    // The multi-model health answer matches the published schema.
+    let mut document = get_json(&server, "/openapi.json").await;
+    document["$ref"] = Value::String("#/components/schemas/HealthResponse".to_owned());
+    let validator = jsonschema::validator_for(&document).unwrap();
+    let health = get_json(&server, "/health").await;
+    let errors: Vec<String> = validator.iter_errors(&health).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{health}");
     assert_eq!((shadow["agreed"].as_u64(), shadow["differed"].as_u64()), (Some(6), Some(0)), "{shadow}");
     assert_eq!(shadow["agreement"], 1.0);
     let metrics = reqwest::get(server.endpoint("/metrics")).await.unwrap().text().await.unwrap();

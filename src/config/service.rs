@@ -170,8 +170,17 @@ impl Default for ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// The model's name as notifications and the UI show it: the model directory's name.
+    /// The model's name as notifications and the UI show it: the model directory's name, or
+    /// the variants' names (`a, b`) when there are several.
     pub fn model_name(&self) -> String {
+        if !self.models.is_empty() {
+            return self.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
+        }
+        self.single_model_name()
+    }
+
+    /// The name of the one model in `model_dir`: its directory's name.
+    fn single_model_name(&self) -> String {
         self.model_dir
             .file_name()
             .map_or_else(|| self.model_dir.display().to_string(), |name| name.to_string_lossy().into_owned())
@@ -184,7 +193,7 @@ impl ServiceConfig {
             if self.shadow.is_some() {
                 return Err(("service.shadow", "a shadow needs two or more `service.models`".to_owned()));
             }
-            return Ok(vec![VariantRoute { name: self.model_name(), dir: self.model_dir.clone(), weight: 1 }]);
+            return Ok(vec![VariantRoute { name: self.single_model_name(), dir: self.model_dir.clone(), weight: 1 }]);
         }
         let shadow = self.shadow.as_ref().map(|shadow| &shadow.model);
         let mut variants: Vec<VariantRoute> = Vec::with_capacity(self.models.len());
