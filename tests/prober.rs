@@ -25,7 +25,7 @@ async fn captions_health_and_failures_against_the_real_server() {
     let prober = Prober::new(Duration::from_secs(10), ProbeContract::preset(ServicePreset::Capwatch));
     let images = images();
     let scene = images.iter().find(|i| i.name == "a_small_red_triangle.jpg").unwrap();
-    let probe = prober.caption(&server.url, scene).await;
+    let probe = prober.caption(&server.url, scene, None).await;
     let result = probe.result.unwrap();
     assert_eq!(result.caption, "a small red triangle");
     assert_eq!(result.quality.score(), 1.0);
@@ -34,7 +34,7 @@ async fn captions_health_and_failures_against_the_real_server() {
     assert!(probe.latency >= server_total);
 
     let noise = images.iter().find(|i| i.name == "noise.png").unwrap();
-    assert!(prober.caption(&server.url, noise).await.result.unwrap().quality.score() < 1.0);
+    assert!(prober.caption(&server.url, noise, None).await.result.unwrap().quality.score() < 1.0);
 
     let health = prober.health(&server.url).await;
     assert!(health.is_healthy(), "{health:?}");
@@ -48,11 +48,11 @@ async fn captions_health_and_failures_against_the_real_server() {
         content_type: "image/png",
         keywords: vec![],
     };
-    assert_eq!(prober.caption(&server.url, &garbage).await.result.unwrap_err(), ProbeError::Http(415));
+    assert_eq!(prober.caption(&server.url, &garbage, None).await.result.unwrap_err(), ProbeError::Http(415));
 
     let url = server.url.clone();
     server.stop().await.unwrap();
-    assert_eq!(prober.caption(&url, scene).await.result.unwrap_err(), ProbeError::ConnectionRefused);
+    assert_eq!(prober.caption(&url, scene, None).await.result.unwrap_err(), ProbeError::ConnectionRefused);
     assert_eq!(prober.health(&url).await.result.unwrap_err(), ProbeError::ConnectionRefused);
 }
 
@@ -83,7 +83,7 @@ async fn bad_bodies_and_timeouts_are_classified() {
     let images = images();
     let prober = Prober::new(Duration::from_millis(300), ProbeContract::preset(ServicePreset::Capwatch));
     let not_json = stand_in(Some("HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nnot json")).await;
-    let probe = prober.caption(&not_json, &images[0]).await;
+    let probe = prober.caption(&not_json, &images[0], None).await;
     assert!(
         matches!(&probe.result, Err(ProbeError::Shape(what)) if what.starts_with("the answer is not JSON")),
         "{probe:?}"
@@ -93,7 +93,7 @@ async fn bad_bodies_and_timeouts_are_classified() {
     assert_eq!(prober.health(&error).await.result.unwrap_err(), ProbeError::Http(500));
     assert_eq!(ProbeError::Http(500).kind(), "http_5xx");
     let silent = stand_in(None).await;
-    let probe = prober.caption(&silent, &images[0]).await;
+    let probe = prober.caption(&silent, &images[0], None).await;
     assert_eq!(probe.result.unwrap_err(), ProbeError::Timeout);
     assert!(probe.latency >= Duration::from_millis(300));
 }

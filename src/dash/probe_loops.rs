@@ -130,7 +130,7 @@ pub async fn inference_loop(
             round += 1;
             let mut variants = variants;
             // Alternate the order, so that neither variant always goes first (warm caches).
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 variants.reverse();
             }
             for name in variants {
