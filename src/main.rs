@@ -376,6 +376,7 @@ fn serve_exit_code(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<ServerError>() {
         Some(ServerError::Engine(EngineError::ModelLoad { .. })) => exit_code::MODEL,
         Some(ServerError::Engine(EngineError::Runtime(_))) => exit_code::RUNTIME,
+        Some(ServerError::Config { .. }) => exit_code::CONFIG,
         _ => exit_code::FAILURE,
     }
 }

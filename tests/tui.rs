@@ -244,3 +244,31 @@ fn the_fault_menu_injects_a_fault_that_the_alerts_catch() {
     assert_eq!(summary["faults"][0]["ended_by"], "cleared");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn two_model_variants_get_the_ab_pane() {
+    let (dir, config) = common::monitor_config(
+        "tui-ab",
+        &[
+            (
+                "  request_timeout_s: 30\n",
+                "  request_timeout_s: 30\n  models:\n    - {name: base, dir: models/default}\n    - {name: canary, dir: models/default, weight: 0}\n",
+            ),
+            ("health_interval_s: 30", "health_interval_s: 0.5"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.3"),
+            ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),
+        ],
+    );
+    let (pty, mut child, mut keys) = Pty::start(&config, &[]);
+    let screen = pty.wait_for("the A/B pane with both variants and a verdict line", |s| {
+        s.contains("A/B · ") && s.contains("canary vs base:") && s.contains("⚖ ") && s.contains("model base, canary")
+    });
+    assert!(screen.contains("P50 ms (95% CI)"), "{screen}");
+    quit(&pty, &mut child, &mut keys);
+    let records = common::read_records(&dir.join("logs"));
+    common::assert_schema(&records);
+    assert!(records.iter().any(|r| r["type"] == "ab" && r["b"]["name"] == "canary"), "no ab record");
+    let summary = common::session_summary(&dir.join("logs"));
+    assert_eq!(summary["ab"][0]["a"]["name"], "base", "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

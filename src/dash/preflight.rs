@@ -1,5 +1,5 @@
-//! What the dashboard checks before it launches (or relaunches) `capwatch serve`: the model
-//! directory has a known layout, the ONNX Runtime library is there, the port is free. Each
+//! What the dashboard checks before it launches (or relaunches) `capwatch serve`: every model
+//! directory (one per variant) has a known layout, the ONNX Runtime library is there, the port is free. Each
 //! failure is told in the words `capwatch serve` itself would use, with the exit code it
 //! would exit with, so the supervisor reports it once and does not retry.
 
@@ -12,7 +12,7 @@ use crate::exit_code;
 /// The checks for one server configuration.
 #[derive(Debug, Clone)]
 pub struct Preflight {
-    model_dir: PathBuf,
+    model_dirs: Vec<PathBuf>,
     onnxruntime_library: Option<PathBuf>,
     host: String,
     port: u16,
@@ -28,7 +28,11 @@ pub struct PreflightFailure {
 impl Preflight {
     pub fn new(service: &ServiceConfig) -> Self {
         Self {
-            model_dir: service.model_dir.clone(),
+            // The config was checked when it was loaded; on a mismatch, check the one directory.
+            model_dirs: service.variants().map_or_else(
+                |_| vec![service.model_dir.clone()],
+                |variants| variants.into_iter().map(|v| v.dir).collect(),
+            ),
             onnxruntime_library: service.onnxruntime_library.clone(),
             host: service.host.clone(),
             port: service.port,
@@ -38,7 +42,9 @@ impl Preflight {
     /// Runs every check (reads a few small files, binds and releases the port).
     pub fn check(&self) -> Result<(), PreflightFailure> {
         let fail = |code: u8, reason: String| PreflightFailure { code: i32::from(code), reason };
-        ModelSpec::read(&self.model_dir).map_err(|err| fail(exit_code::MODEL, err.to_string()))?;
+        for dir in &self.model_dirs {
+            ModelSpec::read(dir).map_err(|err| fail(exit_code::MODEL, err.to_string()))?;
+        }
         crate::engine::runtime::locate(self.onnxruntime_library.as_deref())
             .map_err(|err| fail(exit_code::RUNTIME, err.to_string()))?;
         if self.port != 0 {
@@ -76,5 +82,25 @@ mod tests {
         } else {
             assert_eq!(failure.code, 4, "{failure:?}");
         }
+    }
+
+    #[test]
+    fn every_variant_directory_is_checked() {
+        let variant = |name: &str, dir: &str| crate::config::ModelVariantConfig {
+            name: crate::config::VariantName::try_from(name.to_owned()).unwrap(),
+            dir: PathBuf::from(dir),
+            weight: None,
+        };
+        let good = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default");
+        let service = ServiceConfig {
+            models: vec![variant("a", good), variant("b", "/nonexistent-b")],
+            port: 0,
+            ..ServiceConfig::default()
+        };
+        let failure = Preflight::new(&service).check().unwrap_err();
+        assert_eq!(
+            (failure.code, failure.reason.as_str()),
+            (3, "cannot load model from /nonexistent-b: no such directory")
+        );
     }
 }
