@@ -80,6 +80,7 @@ tools/.venv/bin/python: tools/requirements.txt
 fixtures:
 	tools/.venv/bin/python tools/make_parity_fixtures.py
 	tools/.venv/bin/python tools/make_ab_fixtures.py
+	tools/.venv/bin/python tools/make_drift_fixtures.py
 
 clean-ort:
 	rm -rf .ort

@@ -10,6 +10,7 @@
 //! - [`notify`]: alert notifications (Slack, Telegram, generic webhook).
 //! - [`export`]: Prometheus alerting rules and a Grafana dashboard from the config.
 //! - [`stats`]: the A/B statistics (rank tests, proportions, means, bootstrap, sequential).
+//! - [`drift`]: drift tests of live traffic against a reference (KS, Wasserstein, JS, PSI, MMD).
 //! - [`clock`]: one reading of the monotonic and wall clocks, passed to pure code.
 //! - [`exit_code`]: the exit codes, and which of a server's mean "do not restart".
 //! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dash;
+pub mod drift;
 pub mod engine;
 pub mod exit_code;
 pub mod export;
