@@ -26,6 +26,7 @@ from evidently.legacy.calculations.stattests import (
     psi_stat_test,
     wasserstein_stat_test,
 )
+from evidently.legacy.calculations.stattests.registry import get_stattest
 from evidently.legacy.core import ColumnType
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "drift_stats.json"
@@ -122,6 +123,26 @@ def main():
     distance("constant reference", [2.0] * 50, rng.normal(2.0, 0.5, 40))
     distance("brightness, darker", rng.beta(5, 5, 400), rng.beta(2, 6, 300))
 
+    # Evidently's own choice of test for a numerical column, its score and its verdict.
+    default_cases = []
+
+    def default(name, reference, live):
+        reference = pd.Series(np.asarray(reference, dtype=float))
+        live = pd.Series(np.asarray(live, dtype=float))
+        test = get_stattest(reference, live, ColumnType.Numerical, None)
+        result = test(reference, live, ColumnType.Numerical, None)
+        default_cases.append({"name": name, "reference": list(map(float, reference)), "live": list(map(float, live)),
+                              "test": test.name, "score": float(result.drift_score), "drifted": bool(result.drifted)})
+
+    default("two values (format png or jpeg)", rng.integers(0, 2, 300), (rng.uniform(0, 1, 200) < 0.7).astype(float))
+    default("two values, same", rng.integers(0, 2, 300), rng.integers(0, 2, 250))
+    default("one value", [1.0] * 20, [1.0] * 30)
+    default("four values (repeated pairs)", rng.integers(0, 4, 400), rng.integers(1, 5, 300))
+    default("four values, same", rng.integers(0, 4, 400), rng.integers(0, 4, 300))
+    default("many values, small reference", rng.normal(0.4, 0.1, 500), rng.normal(0.43, 0.1, 500))
+    default("few values, large reference", rng.integers(0, 4, 1500), rng.integers(0, 5, 600))
+    default("many values, large reference", rng.normal(0.4, 0.1, 1500), rng.normal(0.45, 0.1, 500))
+
     mmd_cases = []
     for name, shift, n, m, dim in [("shifted", 0.8, 20, 25, 4), ("same", 0.0, 30, 30, 3), ("small shift", 0.3, 40, 35, 8)]:
         x = rng.normal(0, 1, (n, dim)).astype(np.float32)
@@ -136,6 +157,7 @@ def main():
         "evidently": evidently.__version__,
         "ks": ks_cases,
         "distance": distance_cases,
+        "default": default_cases,
         "mmd": mmd_cases,
     }, indent=1) + "\n")
     print(f"wrote {OUT}")

@@ -16,7 +16,7 @@ pub struct MmdResult {
 }
 
 fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum()
+    a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum()
 }
 
 /// σ from the median heuristic: σ² = median of the squared distances between the sets / 2

@@ -4,11 +4,14 @@
 //! `tools/make_drift_fixtures.py`): [`ks`] (two-sample Kolmogorov-Smirnov, exact p),
 //! [`distance`] (normed Wasserstein, Jensen-Shannon and PSI on Evidently's bins, Evidently's
 //! choice of test by reference size), [`mmd`] (maximum mean discrepancy with a permutation
-//! test, for embeddings).
+//! test, for embeddings), [`choose`] (Evidently's default test per column, with its z and
+//! chi-square tests), [`profile`] (what is kept of each request: image and caption features).
 
+pub mod choose;
 pub mod distance;
 pub mod ks;
 pub mod mmd;
+pub mod profile;
 
 #[cfg(test)]
 mod tests {
@@ -54,6 +57,25 @@ mod tests {
             let binned = bin_numbers(&reference, &live);
             close(jensen_shannon(&binned), case["jensenshannon"].as_f64().unwrap(), 1e-9, &what("JS"));
             close(psi(&binned), case["psi"].as_f64().unwrap(), 1e-9, &what("PSI"));
+        }
+    }
+
+    #[test]
+    fn the_default_test_and_its_verdict_match_evidentlys() {
+        use super::choose::{TestKind, column_drift};
+        for case in load()["default"].as_array().unwrap() {
+            let drift = column_drift(&floats(&case["reference"]), &floats(&case["live"])).unwrap();
+            let expected = match case["test"].as_str().unwrap() {
+                "z" => TestKind::Z,
+                "chisquare" => TestKind::ChiSquare,
+                "ks" => TestKind::Ks,
+                "jensenshannon" => TestKind::JensenShannon,
+                "wasserstein" => TestKind::Wasserstein,
+                other => panic!("unknown test {other}"),
+            };
+            assert_eq!(drift.test, expected, "{}", name(case));
+            close(drift.score, case["score"].as_f64().unwrap(), 1e-9, name(case));
+            assert_eq!(drift.drifted, case["drifted"].as_bool().unwrap(), "{}", name(case));
         }
     }
 
