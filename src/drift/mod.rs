@@ -5,13 +5,15 @@
 //! [`distance`] (normed Wasserstein, Jensen-Shannon and PSI on Evidently's bins, Evidently's
 //! choice of test by reference size), [`mmd`] (maximum mean discrepancy with a permutation
 //! test, for embeddings), [`choose`] (Evidently's default test per column, with its z and
-//! chi-square tests), [`profile`] (what is kept of each request: image and caption features).
+//! chi-square tests), [`profile`] (what is kept of each request: image and caption features),
+//! [`report`] (a live window against a reference: per-feature scores and a verdict).
 
 pub mod choose;
 pub mod distance;
 pub mod ks;
 pub mod mmd;
 pub mod profile;
+pub mod report;
 
 #[cfg(test)]
 mod tests {

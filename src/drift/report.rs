@@ -1,0 +1,234 @@
+//! A live window of request profiles against a frozen reference: one score per feature and an
+//! overall verdict. Numbers per request (brightness, contrast, saturation, size, caption
+//! length, repeated pairs) get Evidently's default test; the pooled hue and word distributions
+//! get the Jensen-Shannon distance (with PSI beside it); the share of live caption words the
+//! reference never used is its own score. The dataset drifts, as in Evidently's
+//! `DatasetDriftMetric`, when at least `drift_share` of the features do. Pure: no clock, no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::choose::{DISTANCE_THRESHOLD, TestKind, column_drift};
+use super::distance::{bin_counts, jensen_shannon, psi};
+use super::profile::{HUE_BINS, RequestProfile};
+
+/// Share of features that must drift for the dataset to (Evidently defaults to 0.5; with the
+/// thirteen features here, three (0.2) — one image feature is not enough, one caption feature
+/// alone neither; to be calibrated on stable streams).
+pub const DRIFT_SHARE: f64 = 0.2;
+/// Share of live caption words outside the reference's vocabulary that counts as drift.
+pub const NEW_WORDS_THRESHOLD: f64 = 0.05;
+
+/// How a feature was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Evidently's default test for a column of numbers.
+    Column(TestKind),
+    /// Jensen-Shannon distance of pooled counts (drift at ≥ 0.1).
+    JensenShannon,
+    /// Share of live words the reference never used.
+    NewWords,
+}
+
+/// One feature's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureScore {
+    pub feature: String,
+    pub method: Method,
+    /// The test's statistic: a p-value for p-value tests, else a distance or share.
+    pub score: f64,
+    pub drifted: bool,
+    /// The population stability index of the same bins, for distributions.
+    pub psi: Option<f64>,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub reference_size: usize,
+    pub live_size: usize,
+    pub features: Vec<FeatureScore>,
+    /// Share of features that drifted.
+    pub drifted_share: f64,
+    pub detected: bool,
+}
+
+/// The numeric features of a request, by name.
+const NUMERIC: [(&str, fn(&RequestProfile) -> f64); 9] = [
+    ("brightness_mean", |p| p.image.brightness_mean),
+    ("brightness_std", |p| p.image.brightness_std),
+    ("saturation_mean", |p| p.image.saturation_mean),
+    ("width", |p| f64::from(p.image.width)),
+    ("height", |p| f64::from(p.image.height)),
+    ("aspect", |p| p.image.aspect()),
+    ("caption_tokens", |p| p.caption.tokens as f64),
+    ("caption_words", |p| p.caption.words.len() as f64),
+    ("repeated_bigrams", |p| p.caption.repeated_bigrams as f64),
+];
+
+/// Format names as numbers (a categorical column for Evidently's test).
+fn format_code(format: &str) -> f64 {
+    ["png", "jpeg", "gif", "webp", "bmp", "tiff"].iter().position(|f| *f == format).unwrap_or(6) as f64
+}
+
+fn hue_totals(profiles: &[RequestProfile]) -> Vec<f64> {
+    let mut totals = vec![0.0; HUE_BINS];
+    for profile in profiles {
+        for (total, count) in totals.iter_mut().zip(profile.image.hue_counts) {
+            *total += f64::from(count);
+        }
+    }
+    totals
+}
+
+fn word_counts(profiles: &[RequestProfile]) -> BTreeMap<&str, f64> {
+    let mut counts = BTreeMap::new();
+    for word in profiles.iter().flat_map(|p| &p.caption.words) {
+        *counts.entry(word.as_str()).or_insert(0.0) += 1.0;
+    }
+    counts
+}
+
+fn distribution(feature: &str, reference: &[f64], live: &[f64]) -> Option<FeatureScore> {
+    if reference.iter().sum::<f64>() <= 0.0 || live.iter().sum::<f64>() <= 0.0 {
+        return None;
+    }
+    let binned = bin_counts(reference, live);
+    let score = jensen_shannon(&binned);
+    Some(FeatureScore {
+        feature: feature.to_owned(),
+        method: Method::JensenShannon,
+        score,
+        drifted: score >= DISTANCE_THRESHOLD,
+        psi: Some(psi(&binned)),
+    })
+}
+
+/// Compares `live` with `reference`; features that cannot be judged yet (a side empty, no
+/// words, no hue) are left out.
+pub fn compare(reference: &[RequestProfile], live: &[RequestProfile]) -> DriftReport {
+    let mut features = Vec::new();
+    for (name, value) in NUMERIC {
+        let column = |profiles: &[RequestProfile]| profiles.iter().map(value).collect::<Vec<f64>>();
+        if let Some(drift) = column_drift(&column(reference), &column(live)) {
+            features.push(FeatureScore {
+                feature: name.to_owned(),
+                method: Method::Column(drift.test),
+                score: drift.score,
+                drifted: drift.drifted,
+                psi: None,
+            });
+        }
+    }
+    let formats =
+        |profiles: &[RequestProfile]| profiles.iter().map(|p| format_code(&p.image.format)).collect::<Vec<_>>();
+    if let Some(drift) = column_drift(&formats(reference), &formats(live)) {
+        features.push(FeatureScore {
+            feature: "format".to_owned(),
+            method: Method::Column(drift.test),
+            score: drift.score,
+            drifted: drift.drifted,
+            psi: None,
+        });
+    }
+    features.extend(distribution("hue", &hue_totals(reference), &hue_totals(live)));
+    let (reference_words, live_words) = (word_counts(reference), word_counts(live));
+    let vocabulary: BTreeSet<&str> = reference_words.keys().chain(live_words.keys()).copied().collect();
+    let counts = |counts: &BTreeMap<&str, f64>| {
+        vocabulary.iter().map(|w| counts.get(w).copied().unwrap_or(0.0)).collect::<Vec<_>>()
+    };
+    features.extend(distribution("words", &counts(&reference_words), &counts(&live_words)));
+    let live_total: f64 = live_words.values().sum();
+    if live_total > 0.0 && !reference_words.is_empty() {
+        let new: f64 = live_words.iter().filter(|(w, _)| !reference_words.contains_key(*w)).map(|(_, c)| c).sum();
+        let share = new / live_total;
+        features.push(FeatureScore {
+            feature: "new_words".to_owned(),
+            method: Method::NewWords,
+            score: share,
+            drifted: share >= NEW_WORDS_THRESHOLD,
+            psi: None,
+        });
+    }
+    let drifted = features.iter().filter(|f| f.drifted).count();
+    let drifted_share = if features.is_empty() { 0.0 } else { drifted as f64 / features.len() as f64 };
+    DriftReport {
+        reference_size: reference.len(),
+        live_size: live.len(),
+        detected: !features.is_empty() && drifted_share >= DRIFT_SHARE,
+        drifted_share,
+        features,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::drift::profile::{CaptionProfile, ImageProfile};
+    use crate::stats::bootstrap::SplitMix64;
+
+    /// A request like the scene world's: a light background, one coloured shape, a short caption.
+    fn scene(rng: &mut SplitMix64, dark: bool) -> RequestProfile {
+        let brightness = if dark { 0.15 + 0.05 * rng.next_f64() } else { 0.75 + 0.1 * rng.next_f64() };
+        let mut hue_counts = [0u32; HUE_BINS];
+        hue_counts[(rng.next_u64() % HUE_BINS as u64) as usize] = 300 + (rng.next_u64() % 200) as u32;
+        let colours = ["red", "green", "blue", "yellow"];
+        let shapes = ["circle", "square", "triangle"];
+        let caption = format!(
+            "a {} {}",
+            colours[(rng.next_u64() % 4) as usize],
+            if dark { "shape on black" } else { shapes[(rng.next_u64() % 3) as usize] }
+        );
+        RequestProfile {
+            image: ImageProfile {
+                brightness_mean: brightness,
+                brightness_std: 0.2 + 0.05 * rng.next_f64(),
+                saturation_mean: 0.3 + 0.1 * rng.next_f64(),
+                hue_counts,
+                width: 128,
+                height: 128,
+                format: if rng.next_u64() % 2 == 0 { "png" } else { "jpeg" }.to_owned(),
+            },
+            caption: CaptionProfile::of(&caption, 5),
+        }
+    }
+
+    #[test]
+    fn a_stable_stream_does_not_drift_and_a_dark_one_does() {
+        let mut rng = SplitMix64::new(14);
+        let reference: Vec<RequestProfile> = (0..500).map(|_| scene(&mut rng, false)).collect();
+        let same: Vec<RequestProfile> = (0..300).map(|_| scene(&mut rng, false)).collect();
+        let report = compare(&reference, &same);
+        assert!(!report.detected, "{report:#?}");
+        assert_eq!((report.reference_size, report.live_size), (500, 300));
+        let names: Vec<&str> = report.features.iter().map(|f| f.feature.as_str()).collect();
+        assert!(names.contains(&"hue") && names.contains(&"words") && names.contains(&"new_words"), "{names:?}");
+
+        let dark: Vec<RequestProfile> = (0..300).map(|_| scene(&mut rng, true)).collect();
+        let report = compare(&reference, &dark);
+        assert!(report.detected, "{report:#?}");
+        let drifted = |name: &str| report.features.iter().find(|f| f.feature == name).unwrap().drifted;
+        assert!(drifted("brightness_mean") && drifted("words") && drifted("new_words"));
+        assert!(!drifted("width"), "the size did not change");
+    }
+
+    /// False alarms on a stable stream of simulated scene profiles: 100 live windows of 300
+    /// against one reference of 500, all from the same generator. (Printed with --nocapture.)
+    #[test]
+    fn stable_windows_rarely_raise_a_false_alarm() {
+        let mut rng = SplitMix64::new(1414);
+        let reference: Vec<RequestProfile> = (0..500).map(|_| scene(&mut rng, false)).collect();
+        let windows = 100;
+        let alarms = (0..windows)
+            .filter(|_| {
+                let live: Vec<RequestProfile> = (0..300).map(|_| scene(&mut rng, false)).collect();
+                compare(&reference, &live).detected
+            })
+            .count();
+        println!("stable stream: {alarms} false alarms in {windows} windows");
+        assert!(alarms <= 5, "{alarms} false alarms in {windows} windows");
+    }
+}
