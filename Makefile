@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-scale bench-beams drill soak fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-drift bench-scale bench-beams drill soak fixtures clean-ort
 
 all: test
 
@@ -43,6 +43,10 @@ test: setup
 bench: $(ORT_LIB)
 	$(CARGO) build --release
 	$(CARGO) run --release --example loadbench -- $(ARGS)
+
+## bench-drift: what profiling a request for drift costs, against decoding its image
+bench-drift:
+	$(CARGO) run --release --example drift_cost
 
 ## bench-scale: real-size BLIP-base and ViT-GPT2-base (random weights, built locally) in every export layout
 ## against generate() in PyTorch and the FastAPI peer (../shared/peers, venv /tmp/peervenv), concurrency 1 and 8,

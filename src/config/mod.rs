@@ -22,7 +22,7 @@ pub use monitor::{
     AbWorseLevel, HeaderFromEnv, HealthMethod, Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig,
     RestartConfig, ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload,
 };
-pub use service::{ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute};
+pub use service::{DriftConfig, ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute};
 
 /// Default location of the config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/monitoring_config.yaml";

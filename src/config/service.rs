@@ -50,6 +50,24 @@ pub struct ServiceConfig {
     pub models: Vec<ModelVariantConfig>,
     /// A variant that also captions a share of the routed requests, after their answer is sent.
     pub shadow: Option<ShadowConfig>,
+    /// Drift detection: the live window and the reference it is compared with.
+    pub drift: DriftConfig,
+}
+
+/// `service.drift`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    /// Requests in the live window (the most recent ones; probes excluded).
+    pub window_requests: NonZeroUsize,
+    /// The reference file: loaded at start when it exists, written by `POST /drift/baseline`.
+    pub reference: Option<PathBuf>,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self { window_requests: nz(500), reference: None }
+    }
 }
 
 /// `service.models[]`: one model variant.
@@ -165,6 +183,7 @@ impl Default for ServiceConfig {
             chaos: false,
             models: Vec::new(),
             shadow: None,
+            drift: DriftConfig::default(),
         }
     }
 }

@@ -256,7 +256,10 @@ impl Prober {
         let at = Instant::now();
         let contract = &self.contract;
         let result = async {
-            let mut request = self.request(reqwest::Method::POST, Self::url(base_url, &contract.caption_path));
+            // Marked as a probe: a capwatch server keeps its fixed test images out of drift detection.
+            let mut request = self
+                .request(reqwest::Method::POST, Self::url(base_url, &contract.caption_path))
+                .header(crate::server::drift::PROBE_HEADER, "1");
             if let Some(variant) = &variant {
                 request = request.query(&[("model", variant.name.as_str())]);
             }

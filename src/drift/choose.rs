@@ -26,9 +26,22 @@ pub enum TestKind {
     Ks,
     JensenShannon,
     Wasserstein,
+    /// Share of live caption words the reference never used (not a column test).
+    NewWords,
 }
 
 impl TestKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Z => "z",
+            Self::ChiSquare => "chi_square",
+            Self::Ks => "ks",
+            Self::JensenShannon => "jensen_shannon",
+            Self::Wasserstein => "wasserstein",
+            Self::NewWords => "new_words",
+        }
+    }
+
     /// Whether the score is a p-value (small is drift) rather than a distance (large is drift).
     pub fn is_p_value(self) -> bool {
         matches!(self, Self::Z | Self::ChiSquare | Self::Ks)
@@ -74,11 +87,13 @@ pub fn column_drift(reference: &[f64], live: &[f64]) -> Option<ColumnDrift> {
         TestKind::Ks => ks_2samp(reference, live)?.p,
         TestKind::JensenShannon => jensen_shannon(&bin_numbers(reference, live)),
         TestKind::Wasserstein => normed_wasserstein(reference, live)?,
+        // Never a column's default.
+        TestKind::NewWords => return None,
     };
     let drifted = match test {
         TestKind::Ks => score <= P_THRESHOLD,
         TestKind::Z | TestKind::ChiSquare => score < P_THRESHOLD,
-        TestKind::JensenShannon | TestKind::Wasserstein => score >= DISTANCE_THRESHOLD,
+        TestKind::JensenShannon | TestKind::Wasserstein | TestKind::NewWords => score >= DISTANCE_THRESHOLD,
     };
     Some(ColumnDrift { test, score, drifted })
 }

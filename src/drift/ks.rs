@@ -74,14 +74,15 @@ fn exact_p(m: usize, n: usize, d: f64) -> f64 {
     for x in 1..=m as u64 {
         let mut below = if outside(x, 0) || column[0] == 1.0 { 1.0 } else { 0.0 };
         column[0] = below;
-        for y in 1..=n {
+        for (y, cell) in column.iter_mut().enumerate().skip(1) {
+            // `cell` still holds q(x − 1, y); `below` is q(x, y − 1).
             let value = if outside(x, y as u64) {
                 1.0
             } else {
                 let (xf, yf) = (x as f64, y as f64);
-                (xf * column[y] + yf * below) / (xf + yf)
+                (xf * *cell + yf * below) / (xf + yf)
             };
-            column[y] = value;
+            *cell = value;
             below = value;
         }
     }

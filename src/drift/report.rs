@@ -20,23 +20,12 @@ pub const DRIFT_SHARE: f64 = 0.2;
 /// Share of live caption words outside the reference's vocabulary that counts as drift.
 pub const NEW_WORDS_THRESHOLD: f64 = 0.05;
 
-/// How a feature was judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// Evidently's default test for a column of numbers.
-    Column(TestKind),
-    /// Jensen-Shannon distance of pooled counts (drift at ≥ 0.1).
-    JensenShannon,
-    /// Share of live words the reference never used.
-    NewWords,
-}
-
 /// One feature's score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureScore {
     pub feature: String,
-    pub method: Method,
+    /// The test (Evidently's default for columns; Jensen-Shannon for distributions).
+    pub test: TestKind,
     /// The test's statistic: a p-value for p-value tests, else a distance or share.
     pub score: f64,
     pub drifted: bool,
@@ -55,8 +44,11 @@ pub struct DriftReport {
     pub detected: bool,
 }
 
+/// Reads one number off a request's profile.
+type Feature = fn(&RequestProfile) -> f64;
+
 /// The numeric features of a request, by name.
-const NUMERIC: [(&str, fn(&RequestProfile) -> f64); 9] = [
+const NUMERIC: [(&str, Feature); 9] = [
     ("brightness_mean", |p| p.image.brightness_mean),
     ("brightness_std", |p| p.image.brightness_std),
     ("saturation_mean", |p| p.image.saturation_mean),
@@ -99,7 +91,7 @@ fn distribution(feature: &str, reference: &[f64], live: &[f64]) -> Option<Featur
     let score = jensen_shannon(&binned);
     Some(FeatureScore {
         feature: feature.to_owned(),
-        method: Method::JensenShannon,
+        test: TestKind::JensenShannon,
         score,
         drifted: score >= DISTANCE_THRESHOLD,
         psi: Some(psi(&binned)),
@@ -115,7 +107,7 @@ pub fn compare(reference: &[RequestProfile], live: &[RequestProfile]) -> DriftRe
         if let Some(drift) = column_drift(&column(reference), &column(live)) {
             features.push(FeatureScore {
                 feature: name.to_owned(),
-                method: Method::Column(drift.test),
+                test: drift.test,
                 score: drift.score,
                 drifted: drift.drifted,
                 psi: None,
@@ -127,7 +119,7 @@ pub fn compare(reference: &[RequestProfile], live: &[RequestProfile]) -> DriftRe
     if let Some(drift) = column_drift(&formats(reference), &formats(live)) {
         features.push(FeatureScore {
             feature: "format".to_owned(),
-            method: Method::Column(drift.test),
+            test: drift.test,
             score: drift.score,
             drifted: drift.drifted,
             psi: None,
@@ -146,7 +138,7 @@ pub fn compare(reference: &[RequestProfile], live: &[RequestProfile]) -> DriftRe
         let share = new / live_total;
         features.push(FeatureScore {
             feature: "new_words".to_owned(),
-            method: Method::NewWords,
+            test: TestKind::NewWords,
             score: share,
             drifted: share >= NEW_WORDS_THRESHOLD,
             psi: None,
@@ -190,7 +182,7 @@ mod tests {
                 hue_counts,
                 width: 128,
                 height: 128,
-                format: if rng.next_u64() % 2 == 0 { "png" } else { "jpeg" }.to_owned(),
+                format: if rng.next_u64().is_multiple_of(2) { "png" } else { "jpeg" }.to_owned(),
             },
             caption: CaptionProfile::of(&caption, 5),
         }

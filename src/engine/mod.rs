@@ -110,4 +110,6 @@ pub struct Caption {
     pub batch_size: usize,
     /// Beams searched (1: greedy).
     pub num_beams: usize,
+    /// The image's drift profile (brightness, hue, size, format), read while it was decoded.
+    pub image_profile: Option<Box<crate::drift::profile::ImageProfile>>,
 }

@@ -26,6 +26,7 @@ use super::preprocess::{DecodeLimits, decode_image, to_pixel_values};
 use super::shared_weights::SharedWeights;
 use super::threads::{self, ThreadPlan};
 use super::{Caption, Captioner, EngineError, ModelSpec, StageTimings};
+use crate::drift::profile::ImageProfile;
 
 /// How the engine runs the model.
 #[derive(Debug, Clone)]
@@ -344,6 +345,7 @@ struct Reply {
     reply_tx: oneshot::Sender<Result<Caption, EngineError>>,
     timings: StageTimings,
     num_beams: usize,
+    image_profile: Option<Box<ImageProfile>>,
 }
 
 impl Reply {
@@ -357,6 +359,7 @@ impl Reply {
             timings,
             batch_size: generated.batch_size,
             num_beams: self.num_beams,
+            image_profile: self.image_profile,
         };
         // The requester may have timed out and dropped its receiver.
         let _ = self.reply_tx.send(Ok(caption));
@@ -490,9 +493,12 @@ fn prepare_jobs(captioner: &Captioner, jobs: Vec<CaptionJob>, limits: DecodeLimi
                 let decode = started.elapsed();
                 let started = Instant::now();
                 let pixel_values = to_pixel_values(&image, &captioner.spec().image);
+                // Drift profiling reads a grid of the decoded pixels: part of preprocessing.
+                let image_profile = Some(Box::new(ImageProfile::of(&image, &job.image[..job.image.len().min(16)])));
                 let timings = StageTimings { queue, decode, preprocess: started.elapsed(), ..StageTimings::default() };
                 let item = BatchItem { pixel_values, max_new_tokens: job.max_new_tokens, num_beams: job.num_beams };
-                prepared.push((item, Reply { reply_tx: job.reply_tx, timings, num_beams: job.num_beams }));
+                let reply = Reply { reply_tx: job.reply_tx, timings, num_beams: job.num_beams, image_profile };
+                prepared.push((item, reply));
             }
             // The requester may have timed out and dropped its receiver; the answer is then unwanted.
             Err(err) => drop(job.reply_tx.send(Err(err))),

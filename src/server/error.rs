@@ -32,6 +32,9 @@ pub enum ApiError {
     InvalidParameter(String),
     #[error("no model is named `{name}` (models: {known})")]
     UnknownModel { name: String, known: String },
+    /// `POST /drift/baseline` with too few requests in the live window.
+    #[error("{0}")]
+    NotEnoughRequests(String),
     #[error("the request could not be read: {0}")]
     BodyRead(String),
     #[error("captioning took longer than {timeout_s} s")]
@@ -73,6 +76,7 @@ impl ApiError {
             | Self::UnknownModel { .. }
             | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::NotEnoughRequests(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Injected { status } => StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
@@ -98,6 +102,7 @@ impl ApiError {
             Self::InvalidMultipart(_) => "invalid_multipart",
             Self::InvalidParameter(_) => "invalid_parameter",
             Self::UnknownModel { .. } => "unknown_model",
+            Self::NotEnoughRequests(_) => "not_enough_requests",
             Self::BodyRead(_) => "body_read_error",
             Self::Timeout { .. } => "timeout",
             Self::Internal(_) => "internal_error",

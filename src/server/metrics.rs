@@ -32,6 +32,10 @@ pub const CHAOS_ACTIVE: &str = "capwatch_chaos_active";
 pub const CHAOS_HITS: &str = "capwatch_chaos_hits";
 pub const CAPTION_REQUESTS: &str = "capwatch_caption_requests";
 pub const SHADOW_REQUESTS: &str = "capwatch_shadow_requests";
+pub const DRIFT_SCORE: &str = "capwatch_drift_score";
+pub const DRIFT_FEATURE_DRIFTED: &str = "capwatch_drift_feature_drifted";
+pub const DRIFT_DETECTED: &str = "capwatch_drift_detected";
+pub const DRIFT_LIVE_REQUESTS: &str = "capwatch_drift_live_requests";
 
 /// Content type of the exposition (OpenMetrics text, which Prometheus scrapes natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -63,6 +67,13 @@ pub struct VariantLabels {
 pub struct VariantStatusLabels {
     pub model: String,
     pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub feature: String,
+    /// How it is judged: `ks`, `z`, `chi_square`, `wasserstein`, `jensen_shannon`, `new_words`.
+    pub method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,6 +125,12 @@ pub struct Metrics {
     pub caption_requests: Family<VariantStatusLabels, Counter>,
     /// Mirrored requests by shadow variant and outcome.
     pub shadow_requests: Family<ShadowLabels, Counter>,
+    /// Per drift feature: its score (a p-value or a distance, as `method` says) and 0/1 drifted.
+    pub drift_score: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    pub drift_feature_drifted: Family<FeatureLabels, Gauge>,
+    /// 1 while the live window drifts from the reference.
+    pub drift_detected: Gauge,
+    pub drift_live_requests: Gauge,
     pub ready: Gauge,
     pub model_info: Family<ModelLabels, Gauge>,
     pub start_time: Gauge<f64, AtomicU64>,
@@ -189,6 +206,26 @@ impl Metrics {
         );
         let chaos_hits = Family::<FaultLabels, Counter>::default();
         registry.register(CHAOS_HITS, "Requests an injected fault hit, by kind", chaos_hits.clone());
+        let drift_score = Family::<FeatureLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            DRIFT_SCORE,
+            "Drift of the live window from the reference, per feature: a p-value (ks, z, chi_square: drift when small) or a distance or share (wasserstein, jensen_shannon, new_words: drift when large)",
+            drift_score.clone(),
+        );
+        let drift_feature_drifted = Family::<FeatureLabels, Gauge>::default();
+        registry.register(
+            DRIFT_FEATURE_DRIFTED,
+            "1 when the feature drifted by its test",
+            drift_feature_drifted.clone(),
+        );
+        let drift_detected = Gauge::default();
+        registry.register(
+            DRIFT_DETECTED,
+            "1 while enough features drift for the whole window to",
+            drift_detected.clone(),
+        );
+        let drift_live_requests = Gauge::default();
+        registry.register(DRIFT_LIVE_REQUESTS, "Requests in the live drift window", drift_live_requests.clone());
         Self {
             registry,
             http_requests,
@@ -201,6 +238,10 @@ impl Metrics {
             workers_alive,
             caption_requests,
             shadow_requests,
+            drift_score,
+            drift_feature_drifted,
+            drift_detected,
+            drift_live_requests,
             ready,
             model_info,
             start_time,

@@ -3,11 +3,13 @@
 //!
 //! Layout: [`routes`] (handlers, router), [`error`] (status codes), [`metrics`] (Prometheus),
 //! [`chaos`] (fault injection, only with `--chaos`), [`variants`] (several models and which
-//! one answers), [`shadow`] (copies of requests for a shadow model).
+//! one answers), [`shadow`] (copies of requests for a shadow model), [`drift`] (the live
+//! window of request profiles and the reference it is compared with).
 //! The models load in the background after the socket is bound, so `/health` and `/ready`
 //! answer from the first moment; a model that fails to load stops the server with an error.
 
 pub mod chaos;
+pub mod drift;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub variants: variants::Variants,
     /// Copies of routed requests for `service.shadow`.
     pub shadow: Option<shadow::Shadow>,
+    /// Profiles of real requests and the drift reference.
+    pub drift: drift::DriftState,
     pub started_at: Instant,
     pub metrics: metrics::Metrics,
     /// Fault injection, when the server was started with `--chaos`.
@@ -62,10 +66,13 @@ impl AppState {
         let step_delay = StepDelay::default();
         let chaos = config.chaos.then(|| chaos::Chaos::new(step_delay.clone()));
         let shadow = config.shadow.as_ref().map(shadow::Shadow::new);
+        let drift = drift::DriftState::new(&config.drift)
+            .map_err(|err| ServerError::Config { key: "service.drift.reference", message: err.to_string() })?;
         Ok(Self {
             config,
             variants: variants::Variants::new(routes),
             shadow,
+            drift,
             started_at: Instant::now(),
             metrics: metrics::Metrics::new(),
             chaos,

@@ -17,10 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::chaos::{self, ActiveFault, CRASH_DELAY, FaultKind, FaultSpec};
+use super::drift::PROBE_HEADER;
 use super::error::ApiError;
+use super::metrics::FeatureLabels;
 use super::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ModelLabels, VariantLabels, VariantStatusLabels};
 use super::shadow::{Copy, Shadow, ShadowReport};
 use super::variants::{KEY_HEADER, MODEL_HEADER, Routed, Variant};
+use crate::drift::profile::{CaptionProfile, RequestProfile};
 use crate::engine::{Caption, Engine, StageTimings};
 
 /// The OpenAPI document, written by hand and checked against the live API by tests.
@@ -39,6 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/docs", get(docs));
+    router = router.route("/drift", get(drift_status)).route("/drift/baseline", post(drift_baseline));
     if state.chaos.is_some() {
         router = router.route("/chaos", post(chaos_inject).get(chaos_list).delete(chaos_clear));
     }
@@ -153,16 +157,16 @@ async fn caption(
         Err(rejection) => return ApiError::InvalidParameter(rejection.body_text()).into_response(),
     };
     // In a block: `Request` is not `Sync`, so a borrow of it must not live across an await.
-    let (named, key) = {
+    let (named, key, probe) = {
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        (params.model.clone().or_else(|| header(MODEL_HEADER)), header(KEY_HEADER))
+        (params.model.clone().or_else(|| header(MODEL_HEADER)), header(KEY_HEADER), header(PROBE_HEADER).is_some())
     };
     let Some((variant, routed)) = state.variants.choose(named.as_deref(), key.as_deref()) else {
         let name = named.unwrap_or_default();
         return ApiError::UnknownModel { name, known: state.variants.names().join(", ") }.into_response();
     };
     let response =
-        caption_on(&state, variant, routed, &params, request).await.unwrap_or_else(IntoResponse::into_response);
+        caption_on(&state, variant, routed, probe, &params, request).await.unwrap_or_else(IntoResponse::into_response);
     let labels = VariantStatusLabels { model: variant.name.clone(), status: response.status().as_u16().to_string() };
     state.metrics.caption_requests.get_or_create(&labels).inc();
     response
@@ -174,6 +178,7 @@ async fn caption_on(
     state: &Arc<AppState>,
     variant: &Variant,
     routed: Routed,
+    probe: bool,
     params: &CaptionParams,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -199,7 +204,12 @@ async fn caption_on(
     .map_err(|_| ApiError::Timeout { timeout_s })??;
     state.metrics.observe_caption(&variant.name, &caption.timings, caption.token_ids.len(), caption.batch_size);
     let garbage = state.chaos.as_ref().and_then(|chaos| chaos.garbage(&variant.name, &caption.text, &state.metrics));
-    let caption = Caption { text: garbage.unwrap_or(caption.text), ..caption };
+    let mut caption = Caption { text: garbage.unwrap_or(caption.text), ..caption };
+    // Real traffic only: the dashboard's probes send the same few images over and over.
+    if let Some(image) = caption.image_profile.take().filter(|_| !probe) {
+        let caption_profile = CaptionProfile::of(&caption.text, caption.token_ids.len());
+        state.drift.record(RequestProfile { image: *image, caption: caption_profile });
+    }
     if let Some(shadow) = &state.shadow
         && routed != Routed::Explicit
         && shadow.model != variant.name
@@ -408,6 +418,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
         metrics.workers_alive.get_or_create(&labels).set(engine.map_or(0, Engine::workers_alive) as i64);
     }
     metrics.ready.set(i64::from(state.variants.all_loaded()));
+    publish_drift(&state, &state.drift.status());
     let text = metrics.encode().map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }
@@ -474,6 +485,50 @@ async fn chaos_clear(State(state): State<Arc<AppState>>, ConnectInfo(peer): Conn
     }
     let faults = state.chaos.as_ref().map(|chaos| chaos.clear(&state.metrics)).unwrap_or_default();
     Json(ChaosCleared { cleared: faults.len(), faults }).into_response()
+}
+
+/// Sets the drift series from `status` (features not judged now keep their last values).
+fn publish_drift(state: &AppState, status: &super::drift::DriftStatus) {
+    let metrics = &state.metrics;
+    metrics.drift_live_requests.set(status.live_size as i64);
+    let Some(report) = &status.report else { return };
+    for feature in &report.features {
+        let labels = FeatureLabels { feature: feature.feature.clone(), method: feature.test.name() };
+        metrics.drift_score.get_or_create(&labels).set(feature.score);
+        metrics.drift_feature_drifted.get_or_create(&labels).set(i64::from(feature.drifted));
+    }
+    metrics.drift_detected.set(i64::from(report.detected));
+}
+
+/// `GET /drift`: the live window against the reference, per feature.
+async fn drift_status(State(state): State<Arc<AppState>>) -> Response {
+    // Comparing windows takes a few milliseconds of CPU: off the async workers.
+    let worker = Arc::clone(&state);
+    match tokio::task::spawn_blocking(move || worker.drift.status()).await {
+        Ok(status) => {
+            publish_drift(&state, &status);
+            Json(status).into_response()
+        }
+        Err(err) => ApiError::Internal(err.to_string()).into_response(),
+    }
+}
+
+/// `POST /drift/baseline`: freezes the live window as the reference (loopback only).
+async fn drift_baseline(State(state): State<Arc<AppState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if !peer.ip().is_loopback() {
+        return not_found_response();
+    }
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    match state.drift.freeze(now) {
+        Ok(info) => {
+            tracing::info!(size = info.size, path = info.path.as_deref().unwrap_or("-"), "drift reference frozen");
+            (StatusCode::CREATED, Json(info)).into_response()
+        }
+        Err(err @ super::drift::ReferenceError::TooFew { .. }) => {
+            ApiError::NotEnoughRequests(err.to_string()).into_response()
+        }
+        Err(err) => ApiError::Internal(err.to_string()).into_response(),
+    }
 }
 
 async fn openapi() -> Response {
