@@ -53,6 +53,27 @@ pub enum Command {
     /// Write files for an existing monitoring stack, derived from the config.
     #[command(subcommand)]
     Export(Export),
+    /// Drift of a running server's recent requests from its reference.
+    #[command(subcommand)]
+    Drift(DriftCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DriftCommand {
+    /// Freeze the server's live window as its drift reference (`POST /drift/baseline`; the
+    /// server must be on this machine). Exit code 0 when frozen, 1 otherwise.
+    Baseline {
+        /// The server, e.g. http://127.0.0.1:8000.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+    },
+    /// Print the live window against the reference, per feature (`GET /drift`). Exit code 0
+    /// without drift, 1 when the window drifts, 2 when there is no reference yet.
+    Status {
+        /// The server, e.g. http://127.0.0.1:8000.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(Command::Drill(args)) => drill(&args),
         Some(Command::Export(Export::PrometheusRules(args))) => export(&args, ExportKind::PrometheusRules),
         Some(Command::Export(Export::GrafanaDashboard(args))) => export(&args, ExportKind::GrafanaDashboard),
+        Some(Command::Drift(command)) => drift(&command),
         None => dashboard(&cli.run, &cli.serve),
     }
 }
@@ -172,6 +173,74 @@ fn monitor_runtime(config: &Config, tui: bool) -> Result<tokio::runtime::Runtime
         eprintln!("error: cannot start the async runtime: {err}");
         ExitCode::FAILURE
     })
+}
+
+/// `capwatch drift baseline|status --url URL`.
+fn drift(command: &capwatch::cli::DriftCommand) -> ExitCode {
+    use capwatch::cli::DriftCommand;
+    use capwatch::server::drift::{DriftStatus, ReferenceInfo};
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = reqwest::Client::new();
+    let (request, url) = match command {
+        DriftCommand::Baseline { url } => (client.post(format!("{}/drift/baseline", url.trim_end_matches('/'))), url),
+        DriftCommand::Status { url } => (client.get(format!("{}/drift", url.trim_end_matches('/'))), url),
+    };
+    let answer = runtime.block_on(async move {
+        let response = request.timeout(std::time::Duration::from_secs(30)).send().await?;
+        let status = response.status();
+        Ok::<_, reqwest::Error>((status, response.text().await?))
+    });
+    let (status, body) = match answer {
+        Ok(answer) => answer,
+        Err(err) => {
+            eprintln!("error: cannot reach {url}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        eprintln!("error: {url} answered {status}: {message}");
+        return ExitCode::FAILURE;
+    }
+    match command {
+        DriftCommand::Baseline { .. } => match serde_json::from_str::<ReferenceInfo>(&body) {
+            Ok(info) => {
+                let saved = info.path.map_or_else(
+                    || " (not saved: service.drift.reference is not set)".to_owned(),
+                    |p| format!(", saved to {p}"),
+                );
+                println!("Froze a drift reference of {} requests at {}{saved}", info.size, info.created_at);
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: unexpected answer from {url}: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        DriftCommand::Status { .. } => match serde_json::from_str::<DriftStatus>(&body) {
+            Ok(drift) => {
+                print!("{}", drift.table());
+                match &drift.report {
+                    None => ExitCode::from(2),
+                    Some(report) if report.detected => ExitCode::FAILURE,
+                    Some(_) => ExitCode::SUCCESS,
+                }
+            }
+            Err(err) => {
+                eprintln!("error: unexpected answer from {url}: {err}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 /// `capwatch`: launch the server as a child and monitor it.

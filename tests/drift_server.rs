@@ -129,3 +129,72 @@ async fn an_unreadable_reference_stops_the_server_with_the_key() {
     assert!(error.contains("service.drift.reference") && error.contains("cannot read the drift reference"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drift_command_freezes_and_reports() {
+    let dir = scratch("cli");
+    let reference = dir.join("reference.json");
+    let server = TestServer::start(repo_path("models/default"), |c| drift_config(c, &reference)).await;
+    let cli = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
+                .args(args)
+                .current_dir(repo_path(""))
+                .output()
+                .unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        })
+    };
+    let args = |what: &str| vec!["drift".to_owned(), what.to_owned(), "--url".to_owned(), server.url.clone()];
+
+    let (code, stdout, _) = cli(args("status")).await.unwrap();
+    assert_eq!(code, Some(2), "no reference yet: {stdout}");
+    assert!(stdout.contains("reference: none yet"), "{stdout}");
+    let (code, _, stderr) = cli(args("baseline")).await.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("409") && stderr.contains("needs at least 30"), "{stderr}");
+
+    for seed in 0..35 {
+        send(&server, scene(seed, false), false).await;
+    }
+    let (code, stdout, stderr) = cli(args("baseline")).await.unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("Froze a drift reference of 35 requests") && stdout.contains("saved to"), "{stdout}");
+    for seed in 0..60 {
+        send(&server, scene(seed, true), false).await;
+    }
+    let (code, stdout, _) = cli(args("status")).await.unwrap();
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("DRIFT DETECTED") && stdout.contains("brightness_mean"), "{stdout}");
+
+    // The dashboard reads it too: told, recorded, and the `drift` alert fires.
+    let (monitor_dir, config) = common::monitor_config(
+        "drift-monitor",
+        &[
+            ("health_interval_s: 30", "health_interval_s: 0.3"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.5"),
+        ],
+    );
+    let monitor = vec![
+        "monitor".to_owned(),
+        "--url".to_owned(),
+        server.url.clone(),
+        "--headless".to_owned(),
+        "--cycles".to_owned(),
+        "2".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ];
+    let (code, stdout, _) = cli(monitor).await.unwrap();
+    assert!(stdout.contains("🌊 Drift:") && stdout.contains("ALERT: drift ="), "{stdout}");
+    assert!(code == Some(1) || code == Some(2), "a drift alert fired: {code:?}\n{stdout}");
+    let records = common::read_records(&monitor_dir.join("logs"));
+    common::assert_schema(&records);
+    assert!(records.iter().any(|r| r["type"] == "drift" && r["detected"] == true), "no drift record");
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

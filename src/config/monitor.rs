@@ -146,6 +146,9 @@ pub struct ThresholdsConfig {
     /// The severity of the `ab_worse` alert: a model variant is significantly worse than the
     /// baseline on errors or caption quality (A/B, always-valid p < 0.05); `off` for none.
     pub ab_worse: AbWorseLevel,
+    /// The `drift` alert: the share of drift features (0..1) of a capwatch server's live window
+    /// that drifted from its reference (`GET /drift`); 0.2 is the server's own verdict.
+    pub drift_share: Levels,
 }
 
 /// `thresholds.ab_worse`.
@@ -179,6 +182,7 @@ impl Default for ThresholdsConfig {
             for_s: None,
             hysteresis_percent: 10.0,
             ab_worse: AbWorseLevel::Warning,
+            drift_share: Levels { warning: 0.2, critical: 0.5 },
         }
     }
 }

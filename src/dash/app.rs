@@ -24,7 +24,7 @@ use super::drill::Conductor;
 use super::event::{Event, ShutdownReason};
 use super::executor::{Executor, Flow};
 use super::metrics::DashMetrics;
-use super::probe_loops::{self, health_loop, inference_loop};
+use super::probe_loops::{self, drift_loop, health_loop, inference_loop};
 use super::prober::{ProbeImage, Prober};
 use super::records_file::RecordsFile;
 use super::state::{DashState, Stop};
@@ -232,6 +232,10 @@ pub async fn run_with(
     let prober = Prober::new(config.monitoring.probe_timeout_s.0, contract);
     let monitoring = &config.monitoring;
     tasks.spawn(health_loop(prober.clone(), monitoring.health_interval_s.0, controls.clone(), events_tx.clone()));
+    // Only capwatch's own server has `/drift`; checked as often as its health.
+    if state.settings.service_shape == "capwatch" {
+        tasks.spawn(drift_loop(prober.clone(), monitoring.health_interval_s.0, controls.clone(), events_tx.clone()));
+    }
     tasks.spawn(inference_loop(
         prober,
         monitoring.inference_interval_s.0,

@@ -31,6 +31,8 @@ pub enum Event {
     Notification(DeliveryReport),
     /// An answer of the server's `/chaos` routes (`capwatch --chaos`).
     Faults(FaultsEvent),
+    /// The server's drift window against its reference (`GET /drift`).
+    Drift(Box<crate::server::drift::DriftStatus>),
     /// Stop monitoring.
     Shutdown(ShutdownReason),
 }
@@ -82,6 +84,8 @@ pub enum Input {
     ScrollAlerts(isize),
     /// Open or close the fault menu.
     FaultMenu,
+    /// Open or close the drift pane.
+    DriftPane,
     /// A numbered entry of the open menu (1-based).
     Choose(usize),
     /// End every injected fault (in the fault menu).
@@ -105,6 +109,7 @@ pub fn key_to_input(key: crossterm::event::KeyEvent) -> Option<Input> {
         KeyCode::Char('t') => Input::TestNow,
         KeyCode::Char('?') => Input::ToggleHelp,
         KeyCode::Char('f') => Input::FaultMenu,
+        KeyCode::Char('d') => Input::DriftPane,
         KeyCode::Char('x') => Input::ClearFaults,
         KeyCode::Char(digit @ '1'..='9') => Input::Choose(usize::from(digit as u8 - b'0')),
         KeyCode::Esc => Input::CloseHelp,
@@ -136,6 +141,7 @@ mod tests {
         assert_eq!(key_to_input(key(KeyCode::Char('?'))), Some(Input::ToggleHelp));
         assert_eq!(key_to_input(key(KeyCode::Esc)), Some(Input::CloseHelp));
         assert_eq!(key_to_input(key(KeyCode::Char('f'))), Some(Input::FaultMenu));
+        assert_eq!(key_to_input(key(KeyCode::Char('d'))), Some(Input::DriftPane));
         assert_eq!(key_to_input(key(KeyCode::Char('3'))), Some(Input::Choose(3)));
         assert_eq!(key_to_input(key(KeyCode::Char('0'))), None);
         assert_eq!(key_to_input(key(KeyCode::Char('x'))), Some(Input::ClearFaults));

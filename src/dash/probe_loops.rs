@@ -95,6 +95,27 @@ pub async fn health_loop(
     }
 }
 
+/// `GET /drift` every `interval` (a capwatch server's drift window against its reference).
+pub async fn drift_loop(
+    prober: Prober,
+    interval: Duration,
+    mut controls: ProbeControls,
+    events_tx: mpsc::Sender<Event>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(url) = controls.target().await else { return };
+        // A server without `/drift` (older, or down) has nothing to say this time.
+        if let Some(status) = prober.drift(&url).await
+            && events_tx.send(Event::Drift(Box::new(status))).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// A cycle of `tests_per_cycle` inference tests every `interval` (or at once on "test
 /// now"), the test images in turn, then [`Event::CycleDone`]. When the server has two or
 /// more variants, each test sends its image to every variant by name, one round per image.

@@ -251,6 +251,15 @@ impl Prober {
         HealthCheck { at, latency: at.elapsed(), result }
     }
 
+    /// A capwatch server's drift status (`GET /drift`); None when it does not answer one.
+    pub async fn drift(&self, base_url: &str) -> Option<crate::server::drift::DriftStatus> {
+        let response = self.request(reqwest::Method::GET, format!("{base_url}/drift")).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
     /// Captions `image`; with a `variant`, asks for that one by name (`?model=`).
     pub async fn caption(&self, base_url: &str, image: &ProbeImage, variant: Option<VariantTag>) -> InferenceProbe {
         let at = Instant::now();

@@ -24,6 +24,7 @@ pub enum Record {
     Notification(NotificationRecord),
     Fault(FaultRecord),
     Ab(Box<AbRecord>),
+    Drift(Box<DriftRecord>),
 }
 
 impl Record {
@@ -36,6 +37,7 @@ impl Record {
             Self::Notification(r) => &r.stamp,
             Self::Fault(r) => &r.stamp,
             Self::Ab(r) => &r.stamp,
+            Self::Drift(r) => &r.stamp,
         }
     }
 }
@@ -303,6 +305,18 @@ pub struct AbRecord {
     pub shadow: Option<ShadowReport>,
 }
 
+/// A capwatch server's drift window against its reference, as the dashboard last read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    pub live_size: usize,
+    pub reference_size: usize,
+    pub drifted_share: f64,
+    pub detected: bool,
+    pub features: Vec<crate::drift::report::FeatureScore>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +429,29 @@ mod tests {
                 ended_by: None,
             }),
             ab_record(&Comparison::new("a", "b"), None),
+            Record::Drift(Box::new(DriftRecord {
+                stamp: stamp(),
+                live_size: 500,
+                reference_size: 400,
+                drifted_share: 3.0 / 13.0,
+                detected: true,
+                features: vec![
+                    crate::drift::report::FeatureScore {
+                        feature: "brightness_mean".to_owned(),
+                        test: crate::drift::choose::TestKind::Ks,
+                        score: 1e-30,
+                        drifted: true,
+                        psi: None,
+                    },
+                    crate::drift::report::FeatureScore {
+                        feature: "hue".to_owned(),
+                        test: crate::drift::choose::TestKind::JensenShannon,
+                        score: 0.04,
+                        drifted: false,
+                        psi: Some(0.01),
+                    },
+                ],
+            })),
             ab_record(&decided(), Some(shadow_report())),
         ]
     }

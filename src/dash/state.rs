@@ -166,6 +166,8 @@ pub struct ViewState {
     pub show_help: bool,
     /// The fault menu (`f`) is open.
     pub fault_menu: bool,
+    /// The drift pane (`d`) is open.
+    pub drift_pane: bool,
     /// Alert log lines scrolled up from the newest.
     pub alert_scroll: usize,
     /// Shown in the footer until the instant passes (e.g. why `r` does nothing).
@@ -248,6 +250,8 @@ pub struct DashState {
     pub faults: Faults,
     /// The A/B comparison, once the server lists two or more model variants.
     pub ab: Option<super::ab::AbState>,
+    /// The server's latest drift status (`GET /drift`), once it answered one.
+    pub drift: Option<crate::server::drift::DriftStatus>,
 }
 
 impl DashState {
@@ -303,6 +307,7 @@ impl DashState {
             wrong_shape: None,
             faults: Faults::default(),
             ab: None,
+            drift: None,
         }
     }
 

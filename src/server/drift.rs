@@ -47,7 +47,7 @@ pub enum ReferenceError {
 }
 
 /// What `GET /drift` answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftStatus {
     pub live_size: usize,
     pub window_requests: usize,
@@ -57,12 +57,47 @@ pub struct DriftStatus {
     pub report: Option<DriftReport>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceInfo {
     pub size: usize,
     pub created_at: String,
     /// Where it is saved, if anywhere.
     pub path: Option<String>,
+}
+
+impl DriftStatus {
+    /// The status as people read it: the window, the reference, one row per feature, the verdict.
+    pub fn table(&self) -> String {
+        let mut text = format!("live window: {} of {} requests\n", self.live_size, self.window_requests);
+        match &self.reference {
+            None => text.push_str("reference: none yet (capwatch drift baseline freezes the live window)\n"),
+            Some(reference) => text.push_str(&format!(
+                "reference: {} requests, frozen {}{}\n",
+                reference.size,
+                reference.created_at,
+                reference.path.as_ref().map_or_else(String::new, |p| format!(" ({p})"))
+            )),
+        }
+        let Some(report) = &self.report else { return text };
+        text.push_str(&format!("\n{:<18} {:<15} {:>12}  {}\n", "feature", "test", "score", "drifted"));
+        for feature in &report.features {
+            text.push_str(&format!(
+                "{:<18} {:<15} {:>12.4e}  {}\n",
+                feature.feature,
+                feature.test.name(),
+                feature.score,
+                if feature.drifted { "DRIFT" } else { "-" }
+            ));
+        }
+        let drifted = report.features.iter().filter(|f| f.drifted).count();
+        text.push_str(&format!(
+            "\n{}: {drifted} of {} features drifted ({:.0} %)\n",
+            if report.detected { "DRIFT DETECTED" } else { "no drift" },
+            report.features.len(),
+            report.drifted_share * 100.0
+        ));
+        text
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

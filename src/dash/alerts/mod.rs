@@ -54,11 +54,13 @@ pub enum RuleKind {
     StartFailed,
     /// A model variant is significantly worse than the baseline on errors or quality (A/B).
     AbWorse,
+    /// The server's recent requests drift from its reference (share of features drifted).
+    Drift,
 }
 
 impl RuleKind {
     /// Every rule, in the order the dashboard, `/metrics` and the exports list them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::P95Latency,
         Self::ErrorRate,
         Self::ConsecutiveFailures,
@@ -67,6 +69,7 @@ impl RuleKind {
         Self::CrashLoop,
         Self::StartFailed,
         Self::AbWorse,
+        Self::Drift,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +82,7 @@ impl RuleKind {
             Self::CrashLoop => "crash_loop",
             Self::StartFailed => "start_failed",
             Self::AbWorse => "ab_worse",
+            Self::Drift => "drift",
         }
     }
 
@@ -92,7 +96,7 @@ impl RuleKind {
     pub fn format_value(self, value: f64) -> String {
         match self {
             Self::P95Latency => format!("{value:.1}ms"),
-            Self::ErrorRate => format!("{:.1}%", value * 100.0),
+            Self::ErrorRate | Self::Drift => format!("{:.1}%", value * 100.0),
             Self::ConsecutiveFailures | Self::HealthDown | Self::CrashLoop | Self::StartFailed | Self::AbWorse => {
                 format!("{value:.0}")
             }
@@ -198,6 +202,7 @@ pub fn rules(config: &crate::config::Config) -> Vec<Rule> {
             t.min_samples,
         ),
         rule(RuleKind::HealthDown, Direction::Above, 1.0, config.restart.health_failures.get() as f64, 0),
+        rule(RuleKind::Drift, Direction::Above, t.drift_share.warning, t.drift_share.critical, 0),
     ];
     // `ab_worse` counts the variants found worse: one is enough, at the configured level.
     match t.ab_worse {

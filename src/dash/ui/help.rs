@@ -9,7 +9,7 @@ use crate::dash::state::DashState;
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &DashState) {
     let width = area.width.min(72);
-    let height = area.height.min(11);
+    let height = area.height.min(12);
     let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
     let restart = if state.supervised {
         "r        restart the service now"
@@ -25,6 +25,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState) {
         } else {
             "f        fault menu (needs capwatch --chaos)"
         }),
+        Line::from("d        drift: recent requests against the server's reference"),
         Line::from("↑ ↓      scroll the alert log (PgUp PgDn: a page)"),
         Line::from("?        show / hide this help"),
         Line::from("q Ctrl+C quit (stops the server, writes the summary)"),

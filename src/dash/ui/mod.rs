@@ -9,6 +9,7 @@
 mod ab;
 mod alerts;
 mod caption;
+mod drift;
 mod fault_menu;
 mod footer;
 mod gauges;
@@ -62,6 +63,9 @@ pub fn draw(frame: &mut Frame, state: &DashState, clock: Clock) {
     footer::draw(frame, footer_area, state, clock);
     if state.view.fault_menu {
         fault_menu::draw(frame, frame.area(), state);
+    }
+    if state.view.drift_pane {
+        drift::draw(frame, frame.area(), state.drift.as_ref(), clock);
     }
     if state.view.show_help {
         help::draw(frame, frame.area(), state);

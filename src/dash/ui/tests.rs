@@ -336,3 +336,67 @@ async fn the_ab_pane_shows_both_variants_and_a_red_verdict_for_a_worse_one() {
     assert!(!text(small.backend().buffer()).contains("Latest caption"), "the A/B pane takes its place on 24 rows");
     assert_eq!(colour_of(buffer, "⚖ b writes poorer captions"), Color::Red, "{screen}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_drift_pane_shows_red_bars_for_drifted_features() {
+    use crate::drift::choose::TestKind;
+    use crate::drift::report::{DriftReport, FeatureScore};
+    use crate::server::drift::{DriftStatus, ReferenceInfo};
+    let mut scene = healthy_scene();
+    let feature = |name: &str, test: TestKind, score: f64, drifted: bool| FeatureScore {
+        feature: name.to_owned(),
+        test,
+        score,
+        drifted,
+        psi: None,
+    };
+    let status = DriftStatus {
+        live_size: 480,
+        window_requests: 500,
+        reference: Some(ReferenceInfo {
+            size: 500,
+            created_at: "2026-11-26T12:00:00.000Z".to_owned(),
+            path: Some("logs/drift_reference.json".to_owned()),
+        }),
+        report: Some(DriftReport {
+            reference_size: 500,
+            live_size: 480,
+            features: vec![
+                feature("brightness_mean", TestKind::Ks, 1e-40, true),
+                feature("saturation_mean", TestKind::Ks, 0.12, false),
+                feature("width", TestKind::Z, 1.0, false),
+                feature("hue", TestKind::JensenShannon, 0.06, false),
+                feature("words", TestKind::JensenShannon, 0.31, true),
+                feature("new_words", TestKind::NewWords, 0.2, true),
+            ],
+            drifted_share: 0.5,
+            detected: true,
+        }),
+    };
+    scene.feed(Event::Drift(Box::new(status)));
+    scene.feed(Event::Input(Input::DriftPane));
+    let terminal = scene.render(80, 24);
+    insta::assert_snapshot!("drift_pane_80x24", terminal.backend());
+    let buffer = terminal.backend().buffer();
+    let screen = text(buffer);
+    assert!(screen.contains("reference 500 requests, 2 h old"), "{screen}");
+    assert!(screen.contains("DRIFT: 3 of 6 features past their threshold"), "{screen}");
+    let bar_colour = |name: &str| {
+        let area = buffer.area;
+        (0..area.height)
+            .find_map(|y| {
+                let line: String = (0..area.width).map(|x| buffer[(x, y)].symbol()).collect();
+                // The first bar cell right of the name (the sparkline behind the pane has some too).
+                line.find(&format!(" {name} ")).and_then(|index| {
+                    let from = line[..index].chars().count() as u16;
+                    (from..area.width).find(|&x| buffer[(x, y)].symbol() == "█").map(|x| buffer[(x, y)].fg)
+                })
+            })
+            .unwrap()
+    };
+    assert_eq!(bar_colour("brightness_mean"), Color::Red);
+    assert_eq!(bar_colour("hue"), Color::Yellow, "0.06 is past half of 0.1");
+    assert_eq!(bar_colour("width"), Color::Green);
+    scene.feed(Event::Input(Input::CloseHelp));
+    assert!(!text(scene.render(80, 24).backend().buffer()).contains(" Drift "));
+}

@@ -10,7 +10,7 @@ use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use super::effect::{Effect, Gauges, LogLevel, MetricUpdate, ProbeKind};
 use super::event::{Event, Input, ShutdownReason};
 use super::prober::{HealthCheck, InferenceProbe};
-use super::record::{AbRecord, AlertRecord, CycleRecord, NotificationRecord, Record, Stamp};
+use super::record::{AbRecord, AlertRecord, CycleRecord, DriftRecord, NotificationRecord, Record, Stamp};
 use super::state::{ALERT_LOG, DashState, LOG_LINES, LogLine, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus};
 use super::stats::ProbeSample;
 use crate::clock::Clock;
@@ -48,6 +48,7 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
             on_server(state, event, &mut out);
         }
         Event::Faults(event) => on_faults(state, event, &mut out),
+        Event::Drift(status) => on_drift(state, *status, &mut out),
         Event::Health(check) => on_health(state, check, &mut out),
         Event::Probe(probe) => on_probe(state, probe, &mut out),
         Event::CycleDone => on_cycle_done(state, &mut out),
@@ -142,7 +143,9 @@ fn on_input(state: &mut DashState, input: Input, out: &mut Effects) {
         Input::CloseHelp => {
             state.view.show_help = false;
             state.view.fault_menu = false;
+            state.view.drift_pane = false;
         }
+        Input::DriftPane => state.view.drift_pane = !state.view.drift_pane,
         Input::FaultMenu | Input::Choose(_) | Input::ClearFaults => on_fault_input(state, input, out),
         Input::ScrollAlerts(lines) => {
             let newest_first = state.alert_log.len().saturating_sub(1);
@@ -341,6 +344,40 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
         state.consecutive_health_failures = 0;
         out.log(state, LogLevel::Warn, format!("🔁 Restarting the server: {reason}"));
         out.effects.push(Effect::RestartServer { reason });
+    }
+}
+
+/// The server's drift status: recorded, told when the verdict changes, judged by the `drift` rule.
+fn on_drift(state: &mut DashState, status: crate::server::drift::DriftStatus, out: &mut Effects) {
+    let was_detected = state.drift.as_ref().and_then(|d| d.report.as_ref()).is_some_and(|r| r.detected);
+    if let Some(report) = &status.report {
+        let drifted: Vec<&str> = report.features.iter().filter(|f| f.drifted).map(|f| f.feature.as_str()).collect();
+        if report.detected != was_detected {
+            let message = if report.detected {
+                format!(
+                    "🌊 Drift: {} of {} features differ from the reference ({})",
+                    drifted.len(),
+                    report.features.len(),
+                    drifted.join(", ")
+                )
+            } else {
+                "🌊 Drift over: the recent requests look like the reference again".to_owned()
+            };
+            out.log(state, if report.detected { LogLevel::Warn } else { LogLevel::Info }, message);
+        }
+        out.write(Record::Drift(Box::new(DriftRecord {
+            stamp: out.stamp(state),
+            live_size: report.live_size,
+            reference_size: report.reference_size,
+            drifted_share: report.drifted_share,
+            detected: report.detected,
+            features: report.features.clone(),
+        })));
+        let share = report.drifted_share;
+        state.drift = Some(status);
+        judge(state, RuleKind::Drift, share, u64::MAX, out);
+    } else {
+        state.drift = Some(status);
     }
 }
 

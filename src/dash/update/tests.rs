@@ -652,3 +652,47 @@ async fn variants_are_compared_on_the_same_images_and_a_worse_one_alerts() {
     assert!(markdown.contains("## A/B comparison") && markdown.contains("| b | 90 |"), "{markdown}");
     assert!(markdown.contains("shadow b"), "{markdown}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_drifting_server_is_recorded_told_once_and_alerts() {
+    use crate::drift::choose::TestKind;
+    use crate::drift::report::{DriftReport, FeatureScore};
+    use crate::server::drift::DriftStatus;
+    let config = Config::default();
+    let mut scene = Scene::new(&config, false);
+    scene.feed(Event::Attach { url: "http://127.0.0.1:9".to_owned() });
+    let feature = |name: &str, drifted: bool| FeatureScore {
+        feature: name.to_owned(),
+        test: TestKind::Ks,
+        score: if drifted { 1e-9 } else { 0.4 },
+        drifted,
+        psi: None,
+    };
+    let status = |drifted: usize| DriftStatus {
+        live_size: 300,
+        window_requests: 500,
+        reference: None,
+        report: Some(DriftReport {
+            reference_size: 500,
+            live_size: 300,
+            features: (0..10).map(|i| feature(&format!("f{i}"), i < drifted)).collect(),
+            drifted_share: drifted as f64 / 10.0,
+            detected: drifted >= 2,
+        }),
+    };
+    let quiet = scene.feed(Event::Drift(Box::new(status(1))));
+    assert!(notified(&quiet).is_empty());
+    assert!(matches!(records(&quiet)[..], [Record::Drift(_)]), "a drift record per status");
+    let effects = scene.feed(Event::Drift(Box::new(status(3))));
+    assert_eq!(notified(&effects), [(RuleKind::Drift, Severity::Warning, AlertTransition::Fired)]);
+    let told = |scene: &Scene| scene.state.log.iter().filter(|l| l.message.starts_with("🌊 Drift:")).count();
+    assert_eq!(told(&scene), 1);
+    scene.feed(Event::Drift(Box::new(status(3))));
+    assert_eq!(told(&scene), 1, "told once while it lasts");
+    // Escalating waits for `for_evaluations` (2) readings in a row.
+    assert!(notified(&scene.feed(Event::Drift(Box::new(status(6))))).is_empty());
+    let critical = scene.feed(Event::Drift(Box::new(status(6))));
+    assert_eq!(notified(&critical), [(RuleKind::Drift, Severity::Critical, AlertTransition::Escalated)]);
+    scene.feed(Event::Drift(Box::new(status(0))));
+    assert!(scene.state.log.iter().any(|l| l.message.starts_with("🌊 Drift over")));
+}
