@@ -20,6 +20,8 @@ import pandas as pd
 import scipy
 from scipy import stats
 
+from make_ab_fixtures import splitmix64  # the stream the Rust code shuffles with
+
 import evidently
 from evidently.legacy.calculations.stattests import (
     jensenshannon_stat_test,
@@ -30,15 +32,6 @@ from evidently.legacy.calculations.stattests.registry import get_stattest
 from evidently.legacy.core import ColumnType
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "drift_stats.json"
-MASK = (1 << 64) - 1
-
-
-def splitmix64(state):
-    state = (state + 0x9E3779B97F4A7C15) & MASK
-    z = state
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-    return state, z ^ (z >> 31)
 
 
 def evidently_score(test, reference, live):
