@@ -76,44 +76,47 @@ pub fn controls() -> (ProbeHandles, ProbeControls) {
     )
 }
 
-/// `GET /health` every `interval`.
-pub async fn health_loop(
-    prober: Prober,
+/// Runs `probe` on the target every `interval` and sends what it reports (None: nothing this
+/// time); stops when the controls or the event channel are gone.
+async fn every<Probe, Answer>(
     interval: Duration,
     mut controls: ProbeControls,
     events_tx: mpsc::Sender<Event>,
-) {
+    mut probe: Probe,
+) where
+    Probe: FnMut(String) -> Answer,
+    Answer: std::future::Future<Output = Option<Event>>,
+{
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let Some(url) = controls.target().await else { return };
-        let check = prober.health(&url).await;
-        if events_tx.send(Event::Health(check)).await.is_err() {
+        if let Some(event) = probe(url).await
+            && events_tx.send(event).await.is_err()
+        {
             return;
         }
     }
 }
 
+/// `GET /health` every `interval`.
+pub async fn health_loop(prober: Prober, interval: Duration, controls: ProbeControls, events_tx: mpsc::Sender<Event>) {
+    every(interval, controls, events_tx, |url| {
+        let prober = prober.clone();
+        async move { Some(Event::Health(prober.health(&url).await)) }
+    })
+    .await;
+}
+
 /// `GET /drift` every `interval` (a capwatch server's drift window against its reference).
-pub async fn drift_loop(
-    prober: Prober,
-    interval: Duration,
-    mut controls: ProbeControls,
-    events_tx: mpsc::Sender<Event>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Some(url) = controls.target().await else { return };
-        // A server without `/drift` (older, or down) has nothing to say this time.
-        if let Some(status) = prober.drift(&url).await
-            && events_tx.send(Event::Drift(Box::new(status))).await.is_err()
-        {
-            return;
-        }
-    }
+/// A server without `/drift` (older, or down) has nothing to say this time.
+pub async fn drift_loop(prober: Prober, interval: Duration, controls: ProbeControls, events_tx: mpsc::Sender<Event>) {
+    every(interval, controls, events_tx, |url| {
+        let prober = prober.clone();
+        async move { prober.drift(&url).await.map(|status| Event::Drift(Box::new(status))) }
+    })
+    .await;
 }
 
 /// A cycle of `tests_per_cycle` inference tests every `interval` (or at once on "test
