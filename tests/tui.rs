@@ -260,8 +260,12 @@ fn two_model_variants_get_the_ab_pane() {
         ],
     );
     let (pty, mut child, mut keys) = Pty::start(&config, &[]);
-    let screen = pty.wait_for("the A/B pane with both variants and a verdict line", |s| {
-        s.contains("A/B · ") && s.contains("canary vs base:") && s.contains("⚖ ") && s.contains("model base, canary")
+    // Three complete rounds at two tests per cycle: a cycle has ended with A/B on, so its
+    // `ab` record is written (the pane itself shows from the first health check).
+    let rounds =
+        |s: &str| s.split("A/B · ").nth(1).and_then(|rest| rest.split(' ').next()).and_then(|n| n.parse::<u32>().ok());
+    let screen = pty.wait_for("the A/B pane with both variants, a verdict line and three rounds", |s| {
+        s.contains("canary vs base:") && s.contains("⚖ ") && s.contains("model base, canary") && rounds(s) >= Some(3)
     });
     assert!(screen.contains("P50 ms (95% CI)"), "{screen}");
     quit(&pty, &mut child, &mut keys);
