@@ -74,6 +74,44 @@ pub enum DriftCommand {
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         url: String,
     },
+    /// Send scenes like the bundled model's training world, or shifted ones, to a server on
+    /// this machine (loopback only), reading `GET /drift` as it goes. Exit code 0 when every
+    /// request was answered (and `--expect` held), 1 otherwise, 2 for bad arguments.
+    Traffic(TrafficArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrafficArgs {
+    /// The server (loopback only), e.g. http://127.0.0.1:8000.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// What the scenes look like.
+    #[arg(long, value_enum, default_value = "stable")]
+    pub shift: crate::drift::scenes::Shift,
+    /// Requests to send (at most 100,000).
+    #[arg(long, default_value_t = 500)]
+    pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Read `GET /drift` after every this many requests (0: only at the end).
+    #[arg(long, default_value_t = 20)]
+    pub check_every: usize,
+    /// Seed of the scenes (the same seed sends the same pictures).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fail (exit 1) unless the last check agrees: `drift` or `none`.
+    #[arg(long, value_enum)]
+    pub expect: Option<ExpectDrift>,
+}
+
+/// What `capwatch drift traffic --expect` checks at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExpectDrift {
+    /// The last check found drift.
+    Drift,
+    /// No check found drift.
+    None,
 }
 
 #[derive(Debug, Subcommand)]

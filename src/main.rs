@@ -175,7 +175,7 @@ fn monitor_runtime(config: &Config, tui: bool) -> Result<tokio::runtime::Runtime
     })
 }
 
-/// `capwatch drift baseline|status --url URL`.
+/// `capwatch drift baseline|status|traffic --url URL`.
 fn drift(command: &capwatch::cli::DriftCommand) -> ExitCode {
     use capwatch::cli::DriftCommand;
     use capwatch::server::drift::{DriftStatus, ReferenceInfo};
@@ -187,60 +187,145 @@ fn drift(command: &capwatch::cli::DriftCommand) -> ExitCode {
         }
     };
     let client = reqwest::Client::new();
-    let (request, url) = match command {
-        DriftCommand::Baseline { url } => (client.post(format!("{}/drift/baseline", url.trim_end_matches('/'))), url),
-        DriftCommand::Status { url } => (client.get(format!("{}/drift", url.trim_end_matches('/'))), url),
-    };
-    let answer = runtime.block_on(async move {
+    let base = |url: &str| url.trim_end_matches('/').to_owned();
+    match command {
+        DriftCommand::Traffic(args) => runtime.block_on(drift_traffic(args)),
+        DriftCommand::Baseline { url } => {
+            let body = match runtime.block_on(drift_call(client.post(format!("{}/drift/baseline", base(url))), url)) {
+                Ok(body) => body,
+                Err(code) => return code,
+            };
+            match serde_json::from_str::<ReferenceInfo>(&body) {
+                Ok(info) => {
+                    let saved = info.path.map_or_else(
+                        || " (not saved: service.drift.reference is not set)".to_owned(),
+                        |p| format!(", saved to {p}"),
+                    );
+                    println!("Froze a drift reference of {} requests at {}{saved}", info.size, info.created_at);
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: unexpected answer from {url}: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        DriftCommand::Status { url } => {
+            let body = match runtime.block_on(drift_call(client.get(format!("{}/drift", base(url))), url)) {
+                Ok(body) => body,
+                Err(code) => return code,
+            };
+            match serde_json::from_str::<DriftStatus>(&body) {
+                Ok(drift) => {
+                    print!("{}", drift.table());
+                    match &drift.report {
+                        None => ExitCode::from(2),
+                        Some(report) if report.detected => ExitCode::FAILURE,
+                        Some(_) => ExitCode::SUCCESS,
+                    }
+                }
+                Err(err) => {
+                    eprintln!("error: unexpected answer from {url}: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Sends one drift request; the body of a 2xx answer, else the error printed and exit code 1.
+async fn drift_call(request: reqwest::RequestBuilder, url: &str) -> Result<String, ExitCode> {
+    let answer = async {
         let response = request.timeout(std::time::Duration::from_secs(30)).send().await?;
         let status = response.status();
         Ok::<_, reqwest::Error>((status, response.text().await?))
-    });
-    let (status, body) = match answer {
-        Ok(answer) => answer,
-        Err(err) => {
-            eprintln!("error: cannot reach {url}: {err}");
-            return ExitCode::FAILURE;
-        }
     };
+    let (status, body) = answer.await.map_err(|err| {
+        eprintln!("error: cannot reach {url}: {err}");
+        ExitCode::FAILURE
+    })?;
     if !status.is_success() {
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))
             .unwrap_or(body);
         eprintln!("error: {url} answered {status}: {message}");
-        return ExitCode::FAILURE;
+        return Err(ExitCode::FAILURE);
     }
-    match command {
-        DriftCommand::Baseline { .. } => match serde_json::from_str::<ReferenceInfo>(&body) {
-            Ok(info) => {
-                let saved = info.path.map_or_else(
-                    || " (not saved: service.drift.reference is not set)".to_owned(),
-                    |p| format!(", saved to {p}"),
-                );
-                println!("Froze a drift reference of {} requests at {}{saved}", info.size, info.created_at);
-                ExitCode::SUCCESS
+    Ok(body)
+}
+
+/// `capwatch drift traffic`: scenes to a local server, with a line per drift check.
+async fn drift_traffic(args: &capwatch::cli::TrafficArgs) -> ExitCode {
+    use capwatch::cli::ExpectDrift;
+    use capwatch::drift::traffic::{self, TrafficError, TrafficPlan};
+    let plan = TrafficPlan {
+        url: args.url.clone(),
+        shift: args.shift,
+        requests: args.requests,
+        concurrency: args.concurrency,
+        seed: args.seed,
+        check_every: Some(if args.check_every == 0 { args.requests } else { args.check_every }),
+    };
+    println!("Sending {} {} scenes to {} ({} at a time)", plan.requests, plan.shift.name(), plan.url, plan.concurrency);
+    let outcome = traffic::send(&plan, |check| match check.detected {
+        None => println!("{:>7} sent: no reference yet", check.after),
+        Some(detected) => println!(
+            "{:>7} sent: {} ({} of {} features{}{})",
+            check.after,
+            if detected { "DRIFT" } else { "no drift" },
+            check.drifted.len(),
+            check.features,
+            if check.drifted.is_empty() { "" } else { ": " },
+            check.drifted.join(", ")
+        ),
+    })
+    .await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(
+            err @ (TrafficError::BadUrl(..)
+            | TrafficError::NotLoopback(_)
+            | TrafficError::TooMany(_)
+            | TrafficError::Concurrency(_)),
+        ) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{} {} scenes sent: {} answered, {} failed; {}",
+        outcome.sent,
+        outcome.shift.name(),
+        outcome.answered,
+        outcome.failed,
+        outcome.first_detected_after.map_or_else(
+            || "no check found drift".to_owned(),
+            |after| format!("drift first detected after {after} requests")
+        )
+    );
+    let last = outcome.checks.last().and_then(|c| c.detected);
+    let expected = match args.expect {
+        None => true,
+        Some(ExpectDrift::Drift) => last == Some(true),
+        Some(ExpectDrift::None) => outcome.checks.iter().all(|c| c.detected == Some(false)),
+    };
+    if !expected {
+        eprintln!(
+            "error: expected {:?}, but the last check said {}",
+            args.expect,
+            match last {
+                None => "there is no reference",
+                Some(true) => "drift",
+                Some(false) => "no drift",
             }
-            Err(err) => {
-                eprintln!("error: unexpected answer from {url}: {err}");
-                ExitCode::FAILURE
-            }
-        },
-        DriftCommand::Status { .. } => match serde_json::from_str::<DriftStatus>(&body) {
-            Ok(drift) => {
-                print!("{}", drift.table());
-                match &drift.report {
-                    None => ExitCode::from(2),
-                    Some(report) if report.detected => ExitCode::FAILURE,
-                    Some(_) => ExitCode::SUCCESS,
-                }
-            }
-            Err(err) => {
-                eprintln!("error: unexpected answer from {url}: {err}");
-                ExitCode::FAILURE
-            }
-        },
+        );
     }
+    if outcome.failed == 0 && expected { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 /// `capwatch`: launch the server as a child and monitor it.

@@ -60,13 +60,15 @@ pub struct ServiceConfig {
 pub struct DriftConfig {
     /// Requests in the live window (the most recent ones; probes excluded).
     pub window_requests: NonZeroUsize,
+    /// Also leave out requests older than this many minutes (unset: the count alone).
+    pub window_minutes: Option<std::num::NonZeroU32>,
     /// The reference file: loaded at start when it exists, written by `POST /drift/baseline`.
     pub reference: Option<PathBuf>,
 }
 
 impl Default for DriftConfig {
     fn default() -> Self {
-        Self { window_requests: nz(500), reference: None }
+        Self { window_requests: nz(500), window_minutes: None, reference: None }
     }
 }
 

@@ -28,6 +28,8 @@ pub enum TestKind {
     Wasserstein,
     /// Share of live caption words the reference never used (not a column test).
     NewWords,
+    /// Maximum mean discrepancy of the pooled embeddings, permutation p-value (not a column test).
+    Mmd,
 }
 
 impl TestKind {
@@ -39,12 +41,13 @@ impl TestKind {
             Self::JensenShannon => "jensen_shannon",
             Self::Wasserstein => "wasserstein",
             Self::NewWords => "new_words",
+            Self::Mmd => "mmd",
         }
     }
 
     /// Whether the score is a p-value (small is drift) rather than a distance (large is drift).
     pub fn is_p_value(self) -> bool {
-        matches!(self, Self::Z | Self::ChiSquare | Self::Ks)
+        matches!(self, Self::Z | Self::ChiSquare | Self::Ks | Self::Mmd)
     }
 }
 
@@ -88,11 +91,11 @@ pub fn column_drift(reference: &[f64], live: &[f64]) -> Option<ColumnDrift> {
         TestKind::JensenShannon => jensen_shannon(&bin_numbers(reference, live)),
         TestKind::Wasserstein => normed_wasserstein(reference, live)?,
         // Never a column's default.
-        TestKind::NewWords => return None,
+        TestKind::NewWords | TestKind::Mmd => return None,
     };
     let drifted = match test {
         TestKind::Ks => score <= P_THRESHOLD,
-        TestKind::Z | TestKind::ChiSquare => score < P_THRESHOLD,
+        TestKind::Z | TestKind::ChiSquare | TestKind::Mmd => score < P_THRESHOLD,
         TestKind::JensenShannon | TestKind::Wasserstein | TestKind::NewWords => score >= DISTANCE_THRESHOLD,
     };
     Some(ColumnDrift { test, score, drifted })

@@ -31,27 +31,24 @@ pub fn median_sigma(x: &[Vec<f32>], y: &[Vec<f32>]) -> f64 {
     if median > 0.0 { (0.5 * median).sqrt() } else { 1.0 }
 }
 
-/// Unbiased MMD² of the first `n` rows of `kernel` (the pooled Gram matrix, rows in `order`)
-/// against the rest.
+/// Unbiased MMD² of the rows of `kernel` (the pooled Gram matrix) in the first `n` places of
+/// `order` against the rest: each pair of places once (the matrix is symmetric).
 fn mmd2(kernel: &[Vec<f64>], order: &[usize], n: usize) -> f64 {
     let m = order.len() - n;
+    let mut in_x = vec![false; order.len()];
+    order[..n].iter().for_each(|&row| in_x[row] = true);
     let (mut xx, mut yy, mut xy) = (0.0, 0.0, 0.0);
-    for (i, &a) in order.iter().enumerate() {
-        for (j, &b) in order.iter().enumerate() {
-            if i == j {
-                continue;
-            }
-            let k = kernel[a][b];
-            match (i < n, j < n) {
+    for (a, row) in kernel.iter().enumerate() {
+        for (b, &k) in row.iter().enumerate().skip(a + 1) {
+            match (in_x[a], in_x[b]) {
                 (true, true) => xx += k,
                 (false, false) => yy += k,
-                (true, false) => xy += k,
-                (false, true) => {}
+                _ => xy += k,
             }
         }
     }
     let (nf, mf) = (n as f64, m as f64);
-    xx / (nf * (nf - 1.0)) + yy / (mf * (mf - 1.0)) - 2.0 * xy / (nf * mf)
+    2.0 * xx / (nf * (nf - 1.0)) + 2.0 * yy / (mf * (mf - 1.0)) - 2.0 * xy / (nf * mf)
 }
 
 /// The test of `x` (reference) against `y` (live) with `permutations` relabellings; None when

@@ -4,16 +4,21 @@
 //! `tools/make_drift_fixtures.py`): [`ks`] (two-sample Kolmogorov-Smirnov, exact p),
 //! [`distance`] (normed Wasserstein, Jensen-Shannon and PSI on Evidently's bins, Evidently's
 //! choice of test by reference size), [`mmd`] (maximum mean discrepancy with a permutation
-//! test, for embeddings), [`choose`] (Evidently's default test per column, with its z and
+//! test, for embeddings; [`embedding`] reduces them to 32 numbers), [`choose`] (Evidently's default test per column, with its z and
 //! chi-square tests), [`profile`] (what is kept of each request: image and caption features),
-//! [`report`] (a live window against a reference: per-feature scores and a verdict).
+//! [`report`] (a live window against a reference: per-feature scores and a verdict). Beside
+//! them, [`scenes`] draws the scene world and its shifts and [`traffic`] sends them to a
+//! server on this machine (the only part here that does I/O).
 
 pub mod choose;
 pub mod distance;
+pub mod embedding;
 pub mod ks;
 pub mod mmd;
 pub mod profile;
 pub mod report;
+pub mod scenes;
+pub mod traffic;
 
 #[cfg(test)]
 mod tests {

@@ -127,6 +127,9 @@ impl CaptionProfile {
 pub struct RequestProfile {
     pub image: ImageProfile,
     pub caption: CaptionProfile,
+    /// The image's pooled encoder embedding, projected ([`super::embedding::project`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 #[cfg(test)]

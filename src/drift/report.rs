@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::choose::{DISTANCE_THRESHOLD, TestKind, column_drift};
+use super::choose::{DISTANCE_THRESHOLD, P_THRESHOLD, TestKind, column_drift};
 use super::distance::{bin_counts, jensen_shannon, psi};
+use super::mmd::mmd_test;
 use super::profile::{HUE_BINS, RequestProfile};
 
 /// Share of features that must drift for the dataset to (Evidently defaults to 0.5; with the
@@ -43,6 +44,11 @@ pub struct DriftReport {
     pub drifted_share: f64,
     pub detected: bool,
 }
+
+/// Relabellings in the MMD permutation test (Alibi Detect's default).
+pub const MMD_PERMUTATIONS: usize = 100;
+/// The permutation test's seed: the same windows give the same p-value.
+const MMD_SEED: u64 = 14;
 
 /// Reads one number off a request's profile.
 type Feature = fn(&RequestProfile) -> f64;
@@ -98,6 +104,25 @@ fn distribution(feature: &str, reference: &[f64], live: &[f64]) -> Option<Featur
     })
 }
 
+/// The MMD permutation test on the pooled embeddings, when both sides have at least two of
+/// one length.
+fn embedding_drift(reference: &[RequestProfile], live: &[RequestProfile]) -> Option<FeatureScore> {
+    let vectors = |profiles: &[RequestProfile]| profiles.iter().filter_map(|p| p.embedding.clone()).collect::<Vec<_>>();
+    let (x, y) = (vectors(reference), vectors(live));
+    let length = x.first()?.len();
+    if x.iter().chain(&y).any(|v| v.len() != length) {
+        return None;
+    }
+    let result = mmd_test(&x, &y, MMD_PERMUTATIONS, MMD_SEED)?;
+    Some(FeatureScore {
+        feature: "embedding".to_owned(),
+        test: TestKind::Mmd,
+        score: result.p,
+        drifted: result.p < P_THRESHOLD,
+        psi: None,
+    })
+}
+
 /// Compares `live` with `reference`; features that cannot be judged yet (a side empty, no
 /// words, no hue) are left out.
 pub fn compare(reference: &[RequestProfile], live: &[RequestProfile]) -> DriftReport {
@@ -144,6 +169,7 @@ pub fn compare(reference: &[RequestProfile], live: &[RequestProfile]) -> DriftRe
             psi: None,
         });
     }
+    features.extend(embedding_drift(reference, live));
     let drifted = features.iter().filter(|f| f.drifted).count();
     let drifted_share = if features.is_empty() { 0.0 } else { drifted as f64 / features.len() as f64 };
     DriftReport {
@@ -185,6 +211,7 @@ mod tests {
                 format: if rng.next_u64().is_multiple_of(2) { "png" } else { "jpeg" }.to_owned(),
             },
             caption: CaptionProfile::of(&caption, 5),
+            embedding: None,
         }
     }
 

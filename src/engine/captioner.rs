@@ -33,6 +33,57 @@ pub struct Generated {
     pub batch_size: usize,
 }
 
+/// What a caller tags each image of a batch with, to match the captions to their requests.
+/// A tag may also ask for its image's pooled encoder embedding (the mean of the encoder's
+/// output over positions, taken from the output the decoder needs anyway).
+pub trait RowTag {
+    /// Whether [`RowTag::embedded`] should be called.
+    fn wants_embedding(&self) -> bool {
+        false
+    }
+    /// Takes the image's pooled embedding (`hidden` values).
+    fn embedded(&mut self, _pooled: Vec<f32>) {}
+}
+
+impl RowTag for usize {}
+
+/// The mean over positions of each image's encoder output: `[batch, seq, hidden]` → `batch`
+/// vectors of `hidden` values.
+fn pooled_embeddings(encoder: &EncoderOutputs) -> Result<Vec<Vec<f32>>, EngineError> {
+    let (shape, values) = encoder.hidden_states.try_extract_tensor::<f32>()?;
+    let &[_, seq, hidden] = &shape[..] else {
+        return Err(EngineError::Inference(format!("encoder output has shape {shape:?}, not [batch, seq, hidden]")));
+    };
+    let (seq, hidden) = (usize::try_from(seq).unwrap_or(0), usize::try_from(hidden).unwrap_or(0));
+    if seq == 0 || hidden == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(values
+        .chunks_exact(seq * hidden)
+        .map(|image| {
+            let mut sum = vec![0.0f32; hidden];
+            for position in image.chunks_exact(hidden) {
+                sum.iter_mut().zip(position).for_each(|(total, value)| *total += value);
+            }
+            sum.iter_mut().for_each(|total| *total /= seq as f32);
+            sum
+        })
+        .collect())
+}
+
+/// Hands each tag that wants it its image's pooled embedding (none on a malformed output:
+/// the caption matters more than its drift profile).
+fn hand_out_embeddings<'a, T: RowTag + 'a>(encoder: &EncoderOutputs, tags: impl Iterator<Item = &'a mut T>) {
+    let mut tags = tags.peekable();
+    if !tags.peek().is_some_and(|tag| tag.wants_embedding()) {
+        return;
+    }
+    match pooled_embeddings(encoder) {
+        Ok(pooled) => tags.zip(pooled).filter(|(tag, _)| tag.wants_embedding()).for_each(|(tag, p)| tag.embedded(p)),
+        Err(err) => tracing::warn!(error = %err, "no pooled embedding for drift"),
+    }
+}
+
 /// One image of a batch: its preprocessed `[1, 3, H, W]` pixels, its token limit and its
 /// number of beams (1: greedy).
 pub struct BatchItem {
@@ -185,7 +236,7 @@ impl Captioner {
 
     /// Runs the encoder once over `items` (greedy: `num_beams` 1) and adds them to `batch`. On
     /// error nothing is added and the items' tags come back with it.
-    pub fn join<T>(
+    pub fn join<T: RowTag>(
         &mut self,
         batch: &mut DecodingBatch<T>,
         items: Vec<(BatchItem, T)>,
@@ -195,7 +246,7 @@ impl Captioner {
         }
         let started = Instant::now();
         let searches_beams = items.iter().any(|(item, _)| item.num_beams > 1);
-        let (pixels, rows): (Vec<_>, Vec<_>) =
+        let (pixels, mut rows): (Vec<_>, Vec<_>) =
             items.into_iter().map(|(item, tag)| (item.pixel_values, (tag, item.max_new_tokens))).unzip();
         let refuse = |err: EngineError, rows: Vec<(T, usize)>| (err, rows.into_iter().map(|(tag, _)| tag).collect());
         if searches_beams {
@@ -208,6 +259,7 @@ impl Captioner {
         }
         match self.encode_images(&pixels) {
             Ok(outputs) => {
+                hand_out_embeddings(&outputs, rows.iter_mut().map(|(tag, _)| tag));
                 batch.join(outputs, started.elapsed(), &self.spec.generation.prompt_ids, rows);
                 Ok(())
             }
@@ -217,7 +269,7 @@ impl Captioner {
 
     /// Runs the encoder once over `items` and starts their beam search in `beams` (which must
     /// be empty). On error nothing is started and the items' tags come back with it.
-    pub fn start_beams<T>(
+    pub fn start_beams<T: RowTag>(
         &mut self,
         beams: &mut BeamBatch<T>,
         items: Vec<(BatchItem, T)>,
@@ -227,7 +279,7 @@ impl Captioner {
         }
         let started = Instant::now();
         let defaults = self.spec.generation.beam;
-        let (pixels, images): (Vec<_>, Vec<_>) = items
+        let (pixels, mut images): (Vec<_>, Vec<_>) = items
             .into_iter()
             .map(|(item, tag)| {
                 let settings = BeamSettings { num_beams: item.num_beams.max(1), ..defaults };
@@ -235,7 +287,10 @@ impl Captioner {
             })
             .unzip();
         match self.encode_images(&pixels) {
-            Ok(outputs) => beams.start(outputs, started.elapsed(), &self.spec.generation.prompt_ids, images),
+            Ok(outputs) => {
+                hand_out_embeddings(&outputs, images.iter_mut().map(|(tag, ..)| tag));
+                beams.start(outputs, started.elapsed(), &self.spec.generation.prompt_ids, images)
+            }
             Err(err) => Err((err, images.into_iter().map(|(tag, ..)| tag).collect())),
         }
     }

@@ -112,4 +112,6 @@ pub struct Caption {
     pub num_beams: usize,
     /// The image's drift profile (brightness, hue, size, format), read while it was decoded.
     pub image_profile: Option<Box<crate::drift::profile::ImageProfile>>,
+    /// The image's encoder output averaged over positions (drift's embedding), when profiled.
+    pub pooled_embedding: Option<Vec<f32>>,
 }

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::batch::DecodingBatch;
 use super::beam::BeamBatch;
-use super::captioner::{BatchItem, Generated};
+use super::captioner::{BatchItem, Generated, RowTag};
 use super::preprocess::{DecodeLimits, decode_image, to_pixel_values};
 use super::shared_weights::SharedWeights;
 use super::threads::{self, ThreadPlan};
@@ -346,6 +346,18 @@ struct Reply {
     timings: StageTimings,
     num_beams: usize,
     image_profile: Option<Box<ImageProfile>>,
+    pooled_embedding: Option<Vec<f32>>,
+}
+
+impl RowTag for Reply {
+    /// Images profiled for drift also keep their pooled embedding.
+    fn wants_embedding(&self) -> bool {
+        self.image_profile.is_some()
+    }
+
+    fn embedded(&mut self, pooled: Vec<f32>) {
+        self.pooled_embedding = Some(pooled);
+    }
 }
 
 impl Reply {
@@ -360,6 +372,7 @@ impl Reply {
             batch_size: generated.batch_size,
             num_beams: self.num_beams,
             image_profile: self.image_profile,
+            pooled_embedding: self.pooled_embedding,
         };
         // The requester may have timed out and dropped its receiver.
         let _ = self.reply_tx.send(Ok(caption));
@@ -497,7 +510,13 @@ fn prepare_jobs(captioner: &Captioner, jobs: Vec<CaptionJob>, limits: DecodeLimi
                 let image_profile = Some(Box::new(ImageProfile::of(&image, &job.image[..job.image.len().min(16)])));
                 let timings = StageTimings { queue, decode, preprocess: started.elapsed(), ..StageTimings::default() };
                 let item = BatchItem { pixel_values, max_new_tokens: job.max_new_tokens, num_beams: job.num_beams };
-                let reply = Reply { reply_tx: job.reply_tx, timings, num_beams: job.num_beams, image_profile };
+                let reply = Reply {
+                    reply_tx: job.reply_tx,
+                    timings,
+                    num_beams: job.num_beams,
+                    image_profile,
+                    pooled_embedding: None,
+                };
                 prepared.push((item, reply));
             }
             // The requester may have timed out and dropped its receiver; the answer is then unwanted.

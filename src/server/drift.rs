@@ -2,11 +2,15 @@
 //! `X-Capwatch-Probe` are left out) goes into a bounded live window; a reference is frozen from
 //! that window (`POST /drift/baseline`, loopback only) and saved to `service.drift.reference`,
 //! which is loaded again at start; `GET /drift` and `/metrics` compare the two
-//! ([`crate::drift::report`]). This module keeps the windows and the file; the tests are pure.
+//! ([`crate::drift::report`]). The live window is the last `window_requests` requests, and
+//! only those of the last `window_minutes` when that is set. A comparison is kept until the
+//! window or the reference changes (MMD's permutations cost tens of milliseconds). This module
+//! keeps the windows and the file; the tests are pure.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,11 +33,27 @@ pub struct Reference {
 
 /// The live window and the reference.
 pub struct DriftState {
-    window: Mutex<VecDeque<RequestProfile>>,
+    window: Mutex<Window>,
     capacity: usize,
+    max_age: Option<Duration>,
     reference: RwLock<Option<Reference>>,
     path: Option<PathBuf>,
+    /// The last comparison and what it was made from.
+    last: Mutex<Option<(Version, DriftReport)>>,
 }
+
+/// The live requests, oldest first, with when each came.
+#[derive(Default)]
+struct Window {
+    profiles: VecDeque<(Instant, RequestProfile)>,
+    /// Requests ever recorded (tells a changed window from the same one).
+    recorded: u64,
+    /// References ever frozen.
+    frozen: u64,
+}
+
+/// What a comparison was made from: (requests recorded, live size, references frozen).
+type Version = (u64, usize, u64);
 
 /// Why a reference could not be frozen or read.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +71,9 @@ pub enum ReferenceError {
 pub struct DriftStatus {
     pub live_size: usize,
     pub window_requests: usize,
+    /// Requests older than this many minutes are left out, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_minutes: Option<u32>,
     /// The reference's size and age, once there is one.
     pub reference: Option<ReferenceInfo>,
     /// The comparison, once there is a reference and a live request.
@@ -68,7 +91,8 @@ pub struct ReferenceInfo {
 impl DriftStatus {
     /// The status as people read it: the window, the reference, one row per feature, the verdict.
     pub fn table(&self) -> String {
-        let mut text = format!("live window: {} of {} requests\n", self.live_size, self.window_requests);
+        let minutes = self.window_minutes.map_or_else(String::new, |m| format!(" of the last {m} min"));
+        let mut text = format!("live window: {} of {} requests{minutes}\n", self.live_size, self.window_requests);
         match &self.reference {
             None => text.push_str("reference: none yet (capwatch drift baseline freezes the live window)\n"),
             Some(reference) => text.push_str(&format!(
@@ -105,6 +129,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl Window {
+    /// Drops what is past the count or older than `max_age` at `now`.
+    fn evict(&mut self, capacity: usize, max_age: Option<Duration>, now: Instant) {
+        while self.profiles.len() > capacity {
+            self.profiles.pop_front();
+        }
+        if let Some(max_age) = max_age {
+            while self.profiles.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > max_age) {
+                self.profiles.pop_front();
+            }
+        }
+    }
+}
+
 impl DriftState {
     /// An empty window; the reference file is read if it exists (a bad file is an error).
     pub fn new(config: &DriftConfig) -> Result<Self, ReferenceError> {
@@ -113,29 +151,39 @@ impl DriftState {
             _ => None,
         };
         Ok(Self {
-            window: Mutex::new(VecDeque::with_capacity(config.window_requests.get())),
+            window: Mutex::new(Window::default()),
             capacity: config.window_requests.get(),
+            max_age: config.window_minutes.map(|m| Duration::from_secs(u64::from(m.get()) * 60)),
             reference: RwLock::new(reference),
             path: config.reference.clone(),
+            last: Mutex::new(None),
         })
     }
 
     /// Adds one request's profile, dropping the oldest when full.
     pub fn record(&self, profile: RequestProfile) {
-        let mut window = lock(&self.window);
-        if window.len() == self.capacity {
-            window.pop_front();
-        }
-        window.push_back(profile);
+        self.record_at(profile, Instant::now());
     }
 
-    fn live(&self) -> Vec<RequestProfile> {
-        lock(&self.window).iter().cloned().collect()
+    fn record_at(&self, profile: RequestProfile, now: Instant) {
+        let mut window = lock(&self.window);
+        window.profiles.push_back((now, profile));
+        window.recorded += 1;
+        window.evict(self.capacity, self.max_age, now);
+    }
+
+    /// The live window at `now` and its version.
+    fn live_at(&self, now: Instant) -> (Vec<RequestProfile>, Version) {
+        let mut window = lock(&self.window);
+        window.evict(self.capacity, self.max_age, now);
+        let live: Vec<RequestProfile> = window.profiles.iter().map(|(_, p)| p.clone()).collect();
+        let version = (window.recorded, live.len(), window.frozen);
+        (live, version)
     }
 
     /// Freezes the live window as the reference (and saves it, when a path is configured).
     pub fn freeze(&self, now: String) -> Result<ReferenceInfo, ReferenceError> {
-        let profiles = self.live();
+        let (profiles, _) = self.live_at(Instant::now());
         if profiles.len() < MIN_REFERENCE {
             return Err(ReferenceError::TooFew { have: profiles.len() });
         }
@@ -145,6 +193,7 @@ impl DriftState {
         }
         let info = self.info(&reference);
         *self.reference.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reference);
+        lock(&self.window).frozen += 1;
         Ok(info)
     }
 
@@ -158,13 +207,29 @@ impl DriftState {
 
     /// The live window against the reference, as things stand.
     pub fn status(&self) -> DriftStatus {
-        let live = self.live();
+        self.status_at(Instant::now())
+    }
+
+    fn status_at(&self, now: Instant) -> DriftStatus {
+        let (live, version) = self.live_at(now);
         let reference = self.reference.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let report = reference.as_ref().filter(|_| !live.is_empty()).map(|reference| {
+            let mut last = lock(&self.last);
+            match last.as_ref() {
+                Some((made_from, report)) if *made_from == version => report.clone(),
+                _ => {
+                    let report = compare(&reference.profiles, &live);
+                    *last = Some((version, report.clone()));
+                    report
+                }
+            }
+        });
         DriftStatus {
             live_size: live.len(),
             window_requests: self.capacity,
+            window_minutes: self.max_age.map(|age| (age.as_secs() / 60) as u32),
             reference: reference.as_ref().map(|r| self.info(r)),
-            report: reference.as_ref().filter(|_| !live.is_empty()).map(|r| compare(&r.profiles, &live)),
+            report,
         }
     }
 }
@@ -185,4 +250,69 @@ fn write_reference(path: &Path, reference: &Reference) -> Result<(), ReferenceEr
     let temporary = path.with_extension("tmp");
     std::fs::write(&temporary, text).map_err(fail)?;
     std::fs::rename(&temporary, path).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::drift::profile::{CaptionProfile, ImageProfile};
+
+    fn profile(brightness: f64) -> RequestProfile {
+        RequestProfile {
+            image: ImageProfile {
+                brightness_mean: brightness,
+                brightness_std: 0.2,
+                saturation_mean: 0.3,
+                hue_counts: [1; crate::drift::profile::HUE_BINS],
+                width: 128,
+                height: 128,
+                format: "png".to_owned(),
+            },
+            caption: CaptionProfile::of("a red circle", 4),
+            embedding: None,
+        }
+    }
+
+    #[test]
+    fn the_window_keeps_the_last_requests_and_only_recent_ones() {
+        let config = DriftConfig {
+            window_requests: std::num::NonZeroUsize::new(50).unwrap(),
+            window_minutes: std::num::NonZeroU32::new(10),
+            reference: None,
+        };
+        let state = DriftState::new(&config).unwrap();
+        let start = Instant::now();
+        for i in 0..80 {
+            state.record_at(profile(0.5), start + Duration::from_secs(i));
+        }
+        let status = state.status_at(start + Duration::from_secs(80));
+        assert_eq!((status.live_size, status.window_requests, status.window_minutes), (50, 50, Some(10)));
+        assert!(status.table().contains("50 of 50 requests of the last 10 min"), "{}", status.table());
+        // Ten minutes after request 40 came, it and the 39 after it are left; later, none.
+        assert_eq!(state.status_at(start + Duration::from_secs(40 + 600)).live_size, 40);
+        assert_eq!(state.status_at(start + Duration::from_secs(80 + 601)).live_size, 0);
+    }
+
+    #[test]
+    fn a_comparison_is_kept_until_the_window_or_the_reference_changes() {
+        let state = DriftState::new(&DriftConfig::default()).unwrap();
+        let start = Instant::now();
+        for i in 0..40 {
+            state.record_at(profile(0.5 + f64::from(i) * 0.001), start);
+        }
+        state.freeze("then".to_owned()).unwrap();
+        let first = state.status_at(start).report.unwrap();
+        assert!(!first.detected);
+        assert_eq!(lock(&state.last).as_ref().unwrap().0, (40, 40, 1));
+        for _ in 0..40 {
+            state.record_at(profile(0.05), start);
+        }
+        let second = state.status_at(start).report.unwrap();
+        assert_eq!(second.live_size, 80);
+        let brightness =
+            |report: &DriftReport| report.features.iter().find(|f| f.feature == "brightness_mean").unwrap().drifted;
+        assert!(!brightness(&first) && brightness(&second), "{second:#?}");
+        assert_eq!(lock(&state.last).as_ref().unwrap().0, (80, 80, 1));
+    }
 }

@@ -72,7 +72,7 @@ pub struct VariantStatusLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FeatureLabels {
     pub feature: String,
-    /// How it is judged: `ks`, `z`, `chi_square`, `wasserstein`, `jensen_shannon`, `new_words`.
+    /// How it is judged: `ks`, `z`, `chi_square`, `wasserstein`, `jensen_shannon`, `new_words`, `mmd`.
     pub method: &'static str,
 }
 
@@ -209,7 +209,7 @@ impl Metrics {
         let drift_score = Family::<FeatureLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             DRIFT_SCORE,
-            "Drift of the live window from the reference, per feature: a p-value (ks, z, chi_square: drift when small) or a distance or share (wasserstein, jensen_shannon, new_words: drift when large)",
+            "Drift of the live window from the reference, per feature: a p-value (ks, z, chi_square, mmd: drift when small) or a distance or share (wasserstein, jensen_shannon, new_words: drift when large)",
             drift_score.clone(),
         );
         let drift_feature_drifted = Family::<FeatureLabels, Gauge>::default();

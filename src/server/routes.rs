@@ -23,6 +23,7 @@ use super::metrics::FeatureLabels;
 use super::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ModelLabels, VariantLabels, VariantStatusLabels};
 use super::shadow::{Copy, Shadow, ShadowReport};
 use super::variants::{KEY_HEADER, MODEL_HEADER, Routed, Variant};
+use crate::drift::embedding::project;
 use crate::drift::profile::{CaptionProfile, RequestProfile};
 use crate::engine::{Caption, Engine, StageTimings};
 
@@ -208,7 +209,8 @@ async fn caption_on(
     // Real traffic only: the dashboard's probes send the same few images over and over.
     if let Some(image) = caption.image_profile.take().filter(|_| !probe) {
         let caption_profile = CaptionProfile::of(&caption.text, caption.token_ids.len());
-        state.drift.record(RequestProfile { image: *image, caption: caption_profile });
+        let embedding = caption.pooled_embedding.take().map(|pooled| project(&pooled));
+        state.drift.record(RequestProfile { image: *image, caption: caption_profile, embedding });
     }
     if let Some(shadow) = &state.shadow
         && routed != Routed::Explicit

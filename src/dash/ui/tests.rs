@@ -353,6 +353,7 @@ async fn the_drift_pane_shows_red_bars_for_drifted_features() {
     let status = DriftStatus {
         live_size: 480,
         window_requests: 500,
+        window_minutes: None,
         reference: Some(ReferenceInfo {
             size: 500,
             created_at: "2026-11-26T12:00:00.000Z".to_owned(),

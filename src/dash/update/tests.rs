@@ -671,6 +671,7 @@ async fn a_drifting_server_is_recorded_told_once_and_alerts() {
     let status = |drifted: usize| DriftStatus {
         live_size: 300,
         window_requests: 500,
+        window_minutes: None,
         reference: None,
         report: Some(DriftReport {
             reference_size: 500,
