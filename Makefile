@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-drift bench-scale bench-beams drill soak fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-scale bench-beams drill soak fixtures clean-ort
 
 all: test
 
@@ -47,6 +47,11 @@ bench: $(ORT_LIB)
 ## bench-drift: what profiling a request for drift costs, against decoding its image
 bench-drift:
 	$(CARGO) run --release --example drift_cost
+
+## bench-drift-calibration: false alarms of the drift verdict on stable windows and requests until each shift
+## is detected, through a real server on loopback (~6 min; .tmp/drift-calibration/results.md; ARGS="--windows 40")
+bench-drift-calibration: $(ORT_LIB)
+	$(CARGO) run --release --example drift_calibration -- $(ARGS)
 
 ## bench-scale: real-size BLIP-base and ViT-GPT2-base (random weights, built locally) in every export layout
 ## against generate() in PyTorch and the FastAPI peer (../shared/peers, venv /tmp/peervenv), concurrency 1 and 8,

@@ -1,12 +1,15 @@
 //! `make bench-drift`: what profiling a request for drift costs, against decoding its image
 //! (the server profiles the pixels it has just decoded). Median of 300 runs per size, this
-//! machine; the target is < 0.2 ms per request.
+//! machine; the target is < 0.2 ms per request. Also the pooled encoder embedding: the mean
+//! over positions of the encoder's output and its projection to 32 numbers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
+use capwatch::drift::embedding::project;
 use capwatch::drift::profile::{CaptionProfile, ImageProfile};
+use capwatch::engine::captioner::mean_over_positions;
 use capwatch::engine::preprocess::{DecodeLimits, decode_image};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -50,5 +53,19 @@ fn main() {
             caption.as_secs_f64() * 1e3,
             profile.as_secs_f64() / decode.as_secs_f64() * 100.0
         );
+    }
+    println!();
+    println!("| encoder output | pool over positions + project to 32 |");
+    println!("|---|---|");
+    // The bundled model (8×8 patches + CLS, 128 wide), ViT-base (197 × 768), BLIP-base (577 × 768).
+    for (name, seq, hidden) in
+        [("bundled 65×128", 65, 128), ("ViT-GPT2 197×768", 197, 768), ("BLIP-base 577×768", 577, 768)]
+    {
+        let values: Vec<f32> = (0..seq * hidden).map(|i| (i % 97) as f32 / 97.0).collect();
+        let pooled = time(300, || {
+            let pooled = mean_over_positions(&values, seq, hidden);
+            drop(std::hint::black_box(project(&pooled[0])));
+        });
+        println!("| {name} | {:.3} ms |", pooled.as_secs_f64() * 1e3);
     }
 }

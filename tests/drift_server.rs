@@ -198,3 +198,89 @@ async fn the_drift_command_freezes_and_reports() {
     server.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 14 part 5: the traffic generator's scene world stays quiet, and each shift of it is
+/// detected within one window — through a real server, with the CLI for one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_traffic_drifts_only_when_shifted() {
+    use capwatch::drift::scenes::Shift;
+    use capwatch::drift::traffic::{TrafficPlan, send as send_traffic};
+    const WINDOW: usize = 100;
+    let server = TestServer::start(repo_path("models/default"), |c| {
+        c.workers = std::num::NonZeroUsize::new(2);
+        c.drift.window_requests = std::num::NonZeroUsize::new(WINDOW).unwrap();
+    })
+    .await;
+    let plan = |shift, requests, seed, check_every| TrafficPlan {
+        url: server.url.clone(),
+        shift,
+        requests,
+        concurrency: 2,
+        seed,
+        check_every,
+    };
+    let run = |plan: TrafficPlan| async move { send_traffic(&plan, |_| {}).await.unwrap() };
+
+    let first = run(plan(Shift::Stable, WINDOW, 1, Some(WINDOW))).await;
+    assert_eq!((first.answered, first.failed), (WINDOW, 0));
+    assert_eq!(first.checks[0].detected, None, "no reference yet");
+    assert_eq!(baseline(&server).await.status(), 201);
+
+    // Two more windows of the same world: no check says drift.
+    let stable = run(plan(Shift::Stable, 2 * WINDOW, 2, Some(20))).await;
+    assert_eq!(stable.checks.len(), 10);
+    assert!(stable.checks.iter().all(|c| c.detected == Some(false)), "{:#?}", stable.checks);
+    assert_eq!(stable.first_detected_after, None);
+
+    for (seed, shift) in [(3, Shift::Dark), (5, Shift::OneColour), (7, Shift::Noise), (9, Shift::Texture)] {
+        let shifted = run(plan(shift, WINDOW, seed, Some(10))).await;
+        let first =
+            shifted.first_detected_after.unwrap_or_else(|| panic!("{shift:?} never detected: {:#?}", shifted.checks));
+        assert!(shifted.checks.last().unwrap().detected == Some(true), "{shift:?}: {:#?}", shifted.checks);
+        println!("{}: first detected after {first} of {WINDOW}", shift.name());
+        // A window of the world again: quiet again.
+        let back = run(plan(Shift::Stable, WINDOW, seed + 1, Some(WINDOW))).await;
+        assert_eq!(back.checks[0].detected, Some(false), "after {shift:?}: {:#?}", back.checks);
+    }
+
+    // The CLI: the same, with --expect; and it sends nowhere but loopback.
+    let cli = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch")).args(args).output().unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        })
+    };
+    let args = |url: &str, shift: &str, expect: &str| -> Vec<String> {
+        [
+            "drift",
+            "traffic",
+            "--url",
+            url,
+            "--shift",
+            shift,
+            "--requests",
+            "100",
+            "--check-every",
+            "20",
+            "--seed",
+            "11",
+            "--expect",
+            expect,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let (code, stdout, stderr) = cli(args(&server.url, "dark", "drift")).await.unwrap();
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("100 dark scenes sent: 100 answered, 0 failed; drift first detected after"), "{stdout}");
+    let (code, _, stderr) = cli(args(&server.url, "dark", "none")).await.unwrap();
+    assert_eq!(code, Some(1), "the window drifted, so `--expect none` fails: {stderr}");
+    let (code, _, stderr) = cli(args("http://192.0.2.1:8000", "stable", "none")).await.unwrap();
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("only sends to this machine"), "{stderr}");
+    server.stop().await.unwrap();
+}

@@ -302,8 +302,17 @@ async fn rules_and_grafana_panels_query_only_metrics_that_exist() {
     .await;
     let client = reqwest::Client::new();
     let image = std::fs::read(repo_path("test_images/a_small_yellow_square.png")).unwrap();
-    let caption = client.post(server.endpoint("/caption")).header("content-type", "image/png").body(image).send().await;
-    assert_eq!(caption.unwrap().status(), 200);
+    // Enough requests to freeze a drift reference, so that the drift series exist too.
+    for _ in 0..capwatch::server::drift::MIN_REFERENCE {
+        let caption = client
+            .post(server.endpoint("/caption"))
+            .header("content-type", "image/png")
+            .body(image.clone())
+            .send()
+            .await;
+        assert_eq!(caption.unwrap().status(), 200);
+    }
+    assert_eq!(client.post(server.endpoint("/drift/baseline")).send().await.unwrap().status(), 201);
     let mut server_metrics = String::new();
     for _ in 0..100 {
         server_metrics = client.get(server.endpoint("/metrics")).send().await.unwrap().text().await.unwrap();

@@ -182,7 +182,7 @@ impl Default for ThresholdsConfig {
             for_s: None,
             hysteresis_percent: 10.0,
             ab_worse: AbWorseLevel::Warning,
-            drift_share: Levels { warning: 0.2, critical: 0.5 },
+            drift_share: Levels { warning: 0.25, critical: 0.5 },
         }
     }
 }

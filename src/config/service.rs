@@ -62,13 +62,21 @@ pub struct DriftConfig {
     pub window_requests: NonZeroUsize,
     /// Also leave out requests older than this many minutes (unset: the count alone).
     pub window_minutes: Option<std::num::NonZeroU32>,
+    /// The window drifts when at least this share of the features do (0.25: measured one false
+    /// alarm per ~260 stable windows of the bundled model; `make bench-drift-calibration`).
+    pub drift_share: Share,
     /// The reference file: loaded at start when it exists, written by `POST /drift/baseline`.
     pub reference: Option<PathBuf>,
 }
 
 impl Default for DriftConfig {
     fn default() -> Self {
-        Self { window_requests: nz(500), window_minutes: None, reference: None }
+        Self {
+            window_requests: nz(500),
+            window_minutes: None,
+            drift_share: Share(crate::drift::report::DRIFT_SHARE),
+            reference: None,
+        }
     }
 }
 

@@ -54,11 +54,15 @@ fn pooled_embeddings(encoder: &EncoderOutputs) -> Result<Vec<Vec<f32>>, EngineEr
     let &[_, seq, hidden] = &shape[..] else {
         return Err(EngineError::Inference(format!("encoder output has shape {shape:?}, not [batch, seq, hidden]")));
     };
-    let (seq, hidden) = (usize::try_from(seq).unwrap_or(0), usize::try_from(hidden).unwrap_or(0));
+    Ok(mean_over_positions(values, usize::try_from(seq).unwrap_or(0), usize::try_from(hidden).unwrap_or(0)))
+}
+
+/// `values` as `[batch, seq, hidden]` (row-major) averaged over `seq`: one vector per image.
+pub fn mean_over_positions(values: &[f32], seq: usize, hidden: usize) -> Vec<Vec<f32>> {
     if seq == 0 || hidden == 0 {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    Ok(values
+    values
         .chunks_exact(seq * hidden)
         .map(|image| {
             let mut sum = vec![0.0f32; hidden];
@@ -68,7 +72,7 @@ fn pooled_embeddings(encoder: &EncoderOutputs) -> Result<Vec<Vec<f32>>, EngineEr
             sum.iter_mut().for_each(|total| *total /= seq as f32);
             sum
         })
-        .collect())
+        .collect()
 }
 
 /// Hands each tag that wants it its image's pooled embedding (none on a malformed output:

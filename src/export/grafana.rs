@@ -411,8 +411,37 @@ pub fn dashboard(config: &Config) -> Value {
             ],
             unit: "none",
             thresholds: None,
-            mappings: no_mappings,
+            mappings: no_mappings.clone(),
             grid: (12, 44, 12, 8),
+        },
+        Panel {
+            kind: "timeseries",
+            title: "Drift: share of features that differ",
+            description: "Share of the server's drift features (image brightness, contrast, colour, size, format; caption length, words; the encoder embedding) whose live window differs from the reference; the drift rule's thresholds. `capwatch drift status` prints the table.",
+            targets: vec![
+                target(&format!("avg({}{{{SERVER_INSTANCE}}}) * 100", server::DRIFT_FEATURE_DRIFTED), "drifted %"),
+                target(
+                    &format!("max({}{{{SERVER_INSTANCE}}}) * 100", server::DRIFT_DETECTED),
+                    "server verdict (100: drift)",
+                ),
+            ],
+            unit: "percent",
+            thresholds: Some(steps(t.drift_share.warning * 100.0, t.drift_share.critical * 100.0, false)),
+            mappings: no_mappings,
+            grid: (0, 52, 12, 8),
+        },
+        Panel {
+            kind: "state-timeline",
+            title: "Drift: features",
+            description: "Each drift feature over time: the same as the reference, or drifted (its test: KS, z or chi-square p < 0.05, Jensen-Shannon ≥ 0.1, new words ≥ 5 %, MMD p < 0.05).",
+            targets: vec![target(
+                &format!("max by (feature) ({}{{{SERVER_INSTANCE}}})", server::DRIFT_FEATURE_DRIFTED),
+                "{{feature}}",
+            )],
+            unit: "none",
+            thresholds: None,
+            mappings: value_map(&[(0, "same", "green"), (1, "drifted", "red")]),
+            grid: (12, 52, 12, 8),
         },
     ];
     let panels: Vec<Value> = panels.into_iter().enumerate().map(|(index, panel)| panel.build(index + 1)).collect();

@@ -247,8 +247,7 @@ pub fn rules(config: &Config) -> RulesFile {
             },
             // Raised by the supervisor, not by thresholds: one rule each, below.
             RuleKind::CrashLoop | RuleKind::StartFailed => continue,
-            // Judged from the server's `/drift` by the dashboard; not exported yet (the server's
-            // `capwatch_drift_feature_drifted` series only exist once it has a reference).
+            // Exported from the server's own drift series (below), not from the dashboard's.
             RuleKind::Drift => continue,
             // One severity, as configured (`thresholds.ab_worse`).
             RuleKind::AbWorse => {
@@ -327,6 +326,16 @@ pub fn rules(config: &Config) -> RulesFile {
                 description: format!(
                     "{{{{ $value | printf \"%.1f\" }}}} % of /caption requests got a 5xx over {window} (threshold {{threshold}} %) on {{{{ $labels.instance }}}}."
                 ),
+            },
+            RuleKind::Drift => Condition {
+                alert: "CapwatchDrift",
+                rule: "drift",
+                expr: format!("avg by ({BY}) ({}) * 100 >= {{threshold}}", server::DRIFT_FEATURE_DRIFTED),
+                warning: percent(rule.warning),
+                critical: percent(rule.critical),
+                for_duration: for_duration.clone(),
+                summary: "capwatch server: requests or captions drift from the reference",
+                description: "{{ $value | printf \"%.0f\" }} % of the drift features differ from the reference (threshold {threshold} %) on {{ $labels.instance }}; `capwatch drift status` says which.".to_owned(),
             },
             _ => continue,
         };

@@ -36,6 +36,7 @@ pub struct DriftState {
     window: Mutex<Window>,
     capacity: usize,
     max_age: Option<Duration>,
+    drift_share: f64,
     reference: RwLock<Option<Reference>>,
     path: Option<PathBuf>,
     /// The last comparison and what it was made from.
@@ -154,6 +155,7 @@ impl DriftState {
             window: Mutex::new(Window::default()),
             capacity: config.window_requests.get(),
             max_age: config.window_minutes.map(|m| Duration::from_secs(u64::from(m.get()) * 60)),
+            drift_share: config.drift_share.0,
             reference: RwLock::new(reference),
             path: config.reference.clone(),
             last: Mutex::new(None),
@@ -218,7 +220,7 @@ impl DriftState {
             match last.as_ref() {
                 Some((made_from, report)) if *made_from == version => report.clone(),
                 _ => {
-                    let report = compare(&reference.profiles, &live);
+                    let report = compare(&reference.profiles, &live, self.drift_share);
                     *last = Some((version, report.clone()));
                     report
                 }
@@ -279,7 +281,7 @@ mod tests {
         let config = DriftConfig {
             window_requests: std::num::NonZeroUsize::new(50).unwrap(),
             window_minutes: std::num::NonZeroU32::new(10),
-            reference: None,
+            ..DriftConfig::default()
         };
         let state = DriftState::new(&config).unwrap();
         let start = Instant::now();

@@ -64,8 +64,9 @@ pub fn draw(frame: &mut Frame, area: Rect, drift: Option<&DriftStatus>, clock: C
                 || "no reference yet: capwatch drift baseline".to_owned(),
                 |r| format!("reference {} requests, {}", r.size, age(&r.created_at, clock)),
             );
+            let minutes = status.window_minutes.map_or_else(String::new, |m| format!(" (last {m} min)"));
             lines.push(Line::from(format!(
-                " live {} of {} requests · {reference}",
+                " live {} of {} requests{minutes} · {reference}",
                 status.live_size, status.window_requests
             )));
             if let Some(report) = &status.report {
@@ -73,7 +74,7 @@ pub fn draw(frame: &mut Frame, area: Rect, drift: Option<&DriftStatus>, clock: C
                 for feature in &report.features {
                     let cells = ((strength(feature) * AT_THRESHOLD).round() as usize).min(BAR_CELLS);
                     lines.push(Line::from(vec![
-                        Span::raw(format!(" {:<17} {:<14} ", feature.feature, feature.test.name())),
+                        Span::raw(format!(" {:<17} {:<22} ", feature.feature, feature.test.name())),
                         Span::styled("█".repeat(cells.max(1)), Style::default().fg(colour(feature))),
                         Span::raw(" ".repeat(BAR_CELLS - cells.max(1))),
                         Span::styled(format!(" {:.3e}", feature.score), Style::default().fg(Color::DarkGray)),
@@ -95,7 +96,7 @@ pub fn draw(frame: &mut Frame, area: Rect, drift: Option<&DriftStatus>, clock: C
     }
     lines.push(Line::from(""));
     lines.push(Line::from(" the bar reaches the middle at the threshold · Esc or d close"));
-    let width = area.width.min(72);
+    let width = area.width.min(80);
     let height = area.height.min(lines.len() as u16 + 2);
     let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
     frame.render_widget(Clear, popup);
