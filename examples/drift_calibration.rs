@@ -13,7 +13,7 @@
 //!    requests: the requests until drift is first detected.
 //!
 //! Results: `.tmp/drift-calibration/results.md` and `.json`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

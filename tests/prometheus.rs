@@ -157,6 +157,34 @@ tests:
       - eval_time: 2m
         alertname: CapwatchErrorRateHigh
         exp_alerts: []
+  # Drift: the share of the server's drift features that differ (warning 25 %, critical 50 %),
+  # held for rule_for_s (1m).
+  - interval: 1m
+    input_series:
+      - series: 'capwatch_drift_feature_drifted{job="srv",instance="s",feature="brightness_mean",method="ks"}'
+        values: '0 1 1 1 1 1 1'
+      - series: 'capwatch_drift_feature_drifted{job="srv",instance="s",feature="hue",method="jensen_shannon"}'
+        values: '0 0 0 0 1 1 1'
+      - series: 'capwatch_drift_feature_drifted{job="srv",instance="s",feature="words",method="jensen_shannon"}'
+        values: '0 0 0 0 0 0 0'
+      - series: 'capwatch_drift_feature_drifted{job="srv",instance="s",feature="width",method="z"}'
+        values: '0 0 0 0 0 0 0'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: CapwatchDrift
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: CapwatchDrift
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: drift, job: srv, instance: s}
+            exp_annotations: {summary: "capwatch server: requests or captions drift from the reference (warning)", description: "25 % of the drift features differ from the reference (threshold 25 %) on s; `capwatch drift status` says which."}
+      - eval_time: 6m
+        alertname: CapwatchDrift
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: drift, job: srv, instance: s}
+            exp_annotations: {summary: "capwatch server: requests or captions drift from the reference (warning)", description: "50 % of the drift features differ from the reference (threshold 25 %) on s; `capwatch drift status` says which."}
+          - exp_labels: {severity: critical, service: capwatch, rule: drift, job: srv, instance: s}
+            exp_annotations: {summary: "capwatch server: requests or captions drift from the reference (critical)", description: "50 % of the drift features differ from the reference (threshold 50 %) on s; `capwatch drift status` says which."}
   # Hysteresis (10 %), as on the dashboard: a firing warning (threshold 3) holds while the
   # value stays inside the band (2.7 to 3), and a value in the band does not fire it anew.
   - interval: 1m
@@ -478,7 +506,7 @@ async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() 
     let groups = get_json(&client, &format!("{api}/rules")).await.unwrap();
     let rules: Vec<&Value> =
         groups["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
-    assert_eq!(rules.len(), 20, "{groups}"); // ab_worse included (one severity)
+    assert_eq!(rules.len(), 22, "{groups}"); // ab_worse included (one severity), drift (two)
     for rule in rules {
         assert_eq!(rule["health"], "ok", "{rule}");
     }
