@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-scale bench-beams drill soak fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-beams drill soak fixtures clean-ort
 
 all: test
 
@@ -16,9 +16,16 @@ $(ORT_LIB): tools/fetch_onnxruntime.py
 	$(PYTHON) tools/fetch_onnxruntime.py
 
 # openapi-spec-validator checks /openapi.json; prometheus_client parses /metrics (OpenMetrics).
+# They go in a venv of their own (.ort/test-venv), never the system Python; where Python has no
+# venv module (Debian without python3-venv), pip installs them into .ort/test-pylib instead.
 .ort/test-tools: tools/requirements-test.txt
 	@mkdir -p .ort
-	$(PYTHON) -c "import openapi_spec_validator, prometheus_client" 2>/dev/null || $(PYTHON) -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
+	if $(PYTHON) -m venv .ort/test-venv 2>/dev/null; then \
+	  .ort/test-venv/bin/python -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt; \
+	else \
+	  rm -rf .ort/test-venv; \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check --target .ort/test-pylib -r tools/requirements-test.txt; \
+	fi
 	@touch $@
 
 # promtool and prometheus, unpacked from Debian's package (checks the exported rules).
@@ -52,6 +59,11 @@ bench-drift:
 ## is detected, through a real server on loopback (~6 min; .tmp/drift-calibration/results.md; ARGS="--windows 40")
 bench-drift-calibration: $(ORT_LIB)
 	$(CARGO) run --release --example drift_calibration -- $(ARGS)
+
+## bench-plan: capwatch plan's queueing model against a real server at three open-loop Poisson rates (~30 s;
+## .tmp/plan-validation/results.md; ARGS="--workers 2 --requests 800 --loads 0.3,0.6,0.85")
+bench-plan: $(ORT_LIB)
+	$(CARGO) run --release --example plan_validation -- $(ARGS)
 
 ## bench-scale: real-size BLIP-base and ViT-GPT2-base (random weights, built locally) in every export layout
 ## against generate() in PyTorch and the FastAPI peer (../shared/peers, venv /tmp/peervenv), concurrency 1 and 8,

@@ -56,6 +56,35 @@ pub enum Command {
     /// Drift of a running server's recent requests from its reference.
     #[command(subcommand)]
     Drift(DriftCommand),
+    /// Capacity planning: replicas × workers for a request rate and a P95 target, from the
+    /// service times a running server measured (its `/metrics`), by simulating its queue.
+    /// Exit code 0 with a plan, 1 when none fits or the server cannot be read, 2 for bad arguments.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// The server whose `/metrics` to read, e.g. http://127.0.0.1:8000.
+    #[arg(long, default_value = "http://127.0.0.1:8000", conflicts_with = "metrics")]
+    pub url: String,
+    /// Read a saved `/metrics` text instead of a server.
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// The model variant to plan for (default: the one with the most captions).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Requests per second to plan for (the table adds 10×, 100× and 1000×).
+    #[arg(long)]
+    pub rate: f64,
+    /// P95 response time to stay within, milliseconds.
+    #[arg(long = "p95-ms")]
+    pub p95_ms: f64,
+    /// Workers per replica (default: as many as the server runs).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Most replicas to consider.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_replicas: usize,
 }
 
 #[derive(Debug, Subcommand)]

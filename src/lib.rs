@@ -11,6 +11,7 @@
 //! - [`export`]: Prometheus alerting rules and a Grafana dashboard from the config.
 //! - [`stats`]: the A/B statistics (rank tests, proportions, means, bootstrap, sequential).
 //! - [`drift`]: drift tests of live traffic against a reference (KS, Wasserstein, JS, PSI, MMD).
+//! - [`plan`]: capacity planning from measured service times (queueing simulation, M/M/c).
 //! - [`clock`]: one reading of the monotonic and wall clocks, passed to pure code.
 //! - [`exit_code`]: the exit codes, and which of a server's mean "do not restart".
 //! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod exit_code;
 pub mod export;
 pub mod notify;
+pub mod plan;
 pub mod quality;
 pub mod server;
 pub mod shutdown;

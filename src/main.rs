@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Some(Command::Export(Export::PrometheusRules(args))) => export(&args, ExportKind::PrometheusRules),
         Some(Command::Export(Export::GrafanaDashboard(args))) => export(&args, ExportKind::GrafanaDashboard),
         Some(Command::Drift(command)) => drift(&command),
+        Some(Command::Plan(args)) => plan(&args),
         None => dashboard(&cli.run, &cli.serve),
     }
 }
@@ -253,6 +254,112 @@ async fn drift_call(request: reqwest::RequestBuilder, url: &str) -> Result<Strin
         return Err(ExitCode::FAILURE);
     }
     Ok(body)
+}
+
+/// `capwatch plan`: the measured service times, then replicas × workers for the rate and
+/// 10×, 100×, 1000× it.
+fn plan(args: &capwatch::cli::PlanArgs) -> ExitCode {
+    use capwatch::plan::{self, scrape};
+    if !(args.rate > 0.0 && args.rate.is_finite() && args.p95_ms > 0.0 && args.p95_ms.is_finite()) {
+        eprintln!("error: --rate and --p95-ms must be positive numbers");
+        return ExitCode::from(2);
+    }
+    let (source, exposition) = match &args.metrics {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => (path.display().to_string(), text),
+            Err(err) => {
+                eprintln!("error: cannot read {}: {err}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => {
+            let url = format!("{}/metrics", args.url.trim_end_matches('/'));
+            match fetch_text(&url) {
+                Ok(text) => (url, text),
+                Err(err) => {
+                    eprintln!("error: cannot read {url}: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let models = scrape::measured(&exposition);
+    let chosen = match &args.model {
+        Some(name) => models.iter().find(|m| &m.model == name),
+        None => models.iter().max_by(|a, b| a.count.total_cmp(&b.count)),
+    };
+    let Some(measured) = chosen else {
+        let names: Vec<&str> = models.iter().map(|m| m.model.as_str()).collect();
+        eprintln!(
+            "error: {source} has no measured service times{} (the server records them once it has captioned; names: {names:?})",
+            args.model.as_ref().map_or_else(String::new, |m| format!(" for model `{m}`"))
+        );
+        return ExitCode::FAILURE;
+    };
+    let workers = args.workers.unwrap_or(measured.workers).max(1);
+    let service = &measured.service;
+    println!(
+        "Measured at {source}: model {}, {} workers, {} captions; service time mean {:.1} ms, P50 {:.1} ms, P95 {:.1} ms, P99 {:.1} ms",
+        measured.model,
+        measured.workers,
+        measured.count,
+        service.mean() * 1e3,
+        service.quantile(0.5) * 1e3,
+        service.quantile(0.95) * 1e3,
+        service.quantile(0.99) * 1e3
+    );
+    println!(
+        "Plan for P95 ≤ {} ms, {workers} workers per replica, each replica its own queue (simulated, {} requests each):\n",
+        args.p95_ms,
+        plan::SIMULATED_REQUESTS
+    );
+    if let Err(err @ plan::PlanError::TargetBelowServiceTime { .. }) =
+        plan::plan(service, workers, args.rate, args.p95_ms / 1e3, args.max_replicas)
+    {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
+    println!("| rate (req/s) | replicas × workers | P50 | P95 | P99 | utilisation | M/M/c P95 |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut failed = false;
+    for multiple in [1.0, 10.0, 100.0, 1000.0] {
+        let rate = args.rate * multiple;
+        match plan::plan(service, workers, rate, args.p95_ms / 1e3, args.max_replicas) {
+            Ok(p) => println!(
+                "| {rate} | {} × {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} % | {} |",
+                p.replicas,
+                p.workers_per_replica,
+                p.p50_s * 1e3,
+                p.p95_s * 1e3,
+                p.p99_s * 1e3,
+                p.utilisation * 100.0,
+                p.mmc_p95_s.map_or_else(|| "-".to_owned(), |s| format!("{:.1} ms", s * 1e3))
+            ),
+            Err(err) => {
+                println!("| {rate} | {err} | | | | | |");
+                failed = true;
+            }
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// GET `url`'s body (a 2xx answer), on a runtime of its own.
+fn fetch_text(url: &str) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("answered {status}"));
+        }
+        response.text().await.map_err(|e| e.to_string())
+    })
 }
 
 /// `capwatch drift traffic`: scenes to a local server, with a line per drift check.

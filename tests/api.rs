@@ -505,11 +505,8 @@ async fn openapi_document_is_valid_and_matches_responses() {
     // The official validator (openapi-spec-validator, installed by `make setup`).
     let path = std::env::temp_dir().join(format!("capwatch-openapi-{}.json", std::process::id()));
     std::fs::write(&path, serde_json::to_vec(&document).unwrap()).unwrap();
-    let output = std::process::Command::new("python3")
-        .args(["-m", "openapi_spec_validator"])
-        .arg(&path)
-        .output()
-        .expect("python3 must be installed");
+    let output =
+        common::python().args(["-m", "openapi_spec_validator"]).arg(&path).output().expect("python3 must be installed");
     let _ = std::fs::remove_file(&path);
     assert!(
         output.status.success(),

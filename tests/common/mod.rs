@@ -17,6 +17,22 @@ pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// The Python with the test tools (openapi-spec-validator, prometheus_client): the venv
+/// `make setup` makes (`.ort/test-venv`), else `python3` with `.ort/test-pylib` on its path
+/// (where Python has no venv module), else plain `python3`.
+pub fn python() -> std::process::Command {
+    let venv = repo_path(".ort/test-venv/bin/python");
+    if venv.exists() {
+        return std::process::Command::new(venv);
+    }
+    let mut command = std::process::Command::new("python3");
+    let lib = repo_path(".ort/test-pylib");
+    if lib.exists() {
+        command.env("PYTHONPATH", lib);
+    }
+    command
+}
+
 pub fn fixture(relative: &str) -> PathBuf {
     repo_path("tests/fixtures").join(relative)
 }
@@ -265,7 +281,7 @@ pub fn parse_openmetrics(text: &str) -> Vec<(String, serde_json::Value, f64)> {
         \x20   for s in family.samples:\n\
         \x20       out.append([s.name, s.labels, s.value])\n\
         print(json.dumps(out))\n";
-    let mut child = std::process::Command::new("python3")
+    let mut child = python()
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -1,0 +1,154 @@
+//! `make bench-plan`: does `capwatch plan`'s queueing model predict the P95 a real server
+//! shows? One local server (bundled model, `--workers`), loopback only:
+//!
+//! 1. 400 requests one at a time: the service times the server measures alone.
+//! 2. At three arrival rates (shares of the capacity workers / mean service time), open-loop
+//!    Poisson arrivals (each request sent at its scheduled time, whatever came back): the P95
+//!    the client sees, and the P95 the model predicts for that rate — from the service times
+//!    measured alone (what a planner has beforehand) and from those the server measured during
+//!    that run (the model itself, given the load's real service times).
+//!
+//! The images are the drift traffic generator's scenes. Results: `.tmp/plan-validation/results.md`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use capwatch::config::ServiceConfig;
+use capwatch::drift::scenes::{Shift, encoded};
+use capwatch::plan::predict;
+use capwatch::plan::scrape::{service_buckets, service_times};
+use capwatch::stats::bootstrap::SplitMix64;
+
+async fn buckets(client: &reqwest::Client, url: &str) -> Vec<(f64, f64)> {
+    let text = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    service_buckets(&text).into_values().next().unwrap_or_default()
+}
+
+/// The histogram of what was observed between two readings.
+fn between(before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    after
+        .iter()
+        .map(|&(bound, count)| {
+            let earlier = before.iter().find(|(b, _)| *b == bound).map_or(0.0, |(_, c)| *c);
+            (bound, count - earlier)
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((q * sorted.len() as f64).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let mut workers = 2usize;
+    let mut requests = 800usize;
+    let mut loads = vec![0.3, 0.6, 0.85];
+    let mut given = std::env::args().skip(1);
+    while let Some(flag) = given.next() {
+        let value = given.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--workers" => workers = value.parse().unwrap(),
+            "--requests" => requests = value.parse().unwrap(),
+            "--loads" => loads = value.split(',').map(|v| v.parse().unwrap()).collect(),
+            other => panic!("unknown flag {other} (--workers N --requests N --loads 0.3,0.6,0.85)"),
+        }
+    }
+    let out = PathBuf::from(".tmp/plan-validation");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut config = ServiceConfig { model_dir: PathBuf::from("models/default"), port: 0, ..ServiceConfig::default() };
+    config.workers = std::num::NonZeroUsize::new(workers);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(capwatch::server::run(config, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::new();
+    while !client.get(format!("{url}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let images: Vec<(Vec<u8>, &str)> = (0..200).map(|i| encoded(77, i, Shift::Stable).unwrap()).collect();
+    let send = |index: usize| {
+        let (client, url) = (client.clone(), format!("{url}/caption"));
+        let (bytes, content_type) = images[index % images.len()].clone();
+        async move {
+            let started = Instant::now();
+            let response = client.post(url).header("content-type", content_type).body(bytes).send().await.unwrap();
+            assert!(response.status().is_success());
+            response.bytes().await.unwrap();
+            started.elapsed().as_secs_f64()
+        }
+    };
+
+    // 1. Alone.
+    for index in 0..50 {
+        send(index).await;
+    }
+    let before = buckets(&client, &url).await;
+    for index in 0..400 {
+        send(index).await;
+    }
+    let alone = service_times(&between(&before, &buckets(&client, &url).await)).unwrap();
+    let capacity = workers as f64 / alone.mean();
+    let mut md = format!(
+        "# capwatch plan against a real server ({workers} workers, bundled model, this machine)\n\n\
+         Service time alone (400 requests one at a time): mean {:.2} ms, P95 {:.2} ms; capacity {capacity:.0} req/s.\n\
+         Open-loop Poisson arrivals, {requests} requests per rate; client-side P95 (HTTP included).\n\n\
+         | load | rate (req/s) | measured P95 | predicted (service alone) | error | predicted (service during run) | error | M/M/c | service mean during run |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        alone.mean() * 1e3,
+        alone.quantile(0.95) * 1e3,
+    );
+
+    // 2. Three rates.
+    let mut rng = SplitMix64::new(2026);
+    for load in loads {
+        let rate = load * capacity;
+        let before = buckets(&client, &url).await;
+        let started = tokio::time::Instant::now();
+        let mut at_s = 0.0;
+        let mut tasks = Vec::with_capacity(requests);
+        for index in 0..requests {
+            at_s += -(1.0 - rng.next_f64()).ln() / rate;
+            let request = send(index);
+            let due = started + Duration::from_secs_f64(at_s);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(due).await;
+                request.await
+            }));
+        }
+        let mut latencies = Vec::with_capacity(requests);
+        for task in tasks {
+            latencies.push(task.await.unwrap());
+        }
+        latencies.sort_by(f64::total_cmp);
+        let measured = percentile(&latencies, 0.95);
+        let during = service_times(&between(&before, &buckets(&client, &url).await)).unwrap();
+        let from_alone = predict(&alone, workers, rate);
+        let from_during = predict(&during, workers, rate);
+        let cell = |p: Option<f64>| {
+            p.map_or_else(
+                || ("cannot keep up".to_owned(), "-".to_owned()),
+                |p| (format!("{:.2} ms", p * 1e3), format!("{:+.0} %", (p - measured) / measured * 100.0)),
+            )
+        };
+        let (alone_p95, alone_error) = cell(from_alone.map(|p| p.p95_s));
+        let (during_p95, during_error) = cell(from_during.map(|p| p.p95_s));
+        let mmc =
+            from_during.and_then(|p| p.mmc_p95_s).map_or_else(|| "-".to_owned(), |s| format!("{:.2} ms", s * 1e3));
+        let row = format!(
+            "| {:.0} % | {rate:.1} | {:.2} ms | {alone_p95} | {alone_error} | {during_p95} | {during_error} | {mmc} | {:.2} ms |\n",
+            load * 100.0,
+            measured * 1e3,
+            during.mean() * 1e3
+        );
+        eprint!("{row}");
+        md.push_str(&row);
+    }
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+    print!("{md}");
+    std::fs::write(out.join("results.md"), &md).unwrap();
+}
