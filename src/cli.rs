@@ -85,6 +85,9 @@ pub struct PlanArgs {
     /// Most replicas to consider.
     #[arg(long, default_value_t = 100_000)]
     pub max_replicas: usize,
+    /// Most waiting requests a worker takes as one batch (the server's `service.max_batch_size`).
+    #[arg(long, default_value_t = 8)]
+    pub max_batch: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -283,7 +283,7 @@ fn plan(args: &capwatch::cli::PlanArgs) -> ExitCode {
             }
         }
     };
-    let models = scrape::measured(&exposition);
+    let models = scrape::measured(&exposition, args.max_batch);
     let chosen = match &args.model {
         Some(name) => models.iter().find(|m| &m.model == name),
         None => models.iter().max_by(|a, b| a.count.total_cmp(&b.count)),
@@ -308,35 +308,39 @@ fn plan(args: &capwatch::cli::PlanArgs) -> ExitCode {
         service.quantile(0.95) * 1e3,
         service.quantile(0.99) * 1e3
     );
+    let classes: Vec<String> = measured.per_class.iter().map(|(label, n)| format!("{label}: {n}")).collect();
+    println!("Captions by batch size: {}", classes.join(", "));
     println!(
-        "Plan for P95 ≤ {} ms, {workers} workers per replica, each replica its own queue (simulated, {} requests each):\n",
+        "Plan for P95 ≤ {} ms, {workers} workers per replica batching up to {}, each replica its own queue (simulated, {} requests each):\n",
         args.p95_ms,
+        args.max_batch,
         plan::SIMULATED_REQUESTS
     );
     if let Err(err @ plan::PlanError::TargetBelowServiceTime { .. }) =
-        plan::plan(service, workers, args.rate, args.p95_ms / 1e3, args.max_replicas)
+        plan::plan(&measured.batched, workers, args.rate, args.p95_ms / 1e3, args.max_replicas)
     {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
-    println!("| rate (req/s) | replicas × workers | P50 | P95 | P99 | utilisation | M/M/c P95 |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| rate (req/s) | replicas × workers | P50 | P95 | P99 | utilisation | batch | M/M/c P95 |");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut failed = false;
     for multiple in [1.0, 10.0, 100.0, 1000.0] {
         let rate = args.rate * multiple;
-        match plan::plan(service, workers, rate, args.p95_ms / 1e3, args.max_replicas) {
+        match plan::plan(&measured.batched, workers, rate, args.p95_ms / 1e3, args.max_replicas) {
             Ok(p) => println!(
-                "| {rate} | {} × {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} % | {} |",
+                "| {rate} | {} × {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} % | {:.1} | {} |",
                 p.replicas,
                 p.workers_per_replica,
                 p.p50_s * 1e3,
                 p.p95_s * 1e3,
                 p.p99_s * 1e3,
                 p.utilisation * 100.0,
+                p.mean_batch,
                 p.mmc_p95_s.map_or_else(|| "-".to_owned(), |s| format!("{:.1} ms", s * 1e3))
             ),
             Err(err) => {
-                println!("| {rate} | {err} | | | | | |");
+                println!("| {rate} | {err} | | | | | | |");
                 failed = true;
             }
         }

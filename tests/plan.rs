@@ -21,7 +21,7 @@ async fn plan_reads_the_measured_service_times_and_plans_replicas() {
         assert_eq!(response.unwrap().status(), 200);
     }
     let metrics = client.get(server.endpoint("/metrics")).send().await.unwrap().text().await.unwrap();
-    let measured = capwatch::plan::scrape::measured(&metrics);
+    let measured = capwatch::plan::scrape::measured(&metrics, 8);
     assert_eq!(measured.len(), 1, "{metrics}");
     assert_eq!((measured[0].workers, measured[0].count), (1, 40.0));
     let mean_s = measured[0].service.mean();
@@ -44,7 +44,7 @@ async fn plan_reads_the_measured_service_times_and_plans_replicas() {
     let (code, stdout, stderr) = cli(args(&["--rate", "2", "--p95-ms", "2000"])).await.unwrap();
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("model default, 1 workers, 40 captions"), "{stdout}");
-    assert!(stdout.contains("| 2 | 1 × 1 |"), "{stdout}");
+    assert!(stdout.contains("| 2 | 1 × 1 |") && stdout.contains("Captions by batch size: 1: 40"), "{stdout}");
     let row = stdout.lines().find(|l| l.starts_with("| 2000 |")).unwrap();
     let replicas: usize = row.split('|').nth(2).unwrap().trim().split(' ').next().unwrap().parse().unwrap();
     assert!(replicas as f64 >= 2000.0 * mean_s, "{row} (mean service {mean_s} s)");

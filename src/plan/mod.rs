@@ -3,12 +3,14 @@
 //! holds the models (the measured distribution, a discrete-event simulation, M/M/c as a
 //! cross-check), [`scrape`] reads them off a server's `/metrics`. Each replica is modelled as
 //! its own FIFO queue with `workers` workers and an even share of the Poisson arrivals (a
-//! Kubernetes Service spreads connections; it does not keep one global queue). Pure.
+//! Kubernetes Service spreads connections; it does not keep one global queue); a free worker
+//! takes every waiting request up to the batch size, as the server's workers do, and each
+//! caption takes a time measured in batches of its size. Pure.
 
 pub mod queueing;
 pub mod scrape;
 
-use queueing::{MmC, ServiceTimes, simulate};
+use queueing::{BatchedService, MmC, simulate_batched};
 
 /// Requests simulated per candidate (a tenth of them warm-up).
 pub const SIMULATED_REQUESTS: usize = 40_000;
@@ -27,6 +29,8 @@ pub struct Planned {
     pub p99_s: f64,
     /// Busy share of the workers.
     pub utilisation: f64,
+    /// Mean images per batch.
+    pub mean_batch: f64,
     /// M/M/c's P95 for the same replica (exponential service with the measured mean).
     pub mmc_p95_s: Option<f64>,
 }
@@ -45,14 +49,24 @@ pub enum PlanError {
 }
 
 /// One replica's simulated figures at `rate_per_s` (None: it cannot keep up).
-fn replica(service: &ServiceTimes, workers: usize, rate_per_s: f64) -> Option<queueing::Simulated> {
-    simulate(service, workers, rate_per_s, SIMULATED_REQUESTS, SEED)
+fn replica(service: &BatchedService, workers: usize, rate_per_s: f64) -> Option<queueing::Simulated> {
+    simulate_batched(service, workers, rate_per_s, SIMULATED_REQUESTS, SEED)
+}
+
+/// The most captions per second one worker can make: the best batch size's.
+fn worker_capacity(service: &BatchedService) -> f64 {
+    (1..=service.max_batch).map(|b| b as f64 / service.mean(b).max(f64::MIN_POSITIVE)).fold(0.0, f64::max)
+}
+
+/// M/M/c's P95 for one replica (exponential service, the mean of a caption made alone).
+fn mmc_p95(service: &BatchedService, workers: usize, rate_per_s: f64) -> Option<f64> {
+    MmC { servers: workers, rate_per_s, mean_service_s: service.mean_alone() }.response_quantile(0.95)
 }
 
 /// The fewest replicas of `workers` workers whose simulated P95 at `rate_per_s` in all is at
 /// most `p95_target_s` (at most `max_replicas`).
 pub fn plan(
-    service: &ServiceTimes,
+    service: &BatchedService,
     workers: usize,
     rate_per_s: f64,
     p95_target_s: f64,
@@ -61,7 +75,7 @@ pub fn plan(
     if workers == 0 || rate_per_s <= 0.0 || p95_target_s <= 0.0 || max_replicas == 0 {
         return Err(PlanError::Nothing);
     }
-    let service_p95 = service.quantile(0.95);
+    let service_p95 = service.draw(1, 0.95);
     if service_p95 > p95_target_s {
         return Err(PlanError::TargetBelowServiceTime {
             target_ms: p95_target_s * 1e3,
@@ -72,7 +86,7 @@ pub fn plan(
         replica(service, workers, rate_per_s / replicas as f64).filter(|simulated| simulated.p95_s <= p95_target_s)
     };
     // Enough replicas to keep up at all, then doubling until the target holds, then halving back.
-    let keep_up = (rate_per_s * service.mean() / workers as f64).floor() as usize + 1;
+    let keep_up = (rate_per_s / (worker_capacity(service) * workers as f64)).floor() as usize + 1;
     let mut low = keep_up.max(1).min(max_replicas);
     let mut high = low;
     while meets(high).is_none() {
@@ -92,7 +106,6 @@ pub fn plan(
     }
     let simulated = meets(high).ok_or(PlanError::TooManyReplicas { max: max_replicas })?;
     let per_replica = rate_per_s / high as f64;
-    let mmc = MmC { servers: workers, rate_per_s: per_replica, mean_service_s: service.mean() };
     Ok(Planned {
         rate_per_s,
         replicas: high,
@@ -101,15 +114,15 @@ pub fn plan(
         p95_s: simulated.p95_s,
         p99_s: simulated.p99_s,
         utilisation: simulated.utilisation,
-        mmc_p95_s: mmc.response_quantile(0.95),
+        mean_batch: simulated.mean_batch,
+        mmc_p95_s: mmc_p95(service, workers, per_replica),
     })
 }
 
 /// What one replica of `workers` workers does at `rate_per_s` (for checking a model against
 /// measurements): None when it cannot keep up.
-pub fn predict(service: &ServiceTimes, workers: usize, rate_per_s: f64) -> Option<Planned> {
+pub fn predict(service: &BatchedService, workers: usize, rate_per_s: f64) -> Option<Planned> {
     let simulated = replica(service, workers, rate_per_s)?;
-    let mmc = MmC { servers: workers, rate_per_s, mean_service_s: service.mean() };
     Some(Planned {
         rate_per_s,
         replicas: 1,
@@ -118,7 +131,8 @@ pub fn predict(service: &ServiceTimes, workers: usize, rate_per_s: f64) -> Optio
         p95_s: simulated.p95_s,
         p99_s: simulated.p99_s,
         utilisation: simulated.utilisation,
-        mmc_p95_s: mmc.response_quantile(0.95),
+        mean_batch: simulated.mean_batch,
+        mmc_p95_s: mmc_p95(service, workers, rate_per_s),
     })
 }
 
@@ -127,9 +141,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn ten_ms() -> ServiceTimes {
-        // Service times spread evenly over 8–12 ms.
-        ServiceTimes::from_histogram(&[0.008, 0.012, f64::INFINITY], &[0.0, 100.0, 100.0]).unwrap()
+    fn ten_ms() -> BatchedService {
+        // Service times spread evenly over 8–12 ms, one request at a time.
+        BatchedService::unbatched(
+            queueing::ServiceTimes::from_histogram(&[0.008, 0.012, f64::INFINITY], &[0.0, 100.0, 100.0]).unwrap(),
+        )
     }
 
     #[test]

@@ -4,9 +4,6 @@
 //! the M/M/c model as a closed-form cross-check ([`MmC`]: Erlang C and the response-time
 //! distribution). Pure: seeded, no clock, no I/O.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use crate::stats::bootstrap::SplitMix64;
 
 /// A service-time distribution as measured: piecewise-linear inverse CDF (seconds).
@@ -73,9 +70,53 @@ impl ServiceTimes {
     pub fn mean(&self) -> f64 {
         self.points.windows(2).map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0).sum()
     }
+}
 
-    fn sample(&self, rng: &mut SplitMix64) -> f64 {
-        self.quantile(rng.next_f64())
+/// Service times by the size of the batch a caption was made in: a worker takes up to
+/// `max_batch` waiting requests at once and each caption in a batch of `b` takes a time drawn
+/// from the class that holds `b` (measured as such, so the batch's slow-down is in it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchedService {
+    /// (smallest batch size, largest, the times measured in such batches), by size.
+    classes: Vec<(usize, usize, ServiceTimes)>,
+    pub max_batch: usize,
+}
+
+impl BatchedService {
+    /// One distribution for every caption; one request at a time.
+    pub fn unbatched(service: ServiceTimes) -> Self {
+        Self { classes: vec![(1, usize::MAX, service)], max_batch: 1 }
+    }
+
+    /// Measured classes (any order; None when there is none). Batches are never taken larger
+    /// than the largest class measured: a planner must not count on a batching gain nobody saw
+    /// (measured only one at a time, the model is M/G/c).
+    pub fn new(mut classes: Vec<(usize, usize, ServiceTimes)>, max_batch: usize) -> Option<Self> {
+        classes.sort_by_key(|(low, ..)| *low);
+        let largest_seen = classes.last()?.1;
+        Some(Self { classes, max_batch: max_batch.min(largest_seen).max(1) })
+    }
+
+    /// The times for a caption in a batch of `size`: its class as measured, else the nearest
+    /// measured class below, else the smallest.
+    pub fn for_batch(&self, size: usize) -> &ServiceTimes {
+        let class = self.classes.iter().rev().find(|(low, ..)| *low <= size).unwrap_or(&self.classes[0]);
+        &class.2
+    }
+
+    /// One caption's time in a batch of `size`, at cumulative probability `u`.
+    pub fn draw(&self, size: usize, u: f64) -> f64 {
+        self.for_batch(size).quantile(u)
+    }
+
+    /// Mean time of one caption in a batch of `size`.
+    pub fn mean(&self, size: usize) -> f64 {
+        self.for_batch(size).mean()
+    }
+
+    /// Mean time of a caption made alone.
+    pub fn mean_alone(&self) -> f64 {
+        self.mean(1)
     }
 }
 
@@ -89,12 +130,12 @@ pub struct Simulated {
     pub mean_wait_s: f64,
     /// Busy share of the workers.
     pub utilisation: f64,
+    /// Mean batch size.
+    pub mean_batch: f64,
 }
 
-/// `servers` workers take requests from one FIFO queue; requests arrive as a Poisson process
-/// of `rate_per_s`; each needs a service time drawn from `service`. The first `requests / 10`
-/// are a warm-up and not counted. None when the queue cannot keep up (utilisation ≥ 1) or
-/// nothing is asked.
+/// `servers` workers take requests from one FIFO queue, one at a time; requests arrive as a
+/// Poisson process of `rate_per_s`; each needs a time drawn from `service`.
 pub fn simulate(
     service: &ServiceTimes,
     servers: usize,
@@ -102,43 +143,79 @@ pub fn simulate(
     requests: usize,
     seed: u64,
 ) -> Option<Simulated> {
-    if servers == 0 || rate_per_s <= 0.0 || requests < 10 || rate_per_s * service.mean() >= servers as f64 {
+    simulate_batched(&BatchedService::unbatched(service.clone()), servers, rate_per_s, requests, seed)
+}
+
+/// `servers` workers share one FIFO queue fed by Poisson arrivals of `rate_per_s`; a worker
+/// that is free takes every waiting request (up to `max_batch`) as one batch, answers each when
+/// its own time is up, and is free again when the batch's longest is. The first
+/// `requests / 10` are a warm-up and not counted. None when the queue grows without bound
+/// (the backlog at the end exceeds a tenth of the requests) or nothing is asked.
+pub fn simulate_batched(
+    service: &BatchedService,
+    servers: usize,
+    rate_per_s: f64,
+    requests: usize,
+    seed: u64,
+) -> Option<Simulated> {
+    if servers == 0 || rate_per_s <= 0.0 || requests < 10 {
         return None;
     }
     let mut rng = SplitMix64::new(seed);
-    // When each worker is next free, in nanoseconds (a min-heap of integers: total order).
-    let mut free_at: BinaryHeap<Reverse<u64>> = (0..servers).map(|_| Reverse(0)).collect();
-    let to_ns = |s: f64| (s * 1e9).round().max(0.0) as u64;
-    let warm_up = requests / 10;
-    let (mut now_s, mut busy_s, mut wait_sum_s) = (0.0f64, 0.0f64, 0.0f64);
-    let mut responses = Vec::with_capacity(requests - warm_up);
-    let mut first_counted_s = 0.0;
-    for index in 0..requests {
+    let mut arrivals = Vec::with_capacity(requests);
+    let mut now_s = 0.0f64;
+    for _ in 0..requests {
         now_s += -(1.0 - rng.next_f64()).ln() / rate_per_s;
-        let needs_s = service.sample(&mut rng);
-        let Reverse(free_ns) = free_at.pop()?;
-        let start_s = (free_ns as f64 / 1e9).max(now_s);
-        let done_s = start_s + needs_s;
-        free_at.push(Reverse(to_ns(done_s)));
-        if index == warm_up {
-            first_counted_s = now_s;
-        }
-        if index >= warm_up {
-            responses.push(done_s - now_s);
-            wait_sum_s += start_s - now_s;
-            busy_s += needs_s;
-        }
+        arrivals.push(now_s);
     }
-    let counted = responses.len() as f64;
-    responses.sort_by(f64::total_cmp);
-    let at = |q: f64| responses[((q * counted).ceil() as usize).saturating_sub(1).min(responses.len() - 1)];
-    let span_s = (now_s - first_counted_s).max(f64::MIN_POSITIVE);
+    let warm_up = requests / 10;
+    let mut free_at = vec![0.0f64; servers];
+    let mut responses = vec![0.0f64; requests];
+    let (mut busy_s, mut wait_sum_s, mut batches, mut batched) = (0.0f64, 0.0f64, 0usize, 0usize);
+    let mut next = 0;
+    while next < requests {
+        let (worker, free_s) =
+            free_at.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0));
+        let start_s = free_s.max(arrivals[next]);
+        let mut end = next + 1;
+        while end < requests && end - next < service.max_batch && arrivals[end] <= start_s {
+            end += 1;
+        }
+        let size = end - next;
+        let mut longest_s = 0.0f64;
+        for index in next..end {
+            let needs_s = service.draw(size, rng.next_f64());
+            responses[index] = start_s + needs_s - arrivals[index];
+            longest_s = longest_s.max(needs_s);
+            if index >= warm_up {
+                wait_sum_s += start_s - arrivals[index];
+            }
+        }
+        free_at[worker] = start_s + longest_s;
+        if next >= warm_up {
+            busy_s += longest_s;
+            batches += 1;
+            batched += end - next;
+        }
+        next = end;
+    }
+    // Unstable: the last requests waited as long as a tenth of the whole run's arrivals.
+    let last_wait_s = free_at.iter().copied().fold(0.0, f64::max) - now_s;
+    if last_wait_s > now_s / 10.0 {
+        return None;
+    }
+    let counted = &mut responses[warm_up..];
+    counted.sort_by(f64::total_cmp);
+    let n = counted.len();
+    let at = |q: f64| counted[((q * n as f64).ceil() as usize).saturating_sub(1).min(n - 1)];
+    let span_s = (now_s - arrivals[warm_up]).max(f64::MIN_POSITIVE);
     Some(Simulated {
         p50_s: at(0.50),
         p95_s: at(0.95),
         p99_s: at(0.99),
-        mean_wait_s: wait_sum_s / counted,
+        mean_wait_s: wait_sum_s / n as f64,
         utilisation: (busy_s / (span_s * servers as f64)).min(1.0),
+        mean_batch: batched as f64 / batches.max(1) as f64,
     })
 }
 
@@ -275,6 +352,36 @@ mod tests {
         let (rho, mu) = (0.7, 10.0);
         let expected = rho / (2.0 * mu * (1.0 - rho));
         assert!((simulated.mean_wait_s - expected).abs() / expected < 0.04, "{simulated:?} vs {expected}");
-        assert!(simulate(&service, 1, 10.0, 1000, 1).is_none(), "ρ = 1 cannot keep up");
+        assert!(simulate(&service, 1, 12.0, 10_000, 1).is_none(), "ρ = 1.2 cannot keep up");
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// 10 ms alone, 12 ms each in a batch of two or more: a worker that batches keeps up where
+    /// one taking a request at a time cannot.
+    #[test]
+    fn batching_workers_keep_up_beyond_one_at_a_time() {
+        let alone = ServiceTimes::from_samples(&[0.010]).unwrap();
+        let together = ServiceTimes::from_samples(&[0.012]).unwrap();
+        let batched = BatchedService::new(vec![(1, 1, alone.clone()), (2, usize::MAX, together.clone())], 8).unwrap();
+        assert_eq!(batched.for_batch(1), &alone);
+        assert_eq!(batched.for_batch(5), &together);
+        // Never measured beyond one at a time: no batching assumed.
+        let only_alone = BatchedService::new(vec![(1, 1, alone.clone())], 8).unwrap();
+        assert_eq!(only_alone.max_batch, 1);
+        assert!(simulate_batched(&only_alone, 1, 150.0, 20_000, 5).is_none(), "no gain assumed");
+        assert!(simulate_batched(&only_alone, 1, 80.0, 20_000, 5).is_some());
+        // One worker: at most 100/s one at a time; 150/s only by batching.
+        assert!(simulate(&alone, 1, 150.0, 20_000, 5).is_none());
+        let simulated = simulate_batched(&batched, 1, 150.0, 20_000, 5).unwrap();
+        assert!(simulated.mean_batch > 1.5, "{simulated:?}");
+        assert!(simulated.p95_s < 0.1, "{simulated:?}");
+        // At a trickle the batches are single and the response is the time alone.
+        let light = simulate_batched(&batched, 1, 1.0, 2_000, 5).unwrap();
+        assert!(light.mean_batch < 1.05 && (light.p50_s - 0.010).abs() < 1e-9, "{light:?}");
     }
 }

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::queueing::ServiceTimes;
-use crate::server::metrics::{CAPTION_SERVICE, WORKERS_ALIVE};
+use super::queueing::{BatchedService, ServiceTimes};
+use crate::server::metrics::{BATCH_CLASSES, CAPTION_SERVICE, WORKERS_ALIVE};
 
 /// One model's measurements.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +14,12 @@ pub struct Measured {
     pub workers: usize,
     /// Captions observed.
     pub count: f64,
+    /// Every caption's service time, whatever its batch.
     pub service: ServiceTimes,
+    /// By batch size class, as the simulation draws them.
+    pub batched: BatchedService,
+    /// Captions per batch size class label (`1`, `2`, `3-4`, `5-8`, `9+`) that had any.
+    pub per_class: Vec<(&'static str, f64)>,
 }
 
 /// A sample line: its name, its labels and its value.
@@ -39,22 +44,39 @@ fn sample(line: &str) -> Option<(&str, BTreeMap<&str, &str>, f64)> {
     Some((name, parsed, value))
 }
 
-/// Per model, the service-time histogram's (upper bound, cumulative count) pairs, sorted.
-pub fn service_buckets(exposition: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
+/// Per (model, batch size class label), the service-time histogram's (upper bound,
+/// cumulative count) pairs, sorted.
+pub fn service_buckets(exposition: &str) -> BTreeMap<(String, String), Vec<(f64, f64)>> {
     let bucket_name = format!("{CAPTION_SERVICE}_seconds_bucket");
-    let mut buckets: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut buckets: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
     for (name, labels, value) in exposition.lines().filter_map(sample) {
         let (Some(model), Some(le)) = (labels.get("model"), labels.get("le")) else { continue };
         if name != bucket_name {
             continue;
         }
+        let batch = labels.get("batch").copied().unwrap_or("1");
         let bound = if *le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
         if !bound.is_nan() {
-            buckets.entry((*model).to_owned()).or_default().push((bound, value));
+            buckets.entry(((*model).to_owned(), batch.to_owned())).or_default().push((bound, value));
         }
     }
     buckets.values_mut().for_each(|points| points.sort_by(|a, b| a.0.total_cmp(&b.0)));
     buckets
+}
+
+/// Histograms with the same bounds added up.
+pub fn merged<'a>(histograms: impl Iterator<Item = &'a Vec<(f64, f64)>>) -> Vec<(f64, f64)> {
+    let mut total: Vec<(f64, f64)> = Vec::new();
+    for histogram in histograms {
+        for &(bound, count) in histogram {
+            match total.iter_mut().find(|(b, _)| *b == bound) {
+                Some(entry) => entry.1 += count,
+                None => total.push((bound, count)),
+            }
+        }
+    }
+    total.sort_by(|a, b| a.0.total_cmp(&b.0));
+    total
 }
 
 /// Workers per model (`capwatch_workers_alive`).
@@ -73,20 +95,44 @@ pub fn service_times(points: &[(f64, f64)]) -> Option<ServiceTimes> {
     ServiceTimes::from_histogram(&bounds, &counts)
 }
 
-/// Every model with captions observed in `exposition`, by name.
-pub fn measured(exposition: &str) -> Vec<Measured> {
+/// One model's measurements from its histograms (`buckets` as [`service_buckets`] gives them,
+/// or differences of two readings); `workers` as the server said.
+pub fn model_measured(
+    buckets: &BTreeMap<(String, String), Vec<(f64, f64)>>,
+    model: &str,
+    workers: usize,
+    max_batch: usize,
+) -> Option<Measured> {
+    let all = merged(buckets.iter().filter(|((m, _), _)| m == model).map(|(_, points)| points));
+    let service = service_times(&all)?;
+    let mut classes = Vec::new();
+    let mut per_class = Vec::new();
+    for (label, low, high) in BATCH_CLASSES {
+        let Some(points) = buckets.get(&(model.to_owned(), label.to_owned())) else { continue };
+        if let Some(times) = service_times(points) {
+            classes.push((low, high, times));
+            per_class.push((label, points.last().map_or(0.0, |p| p.1)));
+        }
+    }
+    Some(Measured {
+        model: model.to_owned(),
+        workers,
+        count: all.last()?.1,
+        batched: BatchedService::new(classes, max_batch)?,
+        per_class,
+        service,
+    })
+}
+
+/// Every model with captions observed in `exposition`, by name; workers batch up to
+/// `max_batch` waiting requests (the server's `max_batch_size`).
+pub fn measured(exposition: &str, max_batch: usize) -> Vec<Measured> {
     let workers = workers(exposition);
-    service_buckets(exposition)
+    let buckets = service_buckets(exposition);
+    let models: std::collections::BTreeSet<&String> = buckets.keys().map(|(model, _)| model).collect();
+    models
         .into_iter()
-        .filter_map(|(model, points)| {
-            let service = service_times(&points)?;
-            Some(Measured {
-                workers: workers.get(&model).copied().unwrap_or(0),
-                count: points.last()?.1,
-                model,
-                service,
-            })
-        })
+        .filter_map(|model| model_measured(&buckets, model, workers.get(model).copied().unwrap_or(0), max_batch))
         .collect()
 }
 
@@ -98,20 +144,29 @@ mod tests {
     #[test]
     fn the_service_histogram_and_workers_are_read_per_model() {
         let text = "# TYPE capwatch_caption_service_seconds histogram\n\
-            capwatch_caption_service_seconds_bucket{model=\"a\",le=\"0.01\"} 10\n\
-            capwatch_caption_service_seconds_bucket{model=\"a\",le=\"0.02\"} 40\n\
-            capwatch_caption_service_seconds_bucket{model=\"a\",le=\"+Inf\"} 40\n\
-            capwatch_caption_service_seconds_count{model=\"a\"} 40\n\
-            capwatch_caption_service_seconds_bucket{model=\"b\",le=\"0.01\"} 0\n\
-            capwatch_caption_service_seconds_bucket{model=\"b\",le=\"+Inf\"} 0\n\
+            capwatch_caption_service_seconds_bucket{model=\"a\",batch=\"1\",le=\"0.01\"} 10\n\
+            capwatch_caption_service_seconds_bucket{model=\"a\",batch=\"1\",le=\"0.02\"} 30\n\
+            capwatch_caption_service_seconds_bucket{model=\"a\",batch=\"1\",le=\"+Inf\"} 30\n\
+            capwatch_caption_service_seconds_count{model=\"a\",batch=\"1\"} 30\n\
+            capwatch_caption_service_seconds_bucket{model=\"a\",batch=\"3-4\",le=\"0.01\"} 0\n\
+            capwatch_caption_service_seconds_bucket{model=\"a\",batch=\"3-4\",le=\"0.02\"} 10\n\
+            capwatch_caption_service_seconds_bucket{model=\"a\",batch=\"3-4\",le=\"+Inf\"} 10\n\
+            capwatch_caption_service_seconds_bucket{model=\"b\",batch=\"1\",le=\"0.01\"} 0\n\
+            capwatch_caption_service_seconds_bucket{model=\"b\",batch=\"1\",le=\"+Inf\"} 0\n\
             capwatch_workers_alive{model=\"a\"} 2\n\
             capwatch_workers_alive{model=\"b\"} 1\n\
             # EOF\n";
-        let models = measured(text);
+        let models = measured(text, 8);
         assert_eq!(models.len(), 1, "b has no captions yet");
         let a = &models[0];
         assert_eq!((a.model.as_str(), a.workers, a.count), ("a", 2, 40.0));
+        assert_eq!(a.per_class, vec![("1", 30.0), ("3-4", 10.0)]);
         assert!((a.service.quantile(0.25) - 0.01).abs() < 1e-12);
         assert!((a.service.quantile(1.0) - 0.02).abs() < 1e-12);
+        // Alone: a third under 10 ms; in batches of 3-4: 10-20 ms; 2 was never measured: as alone.
+        assert!((a.batched.draw(1, 1.0 / 3.0) - 0.01).abs() < 1e-12);
+        assert!((a.batched.draw(4, 0.5) - 0.015).abs() < 1e-12);
+        assert_eq!(a.batched.for_batch(2), a.batched.for_batch(1));
+        assert_eq!(a.batched.max_batch, 4, "no batch larger than any measured");
     }
 }

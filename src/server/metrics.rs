@@ -64,6 +64,22 @@ pub struct VariantLabels {
     pub model: String,
 }
 
+/// A model variant and the size class of the batch a caption was made in.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BatchLabels {
+    pub model: String,
+    /// `1`, `2`, `3-4`, `5-8` or `9+` images captioned together.
+    pub batch: &'static str,
+}
+
+/// The batch-size classes of `capwatch_caption_service_seconds`: (label, smallest, largest).
+pub const BATCH_CLASSES: [(&str, usize, usize); 5] =
+    [("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-8", 5, 8), ("9+", 9, usize::MAX)];
+
+fn batch_class(batch_size: usize) -> &'static str {
+    BATCH_CLASSES.iter().find(|(_, low, high)| (*low..=*high).contains(&batch_size)).map_or("1", |(label, ..)| label)
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VariantStatusLabels {
     pub model: String,
@@ -122,8 +138,9 @@ pub struct Metrics {
     pub http_requests: Family<RouteStatusLabels, Counter>,
     pub http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub inference_stage_duration: Family<StageLabels, Histogram, fn() -> Histogram>,
-    /// A worker's time on one caption (decode to last token, the queue left out), by model.
-    pub caption_service: Family<VariantLabels, Histogram, fn() -> Histogram>,
+    /// A worker's time on one caption (decode to last token, the queue left out), by model and
+    /// the size class of the batch it was made in.
+    pub caption_service: Family<BatchLabels, Histogram, fn() -> Histogram>,
     pub generated_tokens: Family<VariantLabels, Counter>,
     pub batch_size: Family<VariantLabels, Histogram, fn() -> Histogram>,
     pub queue_depth: Family<VariantLabels, Gauge>,
@@ -176,10 +193,10 @@ impl Metrics {
             inference_stage_duration.clone(),
         );
         let caption_service =
-            Family::<VariantLabels, Histogram, fn() -> Histogram>::new_with_constructor(service_histogram);
+            Family::<BatchLabels, Histogram, fn() -> Histogram>::new_with_constructor(service_histogram);
         registry.register_with_unit(
             CAPTION_SERVICE,
-            "A worker's time on one caption: decode, preprocess, encoder, decoder (the queue left out), by model; what `capwatch plan` models",
+            "A worker's time on one caption: decode, preprocess, encoder, decoder (the queue left out), by model and batch size class (1, 2, 3-4, 5-8, 9+); what `capwatch plan` models",
             Unit::Seconds,
             caption_service.clone(),
         );
@@ -294,7 +311,8 @@ impl Metrics {
         }
         let labels = VariantLabels { model: model.to_owned() };
         let service = timings.total().saturating_sub(timings.queue);
-        self.caption_service.get_or_create(&labels).observe(service.as_secs_f64());
+        let batch = BatchLabels { model: model.to_owned(), batch: batch_class(batch_size) };
+        self.caption_service.get_or_create(&batch).observe(service.as_secs_f64());
         self.generated_tokens.get_or_create(&labels).inc_by(tokens as u64);
         self.batch_size.get_or_create(&labels).observe(batch_size as f64);
     }
