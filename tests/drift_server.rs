@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use capwatch::config::ServiceConfig;
-use common::{TestServer, encode, repo_path};
+use common::{TestServer, capwatch_cli, encode, repo_path};
 use serde_json::Value;
 
 /// A scene-like picture: a background and a coloured square somewhere on it.
@@ -135,39 +135,25 @@ async fn the_drift_command_freezes_and_reports() {
     let dir = scratch("cli");
     let reference = dir.join("reference.json");
     let server = TestServer::start(repo_path("models/default"), |c| drift_config(c, &reference)).await;
-    let cli = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
-                .args(args)
-                .current_dir(repo_path(""))
-                .output()
-                .unwrap();
-            (
-                output.status.code(),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
-        })
-    };
     let args = |what: &str| vec!["drift".to_owned(), what.to_owned(), "--url".to_owned(), server.url.clone()];
 
-    let (code, stdout, _) = cli(args("status")).await.unwrap();
+    let (code, stdout, _) = capwatch_cli(args("status")).await;
     assert_eq!(code, Some(2), "no reference yet: {stdout}");
     assert!(stdout.contains("reference: none yet"), "{stdout}");
-    let (code, _, stderr) = cli(args("baseline")).await.unwrap();
+    let (code, _, stderr) = capwatch_cli(args("baseline")).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("409") && stderr.contains("needs at least 30"), "{stderr}");
 
     for seed in 0..35 {
         send(&server, scene(seed, false), false).await;
     }
-    let (code, stdout, stderr) = cli(args("baseline")).await.unwrap();
+    let (code, stdout, stderr) = capwatch_cli(args("baseline")).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.starts_with("Froze a drift reference of 35 requests") && stdout.contains("saved to"), "{stdout}");
     for seed in 0..60 {
         send(&server, scene(seed, true), false).await;
     }
-    let (code, stdout, _) = cli(args("status")).await.unwrap();
+    let (code, stdout, _) = capwatch_cli(args("status")).await;
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("DRIFT DETECTED") && stdout.contains("brightness_mean"), "{stdout}");
 
@@ -189,7 +175,7 @@ async fn the_drift_command_freezes_and_reports() {
         "--config".to_owned(),
         config.display().to_string(),
     ];
-    let (code, stdout, _) = cli(monitor).await.unwrap();
+    let (code, stdout, _) = capwatch_cli(monitor).await;
     assert!(stdout.contains("🌊 Drift:") && stdout.contains("ALERT: drift ="), "{stdout}");
     assert!(code == Some(1) || code == Some(2), "a drift alert fired: {code:?}\n{stdout}");
     let records = common::read_records(&monitor_dir.join("logs"));
@@ -244,16 +230,6 @@ async fn generated_traffic_drifts_only_when_shifted() {
     }
 
     // The CLI: the same, with --expect; and it sends nowhere but loopback.
-    let cli = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch")).args(args).output().unwrap();
-            (
-                output.status.code(),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
-        })
-    };
     let args = |url: &str, shift: &str, expect: &str| -> Vec<String> {
         [
             "drift",
@@ -274,12 +250,12 @@ async fn generated_traffic_drifts_only_when_shifted() {
         .map(str::to_owned)
         .to_vec()
     };
-    let (code, stdout, stderr) = cli(args(&server.url, "dark", "drift")).await.unwrap();
+    let (code, stdout, stderr) = capwatch_cli(args(&server.url, "dark", "drift")).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("100 dark scenes sent: 100 answered, 0 failed; drift first detected after"), "{stdout}");
-    let (code, _, stderr) = cli(args(&server.url, "dark", "none")).await.unwrap();
+    let (code, _, stderr) = capwatch_cli(args(&server.url, "dark", "none")).await;
     assert_eq!(code, Some(1), "the window drifted, so `--expect none` fails: {stderr}");
-    let (code, _, stderr) = cli(args("http://192.0.2.1:8000", "stable", "none")).await.unwrap();
+    let (code, _, stderr) = capwatch_cli(args("http://192.0.2.1:8000", "stable", "none")).await;
     assert_eq!(code, Some(2));
     assert!(stderr.contains("only sends to this machine"), "{stderr}");
     server.stop().await.unwrap();

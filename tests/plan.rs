@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, repo_path};
+use common::{TestServer, capwatch_cli, repo_path};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_reads_the_measured_service_times_and_plans_replicas() {
@@ -27,21 +27,11 @@ async fn plan_reads_the_measured_service_times_and_plans_replicas() {
     let mean_s = measured[0].service.mean();
     assert!(mean_s > 0.0 && mean_s < 1.0, "{mean_s}");
 
-    let cli = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch")).args(args).output().unwrap();
-            (
-                output.status.code(),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
-        })
-    };
     let args = |extra: &[&str]| -> Vec<String> {
         ["plan", "--url", server.url.as_str()].iter().chain(extra).map(|s| (*s).to_owned()).collect()
     };
     // Two captions a second need one replica of one worker; 2,000 a second need several.
-    let (code, stdout, stderr) = cli(args(&["--rate", "2", "--p95-ms", "2000"])).await.unwrap();
+    let (code, stdout, stderr) = capwatch_cli(args(&["--rate", "2", "--p95-ms", "2000"])).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("model default, 1 workers, 40 captions"), "{stdout}");
     assert!(stdout.contains("| 2 | 1 × 1 |") && stdout.contains("Captions by batch size: 1: 40"), "{stdout}");
@@ -50,10 +40,10 @@ async fn plan_reads_the_measured_service_times_and_plans_replicas() {
     assert!(replicas as f64 >= 2000.0 * mean_s, "{row} (mean service {mean_s} s)");
 
     // A target under the service time itself, and a model the server does not have.
-    let (code, _, stderr) = cli(args(&["--rate", "2", "--p95-ms", "0.001"])).await.unwrap();
+    let (code, _, stderr) = capwatch_cli(args(&["--rate", "2", "--p95-ms", "0.001"])).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("below the measured P95 service time"), "{stderr}");
-    let (code, _, stderr) = cli(args(&["--rate", "2", "--p95-ms", "100", "--model", "nope"])).await.unwrap();
+    let (code, _, stderr) = capwatch_cli(args(&["--rate", "2", "--p95-ms", "100", "--model", "nope"])).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no measured service times for model `nope`"), "{stderr}");
     server.stop().await.unwrap();

@@ -104,19 +104,9 @@ pub fn plan(
             low = middle + 1;
         }
     }
-    let simulated = meets(high).ok_or(PlanError::TooManyReplicas { max: max_replicas })?;
-    let per_replica = rate_per_s / high as f64;
-    Ok(Planned {
-        rate_per_s,
-        replicas: high,
-        workers_per_replica: workers,
-        p50_s: simulated.p50_s,
-        p95_s: simulated.p95_s,
-        p99_s: simulated.p99_s,
-        utilisation: simulated.utilisation,
-        mean_batch: simulated.mean_batch,
-        mmc_p95_s: mmc_p95(service, workers, per_replica),
-    })
+    let one =
+        predict(service, workers, rate_per_s / high as f64).ok_or(PlanError::TooManyReplicas { max: max_replicas })?;
+    Ok(Planned { rate_per_s, replicas: high, ..one })
 }
 
 /// What one replica of `workers` workers does at `rate_per_s` (for checking a model against

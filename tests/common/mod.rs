@@ -33,6 +33,25 @@ pub fn python() -> std::process::Command {
     command
 }
 
+/// Runs the capwatch binary with `args` from the repository root, off the async workers: its
+/// exit code, stdout and stderr.
+pub async fn capwatch_cli(args: Vec<String>) -> (Option<i32>, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
+            .args(args)
+            .current_dir(repo_path(""))
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 pub fn fixture(relative: &str) -> PathBuf {
     repo_path("tests/fixtures").join(relative)
 }
