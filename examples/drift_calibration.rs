@@ -15,9 +15,12 @@
 //! Results: `.tmp/drift-calibration/results.md` and `.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use capwatch::config::ServiceConfig;
 use capwatch::drift::profile::RequestProfile;
@@ -25,6 +28,7 @@ use capwatch::drift::report::{DRIFT_SHARE, compare};
 use capwatch::drift::scenes::Shift;
 use capwatch::drift::traffic::{TrafficPlan, send};
 use capwatch::server::drift::Reference;
+use support::LocalServer;
 
 struct Args {
     windows: usize,
@@ -80,16 +84,9 @@ async fn main() {
     config.drift.window_requests = std::num::NonZeroUsize::new(args.window).unwrap();
     config.drift.reference = Some(reference_path.clone());
     let _ = std::fs::remove_file(&reference_path);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(capwatch::server::run(config, listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = LocalServer::start(config).await;
+    let url = server.url.clone();
     let client = reqwest::Client::new();
-    while !client.get(format!("{url}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // 1. Stable windows through the server.
     let started = Instant::now();
@@ -157,8 +154,7 @@ async fn main() {
             "drifted_at_end": outcome.checks.last().map(|c| c.drifted.clone()),
         }));
     }
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 
     let rate = alarms as f64 / pairs.max(1) as f64;
     // The fewest drifted features whose measured rate is within the budget.

@@ -11,12 +11,16 @@
 //! The images are the drift traffic generator's scenes. Results: `.tmp/plan-validation/results.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use capwatch::config::ServiceConfig;
 use capwatch::drift::scenes::{Shift, encoded};
 use std::collections::BTreeMap;
+use support::LocalServer;
 
 use capwatch::plan::predict;
 use capwatch::plan::queueing::BatchedService;
@@ -79,16 +83,9 @@ async fn main() {
     std::fs::create_dir_all(&out).unwrap();
     let mut config = ServiceConfig { model_dir: PathBuf::from("models/default"), port: 0, ..ServiceConfig::default() };
     config.workers = std::num::NonZeroUsize::new(workers);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(capwatch::server::run(config, listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = LocalServer::start(config).await;
+    let url = server.url.clone();
     let client = reqwest::Client::new();
-    while !client.get(format!("{url}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let images: Vec<(Vec<u8>, &str)> = (0..200).map(|i| encoded(77, i, Shift::Stable).unwrap()).collect();
     let send = |index: usize| {
         let (client, url) = (client.clone(), format!("{url}/caption"));
@@ -167,8 +164,7 @@ async fn main() {
         eprint!("{row}");
         md.push_str(&row);
     }
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
     print!("{md}");
     std::fs::write(out.join("results.md"), &md).unwrap();
 }

@@ -192,7 +192,7 @@ fn drift(command: &capwatch::cli::DriftCommand) -> ExitCode {
     match command {
         DriftCommand::Traffic(args) => runtime.block_on(drift_traffic(args)),
         DriftCommand::Baseline { url } => {
-            let body = match runtime.block_on(drift_call(client.post(format!("{}/drift/baseline", base(url))), url)) {
+            let body = match runtime.block_on(http_call(client.post(format!("{}/drift/baseline", base(url))), url)) {
                 Ok(body) => body,
                 Err(code) => return code,
             };
@@ -212,7 +212,7 @@ fn drift(command: &capwatch::cli::DriftCommand) -> ExitCode {
             }
         }
         DriftCommand::Status { url } => {
-            let body = match runtime.block_on(drift_call(client.get(format!("{}/drift", base(url))), url)) {
+            let body = match runtime.block_on(http_call(client.get(format!("{}/drift", base(url))), url)) {
                 Ok(body) => body,
                 Err(code) => return code,
             };
@@ -234,8 +234,8 @@ fn drift(command: &capwatch::cli::DriftCommand) -> ExitCode {
     }
 }
 
-/// Sends one drift request; the body of a 2xx answer, else the error printed and exit code 1.
-async fn drift_call(request: reqwest::RequestBuilder, url: &str) -> Result<String, ExitCode> {
+/// Sends one request (drift, plan); the body of a 2xx answer, else the error printed and exit code 1.
+async fn http_call(request: reqwest::RequestBuilder, url: &str) -> Result<String, ExitCode> {
     let answer = async {
         let response = request.timeout(std::time::Duration::from_secs(30)).send().await?;
         let status = response.status();
@@ -274,12 +274,16 @@ fn plan(args: &capwatch::cli::PlanArgs) -> ExitCode {
         },
         None => {
             let url = format!("{}/metrics", args.url.trim_end_matches('/'));
-            match fetch_text(&url) {
-                Ok(text) => (url, text),
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
                 Err(err) => {
-                    eprintln!("error: cannot read {url}: {err}");
+                    eprintln!("error: cannot start the async runtime: {err}");
                     return ExitCode::FAILURE;
                 }
+            };
+            match runtime.block_on(http_call(reqwest::Client::new().get(&url), &url)) {
+                Ok(text) => (url, text),
+                Err(code) => return code,
             }
         }
     };
@@ -346,24 +350,6 @@ fn plan(args: &capwatch::cli::PlanArgs) -> ExitCode {
         }
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
-}
-
-/// GET `url`'s body (a 2xx answer), on a runtime of its own.
-fn fetch_text(url: &str) -> Result<String, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(url)
-            .timeout(std::time::Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("answered {status}"));
-        }
-        response.text().await.map_err(|e| e.to_string())
-    })
 }
 
 /// `capwatch drift traffic`: scenes to a local server, with a line per drift check.
