@@ -207,9 +207,10 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MonitorArgs {
-    /// Base URL of the running server, e.g. http://127.0.0.1:8000
+    /// Base URL of a running server, e.g. http://127.0.0.1:8000; repeat it to watch several
+    /// instances on one dashboard (none: the config's `monitoring.targets`).
     #[arg(long)]
-    pub url: String,
+    pub url: Vec<String>,
     /// Config file (YAML).
     #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use capwatch::cli::{Cli, Command, DrillArgs, Export, ExportArgs, MonitorArgs, RunArgs, ServeArgs};
 use capwatch::config::Config;
-use capwatch::dash::app::{self, StopAfter, Target};
+use capwatch::dash::app::{self, StopAfter, Target, Watched};
 use capwatch::dash::console::Mode;
 use capwatch::dash::supervisor::ServeCommand;
 use capwatch::{server, shutdown, telemetry};
@@ -566,7 +566,14 @@ fn monitor(args: &MonitorArgs) -> ExitCode {
     if args.chaos {
         config.service.chaos = true;
     }
-    run_monitor(&args.run, config, Target::Url(args.url.clone()))
+    let watched = match Watched::resolve(&args.url, &config.monitoring.targets) {
+        Ok(watched) => watched,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    run_monitor(&args.run, config, Target::Urls(watched))
 }
 
 fn run_monitor(run: &RunArgs, mut config: Config, target: Target) -> ExitCode {

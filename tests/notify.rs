@@ -198,7 +198,7 @@ fn alert_test_reports_what_each_sink_answered() {
 }
 
 fn alert(rule: RuleKind, severity: Severity, transition: AlertTransition) -> AlertEvent {
-    AlertEvent { rule, severity, transition, value: 1.0, threshold: 1.0 }
+    AlertEvent { rule, severity, transition, value: 1.0, threshold: 1.0, instance: None }
 }
 
 async fn next_report(reports_rx: &mut tokio::sync::mpsc::Receiver<DeliveryReport>) -> DeliveryReport {

@@ -205,6 +205,43 @@ tests:
         exp_alerts: []
 "#;
 
+/// One dashboard (`instance="dash"`) watching two servers (`target` label): only the failing
+/// one alerts, and the alert names it.
+const TARGET_RULE_TESTS: &str = r#"
+rule_files: [capwatch_rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'capwatch_monitor_probes_total{job="capwatch",instance="dash",target="gpu-1:8000",probe="caption",outcome="success"}'
+        values: '0+1x20'
+      - series: 'capwatch_monitor_probes_total{job="capwatch",instance="dash",target="gpu-1:8000",probe="caption",outcome="timeout"}'
+        values: '0+1x20'
+      - series: 'capwatch_monitor_probes_total{job="capwatch",instance="dash",target="gpu-2:8000",probe="caption",outcome="success"}'
+        values: '0+2x20'
+      - series: 'capwatch_monitor_probes_total{job="capwatch",instance="dash",target="gpu-2:8000",probe="caption",outcome="timeout"}'
+        values: '0+0x20'
+      - series: 'capwatch_monitor_consecutive_health_failures{job="capwatch",instance="dash",target="gpu-1:8000"}'
+        values: '0x20'
+      - series: 'capwatch_monitor_consecutive_health_failures{job="capwatch",instance="dash",target="gpu-2:8000"}'
+        values: '3x20'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: CapwatchErrorRateHigh
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: error_rate, job: capwatch, instance: dash, target: "gpu-1:8000"}
+            exp_annotations: {summary: "capwatch inference tests are failing (warning)", description: "50.0 % of inference tests failed over 5m (threshold 10 %) on dash."}
+          - exp_labels: {severity: critical, service: capwatch, rule: error_rate, job: capwatch, instance: dash, target: "gpu-1:8000"}
+            exp_annotations: {summary: "capwatch inference tests are failing (critical)", description: "50.0 % of inference tests failed over 5m (threshold 25 %) on dash."}
+      - eval_time: 10m
+        alertname: CapwatchHealthCheckFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, service: capwatch, rule: health_down, job: capwatch, instance: dash, target: "gpu-2:8000"}
+            exp_annotations: {summary: "capwatch health checks fail (warning)", description: "3 health checks failed in a row (threshold 1) on dash."}
+          - exp_labels: {severity: critical, service: capwatch, rule: health_down, job: capwatch, instance: dash, target: "gpu-2:8000"}
+            exp_annotations: {summary: "capwatch health checks fail (critical)", description: "3 health checks failed in a row (threshold 3) on dash."}
+"#;
+
 #[test]
 fn exported_rules_pass_promtool_check_and_fire_at_the_configured_thresholds() {
     let dir = scratch("rules");
@@ -213,6 +250,8 @@ fn exported_rules_pass_promtool_check_and_fire_at_the_configured_thresholds() {
     run_promtool(&["check", "rules", "capwatch_rules.yml"], &dir);
     std::fs::write(dir.join("rules_test.yml"), RULE_TESTS).unwrap();
     run_promtool(&["test", "rules", "rules_test.yml"], &dir);
+    std::fs::write(dir.join("target_rules_test.yml"), TARGET_RULE_TESTS).unwrap();
+    run_promtool(&["test", "rules", "target_rules_test.yml"], &dir);
 
     // Structure: every rule has a severity label, a `for:`, and a description.
     let file: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&rules).unwrap()).unwrap();
@@ -265,7 +304,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 /// The dashboard's exposition after a probe, a health check and a cycle went through the
 /// real `update`, plus one alert.
 fn dashboard_exposition(config: &Config) -> String {
-    let metrics = DashMetrics::new(config, &["slack".to_owned()]);
+    let metrics = DashMetrics::new(config, &["slack".to_owned()], &["local".to_owned()]);
     let now = tokio::time::Instant::now();
     let mut state = DashState::new(config, true, Stop::default(), now);
     let probe = |variant: Option<&str>| {
@@ -298,17 +337,21 @@ fn dashboard_exposition(config: &Config) -> String {
     for event in events {
         for effect in update(&mut state, event, Clock::read()) {
             if let Effect::Metric(metric) = effect {
-                metrics.apply(&metric);
+                metrics.apply("local", &metric);
             }
         }
     }
-    metrics.apply(&MetricUpdate::Alert(AlertEvent {
-        rule: RuleKind::P95Latency,
-        severity: Severity::Warning,
-        transition: AlertTransition::Fired,
-        value: 1.0,
-        threshold: 1.0,
-    }));
+    metrics.apply(
+        "local",
+        &MetricUpdate::Alert(AlertEvent {
+            rule: RuleKind::P95Latency,
+            severity: Severity::Warning,
+            transition: AlertTransition::Fired,
+            value: 1.0,
+            threshold: 1.0,
+            instance: None,
+        }),
+    );
     metrics.encode().unwrap()
 }
 

@@ -51,9 +51,19 @@ impl Pty {
         config: &std::path::Path,
         env: &[(&str, &str)],
     ) -> (Self, Box<dyn portable_pty::Child + Send + Sync>, Box<dyn Write + Send>) {
+        Self::start_with(&[], config, env)
+    }
+
+    /// [`Pty::start`] with `args` before `--config`.
+    fn start_with(
+        args: &[&str],
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> (Self, Box<dyn portable_pty::Child + Send + Sync>, Box<dyn Write + Send>) {
         let pair =
             native_pty_system().openpty(PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_capwatch"));
+        command.args(args);
         command.args(["--config", config.to_str().unwrap()]);
         command.cwd(repo_path(""));
         command.env("TERM", "xterm-256color");
@@ -274,5 +284,42 @@ fn two_model_variants_get_the_ab_pane() {
     assert!(records.iter().any(|r| r["type"] == "ab" && r["b"]["name"] == "canary"), "no ab record");
     let summary = common::session_summary(&dir.join("logs"));
     assert_eq!(summary["ab"][0]["a"]["name"], "base", "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `monitor --url A --url B` in a real terminal: the instances pane lists both, Tab moves
+/// the panes to the other instance, `q` quits and the summary breaks down by instance.
+#[test]
+fn two_instances_share_one_dashboard_and_tab_moves_the_focus() {
+    let (_first, first_url, _first_log) = common::spawn_server(&repo_path("models/default"), &[]);
+    let (_second, second_url, _second_log) = common::spawn_server(&repo_path("models/default"), &[]);
+    common::wait_ready(&first_url);
+    common::wait_ready(&second_url);
+    let (dir, config) = common::monitor_config(
+        "tui-instances",
+        &[
+            ("health_interval_s: 30", "health_interval_s: 0.5"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.3"),
+            ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),
+        ],
+    );
+    let name = |url: &str| url.trim_start_matches("http://").to_owned();
+    let (first, second) = (name(&first_url), name(&second_url));
+    let args = ["monitor", "--url", first_url.as_str(), "--url", second_url.as_str()];
+    let (pty, mut child, mut keys) = Pty::start_with(&args, &config, &[]);
+    let header = |instance: &str| format!("capwatch · {instance}");
+    pty.wait_for("the instances pane with both, the first one focused and captioning", |s| {
+        s.contains("Instances (2)") && s.contains(&header(&first)) && s.contains(&second) && s.contains("HEALTHY")
+    });
+    keys.write_all(b"\t").unwrap();
+    let screen = pty.wait_for("the second instance in the panes", |s| s.contains(&header(&second)));
+    let marked = screen.lines().find(|line| line.contains('▶')).unwrap_or_default().to_owned();
+    assert!(marked.contains(&second), "{screen}");
+    let status = quit(&pty, &mut child, &mut keys);
+    assert_eq!(status.exit_code(), exit_code_for_summary(&dir.join("logs")), "{}", pty.screen());
+    let summary = common::session_summary(&dir.join("logs"));
+    let names: Vec<&str> =
+        summary["instances"].as_array().unwrap().iter().map(|i| i["instance"].as_str().unwrap()).collect();
+    assert_eq!(names, [first.as_str(), second.as_str()], "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub use alerts::{AlertsConfig, DeliveryConfig, MinSeverity, SinkConfig, SinkKind, SinkTarget, Sinks};
 pub use monitor::{
     AbWorseLevel, HeaderFromEnv, HealthMethod, Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig,
-    RestartConfig, ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload,
+    RestartConfig, ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload, WatchTarget,
 };
 pub use service::{DriftConfig, ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute};
 

@@ -26,6 +26,19 @@ pub struct MonitoringConfig {
     pub startup_timeout_s: Seconds,
     /// How to talk to the service: its probe contract (a preset, and overrides).
     pub service: ServiceContractConfig,
+    /// The instances `capwatch monitor` watches when no `--url` is given: several replicas
+    /// of one service on one dashboard.
+    pub targets: Vec<WatchTarget>,
+}
+
+/// One instance to watch: `{url: http://10.0.0.5:8000, name: gpu-1}` (name: the URL's host
+/// and port when left out).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchTarget {
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// `monitoring.service:` — the probe contract of the watched service. A preset gives every
@@ -112,6 +125,7 @@ impl Default for MonitoringConfig {
             window_s: secs(300),
             startup_timeout_s: secs(60),
             service: ServiceContractConfig::default(),
+            targets: Vec::new(),
         }
     }
 }

@@ -23,6 +23,7 @@ use super::contract::{ContractError, ProbeContract};
 use super::drill::Conductor;
 use super::event::{Event, ShutdownReason};
 use super::executor::{Executor, Flow};
+use super::fleet::Fleet;
 use super::metrics::DashMetrics;
 use super::probe_loops::{self, drift_loop, health_loop, inference_loop};
 use super::prober::{ProbeImage, Prober};
@@ -31,7 +32,6 @@ use super::state::{DashState, Stop};
 use super::summary::SessionSummary;
 use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
 use super::tui::{self, TerminalGuard};
-use super::update::update;
 use crate::clock::Clock;
 use crate::config::{Config, ServicePreset};
 use crate::notify::{Notifier, NotifyError, Sink};
@@ -55,6 +55,8 @@ pub enum MonitorError {
     },
     #[error("the config's quality section lists no test images")]
     NoTestImages,
+    #[error("no server to watch")]
+    NothingToWatch,
     #[error(transparent)]
     Notify(#[from] NotifyError),
     #[error(transparent)]
@@ -83,8 +85,53 @@ impl MonitorError {
 pub enum Target {
     /// Launch and supervise this server command.
     Child(ServeCommand),
-    /// Watch a server that is already running.
-    Url(String),
+    /// Watch servers that are already running (several: one dashboard for all of them).
+    Urls(Vec<Watched>),
+}
+
+/// One server to watch and the name it goes by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    pub name: String,
+    pub url: String,
+}
+
+impl Watched {
+    /// The instances to watch: `urls` from the command line, or else the config's
+    /// `monitoring.targets`. Named by the config, or by the URL's host and port; names and
+    /// URLs must be unique.
+    pub fn resolve(urls: &[String], targets: &[crate::config::WatchTarget]) -> Result<Vec<Self>, String> {
+        let wanted: Vec<(Option<String>, String)> = if urls.is_empty() {
+            targets.iter().map(|target| (target.name.clone(), target.url.clone())).collect()
+        } else {
+            urls.iter().map(|url| (None, url.clone())).collect()
+        };
+        if wanted.is_empty() {
+            return Err("nothing to watch: give --url (repeat it for several instances) or list \
+                        monitoring.targets in the config"
+                .to_owned());
+        }
+        let mut watched: Vec<Self> = Vec::new();
+        for (name, url) in wanted {
+            let parsed = reqwest::Url::parse(&url).map_err(|err| format!("bad URL {url:?}: {err}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(format!("bad URL {url:?}: expected http://HOST:PORT"));
+            }
+            let url = url.trim_end_matches('/').to_owned();
+            let name = name.unwrap_or_else(|| {
+                let host = parsed.host_str().unwrap_or_default();
+                parsed.port_or_known_default().map_or_else(|| host.to_owned(), |port| format!("{host}:{port}"))
+            });
+            if watched.iter().any(|other| other.url == url) {
+                return Err(format!("{url} is listed twice"));
+            }
+            if watched.iter().any(|other| other.name == name) {
+                return Err(format!("two instances are named {name:?}: give them names (monitoring.targets)"));
+            }
+            watched.push(Self { name, url });
+        }
+        Ok(watched)
+    }
 }
 
 /// When to stop on its own.
@@ -151,7 +198,8 @@ pub async fn run_with(
     // capwatch's own child always speaks capwatch; another service, its configured contract.
     let contract = match &target {
         Target::Child(_) => ProbeContract::preset(ServicePreset::Capwatch),
-        Target::Url(_) => ProbeContract::resolve(&config.monitoring.service, &|var| std::env::var(var).ok())?,
+        Target::Urls(watched) if watched.is_empty() => return Err(MonitorError::NothingToWatch),
+        Target::Urls(_) => ProbeContract::resolve(&config.monitoring.service, &|var| std::env::var(var).ok())?,
     };
     let metrics_listener = match &config.prometheus.listen {
         Some(address) => Some(
@@ -166,34 +214,49 @@ pub async fn run_with(
         .map_err(|source| MonitorError::MetricsFile { path: metrics_path.clone(), source })?;
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let notifier = Notifier::start(sinks, &config.alerts, &config.service.model_name(), events_tx.clone())?;
-    let metrics = Arc::new(DashMetrics::new(&config, &notifier.sink_names()));
 
     let started = Clock::read();
     let supervised = matches!(target, Target::Child(_));
-    let mut state = DashState::new(
-        &config,
-        supervised,
-        Stop { cycles: stop_after.cycles, interactive: mode == Mode::Tui },
-        started.now,
-    );
-    state.settings.service_shape.clone_from(&contract.shape);
-    // Faults go only to capwatch servers (another service has no /chaos to poll).
-    state.settings.chaos &= supervised || contract.shape == ServicePreset::Capwatch.name();
-    let (probes, controls) = probe_loops::controls();
+    let stop = Stop { cycles: stop_after.cycles, interactive: mode == Mode::Tui };
+    let watched = match &target {
+        Target::Child(_) => vec![Watched { name: "local".to_owned(), url: String::new() }],
+        Target::Urls(watched) => watched.clone(),
+    };
+    let several = watched.len() > 1;
+    let new_state = |name: &str| {
+        let mut state = DashState::new(&config, supervised, stop, started.now);
+        state.settings.service_shape.clone_from(&contract.shape);
+        // Faults go only to capwatch servers (another service has no /chaos to poll), and
+        // only with one instance (the fault menu acts on the one server shown).
+        state.settings.chaos &= (supervised || contract.shape == ServicePreset::Capwatch.name()) && !several;
+        state.settings.instance = several.then(|| name.to_owned());
+        state
+    };
+    let mut fleet = Fleet::new(new_state(&watched[0].name), watched[1..].iter().map(|w| new_state(&w.name)).collect());
+    let names: Vec<String> = watched.iter().map(|w| w.name.clone()).collect();
+    let metrics = Arc::new(DashMetrics::new(&config, &notifier.sink_names(), &names));
     let (supervisor_tx, supervisor_rx) = mpsc::channel::<SupervisorCommand>(8);
+    let mut all_controls = Vec::new();
+    let mut probes = Vec::new();
+    for _ in &watched {
+        let (handles, controls) = probe_loops::controls();
+        probes.push(handles);
+        all_controls.push(controls);
+    }
     let mut executor = Executor {
         records,
         metrics: Arc::clone(&metrics),
         console: Console { mode },
         probes,
+        names,
         notifier: Some(notifier),
         supervisor_tx: supervised.then(|| supervisor_tx.clone()),
         chaos: ChaosClient::new(),
         events_tx: events_tx.clone(),
     };
-    let apply = |state: &mut DashState, executor: &mut Executor, event: Event| {
+    let apply = |fleet: &mut Fleet, executor: &mut Executor, event: Event| {
         let clock = Clock::read();
-        let effects = update(state, event, clock);
+        let effects = fleet.update(event, clock);
         (executor.execute(effects, &clock), clock)
     };
 
@@ -202,7 +265,7 @@ pub async fn run_with(
     if let Some(listener) = metrics_listener {
         let address = listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
         apply(
-            &mut state,
+            &mut fleet,
             &mut executor,
             Event::Note { message: format!("📈 Dashboard metrics at http://{address}/metrics") },
         );
@@ -213,7 +276,12 @@ pub async fn run_with(
         });
     }
     for name in executor.notifier.as_ref().map(Notifier::sink_names).unwrap_or_default() {
-        apply(&mut state, &mut executor, Event::Note { message: format!("📣 Alert notifications go to {name}") });
+        apply(&mut fleet, &mut executor, Event::Note { message: format!("📣 Alert notifications go to {name}") });
+    }
+    if several {
+        let list: Vec<String> = watched.iter().map(|w| format!("{} ({})", w.name, w.url)).collect();
+        let message = format!("🛰 Watching {} instances: {}", watched.len(), list.join(", "));
+        apply(&mut fleet, &mut executor, Event::Note { message });
     }
     let supervisor_task = match target {
         Target::Child(command) => Some(tokio::spawn(supervisor::run(
@@ -222,30 +290,43 @@ pub async fn run_with(
             events_tx.clone(),
             supervisor_rx,
         ))),
-        Target::Url(url) => {
+        Target::Urls(_) => {
             drop(supervisor_rx);
-            let url = url.trim_end_matches('/').to_owned();
-            apply(&mut state, &mut executor, Event::Attach { url });
+            for (instance, w) in watched.iter().enumerate() {
+                let event = Box::new(Event::Attach { url: w.url.clone() });
+                apply(&mut fleet, &mut executor, Event::Of { instance, event });
+            }
             None
         }
     };
     let prober = Prober::new(config.monitoring.probe_timeout_s.0, contract);
     let monitoring = &config.monitoring;
-    tasks.spawn(health_loop(prober.clone(), monitoring.health_interval_s.0, controls.clone(), events_tx.clone()));
-    // Only capwatch's own server has `/drift`; checked as often as its health.
-    if state.settings.service_shape == "capwatch" {
-        tasks.spawn(drift_loop(prober.clone(), monitoring.health_interval_s.0, controls.clone(), events_tx.clone()));
+    let probes_drift = fleet.first().settings.service_shape == "capwatch";
+    for (instance, controls) in all_controls.into_iter().enumerate() {
+        // Each instance's loops run on their own: one that hangs never stalls the others.
+        let instance_tx = if several { tagging(instance, events_tx.clone(), &mut tasks) } else { events_tx.clone() };
+        tasks.spawn(health_loop(prober.clone(), monitoring.health_interval_s.0, controls.clone(), instance_tx.clone()));
+        // Only capwatch's own server has `/drift`; checked as often as its health.
+        if probes_drift {
+            tasks.spawn(drift_loop(
+                prober.clone(),
+                monitoring.health_interval_s.0,
+                controls.clone(),
+                instance_tx.clone(),
+            ));
+        }
+        tasks.spawn(inference_loop(
+            prober.clone(),
+            monitoring.inference_interval_s.0,
+            monitoring.tests_per_cycle.get(),
+            images.clone(),
+            controls,
+            instance_tx,
+        ));
     }
-    tasks.spawn(inference_loop(
-        prober,
-        monitoring.inference_interval_s.0,
-        monitoring.tests_per_cycle.get(),
-        images,
-        controls,
-        events_tx.clone(),
-    ));
-    if state.settings.chaos {
-        tasks.spawn(chaos_client::poll_loop(executor.chaos.clone(), executor.probes.watch_target(), events_tx.clone()));
+    if fleet.first().settings.chaos {
+        let target_rx = executor.probes[0].watch_target();
+        tasks.spawn(chaos_client::poll_loop(executor.chaos.clone(), target_rx, events_tx.clone()));
     }
     tasks.spawn(ticks(if mode == Mode::Tui { TICK_TUI } else { TICK_HEADLESS }, events_tx.clone()));
     let shutdown_tx = events_tx.clone();
@@ -275,17 +356,19 @@ pub async fn run_with(
     while let Some(event) = events_rx.recv().await {
         let redraw = matches!(event, Event::Tick | Event::Input(_));
         let (flow, clock) = match conductor.as_deref_mut() {
-            None => apply(&mut state, &mut executor, event),
+            None => apply(&mut fleet, &mut executor, event),
             Some(conductor) => {
+                // A drill rehearses capwatch's own child: one instance.
                 let clock = Clock::read();
-                let mut effects = update(&mut state, event.clone(), clock);
-                let own = conductor.observe(&event, &effects, &state, clock);
-                effects.extend(own);
+                let mut effects = fleet.update(event.clone(), clock);
+                let plain: Vec<_> = effects.iter().map(|(_, effect)| effect.clone()).collect();
+                let own = conductor.observe(&event, &plain, fleet.first(), clock);
+                effects.extend(own.into_iter().map(|effect| (Some(0), effect)));
                 (executor.execute(effects, &clock), clock)
             }
         };
         if redraw && let Some(screen) = &mut screen {
-            screen.draw(&state, clock);
+            screen.draw(&fleet, clock);
         }
         if flow == Flow::Quit {
             break;
@@ -304,7 +387,7 @@ pub async fn run_with(
             while let Some(event) = events_rx.recv().await {
                 let stopped = matches!(event, Event::Server(ServerEvent::Stopped));
                 if matches!(event, Event::Server(_) | Event::Notification(_)) {
-                    apply(&mut state, &mut executor, event);
+                    apply(&mut fleet, &mut executor, event);
                 }
                 if stopped {
                     break;
@@ -330,7 +413,7 @@ pub async fn run_with(
                 () = &mut sent => break,
                 Some(event) = events_rx.recv() => {
                     if matches!(event, Event::Notification(_)) {
-                        apply(&mut state, &mut executor, event);
+                        apply(&mut fleet, &mut executor, event);
                     }
                 }
             }
@@ -338,14 +421,16 @@ pub async fn run_with(
     }
     while let Ok(event) = events_rx.try_recv() {
         if matches!(event, Event::Notification(_)) {
-            apply(&mut state, &mut executor, event);
+            apply(&mut fleet, &mut executor, event);
         }
     }
 
     if let Err(err) = executor.records.sync() {
         tracing::error!(error = %err, "cannot sync the metrics file");
     }
-    let summary = SessionSummary::from_state(&state, &started, &Clock::read());
+    let wrong_shape = fleet.instances().iter().find_map(|state| state.wrong_shape.clone());
+    let states = fleet.into_instances();
+    let summary = SessionSummary::from_states(&states, &started, &Clock::read());
     let summary_paths = match summary.write(&config.logs.dir) {
         Ok(paths) => Some(paths),
         Err(err) => {
@@ -353,14 +438,28 @@ pub async fn run_with(
             None
         }
     };
-    let worst = if state.criticals_fired > 0 {
+    let worst = if states.iter().any(|state| state.criticals_fired > 0) {
         Severity::Critical
-    } else if state.warnings_fired > 0 {
+    } else if states.iter().any(|state| state.warnings_fired > 0) {
         Severity::Warning
     } else {
         Severity::Ok
     };
-    Ok(SessionEnd { summary, summary_paths, worst, wrong_shape: state.wrong_shape.clone() })
+    Ok(SessionEnd { summary, summary_paths, worst, wrong_shape })
+}
+
+/// A sender for one instance's producers: what they send reaches the loop as
+/// [`Event::Of`] that instance (a forwarding task, tracked in `tasks`).
+fn tagging(instance: usize, events_tx: mpsc::Sender<Event>, tasks: &mut JoinSet<()>) -> mpsc::Sender<Event> {
+    let (instance_tx, mut instance_rx) = mpsc::channel::<Event>(16);
+    tasks.spawn(async move {
+        while let Some(event) = instance_rx.recv().await {
+            if events_tx.send(Event::Of { instance, event: Box::new(event) }).await.is_err() {
+                return;
+            }
+        }
+    });
+    instance_tx
 }
 
 /// A tick every `interval`; skipped while the loop is behind.

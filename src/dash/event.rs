@@ -35,6 +35,12 @@ pub enum Event {
     Drift(Box<crate::server::drift::DriftStatus>),
     /// Stop monitoring.
     Shutdown(ShutdownReason),
+    /// An event about one of several watched instances (by position in the fleet); events
+    /// not wrapped are about the first (the only one, unless several are watched).
+    Of {
+        instance: usize,
+        event: Box<Event>,
+    },
 }
 
 impl From<ServerEvent> for Event {
@@ -90,6 +96,9 @@ pub enum Input {
     Choose(usize),
     /// End every injected fault (in the fault menu).
     ClearFaults,
+    /// Show the next (or previous) watched instance in the panes, when several are watched.
+    FocusNext,
+    FocusPrevious,
 }
 
 /// Lines one PgUp / PgDn moves the alert log.
@@ -113,6 +122,8 @@ pub fn key_to_input(key: crossterm::event::KeyEvent) -> Option<Input> {
         KeyCode::Char('x') => Input::ClearFaults,
         KeyCode::Char(digit @ '1'..='9') => Input::Choose(usize::from(digit as u8 - b'0')),
         KeyCode::Esc => Input::CloseHelp,
+        KeyCode::Tab => Input::FocusNext,
+        KeyCode::BackTab => Input::FocusPrevious,
         KeyCode::Up => Input::ScrollAlerts(1),
         KeyCode::Down => Input::ScrollAlerts(-1),
         KeyCode::PageUp => Input::ScrollAlerts(ALERT_PAGE),
@@ -145,6 +156,8 @@ mod tests {
         assert_eq!(key_to_input(key(KeyCode::Char('3'))), Some(Input::Choose(3)));
         assert_eq!(key_to_input(key(KeyCode::Char('0'))), None);
         assert_eq!(key_to_input(key(KeyCode::Char('x'))), Some(Input::ClearFaults));
+        assert_eq!(key_to_input(key(KeyCode::Tab)), Some(Input::FocusNext));
+        assert_eq!(key_to_input(key(KeyCode::BackTab)), Some(Input::FocusPrevious));
         assert_eq!(key_to_input(key(KeyCode::PageUp)), Some(Input::ScrollAlerts(10)));
         assert_eq!(key_to_input(key(KeyCode::Down)), Some(Input::ScrollAlerts(-1)));
         let release = KeyEvent::new_with_kind(KeyCode::Char('q'), KeyModifiers::NONE, KeyEventKind::Release);

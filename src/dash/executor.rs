@@ -10,6 +10,7 @@ use super::chaos_client::ChaosClient;
 use super::console::Console;
 use super::effect::Effect;
 use super::event::Event;
+use super::fleet::Tagged;
 use super::metrics::DashMetrics;
 use super::probe_loops::ProbeHandles;
 use super::records_file::RecordsFile;
@@ -29,7 +30,11 @@ pub struct Executor {
     pub records: RecordsFile,
     pub metrics: Arc<DashMetrics>,
     pub console: Console,
-    pub probes: ProbeHandles,
+    /// Each watched instance's probe loops, in fleet order.
+    pub probes: Vec<ProbeHandles>,
+    /// Each instance's name: the metrics' `target` label, and (when several are watched) the
+    /// prefix of its console lines.
+    pub names: Vec<String>,
     /// None once notifications are draining at exit.
     pub notifier: Option<Notifier<Event>>,
     /// None when capwatch did not start the server, or once it is being stopped.
@@ -41,14 +46,21 @@ pub struct Executor {
 
 impl Executor {
     /// Carries out `effects`, decided at `clock`, in order.
-    pub fn execute(&mut self, effects: Vec<Effect>, clock: &Clock) -> Flow {
+    pub fn execute(&mut self, effects: Vec<Tagged>, clock: &Clock) -> Flow {
         let mut flow = Flow::Continue;
-        for effect in effects {
+        let several = self.names.len() > 1;
+        for (instance, effect) in effects {
+            let index = instance.unwrap_or(0);
+            let name = self.names.get(index).map_or("local", String::as_str);
+            let Some(probes) = self.probes.get(index) else { continue };
             match effect {
                 Effect::Write(record) => {
                     if let Err(err) = self.records.write(&record) {
                         tracing::error!(error = %err, path = %self.records.path().display(), "cannot write metrics");
                     }
+                }
+                Effect::Log { level, message } if several && instance.is_some() => {
+                    self.console.line(level, &format!("[{name}] {message}"), clock);
                 }
                 Effect::Log { level, message } => self.console.line(level, &message, clock),
                 Effect::ChildLog { line } => self.console.child(&line),
@@ -57,11 +69,11 @@ impl Executor {
                         notifier.notify(&alert, clock);
                     }
                 }
-                Effect::Metric(update) => self.metrics.apply(&update),
-                Effect::SetProbeTarget(url) => self.probes.set_target(url),
-                Effect::SetPaused(paused) => self.probes.set_paused(paused),
-                Effect::SetVariants(variants) => self.probes.set_variants(variants),
-                Effect::TestNow => self.probes.test_now(),
+                Effect::Metric(update) => self.metrics.apply(name, &update),
+                Effect::SetProbeTarget(url) => probes.set_target(url),
+                Effect::SetPaused(paused) => probes.set_paused(paused),
+                Effect::SetVariants(variants) => probes.set_variants(variants),
+                Effect::TestNow => probes.test_now(),
                 Effect::InjectFault { url, spec } => {
                     tokio::spawn(self.chaos.clone().inject_and_report(url, spec, self.events_tx.clone()));
                 }

@@ -48,24 +48,36 @@ pub const AB_PAIRS: &str = "capwatch_monitor_ab_pairs";
 pub const PROBE_CAPTION: &str = "caption";
 pub const PROBE_HEALTH: &str = "health";
 
+/// The watched instance a series is about (`local` for capwatch's own child; a URL's host and
+/// port, or the configured name, for `monitor`). Not `instance`: Prometheus sets that one to
+/// the scraped address.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
+    target: String,
     probe: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeOutcomeLabels {
+    target: String,
     probe: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuleLabels {
+    target: String,
     rule: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertEventLabels {
+    target: String,
     rule: &'static str,
     severity: &'static str,
     reason: &'static str,
@@ -79,17 +91,20 @@ struct SinkOutcomeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
+    target: String,
     model: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelOutcomeLabels {
+    target: String,
     model: String,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PairLabels {
+    target: String,
     model: String,
     baseline: String,
 }
@@ -130,16 +145,16 @@ pub struct DashMetrics {
     registry: Registry,
     probe_duration: Family<ProbeLabels, Histogram, Buckets>,
     probes: Family<ProbeOutcomeLabels, Counter>,
-    caption_quality: Histogram,
-    consecutive_failures: Gauge,
-    consecutive_health_failures: Gauge,
-    service_healthy: Gauge,
-    server_up: Gauge,
+    caption_quality: Family<TargetLabels, Histogram, Buckets>,
+    consecutive_failures: Family<TargetLabels, Gauge>,
+    consecutive_health_failures: Family<TargetLabels, Gauge>,
+    service_healthy: Family<TargetLabels, Gauge>,
+    server_up: Family<TargetLabels, Gauge>,
     alert_severity: Family<RuleLabels, Gauge>,
     alert_events: Family<AlertEventLabels, Counter>,
-    server_restarts: Counter,
-    crash_loop: Gauge,
-    test_cycles: Counter,
+    server_restarts: Family<TargetLabels, Counter>,
+    crash_loop: Family<TargetLabels, Gauge>,
+    test_cycles: Family<TargetLabels, Counter>,
     notifications: Family<SinkOutcomeLabels, Counter>,
     variant_probe_duration: Family<ModelLabels, Histogram, Buckets>,
     variant_probes: Family<ModelOutcomeLabels, Counter>,
@@ -155,8 +170,9 @@ fn base(name: &'static str, suffix: &str) -> &'static str {
 }
 
 impl DashMetrics {
-    /// Registers every metric; `sinks` pre-creates the notification series at zero.
-    pub fn new(config: &Config, sinks: &[String]) -> Self {
+    /// Registers every metric; `sinks` pre-creates the notification series at zero, `targets`
+    /// (the watched instances' names) the per-instance ones.
+    pub fn new(config: &Config, sinks: &[String], targets: &[String]) -> Self {
         let mut registry = Registry::default();
         let t = &config.thresholds;
         let latency_buckets =
@@ -175,14 +191,14 @@ impl DashMetrics {
             probes.clone(),
         );
         let quality = Buckets::new(&QUALITY_BUCKETS, &[t.quality_score.warning, t.quality_score.critical]);
-        let caption_quality = quality.new_metric();
+        let caption_quality = Family::<TargetLabels, Histogram, Buckets>::new_with_constructor(quality.clone());
         registry.register(
             CAPTION_QUALITY_RATIO,
             "Caption quality score of successful inference tests: share of expected keywords found (0..1)",
             caption_quality.clone(),
         );
         let gauge = |registry: &mut Registry, name: &'static str, help: &str| {
-            let gauge = Gauge::default();
+            let gauge = Family::<TargetLabels, Gauge>::default();
             registry.register(name, help, gauge.clone());
             gauge
         };
@@ -201,7 +217,7 @@ impl DashMetrics {
             "Alert events, by rule, severity and reason (fired, escalated, deescalated, repeated, resolved)",
             alert_events.clone(),
         );
-        let server_restarts = Counter::default();
+        let server_restarts = Family::<TargetLabels, Counter>::default();
         registry.register(
             base(SERVER_RESTARTS_TOTAL, "_total"),
             "Times the supervised server was started again",
@@ -209,7 +225,7 @@ impl DashMetrics {
         );
         let crash_loop =
             gauge(&mut registry, CRASH_LOOP, "1 once the supervisor stopped restarting a crash-looping server");
-        let test_cycles = Counter::default();
+        let test_cycles = Family::<TargetLabels, Counter>::default();
         registry.register(base(TEST_CYCLES_TOTAL, "_total"), "Inference test cycles completed", test_cycles.clone());
         let notifications = Family::<SinkOutcomeLabels, Counter>::default();
         registry.register(
@@ -258,13 +274,24 @@ impl DashMetrics {
             service: config.alerts.service_name.clone(),
         })
         .set(1);
-        for rule in RuleKind::ALL {
-            alert_severity.get_or_create(&RuleLabels { rule: rule.name() }).set(0);
-        }
         // Series that exist from the start (at zero), so rates and panels have data at once.
-        for probe in [PROBE_CAPTION, PROBE_HEALTH] {
-            drop(probe_duration.get_or_create(&ProbeLabels { probe }));
-            drop(probes.get_or_create(&ProbeOutcomeLabels { probe, outcome: "success" }));
+        for target in targets {
+            let target = || TargetLabels { target: target.clone() };
+            for rule in RuleKind::ALL {
+                alert_severity.get_or_create(&RuleLabels { target: target().target, rule: rule.name() }).set(0);
+            }
+            for probe in [PROBE_CAPTION, PROBE_HEALTH] {
+                drop(probe_duration.get_or_create(&ProbeLabels { target: target().target, probe }));
+                drop(probes.get_or_create(&ProbeOutcomeLabels { target: target().target, probe, outcome: "success" }));
+            }
+            for family in
+                [&consecutive_failures, &consecutive_health_failures, &service_healthy, &server_up, &crash_loop]
+            {
+                drop(family.get_or_create(&target()));
+            }
+            drop(caption_quality.get_or_create(&target()));
+            drop(server_restarts.get_or_create(&target()));
+            drop(test_cycles.get_or_create(&target()));
         }
         for sink in sinks {
             for outcome in ["delivered", "failed", "dropped"] {
@@ -295,8 +322,10 @@ impl DashMetrics {
         }
     }
 
-    /// Records one update decided by the dashboard.
-    pub fn apply(&self, update: &MetricUpdate) {
+    /// Records one update the dashboard decided about the instance named `target`.
+    pub fn apply(&self, target: &str, update: &MetricUpdate) {
+        let target = target.to_owned();
+        let of = || TargetLabels { target: target.clone() };
         match update {
             MetricUpdate::Probe { probe, outcome, latency } => {
                 let probe = match probe {
@@ -306,34 +335,36 @@ impl DashMetrics {
                 // Like the dashboard's own percentiles, the histogram holds successful probes
                 // only; failures (timeouts included) are counted by outcome instead.
                 if *outcome == "success" {
-                    self.probe_duration.get_or_create(&ProbeLabels { probe }).observe(latency.as_secs_f64());
+                    self.probe_duration
+                        .get_or_create(&ProbeLabels { target: target.clone(), probe })
+                        .observe(latency.as_secs_f64());
                 }
-                self.probes.get_or_create(&ProbeOutcomeLabels { probe, outcome }).inc();
+                self.probes.get_or_create(&ProbeOutcomeLabels { target, probe, outcome }).inc();
             }
-            MetricUpdate::CaptionQuality(score) => self.caption_quality.observe(*score),
-            MetricUpdate::Alert(alert) => self.observe_alert(alert),
+            MetricUpdate::CaptionQuality(score) => self.caption_quality.get_or_create(&of()).observe(*score),
+            MetricUpdate::Alert(alert) => self.observe_alert(target, alert),
             MetricUpdate::ServerRestart => {
-                self.server_restarts.inc();
+                self.server_restarts.get_or_create(&of()).inc();
             }
             MetricUpdate::TestCycle => {
-                self.test_cycles.inc();
+                self.test_cycles.get_or_create(&of()).inc();
             }
             MetricUpdate::Notification { sink, outcome } => {
                 self.notifications.get_or_create(&SinkOutcomeLabels { sink: sink.clone(), outcome }).inc();
             }
-            MetricUpdate::Gauges(gauges) => self.set_gauges(gauges),
+            MetricUpdate::Gauges(gauges) => self.set_gauges(&target, gauges),
             MetricUpdate::VariantProbe { model, outcome, latency, quality } => {
-                let labels = ModelLabels { model: model.clone() };
+                let labels = ModelLabels { target: target.clone(), model: model.clone() };
                 if *outcome == "success" {
                     self.variant_probe_duration.get_or_create(&labels).observe(latency.as_secs_f64());
                 }
                 if let Some(quality) = quality {
                     self.variant_quality.get_or_create(&labels).observe(*quality);
                 }
-                self.variant_probes.get_or_create(&ModelOutcomeLabels { model: model.clone(), outcome }).inc();
+                self.variant_probes.get_or_create(&ModelOutcomeLabels { target, model: model.clone(), outcome }).inc();
             }
             MetricUpdate::Ab(figures) => {
-                let labels = PairLabels { model: figures.b.name.clone(), baseline: figures.a.name.clone() };
+                let labels = PairLabels { target, model: figures.b.name.clone(), baseline: figures.a.name.clone() };
                 if let Some(ratio) = &figures.latency_ratio {
                     self.ab_latency_ratio.get_or_create(&labels).set(ratio.value);
                 }
@@ -347,30 +378,31 @@ impl DashMetrics {
         }
     }
 
-    fn observe_alert(&self, alert: &AlertEvent) {
+    fn observe_alert(&self, target: String, alert: &AlertEvent) {
         let reason = alert.transition.name();
         let severity = match alert.severity {
             Severity::Ok => "ok",
             Severity::Warning => "warning",
             Severity::Critical => "critical",
         };
-        self.alert_events.get_or_create(&AlertEventLabels { rule: alert.rule.name(), severity, reason }).inc();
+        self.alert_events.get_or_create(&AlertEventLabels { target, rule: alert.rule.name(), severity, reason }).inc();
     }
 
-    fn set_gauges(&self, gauges: &Gauges) {
+    fn set_gauges(&self, target: &str, gauges: &Gauges) {
         let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        self.consecutive_failures.set(as_gauge(gauges.consecutive_failures));
-        self.consecutive_health_failures.set(as_gauge(gauges.consecutive_health_failures));
-        self.service_healthy.set(i64::from(gauges.service_healthy));
-        self.server_up.set(i64::from(gauges.server_up));
-        self.crash_loop.set(i64::from(gauges.crash_loop));
+        let of = TargetLabels { target: target.to_owned() };
+        self.consecutive_failures.get_or_create(&of).set(as_gauge(gauges.consecutive_failures));
+        self.consecutive_health_failures.get_or_create(&of).set(as_gauge(gauges.consecutive_health_failures));
+        self.service_healthy.get_or_create(&of).set(i64::from(gauges.service_healthy));
+        self.server_up.get_or_create(&of).set(i64::from(gauges.server_up));
+        self.crash_loop.get_or_create(&of).set(i64::from(gauges.crash_loop));
         for (rule, severity) in &gauges.alert_severity {
             let level = match severity {
                 Severity::Ok => 0,
                 Severity::Warning => 1,
                 Severity::Critical => 2,
             };
-            self.alert_severity.get_or_create(&RuleLabels { rule: rule.name() }).set(level);
+            self.alert_severity.get_or_create(&RuleLabels { target: target.to_owned(), rule: rule.name() }).set(level);
         }
     }
 
@@ -418,14 +450,18 @@ mod tests {
 
     #[test]
     fn exposition_has_the_documented_names() {
-        let metrics = DashMetrics::new(&Config::default(), &["slack".to_owned()]);
-        metrics.apply(&MetricUpdate::Alert(AlertEvent {
-            rule: RuleKind::ErrorRate,
-            severity: Severity::Warning,
-            transition: AlertTransition::Fired,
-            value: 0.2,
-            threshold: 0.1,
-        }));
+        let metrics = DashMetrics::new(&Config::default(), &["slack".to_owned()], &["local".to_owned()]);
+        metrics.apply(
+            "local",
+            &MetricUpdate::Alert(AlertEvent {
+                rule: RuleKind::ErrorRate,
+                severity: Severity::Warning,
+                transition: AlertTransition::Fired,
+                value: 0.2,
+                threshold: 0.1,
+                instance: None,
+            }),
+        );
         let text = metrics.encode().unwrap();
         for name in [
             PROBE_DURATION_SECONDS,
@@ -445,11 +481,15 @@ mod tests {
         ] {
             assert!(text.lines().any(|line| line.starts_with(name)), "{name} missing from\n{text}");
         }
-        assert!(text.contains(r#"capwatch_monitor_probe_duration_seconds_bucket{le="4.0",probe="caption"}"#), "{text}");
+        assert!(text.contains(r#"capwatch_monitor_server_up{target="local"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"capwatch_monitor_probe_duration_seconds_bucket{le="4.0",target="local",probe="caption"}"#),
+            "{text}"
+        );
         assert!(text.contains(r#"capwatch_monitor_notifications_total{sink="slack",outcome="failed"} 0"#), "{text}");
         assert!(
             text.contains(
-                r#"capwatch_monitor_alert_events_total{rule="error_rate",severity="warning",reason="fired"} 1"#
+                r#"capwatch_monitor_alert_events_total{target="local",rule="error_rate",severity="warning",reason="fired"} 1"#
             ),
             "{text}"
         );

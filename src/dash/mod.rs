@@ -31,6 +31,7 @@ pub mod drill;
 pub mod effect;
 pub mod event;
 pub mod executor;
+pub mod fleet;
 pub mod metrics;
 pub mod preflight;
 pub mod probe_loops;

@@ -118,6 +118,8 @@ pub struct HealthBody {
     pub model: Option<String>,
     pub workers_alive: Option<u64>,
     pub queue_depth: Option<u64>,
+    /// Requests the server is answering now (capwatch's `in_flight`).
+    pub in_flight: Option<u64>,
     pub uptime_s: Option<f64>,
     /// The model variants a capwatch server lists (`models[].name`); empty for one model or
     /// a service that does not say.
@@ -146,6 +148,7 @@ impl HealthBody {
             model: json.get("model").and_then(|m| m.as_str()).map(str::to_owned),
             workers_alive: json.get("workers_alive").and_then(serde_json::Value::as_u64),
             queue_depth: json.get("queue_depth").and_then(serde_json::Value::as_u64),
+            in_flight: json.get("in_flight").and_then(serde_json::Value::as_u64),
             uptime_s: json.get("uptime_s").and_then(serde_json::Value::as_f64),
             models: json
                 .get("models")

@@ -47,6 +47,9 @@ impl Record {
 pub struct Stamp {
     pub ts: String,
     pub uptime_s: f64,
+    /// The watched instance, when the dashboard watches several (`monitor --url A --url B`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// The end of a test cycle: window and session statistics, health, the latest caption.
@@ -327,7 +330,7 @@ mod tests {
     use std::time::Duration;
 
     fn stamp() -> Stamp {
-        Stamp { ts: "2026-11-26T14:00:00.000Z".to_owned(), uptime_s: 12.5 }
+        Stamp { ts: "2026-11-26T14:00:00.000Z".to_owned(), uptime_s: 12.5, instance: None }
     }
 
     /// One record of every kind and shape, as the dashboard writes them.
@@ -337,6 +340,7 @@ mod tests {
             sink: "pager".to_owned(),
             kind: SinkKind::Webhook,
             rule: "p95_latency".to_owned(),
+            instance: None,
             severity: Severity::Critical,
             state: AlertState::Firing,
             outcome,
@@ -347,6 +351,7 @@ mod tests {
             transition: AlertTransition::Fired,
             value: 4200.5,
             threshold: 4000.0,
+            instance: None,
         };
         let cycle = |latest| CycleRecord {
             stamp: stamp(),

@@ -178,6 +178,8 @@ pub struct ViewState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub model_name: String,
+    /// This instance's name when the dashboard watches several; None for one.
+    pub instance: Option<String>,
     pub tests_per_cycle: usize,
     pub automatic_restart: bool,
     /// Consecutive failed health checks that trigger a restart.
@@ -260,6 +262,7 @@ impl DashState {
         Self {
             settings: Settings {
                 model_name: config.service.model_name(),
+                instance: None,
                 tests_per_cycle: config.monitoring.tests_per_cycle.get(),
                 automatic_restart: config.restart.automatic,
                 restart_after_health_failures: config.restart.health_failures.get(),

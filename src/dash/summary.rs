@@ -47,6 +47,26 @@ pub struct SessionSummary {
     /// The server's shadow copies and their agreement at the end, when it had a shadow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowReport>,
+    /// Each watched instance, when the dashboard watched several (then the counts above are
+    /// summed over them and the latency figures are the worst instance's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceSummary>,
+}
+
+/// One watched instance's part of a session that watched several.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceSummary {
+    pub instance: String,
+    pub last_status: String,
+    pub tests: u64,
+    pub successes: u64,
+    pub error_rate: f64,
+    pub mean_p95_ms: f64,
+    pub final_p95_ms: f64,
+    pub quality_mean: Option<f64>,
+    pub alerts_warning: u64,
+    pub alerts_critical: u64,
+    pub restarts: u32,
 }
 
 /// One variant against the baseline at the end of the session.
@@ -72,6 +92,21 @@ pub struct FaultSummary {
     pub ended_by: String,
 }
 
+/// How bad a status label is (the worst one is a fleet's last status).
+fn status_rank(label: &str) -> u8 {
+    match label {
+        "down" | "failed" | "crash_loop" => 3,
+        "degraded" => 2,
+        "starting" | "restarting" => 1,
+        _ => 0,
+    }
+}
+
+/// The highest of one figure over the parts.
+fn worst_of(parts: &[(String, SessionSummary)], figure: impl Fn(&SessionSummary) -> f64) -> f64 {
+    parts.iter().map(|(_, s)| figure(s)).fold(0.0, f64::max)
+}
+
 /// Notification outcomes at one sink over the session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SinkTally {
@@ -95,6 +130,23 @@ impl std::fmt::Display for SinkTally {
 }
 
 impl SessionSummary {
+    /// The summary of a session that watched `states` (one per instance), started at
+    /// `started`, ending at `now`.
+    pub fn from_states(states: &[DashState], started: &Clock, now: &Clock) -> Self {
+        match states {
+            [one] => Self::from_state(one, started, now),
+            several => Self::combine(
+                several
+                    .iter()
+                    .map(|state| {
+                        let name = state.settings.instance.clone().unwrap_or_default();
+                        (name, Self::from_state(state, started, now))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     /// The summary of the session `state` describes, started at `started`, ending at `now`.
     pub fn from_state(state: &DashState, started: &Clock, now: &Clock) -> Self {
         let session = state.session.snapshot(now.now);
@@ -150,12 +202,36 @@ impl SessionSummary {
                     .collect()
             }),
             shadow: state.ab.as_ref().and_then(|ab| ab.shadow.clone()),
+            instances: Vec::new(),
         }
     }
 
-    /// Rebuilds the summary of a past session from its metrics records (`capwatch report`).
-    /// Returns `None` when there is no cycle record to summarise.
+    /// Rebuilds the summary of a past session from its metrics records (`capwatch report`),
+    /// broken down by instance when the session watched several. Returns `None` when there
+    /// is no cycle record to summarise.
     pub fn from_records(records: &[Record]) -> Option<Self> {
+        let mut names: Vec<&str> = Vec::new();
+        for name in records.iter().filter_map(|record| record.stamp().instance.as_deref()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if names.len() < 2 {
+            return Self::from_records_of_one(records);
+        }
+        let parts: Vec<(String, Self)> = names
+            .iter()
+            .filter_map(|name| {
+                let own: Vec<Record> =
+                    records.iter().filter(|r| r.stamp().instance.as_deref() == Some(name)).cloned().collect();
+                Self::from_records_of_one(&own).map(|summary| ((*name).to_owned(), summary))
+            })
+            .collect();
+        (!parts.is_empty()).then(|| Self::combine(parts))
+    }
+
+    /// One instance's records (or a session that watched one).
+    fn from_records_of_one(records: &[Record]) -> Option<Self> {
         let cycles: Vec<_> = records
             .iter()
             .filter_map(|record| match record {
@@ -214,7 +290,107 @@ impl SessionSummary {
                 Record::Ab(ab) => ab.shadow.clone(),
                 _ => None,
             }),
+            instances: Vec::new(),
         })
+    }
+
+    /// The session over several instances from each one's summary: counts summed, latency
+    /// figures the worst instance's, the worst status, and a row per instance.
+    fn combine(parts: Vec<(String, Self)>) -> Self {
+        let sum = |f: fn(&Self) -> u64| parts.iter().map(|(_, s)| f(s)).sum::<u64>();
+        let worst = |f: fn(&Self) -> f64| parts.iter().map(|(_, s)| f(s)).fold(0.0, f64::max);
+        let tests = sum(|s| s.tests);
+        let successes = sum(|s| s.successes);
+        let rate = |part: u64| if tests == 0 { 0.0 } else { part as f64 / tests as f64 };
+        let quality_weight: u64 =
+            parts.iter().filter(|(_, s)| s.session.quality_mean.is_some()).map(|(_, s)| s.successes).sum();
+        let quality_mean = (quality_weight > 0).then(|| {
+            parts.iter().filter_map(|(_, s)| s.session.quality_mean.map(|q| q * s.successes as f64)).sum::<f64>()
+                / quality_weight as f64
+        });
+        let latency = |f: fn(&super::record::LatencyRecord) -> f64| worst_of(&parts, |s| f(&s.session.latency_ms));
+        let session = StatsRecord {
+            probes: tests,
+            successes,
+            failures: tests - successes.min(tests),
+            error_rate: rate(tests - successes.min(tests)),
+            latency_ms: super::record::LatencyRecord {
+                p50: latency(|l| l.p50),
+                p95: latency(|l| l.p95),
+                p99: latency(|l| l.p99),
+                max: latency(|l| l.max),
+                mean: latency(|l| l.mean),
+            },
+            model_time_ms: super::record::ModelTimeRecord {
+                p50: worst_of(&parts, |s| s.session.model_time_ms.p50),
+                p95: worst_of(&parts, |s| s.session.model_time_ms.p95),
+            },
+            quality_mean,
+            throughput_per_s: parts.iter().map(|(_, s)| s.session.throughput_per_s).sum(),
+        };
+        let mut notifications: Vec<SinkTally> = Vec::new();
+        for tally in parts.iter().flat_map(|(_, s)| &s.notifications) {
+            match notifications.iter_mut().find(|t| t.sink == tally.sink) {
+                Some(total) => {
+                    total.delivered += tally.delivered;
+                    total.failed += tally.failed;
+                    total.dropped += tally.dropped;
+                }
+                None => notifications.push(tally.clone()),
+            }
+        }
+        let mut alert_events = TransitionCounts::default();
+        for (_, s) in &parts {
+            let e = s.alert_events;
+            alert_events.fired += e.fired;
+            alert_events.escalated += e.escalated;
+            alert_events.deescalated += e.deescalated;
+            alert_events.repeated += e.repeated;
+            alert_events.resolved += e.resolved;
+        }
+        Self {
+            started_at: parts.iter().map(|(_, s)| s.started_at.clone()).min().unwrap_or_default(),
+            ended_at: parts.iter().map(|(_, s)| s.ended_at.clone()).max().unwrap_or_default(),
+            duration_s: worst(|s| s.duration_s),
+            cycles: sum(|s| s.cycles),
+            tests,
+            successes,
+            success_rate: rate(successes),
+            error_rate: session.error_rate,
+            mean_p95_ms: worst(|s| s.mean_p95_ms),
+            final_p95_ms: worst(|s| s.final_p95_ms),
+            session,
+            last_status: parts
+                .iter()
+                .map(|(_, s)| s.last_status.clone())
+                .max_by_key(|status| status_rank(status))
+                .unwrap_or_default(),
+            last_caption: parts.iter().find_map(|(_, s)| s.last_caption.clone()),
+            alerts_warning: sum(|s| s.alerts_warning),
+            alerts_critical: sum(|s| s.alerts_critical),
+            alert_events,
+            restarts: parts.iter().map(|(_, s)| s.restarts).sum(),
+            notifications,
+            faults: parts.iter().flat_map(|(_, s)| s.faults.clone()).collect(),
+            ab: parts.iter().flat_map(|(_, s)| s.ab.clone()).collect(),
+            shadow: parts.iter().find_map(|(_, s)| s.shadow.clone()),
+            instances: parts
+                .iter()
+                .map(|(name, s)| InstanceSummary {
+                    instance: name.clone(),
+                    last_status: s.last_status.clone(),
+                    tests: s.tests,
+                    successes: s.successes,
+                    error_rate: s.error_rate,
+                    mean_p95_ms: s.mean_p95_ms,
+                    final_p95_ms: s.final_p95_ms,
+                    quality_mean: s.session.quality_mean,
+                    alerts_warning: s.alerts_warning,
+                    alerts_critical: s.alerts_critical,
+                    restarts: s.restarts,
+                })
+                .collect(),
+        }
     }
 
     pub fn markdown(&self) -> String {
@@ -236,6 +412,34 @@ impl SessionSummary {
         }
         if !self.ab.is_empty() {
             text.push_str(&self.ab_markdown());
+        }
+        if !self.instances.is_empty() {
+            text.push_str(&self.instances_markdown());
+        }
+        text
+    }
+
+    /// The by-instance section (several watched instances).
+    fn instances_markdown(&self) -> String {
+        let mut text = String::from(
+            "\n## By instance\n\nCounts above are summed over the instances; latency figures are the worst instance's.\n\n\
+             | instance | last status | tests | error rate | mean P95 | final P95 | quality | alerts | restarts |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+        );
+        for i in &self.instances {
+            text.push_str(&format!(
+                "| {} | {} | {} | {:.1} % | {:.2} ms | {:.2} ms | {} | {} warning, {} critical | {} |\n",
+                i.instance,
+                i.last_status,
+                i.tests,
+                i.error_rate * 100.0,
+                i.mean_p95_ms,
+                i.final_p95_ms,
+                i.quality_mean.map_or_else(|| "-".to_owned(), |q| format!("{q:.2}")),
+                i.alerts_warning,
+                i.alerts_critical,
+                i.restarts
+            ));
         }
         text
     }

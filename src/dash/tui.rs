@@ -6,7 +6,7 @@ use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
 
 use super::event::{Event, ShutdownReason, key_to_input};
-use super::state::DashState;
+use super::fleet::Fleet;
 use crate::clock::Clock;
 
 /// Full-screen terminal for as long as it lives.
@@ -20,8 +20,8 @@ impl TerminalGuard {
     }
 
     /// Draws one frame of the view.
-    pub fn draw(&mut self, state: &DashState, clock: Clock) {
-        if let Err(err) = self.terminal.draw(|frame| super::ui::draw(frame, state, clock)) {
+    pub fn draw(&mut self, fleet: &Fleet, clock: Clock) {
+        if let Err(err) = self.terminal.draw(|frame| super::ui::draw(frame, fleet, clock)) {
             tracing::error!(error = %err, "cannot draw the dashboard");
         }
     }

@@ -92,7 +92,7 @@ struct RuleBuilder<'a> {
 impl RuleBuilder<'_> {
     /// The warning and critical rules of `condition`. With hysteresis, a firing alert keeps
     /// firing until the value is clear of its threshold by the band, as on the dashboard:
-    /// `(value >= T) or (value >= T×(1−h) and on (job, instance) ALERTS{…firing})`.
+    /// `(value >= T) or (value >= T×(1−h) and on (job, instance, target) ALERTS{…firing})`.
     fn both(&self, condition: &Condition<'_>, direction: Direction) -> [AlertingRule; 2] {
         [("warning", condition.warning), ("critical", condition.critical)].map(|(severity, threshold)| {
             let at = |threshold: f64| condition.expr.replace("{threshold}", &threshold.to_string());
@@ -151,8 +151,10 @@ fn round(value: f64) -> f64 {
     (value * 1e9).round() / 1e9
 }
 
-/// Labels that keep one capwatch instance apart from another in every aggregation.
-const BY: &str = "job, instance";
+/// Labels that keep one capwatch instance apart from another in every aggregation: the
+/// scraped process (`job`, `instance`) and, for a dashboard that watches several servers,
+/// the watched one (`target`; absent on a server's own series, which changes nothing there).
+const BY: &str = "job, instance, target";
 
 /// The rules for `config`.
 pub fn rules(config: &Config) -> RulesFile {

@@ -103,6 +103,10 @@ pub struct DeliveryReport {
     pub sink: String,
     pub kind: SinkKind,
     pub rule: String,
+    /// The watched instance the alert was about, when several are watched (a record's stamp
+    /// names it, so it is not written twice).
+    #[serde(skip)]
+    pub instance: Option<String>,
     pub severity: Severity,
     pub state: AlertState,
     #[serde(flatten)]
@@ -115,6 +119,7 @@ impl DeliveryReport {
             sink: sink.name.clone(),
             kind: sink.kind,
             rule: notification.rule.clone(),
+            instance: notification.instance.clone(),
             severity: notification.severity,
             state: notification.state,
             outcome,

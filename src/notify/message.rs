@@ -45,6 +45,9 @@ pub struct Notification {
     pub service: String,
     /// The model directory's name.
     pub model: String,
+    /// The watched instance the alert is about, when the dashboard watches several (left out otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// `p95_latency`, `error_rate`, `consecutive_failures`, `quality_score`, `health_down`,
     /// `crash_loop`, or `alert_test`.
     pub rule: String,
@@ -84,6 +87,7 @@ impl Notification {
             source: "capwatch",
             service: service.to_owned(),
             model: model.to_owned(),
+            instance: alert.instance.clone(),
             rule: alert.rule.name().to_owned(),
             severity: alert.severity,
             state,
@@ -93,7 +97,10 @@ impl Notification {
             threshold: alert.threshold,
             value_text: alert.rule.format_value(alert.value),
             threshold_text: alert.rule.format_value(alert.threshold),
-            message: alert.to_string(),
+            message: match &alert.instance {
+                Some(instance) => format!("[{instance}] {alert}"),
+                None => alert.to_string(),
+            },
             timestamp,
             drill: false,
         }
@@ -120,6 +127,7 @@ impl Notification {
             source: "capwatch",
             service: service.to_owned(),
             model: model.to_owned(),
+            instance: None,
             rule: "alert_test".to_owned(),
             severity: Severity::Warning,
             state: AlertState::Test,
@@ -143,12 +151,16 @@ impl Notification {
 
     /// Headline and detail lines shared by the chat formats.
     fn lines(&self) -> (String, String) {
+        let service = match &self.instance {
+            Some(instance) => format!("{} · {instance}", self.service),
+            None => self.service.clone(),
+        };
         let headline = match (self.state, self.reason, self.severity) {
-            (AlertState::Test, ..) => format!("🧪 TEST · {}", self.service),
-            (AlertState::Resolved, ..) => format!("✅ RESOLVED · {}", self.service),
-            (_, Reason::Repeated, severity) => format!("🔁 STILL {severity} · {}", self.service),
-            (_, _, Severity::Critical) => format!("🚨🚨 CRITICAL · {}", self.service),
-            (_, _, severity) => format!("🚨 {severity} · {}", self.service),
+            (AlertState::Test, ..) => format!("🧪 TEST · {service}"),
+            (AlertState::Resolved, ..) => format!("✅ RESOLVED · {service}"),
+            (_, Reason::Repeated, severity) => format!("🔁 STILL {severity} · {service}"),
+            (_, _, Severity::Critical) => format!("🚨🚨 CRITICAL · {service}"),
+            (_, _, severity) => format!("🚨 {severity} · {service}"),
         };
         let headline = if self.drill { format!("🧯 DRILL · {headline}") } else { headline };
         let detail = match self.state {
@@ -204,7 +216,14 @@ mod tests {
     use crate::dash::alerts::RuleKind;
 
     fn alert(transition: AlertTransition, severity: Severity) -> AlertEvent {
-        AlertEvent { rule: RuleKind::P95Latency, severity, transition, value: 4200.5, threshold: 4000.0 }
+        AlertEvent {
+            rule: RuleKind::P95Latency,
+            severity,
+            transition,
+            value: 4200.5,
+            threshold: 4000.0,
+            instance: None,
+        }
     }
 
     #[test]

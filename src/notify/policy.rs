@@ -1,7 +1,7 @@
 //! Which alert events one sink hears: no page twice for the same incident.
 //!
 //! A sink hears a rule's events at or above its minimum severity, at most once per cooldown
-//! per rule; a resolve always goes out to a sink that was told the rule fired, and it opens
+//! per rule (and per instance, when several are watched); a resolve always goes out to a sink that was told the rule fired, and it opens
 //! the way for the next incident at once. What the cooldown holds back is not lost: it is
 //! in the log and the metrics file, and the rule's repeat after the cooldown carries its
 //! state by then. For a sink that only hears CRITICAL, a de-escalation to WARNING is a
@@ -29,8 +29,9 @@ pub enum Tell {
 pub struct SinkPolicy {
     min_severity: MinSeverity,
     cooldown: Duration,
-    /// Rules this sink was told are firing, and when it was last sent anything about them.
-    told: HashMap<RuleKind, Instant>,
+    /// Rules (per watched instance) this sink was told are firing, and when it was last sent
+    /// anything about them.
+    told: HashMap<(Option<String>, RuleKind), Instant>,
 }
 
 impl SinkPolicy {
@@ -44,14 +45,16 @@ impl SinkPolicy {
             MinSeverity::Warning => alert.severity >= Severity::Warning,
             MinSeverity::Critical => alert.severity >= Severity::Critical,
         };
+        // Each instance's incidents are its own: one instance's page never holds back another's.
+        let key = (alert.instance.clone(), alert.rule);
         if alert.transition == AlertTransition::Resolved || !loud_enough {
             // Back to OK, or (critical-only sink) down to WARNING: over for this sink.
-            return self.told.remove(&alert.rule).map(|_| Tell::Resolved);
+            return self.told.remove(&key).map(|_| Tell::Resolved);
         }
-        match self.told.get(&alert.rule) {
+        match self.told.get(&key) {
             Some(&last) if now.saturating_duration_since(last) < self.cooldown => None,
             _ => {
-                self.told.insert(alert.rule, now);
+                self.told.insert(key, now);
                 Some(Tell::Firing)
             }
         }
@@ -63,7 +66,7 @@ mod tests {
     use super::*;
 
     fn event(severity: Severity, transition: AlertTransition) -> AlertEvent {
-        AlertEvent { rule: RuleKind::P95Latency, severity, transition, value: 1.0, threshold: 1.0 }
+        AlertEvent { rule: RuleKind::P95Latency, severity, transition, value: 1.0, threshold: 1.0, instance: None }
     }
 
     #[tokio::test(start_paused = true)]

@@ -328,6 +328,9 @@ pub struct HealthResponse {
     pub ready: bool,
     pub workers_alive: usize,
     pub queue_depth: usize,
+    /// HTTP requests being answered now (this one excluded).
+    #[serde(default)]
+    pub in_flight: u64,
     pub uptime_s: f64,
     pub version: String,
     /// Every model variant served, in order (one unless the server runs several).
@@ -390,6 +393,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         ready,
         workers_alive: models.iter().map(|m| m.workers_alive).sum(),
         queue_depth: models.iter().map(|m| m.queue_depth).sum(),
+        in_flight: u64::try_from(state.metrics.requests_in_flight.get()).unwrap_or(0).saturating_sub(1),
         uptime_s: (state.started_at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         version: VERSION.to_owned(),
         shadow: state.shadow.as_ref().map(Shadow::report),

@@ -111,6 +111,7 @@ impl AlertEngine {
                 transition: AlertTransition::Repeated,
                 value,
                 threshold: rule.threshold(current),
+                instance: None,
             });
         }
         // A count of failures in a row has held for that many evaluations already: it
@@ -142,7 +143,7 @@ impl AlertEngine {
         state.last_event = (target != Severity::Ok).then_some(now);
         // A resolve or de-escalation names the threshold it went back under.
         let threshold = rule.threshold(if target > current { target } else { current });
-        Some(AlertEvent { rule: kind, severity: target, transition, value, threshold })
+        Some(AlertEvent { rule: kind, severity: target, transition, value, threshold, instance: None })
     }
 }
 

@@ -262,6 +262,9 @@ pub struct AlertEvent {
     pub transition: AlertTransition,
     pub value: f64,
     pub threshold: f64,
+    /// The watched instance it is about, when the dashboard watches several (`monitor --url A --url B`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl fmt::Display for AlertEvent {

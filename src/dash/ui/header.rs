@@ -1,4 +1,5 @@
-//! The header: status badge, PID, uptime, model, restarts, and where the server listens.
+//! The header: status badge, PID, uptime, model, restarts, and where the server listens (and,
+//! with several instances, which one the panes show).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -30,7 +31,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
         _ if !state.faults.active.is_empty() => fault_banner(state, clock),
         _ => Line::from(format!(" {url}  (/health /docs /metrics)")),
     };
-    frame.render_widget(Paragraph::new(vec![line1, line2]).block(Block::bordered().title(" capwatch ")), area);
+    let title = match &state.settings.instance {
+        Some(name) => format!(" capwatch · {name} "),
+        None => " capwatch ".to_owned(),
+    };
+    frame.render_widget(Paragraph::new(vec![line1, line2]).block(Block::bordered().title(title)), area);
 }
 
 /// Faults in force, each with its time left: ` ⚡ FAULT latency +10000 ms · 42 s left `.
@@ -62,7 +67,7 @@ fn model_name(state: &DashState) -> &str {
     }
 }
 
-fn status_badge(state: &DashState) -> Span<'static> {
+pub(super) fn status_badge(state: &DashState) -> Span<'static> {
     let (label, colour) = if state.view.paused {
         ("PAUSED", Color::Blue)
     } else {

@@ -15,26 +15,41 @@ mod footer;
 mod gauges;
 mod header;
 mod help;
+mod instances;
 mod latency;
 mod log;
 #[cfg(test)]
 mod tests;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;
 use ratatui::text::Line;
 
 use super::alerts::Severity;
+use super::fleet::Fleet;
 use super::state::DashState;
 use crate::clock::Clock;
 
-/// Draws the whole screen.
-pub fn draw(frame: &mut Frame, state: &DashState, clock: Clock) {
+/// Draws the whole screen: with several instances, the instances pane on top and the
+/// focused instance's panes under it.
+pub fn draw(frame: &mut Frame, fleet: &Fleet, clock: Clock) {
+    let area = frame.area();
+    if !fleet.is_several() {
+        return draw_instance(frame, area, fleet.focused(), clock);
+    }
+    let rows = instances::height(fleet, area.height);
+    let [instances_area, rest] = Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(area);
+    instances::draw(frame, instances_area, fleet, clock);
+    draw_instance(frame, rest, fleet.focused(), clock);
+}
+
+/// Draws one instance's panes in `area` (the overlays over the whole screen).
+pub fn draw_instance(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
     // With model variants the A/B pane comes in under the charts; on a short terminal it
     // takes the latest caption's place.
-    let ab_rows = state.ab.as_ref().map_or(0, |ab| ab::height(ab, frame.area().width));
-    let caption_rows = if ab_rows > 0 && frame.area().height < 30 { 0 } else { 4 };
+    let ab_rows = state.ab.as_ref().map_or(0, |ab| ab::height(ab, area.width));
+    let caption_rows = if ab_rows > 0 && area.height < 30 { 0 } else { 4 };
     let [header_area, charts, caption_area, ab_area, panes, footer_area] = Layout::vertical([
         Constraint::Length(4),
         Constraint::Length(7),
@@ -43,7 +58,7 @@ pub fn draw(frame: &mut Frame, state: &DashState, clock: Clock) {
         Constraint::Min(5),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
+    .areas(area);
     let window = state.window_snapshot(clock.now);
     header::draw(frame, header_area, state, clock);
     let [latency_area, gauges_area] =

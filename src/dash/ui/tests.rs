@@ -9,7 +9,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 use tokio::time::Instant;
 
-use super::draw;
+use super::{draw, draw_instance};
 use crate::clock::Clock;
 use crate::config::{Config, Levels, MinSeverity, SinkConfig, SinkKind, SinkTarget, Sinks};
 use crate::dash::alerts::Severity;
@@ -72,7 +72,7 @@ impl Scene {
 
     fn render(&self, width: u16, height: u16) -> Terminal<TestBackend> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-        terminal.draw(|frame| draw(frame, &self.state, self.clock)).unwrap();
+        terminal.draw(|frame| draw_instance(frame, frame.area(), &self.state, self.clock)).unwrap();
         terminal
     }
 }
@@ -175,6 +175,7 @@ async fn a_dead_sink_shows_red_with_its_reason_and_a_working_one_green() {
             sink: sink.to_owned(),
             kind: SinkKind::Webhook,
             rule: "p95_latency".to_owned(),
+            instance: None,
             severity: Severity::Warning,
             state: AlertState::Firing,
             outcome,
@@ -400,4 +401,87 @@ async fn the_drift_pane_shows_red_bars_for_drifted_features() {
     assert_eq!(bar_colour("width"), Color::Green);
     scene.feed(Event::Input(Input::CloseHelp));
     assert!(!text(scene.render(80, 24).backend().buffer()).contains(" Drift "));
+}
+
+/// Three instances: one healthy, one slow (P95 warning), one down. The instances pane lists
+/// the down one first, marks the focused one, colours the P95 by its rule, and Tab moves the
+/// focus (the header then names the instance the panes show).
+#[test]
+fn instances_pane_lists_the_worst_first_and_follows_the_focus() {
+    use crate::dash::fleet::Fleet;
+    let config = lenient_config();
+    let clock = Clock::at(Instant::now(), WALL_START);
+    let named = |name: &str| {
+        let mut state = DashState::new(&config, false, Stop { cycles: None, interactive: true }, clock.now);
+        state.settings.instance = Some(name.to_owned());
+        state
+    };
+    let mut fleet = Fleet::new(named("fast:8000"), vec![named("slow:8000"), named("gone:8000")]);
+    let mut clock = clock;
+    let mut feed = |fleet: &mut Fleet, instance: usize, event: Event| {
+        clock = clock.later(Duration::from_secs(1));
+        fleet.update(Event::Of { instance, event: Box::new(event) }, clock);
+        clock
+    };
+    for (instance, name) in ["fast", "slow", "gone"].iter().enumerate() {
+        feed(&mut fleet, instance, Event::Attach { url: format!("http://{name}:8000") });
+    }
+    let healthy = |at| HealthCheck {
+        at,
+        latency: Duration::from_millis(2),
+        result: Ok(HealthBody::read(true, r#"{"status": "healthy", "model": "default", "in_flight": 3}"#)),
+    };
+    for instance in 0..2 {
+        let at = feed(&mut fleet, instance, Event::Tick).now;
+        feed(&mut fleet, instance, Event::Health(healthy(at)));
+    }
+    for (instance, latency_ms) in [(0, 20), (1, 5000)] {
+        for _ in 0..5 {
+            let at = feed(&mut fleet, instance, Event::Tick).now;
+            let keywords = vec!["red".to_owned(), "circle".to_owned()];
+            let probe = InferenceProbe {
+                variant: None,
+                at,
+                image: "a.png".to_owned(),
+                latency: Duration::from_millis(latency_ms),
+                result: Ok(CaptionResult {
+                    caption: "a red circle".to_owned(),
+                    model_time: None,
+                    server_total: None,
+                    quality: match_keywords("a red circle", &keywords),
+                }),
+            };
+            feed(&mut fleet, instance, Event::Probe(probe));
+        }
+        feed(&mut fleet, instance, Event::CycleDone);
+    }
+    let at = feed(&mut fleet, 2, Event::Tick).now;
+    let refused = HealthCheck {
+        at,
+        latency: Duration::from_millis(1),
+        result: Err(crate::dash::prober::ProbeError::ConnectionRefused),
+    };
+    feed(&mut fleet, 2, Event::Health(refused));
+    let render = |fleet: &Fleet| {
+        let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        terminal.draw(|frame| draw(frame, fleet, clock)).unwrap();
+        terminal
+    };
+    let terminal = render(&fleet);
+    let screen = text(terminal.backend().buffer());
+    let row = |name: &str| screen.lines().position(|line| line.contains(name)).unwrap();
+    assert!(row("gone:8000") < row("slow:8000") && row("slow:8000") < row("fast:8000"), "{screen}");
+    assert!(screen.lines().any(|line| line.contains("▶") && line.contains("fast:8000")), "{screen}");
+    assert!(screen.contains("capwatch · fast:8000"), "{screen}");
+    assert_eq!(colour_of(terminal.backend().buffer(), "5001.2 ms"), Color::Yellow, "{screen}");
+    assert_eq!(colour_of(terminal.backend().buffer(), "20.0 ms"), Color::Green, "{screen}");
+    insta::assert_snapshot!("instances_120x40", screen);
+
+    fleet.update(Event::Input(Input::FocusNext), clock);
+    let screen = text(render(&fleet).backend().buffer());
+    assert!(screen.lines().any(|line| line.contains("▶") && line.contains("slow:8000")), "{screen}");
+    assert!(screen.contains("capwatch · slow:8000"), "{screen}");
+    fleet.update(Event::Input(Input::FocusPrevious), clock);
+    fleet.update(Event::Input(Input::FocusPrevious), clock);
+    assert_eq!(fleet.focused().settings.instance.as_deref(), Some("gone:8000"));
 }

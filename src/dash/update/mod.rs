@@ -29,7 +29,11 @@ use server::on_server;
 
 /// Applies one event to the state and returns what the event loop must do.
 pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> {
-    let mut out = Effects { effects: Vec::new(), clock };
+    if let Event::Of { event, .. } = event {
+        // One state is one instance: the fleet routed the event here already.
+        return update(state, *event, clock);
+    }
+    let mut out = Effects { effects: Vec::new(), clock, instance: state.settings.instance.clone() };
     let counts_for_gauges =
         !matches!(event, Event::Tick | Event::Input(_) | Event::Note { .. } | Event::Shutdown(_) | Event::Faults(_));
     match event {
@@ -53,6 +57,7 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
         Event::Probe(probe) => on_probe(state, probe, &mut out),
         Event::CycleDone => on_cycle_done(state, &mut out),
         Event::Notification(report) => on_notification(state, report, &mut out),
+        Event::Of { .. } => {}
         Event::Shutdown(reason) => {
             let why = match reason {
                 ShutdownReason::Signal(signal) => format!("{signal} received"),
@@ -73,6 +78,8 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
 struct Effects {
     effects: Vec<Effect>,
     clock: Clock,
+    /// The watched instance, named in every record when several are watched.
+    instance: Option<String>,
 }
 
 impl Effects {
@@ -82,7 +89,11 @@ impl Effects {
 
     /// The stamp for a session that started at `started`.
     fn stamp_at(&self, started: tokio::time::Instant) -> Stamp {
-        Stamp { ts: self.clock.timestamp(), uptime_s: self.clock.now.saturating_duration_since(started).as_secs_f64() }
+        Stamp {
+            ts: self.clock.timestamp(),
+            uptime_s: self.clock.now.saturating_duration_since(started).as_secs_f64(),
+            instance: self.instance.clone(),
+        }
     }
 
     /// A line for the log pane, the log file and the headless console.
@@ -147,6 +158,8 @@ fn on_input(state: &mut DashState, input: Input, out: &mut Effects) {
         }
         Input::DriftPane => state.view.drift_pane = !state.view.drift_pane,
         Input::FaultMenu | Input::Choose(_) | Input::ClearFaults => on_fault_input(state, input, out),
+        // The fleet moves the focus; one instance has nothing to move.
+        Input::FocusNext | Input::FocusPrevious => {}
         Input::ScrollAlerts(lines) => {
             let newest_first = state.alert_log.len().saturating_sub(1);
             state.view.alert_scroll = state.view.alert_scroll.saturating_add_signed(lines).min(newest_first);
@@ -331,6 +344,7 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
     }
     if let Ok(body) = &check.result {
         follow_variants(state, &body.models, body.shadow.clone(), out);
+        noticed_restart(state, body.uptime_s, out);
     }
     state.last_health = Some(check);
     judge(state, RuleKind::HealthDown, state.consecutive_health_failures as f64, u64::MAX, out);
@@ -344,6 +358,22 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
         state.consecutive_health_failures = 0;
         out.log(state, LogLevel::Warn, format!("🔁 Restarting the server: {reason}"));
         out.effects.push(Effect::RestartServer { reason });
+    }
+}
+
+/// A server someone else runs restarted when its reported uptime went back: counted, so the
+/// instances pane and the summary show it (capwatch counts its own child's restarts itself).
+fn noticed_restart(state: &mut DashState, uptime_s: Option<f64>, out: &mut Effects) {
+    let before = state.last_health.as_ref().and_then(|h| h.result.as_ref().ok()).and_then(|b| b.uptime_s);
+    if state.supervised {
+        return;
+    }
+    if let (Some(before), Some(now)) = (before, uptime_s)
+        && now < before
+    {
+        state.restarts += 1;
+        let message = format!("🔁 The server restarted (its uptime went from {before:.0} s to {now:.0} s)");
+        out.log(state, LogLevel::Warn, message);
     }
 }
 
@@ -450,7 +480,8 @@ fn judge(state: &mut DashState, kind: RuleKind, value: f64, samples: u64, out: &
 }
 
 /// An alert transition: counted, logged, shown, recorded, measured and sent.
-fn raise(state: &mut DashState, alert: AlertEvent, out: &mut Effects) {
+fn raise(state: &mut DashState, mut alert: AlertEvent, out: &mut Effects) {
+    alert.instance.clone_from(&state.settings.instance);
     state.alert_events.count(alert.transition);
     if !matches!(alert.transition, AlertTransition::Resolved | AlertTransition::Deescalated) {
         match alert.severity {

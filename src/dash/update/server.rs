@@ -70,6 +70,7 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
                 transition: AlertTransition::Fired,
                 value,
                 threshold: value,
+                instance: None,
             };
             raise(state, alert, out);
             state.gave_up = Some(format!("crash loop ({restarts} restarts within {} s)", window.as_secs()));
@@ -87,6 +88,7 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
                 transition: AlertTransition::Fired,
                 value,
                 threshold: value,
+                instance: None,
             };
             raise(state, alert, out);
             state.gave_up = Some(reason.clone());

@@ -697,3 +697,38 @@ async fn a_drifting_server_is_recorded_told_once_and_alerts() {
     scene.feed(Event::Drift(Box::new(status(0))));
     assert!(scene.state.log.iter().any(|l| l.message.starts_with("🌊 Drift over")));
 }
+
+/// A server someone else runs restarted when its uptime went back: counted and logged once;
+/// capwatch's own child counts its restarts from the supervisor instead.
+#[tokio::test(start_paused = true)]
+async fn a_watched_server_whose_uptime_went_back_restarted() {
+    let mut scene = Scene::new(&Config::default(), false);
+    scene.feed(Event::Attach { url: "http://127.0.0.1:9".to_owned() });
+    let uptime = |scene: &mut Scene, seconds: f64| {
+        let body = format!(r#"{{"status": "healthy", "model": "m", "uptime_s": {seconds}}}"#);
+        let check = HealthCheck {
+            at: scene.clock.now,
+            latency: Duration::from_millis(1),
+            result: Ok(HealthBody::read(true, &body)),
+        };
+        scene.feed(Event::Health(check))
+    };
+    uptime(&mut scene, 100.0);
+    uptime(&mut scene, 130.0);
+    assert_eq!(scene.state.restarts, 0);
+    let effects = uptime(&mut scene, 2.0);
+    assert_eq!(scene.state.restarts, 1);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Log { message, .. } if message.contains("uptime went from 130 s to 2 s")))
+    );
+    uptime(&mut scene, 5.0);
+    assert_eq!(scene.state.restarts, 1);
+
+    let mut own = Scene::new(&Config::default(), true);
+    own.ready(7);
+    uptime(&mut own, 100.0);
+    uptime(&mut own, 1.0);
+    assert_eq!(own.state.restarts, 0, "the supervisor counts its own child's restarts");
+}

@@ -1,0 +1,275 @@
+//! Several watched instances on one dashboard (`capwatch monitor --url A --url B`,
+//! `monitoring.targets`): one [`DashState`] per instance, each changed by the same pure
+//! [`update`], the focus the panes follow, and the instances pane's order (worst first).
+//! It routes each event to the instance it is about and says which instance each effect
+//! comes from. No I/O, no clock reads; one instance is a fleet of one.
+
+use std::cmp::Ordering;
+
+use tokio::time::Instant;
+
+use super::alerts::Severity;
+use super::effect::Effect;
+use super::event::{Event, Input};
+use super::state::{DashState, ServiceStatus};
+use super::update::update;
+use crate::clock::Clock;
+
+/// An effect, and the instance it comes from (None: the whole session, e.g. a note or quit).
+pub type Tagged = (Option<usize>, Effect);
+
+/// The watched instances and the one the panes show.
+pub struct Fleet {
+    instances: Vec<DashState>,
+    focus: usize,
+    /// Instances that reached their own end (`--cycles`, a service in the wrong shape): the
+    /// session ends when every one has.
+    done: Vec<bool>,
+}
+
+impl Fleet {
+    /// A fleet of `first` and `others` (each with `settings.instance` set when there are several).
+    pub fn new(first: DashState, others: Vec<DashState>) -> Self {
+        let mut instances = vec![first];
+        instances.extend(others);
+        let done = vec![false; instances.len()];
+        Self { instances, focus: 0, done }
+    }
+
+    pub fn instances(&self) -> &[DashState] {
+        &self.instances
+    }
+
+    /// Whether the dashboard watches more than one instance.
+    pub fn is_several(&self) -> bool {
+        self.instances.len() > 1
+    }
+
+    /// The instance the panes show.
+    pub fn focused(&self) -> &DashState {
+        &self.instances[self.focus]
+    }
+
+    pub fn focus(&self) -> usize {
+        self.focus
+    }
+
+    /// The first instance (the only one, unless several are watched).
+    pub fn first(&self) -> &DashState {
+        &self.instances[0]
+    }
+
+    /// The name an instance goes by (its URL's host and port unless the config names it).
+    pub fn name(&self, index: usize) -> Option<&str> {
+        self.instances.get(index).and_then(|state| state.settings.instance.as_deref())
+    }
+
+    /// Applies one event and returns what the event loop must do, each effect with its instance.
+    pub fn update(&mut self, event: Event, clock: Clock) -> Vec<Tagged> {
+        let count = self.instances.len();
+        match event {
+            Event::Of { instance, event } if instance < count => self.one(instance, *event, clock),
+            Event::Of { .. } => Vec::new(),
+            Event::Input(Input::FocusNext) => {
+                self.focus = (self.focus + 1) % count;
+                Vec::new()
+            }
+            Event::Input(Input::FocusPrevious) => {
+                self.focus = (self.focus + count - 1) % count;
+                Vec::new()
+            }
+            Event::Tick
+            | Event::Note { .. }
+            | Event::Shutdown(_)
+            | Event::Input(Input::Quit | Input::TogglePause | Input::TestNow) => self.everyone(&event, clock),
+            Event::Input(_) => self.one(self.focus, event, clock),
+            Event::Notification(report) => {
+                let to = self.instances.iter().position(|state| state.settings.instance == report.instance);
+                self.one(to.unwrap_or(0), Event::Notification(report), clock)
+            }
+            other => self.one(0, other, clock),
+        }
+    }
+
+    /// An event about one instance. Its wish to stop ends the session only once every
+    /// instance has had its end.
+    fn one(&mut self, index: usize, event: Event, clock: Clock) -> Vec<Tagged> {
+        let mut effects = update(&mut self.instances[index], event, clock);
+        if effects.contains(&Effect::Quit) {
+            self.done[index] = true;
+            if !self.done.iter().all(|done| *done) {
+                effects.retain(|effect| *effect != Effect::Quit);
+            }
+        }
+        effects.into_iter().map(|effect| (Some(index), effect)).collect()
+    }
+
+    /// An event for every instance (time, keys that act on all, notes, shutdown): each
+    /// state takes it, a log line is written once and quit is the session's.
+    fn everyone(&mut self, event: &Event, clock: Clock) -> Vec<Tagged> {
+        let mut out = Vec::new();
+        for (index, state) in self.instances.iter_mut().enumerate() {
+            for effect in update(state, event.clone(), clock) {
+                match effect {
+                    Effect::Log { .. } if index > 0 => {}
+                    Effect::Log { .. } | Effect::Quit => out.push((None, effect)),
+                    effect => out.push((Some(index), effect)),
+                }
+            }
+        }
+        out.dedup_by(|a, b| a.0.is_none() && b.0.is_none() && a.1 == Effect::Quit && b.1 == Effect::Quit);
+        out
+    }
+
+    /// Instance positions, worst first: down before degraded before starting before healthy,
+    /// then the louder alert, the higher error rate, the slower P95; ties in config order.
+    pub fn worst_first(&self, now: Instant) -> Vec<usize> {
+        let mut order: Vec<(usize, Badness)> =
+            self.instances.iter().enumerate().map(|(index, state)| (index, Badness::of(state, now))).collect();
+        order.sort_by(|(a_index, a), (b_index, b)| b.cmp(a).then(a_index.cmp(b_index)));
+        order.into_iter().map(|(index, _)| index).collect()
+    }
+
+    /// Every instance's state, for the summary.
+    pub fn into_instances(self) -> Vec<DashState> {
+        self.instances
+    }
+}
+
+/// How bad an instance looks, for the instances pane's order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Badness {
+    status: u8,
+    severity: Severity,
+    error_rate: f64,
+    p95_ms: f64,
+}
+
+impl Badness {
+    fn of(state: &DashState, now: Instant) -> Self {
+        let status = match state.status() {
+            ServiceStatus::Down | ServiceStatus::Failed | ServiceStatus::CrashLoop => 3,
+            ServiceStatus::Degraded => 2,
+            ServiceStatus::Starting | ServiceStatus::Restarting => 1,
+            ServiceStatus::Healthy => 0,
+        };
+        let severity = state.alerts.active().iter().map(|(_, severity)| *severity).max().unwrap_or(Severity::Ok);
+        let window = state.window_snapshot(now);
+        Self { status, severity, error_rate: window.error_rate, p95_ms: window.latency.p95_ms }
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.status
+            .cmp(&other.status)
+            .then(self.severity.cmp(&other.severity))
+            .then(self.error_rate.total_cmp(&other.error_rate))
+            .then(self.p95_ms.total_cmp(&other.p95_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::dash::state::Stop;
+    use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
+
+    fn fleet(names: &[&str], cycles: Option<u64>) -> (Fleet, Clock) {
+        let clock = Clock::at(Instant::now(), 1_795_701_600);
+        let config = Config::default();
+        let state = |name: &str| {
+            let mut state = DashState::new(&config, false, Stop { cycles, interactive: false }, clock.now);
+            state.settings.instance = Some(name.to_owned());
+            state
+        };
+        (Fleet::new(state(names[0]), names[1..].iter().map(|n| state(n)).collect()), clock)
+    }
+
+    fn of(instance: usize, event: Event) -> Event {
+        Event::Of { instance, event: Box::new(event) }
+    }
+
+    #[test]
+    fn the_session_ends_when_every_instance_had_its_cycles() {
+        let (mut fleet, clock) = fleet(&["a", "b"], Some(1));
+        let a = fleet.update(of(0, Event::CycleDone), clock);
+        assert!(!a.iter().any(|(_, effect)| *effect == Effect::Quit), "one instance done is not the end");
+        assert!(a.iter().all(|(instance, _)| *instance == Some(0)));
+        let b = fleet.update(of(1, Event::CycleDone), clock);
+        assert!(b.contains(&(Some(1), Effect::Quit)));
+        // `q` ends it at once, once.
+        let (mut fleet, clock) = fleet_of_two();
+        let quit = fleet.update(Event::Input(Input::Quit), clock);
+        assert_eq!(quit.iter().filter(|(_, effect)| *effect == Effect::Quit).count(), 1);
+    }
+
+    fn fleet_of_two() -> (Fleet, Clock) {
+        fleet(&["a", "b"], None)
+    }
+
+    #[test]
+    fn keys_for_all_reach_every_instance_and_notes_are_written_once() {
+        let (mut fleet, clock) = fleet_of_two();
+        let effects = fleet.update(Event::Input(Input::TogglePause), clock);
+        assert!(effects.contains(&(Some(0), Effect::SetPaused(true))));
+        assert!(effects.contains(&(Some(1), Effect::SetPaused(true))));
+        assert_eq!(effects.iter().filter(|(_, e)| matches!(e, Effect::Log { .. })).count(), 1);
+        assert!(fleet.instances().iter().all(|state| state.view.paused));
+        let note = fleet.update(Event::Note { message: "hello".to_owned() }, clock);
+        assert_eq!(
+            note,
+            vec![(None, Effect::Log { level: crate::dash::effect::LogLevel::Info, message: "hello".to_owned() })]
+        );
+        // Every instance's log pane has it.
+        assert!(fleet.instances().iter().all(|state| state.log.iter().any(|line| line.message == "hello")));
+    }
+
+    #[test]
+    fn focus_moves_round_and_pane_keys_go_to_the_focused_instance() {
+        let (mut fleet, clock) = fleet(&["a", "b", "c"], None);
+        fleet.update(Event::Input(Input::FocusPrevious), clock);
+        assert_eq!(fleet.focus(), 2);
+        fleet.update(Event::Input(Input::FocusNext), clock);
+        fleet.update(Event::Input(Input::FocusNext), clock);
+        assert_eq!(fleet.focus(), 1);
+        fleet.update(Event::Input(Input::DriftPane), clock);
+        let open: Vec<bool> = fleet.instances().iter().map(|state| state.view.drift_pane).collect();
+        assert_eq!(open, [false, true, false]);
+        assert_eq!(fleet.name(1), Some("b"));
+    }
+
+    #[test]
+    fn a_delivery_report_goes_back_to_the_instance_its_alert_was_about() {
+        let (mut fleet, clock) = fleet_of_two();
+        let report = DeliveryReport {
+            sink: "pager".to_owned(),
+            kind: crate::config::SinkKind::Webhook,
+            rule: "health_down".to_owned(),
+            instance: Some("b".to_owned()),
+            severity: Severity::Warning,
+            state: AlertState::Firing,
+            outcome: DeliveryOutcome::Delivered { attempts: 1, status: 200, elapsed: Duration::from_millis(3) },
+        };
+        let effects = fleet.update(Event::Notification(report), clock);
+        assert!(!effects.is_empty() && effects.iter().all(|(instance, _)| *instance == Some(1)));
+        // An event for an instance that does not exist is dropped, not sent elsewhere.
+        assert!(fleet.update(of(7, Event::CycleDone), clock).is_empty());
+    }
+
+    #[test]
+    fn the_worst_instance_comes_first() {
+        let (mut fleet, clock) = fleet(&["fine", "dead"], None);
+        for instance in 0..2 {
+            fleet.update(of(instance, Event::Attach { url: format!("http://{instance}") }), clock);
+        }
+        let refused = crate::dash::prober::HealthCheck {
+            at: clock.now,
+            latency: Duration::from_millis(1),
+            result: Err(crate::dash::prober::ProbeError::ConnectionRefused),
+        };
+        fleet.update(of(1, Event::Health(refused)), clock);
+        assert_eq!(fleet.worst_first(clock.now), [1, 0]);
+    }
+}
