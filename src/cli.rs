@@ -65,11 +65,18 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// The server whose `/metrics` to read, e.g. http://127.0.0.1:8000.
-    #[arg(long, default_value = "http://127.0.0.1:8000", conflicts_with = "metrics")]
+    #[arg(long, default_value = "http://127.0.0.1:8000", conflicts_with_all = ["metrics", "session"])]
     pub url: String,
     /// Read a saved `/metrics` text instead of a server.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "session")]
     pub metrics: Option<PathBuf>,
+    /// Read a past dashboard session instead (its `logs/service_metrics.jsonl`): the server's
+    /// time on each probed caption, one at a time.
+    #[arg(long)]
+    pub session: Option<PathBuf>,
+    /// With `--session` of a dashboard that watched several instances: the one to plan from.
+    #[arg(long, requires = "session")]
+    pub instance: Option<String>,
     /// The model variant to plan for (default: the one with the most captions).
     #[arg(long)]
     pub model: Option<String>,

@@ -259,20 +259,21 @@ async fn http_call(request: reqwest::RequestBuilder, url: &str) -> Result<String
 /// `capwatch plan`: the measured service times, then replicas × workers for the rate and
 /// 10×, 100×, 1000× it.
 fn plan(args: &capwatch::cli::PlanArgs) -> ExitCode {
-    use capwatch::plan::{self, scrape};
+    use capwatch::plan::scrape;
     if !(args.rate > 0.0 && args.rate.is_finite() && args.p95_ms > 0.0 && args.p95_ms.is_finite()) {
         eprintln!("error: --rate and --p95-ms must be positive numbers");
         return ExitCode::from(2);
     }
-    let (source, exposition) = match &args.metrics {
-        Some(path) => match std::fs::read_to_string(path) {
+    let (source, exposition) = match (&args.session, &args.metrics) {
+        (Some(path), _) => return plan_from_session(args, path),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
             Ok(text) => (path.display().to_string(), text),
             Err(err) => {
                 eprintln!("error: cannot read {}: {err}", path.display());
                 return ExitCode::FAILURE;
             }
         },
-        None => {
+        (None, None) => {
             let url = format!("{}/metrics", args.url.trim_end_matches('/'));
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
@@ -300,6 +301,38 @@ fn plan(args: &capwatch::cli::PlanArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
+    print_plan(args, &source, measured)
+}
+
+/// `capwatch plan --session FILE`: the plan from a past dashboard session's service times.
+fn plan_from_session(args: &capwatch::cli::PlanArgs, path: &std::path::Path) -> ExitCode {
+    let records = match capwatch::dash::records_file::RecordsFile::read(path) {
+        Ok((records, _)) => records,
+        Err(err) => {
+            eprintln!("error: cannot read {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match capwatch::plan::session::measured(&records, args.instance.as_deref()) {
+        Ok(measured) => {
+            println!(
+                "Note: a session's times are one caption at a time (the probes never overlap): this plan cannot count \
+                 on batching and does not see the CPU a loaded server shares. The server's /metrics under load is the \
+                 better input (README, Capacity planning)."
+            );
+            print_plan(args, &path.display().to_string(), &measured)
+        }
+        Err(err) => {
+            eprintln!("error: cannot plan from {}: {err}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints what was measured and the plan for the rate and its multiples; exit 1 when a
+/// level cannot be planned.
+fn print_plan(args: &capwatch::cli::PlanArgs, source: &str, measured: &capwatch::plan::scrape::Measured) -> ExitCode {
+    use capwatch::plan;
     let workers = args.workers.unwrap_or(measured.workers).max(1);
     let service = &measured.service;
     println!(
@@ -526,19 +559,13 @@ fn drill(args: &DrillArgs) -> ExitCode {
 /// `capwatch report FILE.jsonl`: the summary of a past session. Lines that do not parse
 /// (a file cut by a full disk, say) are skipped and counted.
 fn report(file: &std::path::Path) -> ExitCode {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
+    let (records, skipped) = match capwatch::dash::records_file::RecordsFile::read(file) {
+        Ok(read) => read,
         Err(err) => {
             eprintln!("error: cannot read {}: {err}", file.display());
             return ExitCode::FAILURE;
         }
     };
-    let mut skipped = 0;
-    let records: Vec<capwatch::dash::record::Record> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .filter_map(|line| serde_json::from_str(line).map_err(|_| skipped += 1).ok())
-        .collect();
     match capwatch::dash::summary::SessionSummary::from_records(&records) {
         Some(summary) => {
             print!("{}", summary.markdown());

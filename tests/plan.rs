@@ -1,5 +1,6 @@
-//! `capwatch plan` against a real server (issue 15 part 4, under way): it reads the service
-//! times the server measured from `/metrics` and plans replicas × workers.
+//! `capwatch plan` against a real server (issue 15 part 4): it reads the service times the
+//! server measured from `/metrics`, or those a past dashboard session recorded, and plans
+//! replicas × workers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -47,4 +48,54 @@ async fn plan_reads_the_measured_service_times_and_plans_replicas() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no measured service times for model `nope`"), "{stderr}");
     server.stop().await.unwrap();
+}
+
+/// A dashboard session records the server's time on each probed caption (queue excluded)
+/// and its workers; `plan --session` plans from them, and says they were one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reads_a_past_dashboard_session() {
+    let server = TestServer::start(repo_path("models/default"), |_| {}).await;
+    let (dir, config) = common::monitor_config(
+        "plan-session",
+        &[
+            ("health_interval_s: 30", "health_interval_s: 0.2"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.2"),
+            ("tests_per_cycle: 5 ", "tests_per_cycle: 4 "),
+        ],
+    );
+    let monitor = ["monitor", "--url", server.url.as_str(), "--headless", "--cycles", "3", "--config"];
+    let mut args: Vec<String> = monitor.iter().map(|s| (*s).to_owned()).collect();
+    args.push(config.display().to_string());
+    let (code, stdout, stderr) = capwatch_cli(args).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let session = dir.join("logs/service_metrics.jsonl");
+    let records = common::read_records(&dir.join("logs"));
+    common::assert_schema(&records);
+    let cycles: Vec<_> = records.iter().filter(|r| r["type"] == "cycle").collect();
+    assert!(cycles.iter().all(|c| c["service_ms"].as_array().unwrap().len() == 4 && c["workers"] == 1), "{cycles:?}");
+
+    let plan = |extra: &[&str]| -> Vec<String> {
+        ["plan", "--session", session.to_str().unwrap()].iter().chain(extra).map(|s| (*s).to_owned()).collect()
+    };
+    let (code, stdout, stderr) = capwatch_cli(plan(&["--rate", "2", "--p95-ms", "2000"])).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("one caption at a time"), "{stdout}");
+    assert!(stdout.contains("1 workers, 12 captions") && stdout.contains("| 2 | 1 × 1 |"), "{stdout}");
+    // A file without service times says why.
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let args = vec![
+        "plan".into(),
+        "--session".into(),
+        empty.display().to_string(),
+        "--rate".into(),
+        "1".into(),
+        "--p95-ms".into(),
+        "100".into(),
+    ];
+    let (code, _, stderr) = capwatch_cli(args).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("holds no service times"), "{stderr}");
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -317,6 +317,7 @@ fn dashboard_exposition(config: &Config) -> String {
                 caption: "a red circle".to_owned(),
                 model_time: Some(Duration::from_millis(10)),
                 server_total: Some(Duration::from_millis(15)),
+                server_queue: None,
                 quality: capwatch::quality::match_keywords("a red circle", &["red".to_owned()]),
             }),
         })

@@ -62,6 +62,8 @@ pub struct ServiceContractConfig {
     pub model_time_pointers: Option<Vec<String>>,
     /// JSON pointer to the server's own total time in ms.
     pub server_time_pointer: Option<String>,
+    /// JSON pointer to the time a request waited in the server's queue, in ms.
+    pub queue_time_pointer: Option<String>,
     /// Extra request headers whose values come from environment variables.
     pub headers: Vec<HeaderFromEnv>,
 }

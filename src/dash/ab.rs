@@ -119,6 +119,7 @@ mod tests {
                 caption: "a red circle".to_owned(),
                 model_time: None,
                 server_total: None,
+                server_queue: None,
                 quality: match_keywords("a red circle", &["red".to_owned()]),
             })
         } else {

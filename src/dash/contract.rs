@@ -21,6 +21,9 @@ pub struct ProbeContract {
     pub caption_pointer: String,
     pub model_time_pointers: Vec<String>,
     pub server_time_pointer: Option<String>,
+    /// JSON pointer to the time the request waited in the server's queue, in ms (its service
+    /// time is the total less this).
+    pub queue_time_pointer: Option<String>,
     /// Header names and values (values are secrets).
     pub headers: Vec<(String, String)>,
 }
@@ -57,16 +60,17 @@ pub enum ContractError {
 impl ProbeContract {
     /// The preset's contract, without overrides.
     pub fn preset(preset: ServicePreset) -> Self {
-        let (caption_path, upload, caption_pointer, model_times, server_time) = match preset {
+        let (caption_path, upload, caption_pointer, model_times, server_time, queue_time) = match preset {
             ServicePreset::Capwatch => (
                 "/caption",
                 Upload::Raw,
                 "/caption",
                 vec!["/timings_ms/encoder".to_owned(), "/timings_ms/decoder".to_owned()],
                 Some("/timings_ms/total".to_owned()),
+                Some("/timings_ms/queue".to_owned()),
             ),
-            ServicePreset::Fastapi => ("/caption", Upload::Multipart, "/caption", Vec::new(), None),
-            ServicePreset::HfInference => ("/", Upload::Raw, "/0/generated_text", Vec::new(), None),
+            ServicePreset::Fastapi => ("/caption", Upload::Multipart, "/caption", Vec::new(), None, None),
+            ServicePreset::HfInference => ("/", Upload::Raw, "/0/generated_text", Vec::new(), None, None),
         };
         Self {
             shape: preset.name().to_owned(),
@@ -78,6 +82,7 @@ impl ProbeContract {
             caption_pointer: caption_pointer.to_owned(),
             model_time_pointers: model_times,
             server_time_pointer: server_time,
+            queue_time_pointer: queue_time,
             headers: Vec::new(),
         }
     }
@@ -128,6 +133,10 @@ impl ProbeContract {
         }
         if let Some(server_time) = &config.server_time_pointer {
             contract.server_time_pointer = Some(pointer("server_time_pointer", server_time)?);
+            overridden = true;
+        }
+        if let Some(queue_time) = &config.queue_time_pointer {
+            contract.queue_time_pointer = Some(pointer("queue_time_pointer", queue_time)?);
             overridden = true;
         }
         for (index, header) in config.headers.iter().enumerate() {

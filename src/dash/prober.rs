@@ -182,6 +182,8 @@ pub struct CaptionResult {
     pub model_time: Option<Duration>,
     /// The server's own total, if it reports one.
     pub server_total: Option<Duration>,
+    /// How long the request waited in the server's queue, if it says.
+    pub server_queue: Option<Duration>,
     pub quality: KeywordMatch,
 }
 
@@ -313,6 +315,7 @@ impl Prober {
                 caption: caption.to_owned(),
                 model_time: model_ms.map(ms),
                 server_total: contract.server_time_pointer.as_deref().and_then(number).map(ms),
+                server_queue: contract.queue_time_pointer.as_deref().and_then(number).map(ms),
             })
         }
         .await;

@@ -70,6 +70,13 @@ pub struct CycleRecord {
     pub pid: Option<u32>,
     pub restarts: u32,
     pub active_alerts: Vec<ActiveAlert>,
+    /// The server's own time on each caption of this cycle, queue excluded (ms), when it
+    /// reports its timings (capwatch does): `capwatch plan --session` reads these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_ms: Vec<f64>,
+    /// Workers the server reported at its last health check, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u64>,
 }
 
 impl CycleRecord {
@@ -106,6 +113,8 @@ impl CycleRecord {
             status: state.status().label().to_owned(),
             pid: state.pid,
             restarts: state.restarts,
+            service_ms: state.cycle_service_ms.clone(),
+            workers: state.last_health.as_ref().and_then(|h| h.result.as_ref().ok()?.workers_alive),
             active_alerts: state
                 .alerts
                 .active()
@@ -321,7 +330,7 @@ pub struct DriftRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::SinkKind;
     use crate::notify::{AlertState, DeliveryOutcome, FailureKind};
@@ -367,6 +376,8 @@ mod tests {
             pid: Some(42),
             restarts: 1,
             active_alerts: vec![ActiveAlert { rule: RuleKind::ErrorRate, severity: Severity::Critical }],
+            service_ms: vec![12.5, 14.0],
+            workers: Some(2),
         };
         let server = |event| Record::Server(ServerRecord { stamp: stamp(), event, restarts: 2 });
         let notification =

@@ -26,6 +26,19 @@ impl RecordsFile {
         Ok(Self { path: path.to_owned(), file })
     }
 
+    /// Every record of a metrics file, and how many lines could not be read (a line from a
+    /// newer version, or not a record).
+    pub fn read(path: &Path) -> std::io::Result<(Vec<Record>, usize)> {
+        let text = std::fs::read_to_string(path)?;
+        let mut skipped = 0;
+        let records = text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .filter_map(|line| serde_json::from_str(line).map_err(|_| skipped += 1).ok())
+            .collect();
+        Ok((records, skipped))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

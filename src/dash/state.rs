@@ -230,6 +230,9 @@ pub struct DashState {
     pub test_in_cycle: usize,
     /// Recent inference tests, oldest first.
     pub recent: VecDeque<RecentProbe>,
+    /// The server's time on each caption of the cycle under way, queue excluded (ms), when
+    /// it reports one: written in the cycle record for `capwatch plan --session`.
+    pub cycle_service_ms: Vec<f64>,
     pub alert_log: VecDeque<AlertEvent>,
     /// Alert events raised at WARNING / CRITICAL (fired, escalated, repeated).
     pub warnings_fired: u64,
@@ -291,6 +294,7 @@ impl DashState {
             tests: 0,
             test_in_cycle: 0,
             recent: VecDeque::with_capacity(RECENT_PROBES),
+            cycle_service_ms: Vec::new(),
             alert_log: VecDeque::new(),
             warnings_fired: 0,
             criticals_fired: 0,

@@ -527,6 +527,7 @@ mod tests {
                 caption: "a red circle".to_owned(),
                 model_time: None,
                 server_total: None,
+                server_queue: None,
                 quality: crate::quality::match_keywords("a red circle", &["red".to_owned()]),
             });
             let probe = InferenceProbe {

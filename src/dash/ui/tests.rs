@@ -64,6 +64,7 @@ impl Scene {
                 caption: caption.to_owned(),
                 model_time: Some(Duration::from_millis(latency_ms / 2)),
                 server_total: Some(Duration::from_millis(latency_ms.saturating_sub(1))),
+                server_queue: None,
                 quality: match_keywords(caption, &keywords),
             }),
         };
@@ -313,6 +314,7 @@ async fn the_ab_pane_shows_both_variants_and_a_red_verdict_for_a_worse_one() {
                     caption: caption.to_owned(),
                     model_time: None,
                     server_total: None,
+                    server_queue: None,
                     quality: match_keywords(caption, &keywords),
                 }),
                 variant: Some(VariantTag { name: name.to_owned(), round }),
@@ -448,6 +450,7 @@ fn instances_pane_lists_the_worst_first_and_follows_the_focus() {
                     caption: "a red circle".to_owned(),
                     model_time: None,
                     server_total: None,
+                    server_queue: None,
                     quality: match_keywords("a red circle", &keywords),
                 }),
             };

@@ -188,6 +188,14 @@ fn on_probe(state: &mut DashState, probe: InferenceProbe, out: &mut Effects) {
         ab.record(tag, &probe);
     }
     state.consecutive_failures = if success { 0 } else { state.consecutive_failures + 1 };
+    // One model's service times only: with variants, each test goes to several models.
+    if probe.variant.is_none()
+        && let Ok(result) = &probe.result
+        && let Some(total) = result.server_total
+    {
+        let queued = result.server_queue.unwrap_or_default();
+        state.cycle_service_ms.push(total.saturating_sub(queued).as_secs_f64() * 1000.0);
+    }
     let model_ms = model_time.map(|d| d.as_secs_f64() * 1000.0);
     push_bounded(&mut state.recent, RECENT_PROBES, RecentProbe { latency_ms, model_ms });
     let outcome = match &probe.result {
@@ -281,6 +289,7 @@ fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
         out.log(state, LogLevel::Info, line);
     }
     let record = CycleRecord::of(state, &window, out.stamp(state), now);
+    state.cycle_service_ms.clear();
     out.write(Record::Cycle(Box::new(record)));
     compare_variants(state, out);
     if state.settings.stop.cycles.is_some_and(|limit| state.cycles >= limit) {

@@ -72,6 +72,7 @@ impl Scene {
                 caption: "a red circle".to_owned(),
                 model_time: Some(Duration::from_millis(latency_ms / 2)),
                 server_total: Some(Duration::from_millis(latency_ms)),
+                server_queue: None,
                 quality: match_keywords("a red circle", &["red".to_owned(), "circle".to_owned()]),
             })
         } else {
@@ -456,6 +457,7 @@ async fn a_p95_hovering_at_the_critical_threshold_is_recorded_once_and_pages_onc
                     caption: "a red circle".to_owned(),
                     model_time: Some(Duration::from_millis(1)),
                     server_total: Some(Duration::from_millis(1)),
+                    server_queue: None,
                     quality: match_keywords("a red circle", &["red".to_owned()]),
                 }),
             };
@@ -591,6 +593,7 @@ fn variant_probe(scene: &mut Scene, name: &str, round: u64, latency_ms: u64, ok:
             caption: "a red circle".to_owned(),
             model_time: None,
             server_total: None,
+            server_queue: None,
             quality: match_keywords("a red circle", &["red".to_owned()]),
         })
     } else {
