@@ -431,7 +431,7 @@ fn grafana_dashboard_is_well_formed_and_carries_the_thresholds() {
     assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 36);
     let variables: Vec<&str> =
         dashboard["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(variables, ["datasource", "instance", "server_instance"]);
+    assert_eq!(variables, ["datasource", "instance", "target", "server_instance"]);
     let panels = dashboard["panels"].as_array().unwrap();
     let mut ids = BTreeSet::new();
     let mut titles = BTreeSet::new();

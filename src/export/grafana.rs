@@ -17,7 +17,10 @@ pub const DASHBOARD_UID: &str = "capwatch-overview";
 
 const DATASOURCE: &str = "${datasource}";
 /// Dashboard and server are scraped as separate targets, so each has its own variable.
-const INSTANCE: &str = r#"instance=~"$instance""#;
+/// The dashboard's series of the chosen dashboards (`instance`) and watched servers (`target`).
+const INSTANCE: &str = r#"instance=~"$instance",target=~"$target""#;
+/// The dashboard's series that are not about one watched server (notifications).
+const DASHBOARD: &str = r#"instance=~"$instance""#;
 const SERVER_INSTANCE: &str = r#"instance=~"$server_instance""#;
 
 fn target(expr: &str, legend: &str) -> Value {
@@ -313,7 +316,7 @@ pub fn dashboard(config: &Config) -> Value {
             description: "Notifications per sink: delivered, failed (after retries), dropped (queue full).",
             targets: vec![target(
                 &format!(
-                    "sum by (sink, outcome) (increase({}{{{INSTANCE}}}[$__rate_interval]))",
+                    "sum by (sink, outcome) (increase({}{{{DASHBOARD}}}[$__rate_interval]))",
                     dash::NOTIFICATIONS_TOTAL
                 ),
                 "{{sink}} {{outcome}}",
@@ -474,6 +477,19 @@ pub fn dashboard(config: &Config) -> Value {
                 "type": "query",
                 "datasource": {"type": "prometheus", "uid": DATASOURCE},
                 "query": {"query": format!("label_values({}, instance)", dash::INFO), "refId": "instance"},
+                "includeAll": true,
+                "multi": true,
+                "allValue": ".*",
+                "refresh": 2,
+                "hide": 0,
+                "sort": 1,
+            },
+            {
+                "name": "target",
+                "label": "Watched server",
+                "type": "query",
+                "datasource": {"type": "prometheus", "uid": DATASOURCE},
+                "query": {"query": format!("label_values({}{{instance=~\"$instance\"}}, target)", dash::SERVER_UP), "refId": "target"},
                 "includeAll": true,
                 "multi": true,
                 "allValue": ".*",
