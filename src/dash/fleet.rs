@@ -108,16 +108,20 @@ impl Fleet {
     /// state takes it, a log line is written once and quit is the session's.
     fn everyone(&mut self, event: &Event, clock: Clock) -> Vec<Tagged> {
         let mut out = Vec::new();
+        let mut quit = false;
         for (index, state) in self.instances.iter_mut().enumerate() {
             for effect in update(state, event.clone(), clock) {
                 match effect {
+                    Effect::Quit => quit = true,
                     Effect::Log { .. } if index > 0 => {}
-                    Effect::Log { .. } | Effect::Quit => out.push((None, effect)),
+                    Effect::Log { .. } => out.push((None, effect)),
                     effect => out.push((Some(index), effect)),
                 }
             }
         }
-        out.dedup_by(|a, b| a.0.is_none() && b.0.is_none() && a.1 == Effect::Quit && b.1 == Effect::Quit);
+        if quit {
+            out.push((None, Effect::Quit));
+        }
         out
     }
 
