@@ -1,6 +1,7 @@
 //! `capwatch monitor` watching several instances on one dashboard, end to end: two real
-//! servers and one address where nothing listens, from `monitoring.targets`. Each is probed
-//! on its own (the dead one stalls nobody); alerts, JSONL records, notifications and the
+//! servers, one address where nothing listens and one that accepts connections and never
+//! answers, from `monitoring.targets`. Each is probed on its own (the dead and the hung one
+//! stall nobody); alerts, JSONL records, notifications and the
 //! dashboard's metrics name the instance; the summary and `capwatch report` break down by
 //! instance.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,9 +18,12 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
     let alpha = common::TestServer::start(repo_path("models/default"), |_| {}).await;
     let beta = common::TestServer::start(repo_path("models/default"), |_| {}).await;
     let gone = refused_url().trim_end_matches("/hook").to_owned();
+    // The kernel queues connections to a listener nobody accepts from: requests hang.
+    let hung_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = format!("http://{}", hung_listener.local_addr().unwrap());
     let receiver = Receiver::start();
     let targets = format!(
-        "  targets:\n    - {{url: \"{}\", name: alpha}}\n    - {{url: \"{}\", name: beta}}\n    - {{url: \"{gone}\", name: gone}}\n",
+        "  targets:\n    - {{url: \"{}\", name: alpha}}\n    - {{url: \"{}\", name: beta}}\n    - {{url: \"{gone}\", name: gone}}\n    - {{url: \"{hung}\", name: hung}}\n",
         alpha.url, beta.url
     );
     let replacements = [
@@ -28,14 +32,14 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
         ("health_interval_s: 30", "health_interval_s: 0.3"),
         ("inference_interval_s: 10", "inference_interval_s: 0.3"),
         ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),
-        ("probe_timeout_s: 30", "probe_timeout_s: 2"),
+        ("probe_timeout_s: 30", "probe_timeout_s: 1"),
     ];
     let (dir, config) = common::monitor_config("instances", &replacements);
     let env = [("T_HOOK_URL".to_owned(), format!("{}/hook", receiver.url))];
     let args = ["monitor", "--headless", "--cycles", "6", "--metrics-listen", "127.0.0.1:0"];
     let (mut monitor, mut lines, _errors) = common::spawn_capwatch(&args, &config, &env);
     let metrics_line = lines.wait_for("📈 Dashboard metrics at ");
-    lines.wait_for("🛰 Watching 3 instances: alpha");
+    lines.wait_for("🛰 Watching 4 instances: alpha");
     let metrics_url = metrics_line[metrics_line.find("http://").unwrap()..].trim().to_owned();
     // The dead instance's alert names it; the live ones go on testing meanwhile.
     lines.wait_for("[gone] 🚨🚨 CRITICAL ALERT: health_down");
@@ -70,11 +74,23 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
     common::assert_schema(&records);
     let of =
         |kind: &str, instance: &str| records.iter().filter(|r| r["type"] == kind && r["instance"] == instance).count();
-    assert!(records.iter().all(|r| ["alpha", "beta", "gone"].contains(&r["instance"].as_str().unwrap_or("-"))));
-    for instance in ["alpha", "beta", "gone"] {
+    let names = ["alpha", "beta", "gone", "hung"];
+    assert!(records.iter().all(|r| names.contains(&r["instance"].as_str().unwrap_or("-"))));
+    for instance in names {
         assert!(of("cycle", instance) >= 6, "{instance}: {} cycles", of("cycle", instance));
     }
-    assert!(of("alert", "gone") >= 2 && of("alert", "alpha") == 0 && of("alert", "beta") == 0);
+    assert!(
+        of("alert", "gone") >= 2 && of("alert", "hung") >= 2 && of("alert", "alpha") == 0 && of("alert", "beta") == 0
+    );
+    // The hung instance's probes wait out their timeout; the others' cycles do not wait for them.
+    let cycle_at = |instance: &str, n: u64| {
+        records
+            .iter()
+            .find(|r| r["type"] == "cycle" && r["instance"] == instance && r["cycle"] == n)
+            .map(|r| r["uptime_s"].as_f64().unwrap())
+            .unwrap()
+    };
+    assert!(cycle_at("alpha", 6) < cycle_at("hung", 3), "{} vs {}", cycle_at("alpha", 6), cycle_at("hung", 3));
     let gone_alert = records.iter().find(|r| r["type"] == "alert" && r["instance"] == "gone").unwrap();
     assert_eq!(gone_alert["rule"], "health_down");
 
@@ -89,15 +105,16 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
     }
     assert!(!notified.is_empty(), "no notification arrived");
     for request in &notified {
-        assert_eq!(request.body["instance"], "gone", "{}", request.body);
-        assert!(request.body["message"].as_str().unwrap().starts_with("[gone] "), "{}", request.body);
+        let instance = request.body["instance"].as_str().unwrap();
+        assert!(["gone", "hung"].contains(&instance), "{}", request.body);
+        assert!(request.body["message"].as_str().unwrap().starts_with(&format!("[{instance}] ")), "{}", request.body);
     }
 
     // The summary breaks down by instance; the session's status is the worst one's.
     let summary = common::session_summary(&logs);
     let instances = summary["instances"].as_array().unwrap();
     let names: Vec<&str> = instances.iter().map(|i| i["instance"].as_str().unwrap()).collect();
-    assert_eq!(names, ["alpha", "beta", "gone"]);
+    assert_eq!(names, ["alpha", "beta", "gone", "hung"]);
     let field = |name: &str, key: &str| instances.iter().find(|i| i["instance"] == name).unwrap()[key].clone();
     assert_eq!((field("alpha", "last_status"), field("gone", "last_status")), ("healthy".into(), "down".into()));
     assert_eq!(field("gone", "successes"), 0);
@@ -115,7 +132,7 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{report}");
     assert!(report.contains("## By instance"), "{report}");
-    for name in ["| alpha | healthy |", "| beta | healthy |", "| gone | down |"] {
+    for name in ["| alpha | healthy |", "| beta | healthy |", "| gone | down |", "| hung | down |"] {
         assert!(report.contains(name), "{name} missing from\n{report}");
     }
 
@@ -124,6 +141,7 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
         assert_eq!(reqwest::get(server.endpoint("/health")).await.unwrap().status(), 200);
         server.stop().await.unwrap();
     }
+    drop(hung_listener);
     let _ = std::fs::remove_dir_all(dir);
 }
 
