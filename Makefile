@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-beams drill soak fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-beams bench-container drill soak fixtures clean-ort
 
 all: test
 
@@ -105,3 +105,10 @@ fixtures:
 
 clean-ort:
 	rm -rf .ort
+
+## bench-container: build the container image (Dockerfile) with podman and check it the way the Kubernetes manifests
+## run it: read-only root, user 10001, /ready, a real caption, the HEALTHCHECK, graceful stop; size and times in
+## .tmp/container/results.md. Where no registry answers, local stand-ins of the base images are made once (debootstrap,
+## this machine's Rust toolchain; see tools/container/). First build ~20+ min at CARGO_BUILD_JOBS=1 (nice 19).
+bench-container:
+	tools/container/bench_container.sh
