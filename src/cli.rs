@@ -250,6 +250,9 @@ pub struct ServeArgs {
     /// Worker threads (overrides `service.workers`).
     #[arg(long)]
     pub workers: Option<std::num::NonZeroUsize>,
+    /// ONNX Runtime threads per worker (overrides `service.intra_op_threads`).
+    #[arg(long)]
+    pub intra_op_threads: Option<std::num::NonZeroUsize>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -293,6 +296,9 @@ impl ServeArgs {
         }
         if let Some(workers) = service.workers {
             args.extend(["--workers".into(), workers.to_string().into()]);
+        }
+        if let Some(threads) = service.intra_op_threads {
+            args.extend(["--intra-op-threads".into(), threads.to_string().into()]);
         }
         if service.chaos {
             args.push("--chaos".into());
@@ -376,6 +382,9 @@ impl ServeArgs {
         if let Some(workers) = self.workers {
             service.workers = Some(workers);
         }
+        if let Some(threads) = self.intra_op_threads {
+            service.intra_op_threads = Some(threads);
+        }
         if self.chaos {
             service.chaos = true;
         }
@@ -442,6 +451,18 @@ mod tests {
         let single = resolve(&["--model", "models/default"]).unwrap();
         assert!(single.service.models.is_empty());
         assert_eq!(single.service.variants().unwrap()[0].name, "default");
+    }
+
+    #[test]
+    fn thread_flags_override_the_config_and_reach_the_child() {
+        let config = resolve(&["--workers", "3", "--intra-op-threads", "2"]).unwrap();
+        let threads = |c: &Config| (c.service.workers.map(|n| n.get()), c.service.intra_op_threads.map(|n| n.get()));
+        assert_eq!(threads(&config), (Some(3), Some(2)));
+        let child: Vec<String> =
+            serve(&[]).child_args(&config).into_iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(child.windows(2).any(|pair| pair == ["--intra-op-threads", "2"]), "{child:?}");
+        let child_refs: Vec<&str> = child.iter().map(String::as_str).collect();
+        assert_eq!(threads(&resolve(&child_refs).unwrap()), (Some(3), Some(2)));
     }
 
     #[test]
