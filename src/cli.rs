@@ -153,6 +153,44 @@ pub enum Export {
     PrometheusRules(ExportArgs),
     /// A Grafana dashboard (JSON) with the terminal dashboard's panes.
     GrafanaDashboard(ExportArgs),
+    /// Kubernetes manifests: Deployment (sized from the model, loaded and measured here),
+    /// ConfigMap, Service, PodDisruptionBudget, HorizontalPodAutoscaler, a prometheus-adapter
+    /// rule, ServiceMonitor and PrometheusRule. Exit codes as `capwatch serve`'s when the
+    /// model cannot load (3 model, 4 ONNX Runtime, 2 config).
+    Kubernetes(KubernetesArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KubernetesArgs {
+    /// Config file (YAML); it goes into the ConfigMap as it is.
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Write one file per object into this directory (created) instead of one multi-document
+    /// YAML to stdout.
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Container image (default: capwatch:<this version>).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Name of the objects and `app.kubernetes.io/instance`.
+    #[arg(long, default_value = "capwatch")]
+    pub name: String,
+    /// Namespace of the objects (default: none, so `kubectl apply -n` decides).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Fewest replicas the autoscaler keeps.
+    #[arg(long, default_value_t = 2)]
+    pub min_replicas: u32,
+    /// Most replicas the autoscaler makes.
+    #[arg(long, default_value_t = 10)]
+    pub max_replicas: u32,
+    /// Worker threads per pod (overrides `service.workers`; default: what the engine chooses
+    /// on this machine). The pod is pinned to what was measured.
+    #[arg(long)]
+    pub workers: Option<std::num::NonZeroUsize>,
+    /// ONNX Runtime threads per worker (overrides `service.intra_op_threads`; default likewise).
+    #[arg(long)]
+    pub intra_op_threads: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Clone, Args)]
