@@ -474,13 +474,14 @@ fn deployment(config: &Config, target: &Target, measured: &Measurement, size: &S
                         mib(measured.peak_rss_bytes)
                     ),
                     format!(
-                        "cpu: request = {} workers x {} threads x {} model(s) = {} cores. No CPU limit, as the TEI and",
+                        "cpu: request = {} workers x {} threads x {} model(s) = {} cores. No CPU limit, like Triton's",
                         measured.workers, measured.intra_op_threads, measured.models, size.cpu_cores
                     ),
-                    "Triton charts: the threads are pinned above, so the request is what the pod uses; a limit"
+                    "Helm chart and TEI's deployments (they limit GPUs only): the threads are pinned above, so the"
                         .to_owned(),
-                    "would only add CFS throttling (latency spikes) when HTTP and image decoding briefly need more."
+                    "request is what the pod uses; a limit would only add CFS throttling (latency spikes) when HTTP"
                         .to_owned(),
+                    "and image decoding briefly need more.".to_owned(),
                 ],
             ),
             (
