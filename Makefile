@@ -15,7 +15,8 @@ setup: $(ORT_LIB) .ort/test-tools .ort/prometheus/promtool
 $(ORT_LIB): tools/fetch_onnxruntime.py
 	$(PYTHON) tools/fetch_onnxruntime.py
 
-# openapi-spec-validator checks /openapi.json; prometheus_client parses /metrics (OpenMetrics).
+# openapi-spec-validator checks /openapi.json; prometheus_client parses /metrics (OpenMetrics);
+# kubernetes-validate, cloudcoil-models-prometheus-operator and jsonschema check `capwatch export kubernetes`.
 # They go in a venv of their own (.ort/test-venv), never the system Python; where Python has no
 # venv module (Debian without python3-venv), pip installs them into .ort/test-pylib instead.
 .ort/test-tools: tools/requirements-test.txt

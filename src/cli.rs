@@ -160,6 +160,44 @@ pub enum Export {
     PrometheusRules(ExportArgs),
     /// A Grafana dashboard (JSON) with the terminal dashboard's panes.
     GrafanaDashboard(ExportArgs),
+    /// Kubernetes manifests: Deployment (sized from the model, loaded and measured here),
+    /// ConfigMap, Service, PodDisruptionBudget, HorizontalPodAutoscaler, a prometheus-adapter
+    /// rule, ServiceMonitor and PrometheusRule. Exit codes as `capwatch serve`'s when the
+    /// model cannot load (3 model, 4 ONNX Runtime, 2 config).
+    Kubernetes(KubernetesArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KubernetesArgs {
+    /// Config file (YAML); it goes into the ConfigMap as it is.
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Write one file per object into this directory (created) instead of one multi-document
+    /// YAML to stdout.
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Container image (default: capwatch:<this version>).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Name of the objects and `app.kubernetes.io/instance`.
+    #[arg(long, default_value = "capwatch")]
+    pub name: String,
+    /// Namespace of the objects (default: none, so `kubectl apply -n` decides).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Fewest replicas the autoscaler keeps.
+    #[arg(long, default_value_t = 2)]
+    pub min_replicas: u32,
+    /// Most replicas the autoscaler makes.
+    #[arg(long, default_value_t = 10)]
+    pub max_replicas: u32,
+    /// Worker threads per pod (overrides `service.workers`; default: what the engine chooses
+    /// on this machine). The pod is pinned to what was measured.
+    #[arg(long)]
+    pub workers: Option<std::num::NonZeroUsize>,
+    /// ONNX Runtime threads per worker (overrides `service.intra_op_threads`; default likewise).
+    #[arg(long)]
+    pub intra_op_threads: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -258,6 +296,9 @@ pub struct ServeArgs {
     /// Worker threads (overrides `service.workers`).
     #[arg(long)]
     pub workers: Option<std::num::NonZeroUsize>,
+    /// ONNX Runtime threads per worker (overrides `service.intra_op_threads`).
+    #[arg(long)]
+    pub intra_op_threads: Option<std::num::NonZeroUsize>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -301,6 +342,9 @@ impl ServeArgs {
         }
         if let Some(workers) = service.workers {
             args.extend(["--workers".into(), workers.to_string().into()]);
+        }
+        if let Some(threads) = service.intra_op_threads {
+            args.extend(["--intra-op-threads".into(), threads.to_string().into()]);
         }
         if service.chaos {
             args.push("--chaos".into());
@@ -384,6 +428,9 @@ impl ServeArgs {
         if let Some(workers) = self.workers {
             service.workers = Some(workers);
         }
+        if let Some(threads) = self.intra_op_threads {
+            service.intra_op_threads = Some(threads);
+        }
         if self.chaos {
             service.chaos = true;
         }
@@ -450,6 +497,18 @@ mod tests {
         let single = resolve(&["--model", "models/default"]).unwrap();
         assert!(single.service.models.is_empty());
         assert_eq!(single.service.variants().unwrap()[0].name, "default");
+    }
+
+    #[test]
+    fn thread_flags_override_the_config_and_reach_the_child() {
+        let config = resolve(&["--workers", "3", "--intra-op-threads", "2"]).unwrap();
+        let threads = |c: &Config| (c.service.workers.map(|n| n.get()), c.service.intra_op_threads.map(|n| n.get()));
+        assert_eq!(threads(&config), (Some(3), Some(2)));
+        let child: Vec<String> =
+            serve(&[]).child_args(&config).into_iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(child.windows(2).any(|pair| pair == ["--intra-op-threads", "2"]), "{child:?}");
+        let child_refs: Vec<&str> = child.iter().map(String::as_str).collect();
+        assert_eq!(threads(&resolve(&child_refs).unwrap()), (Some(3), Some(2)));
     }
 
     #[test]

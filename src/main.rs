@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use capwatch::cli::{Cli, Command, DrillArgs, Export, ExportArgs, MonitorArgs, RunArgs, ServeArgs};
+use capwatch::cli::{Cli, Command, DrillArgs, Export, ExportArgs, KubernetesArgs, MonitorArgs, RunArgs, ServeArgs};
 use capwatch::config::Config;
 use capwatch::dash::app::{self, StopAfter, Target, Watched};
 use capwatch::dash::console::Mode;
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(Command::Drill(args)) => drill(&args),
         Some(Command::Export(Export::PrometheusRules(args))) => export(&args, ExportKind::PrometheusRules),
         Some(Command::Export(Export::GrafanaDashboard(args))) => export(&args, ExportKind::GrafanaDashboard),
+        Some(Command::Export(Export::Kubernetes(args))) => export_kubernetes(&args),
         Some(Command::Drift(command)) => drift(&command),
         Some(Command::Plan(args)) => plan(&args),
         None => dashboard(&cli.run, &cli.serve),
@@ -87,6 +88,135 @@ fn export(args: &ExportArgs, kind: ExportKind) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `capwatch export kubernetes`: loads the configured models here as `capwatch serve` would,
+/// measures them, and writes the objects sized from that (stdout, or one file each in `-o DIR`).
+fn export_kubernetes(args: &KubernetesArgs) -> ExitCode {
+    use capwatch::export::kubernetes::{self, Target};
+    use capwatch::export::measure;
+    let mut config = match config_or_exit(Config::load_or_default(&args.config)) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let target = Target {
+        name: args.name.clone(),
+        namespace: args.namespace.clone(),
+        image: args.image.clone().unwrap_or_else(|| format!("capwatch:{}", env!("CARGO_PKG_VERSION"))),
+        min_replicas: args.min_replicas,
+        max_replicas: args.max_replicas,
+    };
+    if let Err(err) = target.check() {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
+    // The ConfigMap holds the file as it is; a missing default config means the defaults.
+    let config_text = if args.config.exists() {
+        match std::fs::read_to_string(&args.config) {
+            Ok(text) => text,
+            Err(err) => {
+                eprintln!("error: cannot read {}: {err}", args.config.display());
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        String::new()
+    };
+    if let Some(workers) = args.workers {
+        config.service.workers = Some(workers);
+    }
+    if let Some(threads) = args.intra_op_threads {
+        config.service.intra_op_threads = Some(threads);
+    }
+    for variant in config.service.variants().unwrap_or_default() {
+        if variant.dir.is_absolute() {
+            eprintln!(
+                "warning: model `{}` is at the absolute path {}: the image must have it there too",
+                variant.name,
+                variant.dir.display()
+            );
+        }
+    }
+    eprintln!("Loading the model(s) as `capwatch serve` does, to size the pods…");
+    let test_images: Vec<std::path::PathBuf> = config.quality.test_images.iter().map(|t| t.file.clone()).collect();
+    let measured = match measure::measure(&config.service, &test_images) {
+        Ok(measured) => measured,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(err.exit_code());
+        }
+    };
+    let size = kubernetes::sizing(&config, &measured);
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "Measured on this machine ({} cores): {} model(s) loaded and warmed up in {:.3} s; RSS {:.1} MiB before, \
+         {:.1} MiB loaded, {:.1} MiB after {} captions, peak {:.1} MiB; {} workers x {} intra-op threads",
+        measured.cores,
+        measured.models,
+        measured.load.as_secs_f64(),
+        mib(measured.rss_before_bytes),
+        mib(measured.rss_loaded_bytes),
+        mib(measured.rss_captioned_bytes),
+        measured.captions,
+        mib(measured.peak_rss_bytes),
+        measured.workers,
+        measured.intra_op_threads
+    );
+    eprintln!(
+        "Sizing: memory request {}Mi (peak x {}), limit {}Mi (x {}); CPU request {} (no limit); startup probe {} x {} s = {} s; \
+         termination grace {} s",
+        size.memory_request_mib,
+        kubernetes::MEMORY_REQUEST_FACTOR,
+        size.memory_limit_mib,
+        kubernetes::MEMORY_LIMIT_FACTOR,
+        size.cpu_cores,
+        size.startup_failure_threshold,
+        size.startup_period_s,
+        size.startup_budget_s(),
+        size.termination_grace_s
+    );
+    let manifests = match kubernetes::manifests(&config, &config_text, &target, &measured) {
+        Ok(manifests) => manifests,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(dir) = &args.output else {
+        return match kubernetes::multi_document(&manifests, &args.config.display().to_string()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    if let Err(err) = std::fs::create_dir_all(dir) {
+        eprintln!("error: cannot create {}: {err}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    for manifest in &manifests {
+        let path = dir.join(manifest.file_name);
+        let written = manifest.to_yaml().map_err(|e| e.to_string()).and_then(|text| {
+            let header = format!(
+                "# Generated by `capwatch export kubernetes` (capwatch {}) from {}.\n",
+                env!("CARGO_PKG_VERSION"),
+                args.config.display()
+            );
+            std::fs::write(&path, header + &text).map_err(|e| e.to_string())
+        });
+        match written {
+            Ok(()) => eprintln!("wrote {} ({})", path.display(), manifest.title()),
+            Err(err) => {
+                eprintln!("error: cannot write {}: {err}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `capwatch alert-test`: one test notification to every configured sink, and what each said.
