@@ -298,7 +298,6 @@ impl SessionSummary {
     /// figures the worst instance's, the worst status, and a row per instance.
     fn combine(parts: Vec<(String, Self)>) -> Self {
         let sum = |f: fn(&Self) -> u64| parts.iter().map(|(_, s)| f(s)).sum::<u64>();
-        let worst = |f: fn(&Self) -> f64| parts.iter().map(|(_, s)| f(s)).fold(0.0, f64::max);
         let tests = sum(|s| s.tests);
         let successes = sum(|s| s.successes);
         let rate = |part: u64| if tests == 0 { 0.0 } else { part as f64 / tests as f64 };
@@ -351,14 +350,14 @@ impl SessionSummary {
         Self {
             started_at: parts.iter().map(|(_, s)| s.started_at.clone()).min().unwrap_or_default(),
             ended_at: parts.iter().map(|(_, s)| s.ended_at.clone()).max().unwrap_or_default(),
-            duration_s: worst(|s| s.duration_s),
+            duration_s: worst_of(&parts, |s| s.duration_s),
             cycles: sum(|s| s.cycles),
             tests,
             successes,
             success_rate: rate(successes),
             error_rate: session.error_rate,
-            mean_p95_ms: worst(|s| s.mean_p95_ms),
-            final_p95_ms: worst(|s| s.final_p95_ms),
+            mean_p95_ms: worst_of(&parts, |s| s.mean_p95_ms),
+            final_p95_ms: worst_of(&parts, |s| s.final_p95_ms),
             session,
             last_status: parts
                 .iter()

@@ -471,46 +471,32 @@ pub fn dashboard(config: &Config) -> Value {
                 "hide": 0,
                 "refresh": 1,
             },
-            {
-                "name": "instance",
-                "label": "Instance",
-                "type": "query",
-                "datasource": {"type": "prometheus", "uid": DATASOURCE},
-                "query": {"query": format!("label_values({}, instance)", dash::INFO), "refId": "instance"},
-                "includeAll": true,
-                "multi": true,
-                "allValue": ".*",
-                "refresh": 2,
-                "hide": 0,
-                "sort": 1,
-            },
-            {
-                "name": "target",
-                "label": "Watched server",
-                "type": "query",
-                "datasource": {"type": "prometheus", "uid": DATASOURCE},
-                "query": {"query": format!("label_values({}{{instance=~\"$instance\"}}, target)", dash::SERVER_UP), "refId": "target"},
-                "includeAll": true,
-                "multi": true,
-                "allValue": ".*",
-                "refresh": 2,
-                "hide": 0,
-                "sort": 1,
-            },
-            {
-                "name": "server_instance",
-                "label": "Server",
-                "type": "query",
-                "datasource": {"type": "prometheus", "uid": DATASOURCE},
-                "query": {"query": format!("label_values({}, instance)", server::MODEL_INFO), "refId": "server_instance"},
-                "includeAll": true,
-                "multi": true,
-                "allValue": ".*",
-                "refresh": 2,
-                "hide": 0,
-                "sort": 1,
-            },
+            label_variable("instance", "Instance", &format!("label_values({}, instance)", dash::INFO)),
+            label_variable(
+                "target",
+                "Watched server",
+                &format!("label_values({}{{instance=~\"$instance\"}}, target)", dash::SERVER_UP),
+            ),
+            label_variable("server_instance", "Server", &format!("label_values({}, instance)", server::MODEL_INFO)),
         ]},
         "panels": panels,
+    })
+}
+
+/// A dashboard variable over a label's values (`query`: `label_values(…)`), any number of
+/// them chosen, all by default.
+fn label_variable(name: &str, label: &str, query: &str) -> Value {
+    json!({
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": DATASOURCE},
+        "query": {"query": query, "refId": name},
+        "includeAll": true,
+        "multi": true,
+        "allValue": ".*",
+        "refresh": 2,
+        "hide": 0,
+        "sort": 1,
     })
 }

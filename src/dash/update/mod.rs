@@ -373,10 +373,10 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
 /// A server someone else runs restarted when its reported uptime went back: counted, so the
 /// instances pane and the summary show it (capwatch counts its own child's restarts itself).
 fn noticed_restart(state: &mut DashState, uptime_s: Option<f64>, out: &mut Effects) {
-    let before = state.last_health.as_ref().and_then(|h| h.result.as_ref().ok()).and_then(|b| b.uptime_s);
     if state.supervised {
         return;
     }
+    let before = state.last_health.as_ref().and_then(|h| h.result.as_ref().ok()).and_then(|b| b.uptime_s);
     if let (Some(before), Some(now)) = (before, uptime_s)
         && now < before
     {
