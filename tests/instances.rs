@@ -32,7 +32,7 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
         ("health_interval_s: 30", "health_interval_s: 0.3"),
         ("inference_interval_s: 10", "inference_interval_s: 0.3"),
         ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),
-        ("probe_timeout_s: 30", "probe_timeout_s: 1"),
+        ("probe_timeout_s: 30", "probe_timeout_s: 2"),
     ];
     let (dir, config) = common::monitor_config("instances", &replacements);
     let env = [("T_HOOK_URL".to_owned(), format!("{}/hook", receiver.url))];
