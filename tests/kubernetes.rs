@@ -334,9 +334,7 @@ async fn a_server_run_with_the_deployment_arguments_exposes_the_hpa_metric_withi
 }
 
 fn server_url(stderr: &mut Lines) -> String {
-    let line = stderr.wait_for("http://127.0.0.1:");
-    let start = line.find("http://127.0.0.1:").unwrap();
-    line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect()
+    common::loopback_url_in(&stderr.wait_for("http://127.0.0.1:")).unwrap()
 }
 
 #[tokio::test]
@@ -350,8 +348,7 @@ async fn prometheus_rule_groups_are_the_rules_export_and_promtool_accepts_them()
     assert_eq!(rule["spec"]["groups"], rules["groups"]);
     assert!(rule["spec"]["groups"].as_array().unwrap().len() >= 3);
 
-    let promtool = std::env::var_os("PROMTOOL").map_or_else(|| repo_path(".ort/prometheus/promtool"), PathBuf::from);
-    assert!(promtool.exists(), "{} not found: run `make setup`", promtool.display());
+    let promtool = common::prometheus_tool("promtool", "PROMTOOL");
     let spec = dir.join("spec_rules.yml");
     std::fs::write(&spec, serde_yaml_ng::to_string(&rule["spec"]).unwrap()).unwrap();
     let (ok, output) = run({

@@ -26,12 +26,6 @@ use serde_json::Value;
 
 use common::{KillOnDrop, TestServer, repo_path};
 
-fn tool(name: &str, env: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(|| repo_path(".ort/prometheus").join(name), PathBuf::from);
-    assert!(path.exists(), "{} not found: run `make setup` (it unpacks Debian's prometheus package)", path.display());
-    path
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("capwatch-prom-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -51,7 +45,8 @@ fn export(what: &str, config: &Path, output: &Path) {
 }
 
 fn run_promtool(args: &[&str], dir: &Path) {
-    let output = Command::new(tool("promtool", "PROMTOOL")).args(args).current_dir(dir).output().unwrap();
+    let output =
+        Command::new(common::prometheus_tool("promtool", "PROMTOOL")).args(args).current_dir(dir).output().unwrap();
     assert!(
         output.status.success(),
         "promtool {args:?} failed:\n{}{}",
@@ -514,7 +509,7 @@ async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() 
     )
     .unwrap();
     let prometheus = KillOnDrop(
-        Command::new(tool("prometheus", "PROMETHEUS"))
+        Command::new(common::prometheus_tool("prometheus", "PROMETHEUS"))
             .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))

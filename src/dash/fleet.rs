@@ -59,11 +59,6 @@ impl Fleet {
         &self.instances[0]
     }
 
-    /// The name an instance goes by (its URL's host and port unless the config names it).
-    pub fn name(&self, index: usize) -> Option<&str> {
-        self.instances.get(index).and_then(|state| state.settings.instance.as_deref())
-    }
-
     /// Applies one event and returns what the event loop must do, each effect with its instance.
     pub fn update(&mut self, event: Event, clock: Clock) -> Vec<Tagged> {
         let count = self.instances.len();
@@ -241,7 +236,7 @@ mod tests {
         fleet.update(Event::Input(Input::DriftPane), clock);
         let open: Vec<bool> = fleet.instances().iter().map(|state| state.view.drift_pane).collect();
         assert_eq!(open, [false, true, false]);
-        assert_eq!(fleet.name(1), Some("b"));
+        assert_eq!(fleet.instances()[1].settings.instance.as_deref(), Some("b"));
     }
 
     #[test]

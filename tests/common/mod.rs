@@ -203,11 +203,26 @@ pub fn spawn_server(
         let line = line_rx
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
             .expect("server printed no URL");
-        if let Some(start) = line.find("http://127.0.0.1:") {
-            let url: String = line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+        if let Some(url) = loopback_url_in(&line) {
             return (child, url, line_rx);
         }
     }
+}
+
+/// The `http://127.0.0.1:PORT` a server's log line announces, if it has one.
+#[allow(dead_code)]
+pub fn loopback_url_in(line: &str) -> Option<String> {
+    let start = line.find("http://127.0.0.1:")?;
+    Some(line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect())
+}
+
+/// A tool from Debian's prometheus package (`promtool`, `prometheus`): `env` if set, else
+/// what `make setup` unpacked into `.ort/prometheus/`.
+#[allow(dead_code)]
+pub fn prometheus_tool(name: &str, env: &str) -> PathBuf {
+    let path = std::env::var_os(env).map_or_else(|| repo_path(".ort/prometheus").join(name), PathBuf::from);
+    assert!(path.exists(), "{} not found: run `make setup` (it unpacks Debian's prometheus package)", path.display());
+    path
 }
 
 /// Waits (up to 60 s) until `url/ready` answers 200.
