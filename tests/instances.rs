@@ -42,8 +42,7 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
     lines.wait_for("🛰 Watching 4 instances: alpha");
     let metrics_url = metrics_line[metrics_line.find("http://").unwrap()..].trim().to_owned();
     // The dead instance's alert names it; the live ones go on testing meanwhile.
-    lines.wait_for("[gone] 🚨🚨 CRITICAL ALERT: health_down");
-    lines.wait_for_all(&["[alpha] ✅ Test 2/2", "[beta] ✅ Test 2/2"]);
+    lines.wait_for_all(&["[gone] 🚨🚨 CRITICAL ALERT: health_down", "[alpha] ✅ Test 2/2", "[beta] ✅ Test 2/2"]);
     let exposition = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
     let status = tokio::task::spawn_blocking(move || monitor.wait().unwrap()).await.unwrap();
     let stdout = lines.rest().join("\n");
@@ -91,8 +90,8 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
             .unwrap()
     };
     assert!(cycle_at("alpha", 6) < cycle_at("hung", 3), "{} vs {}", cycle_at("alpha", 6), cycle_at("hung", 3));
-    let gone_alert = records.iter().find(|r| r["type"] == "alert" && r["instance"] == "gone").unwrap();
-    assert_eq!(gone_alert["rule"], "health_down");
+    // Its health and inference loops run apart, so which of their alerts comes first is open.
+    assert!(records.iter().any(|r| r["type"] == "alert" && r["instance"] == "gone" && r["rule"] == "health_down"));
 
     // Notifications: each says which instance it is about.
     let mut notified = Vec::new();

@@ -107,8 +107,9 @@ pub async fn poll_loop(
         ticker.tick().await;
         let Ok(url) = url_rx.wait_for(Option::is_some).await.map(|url| url.clone()) else { return };
         let Some(url) = url else { continue };
+        let requested_at = tokio::time::Instant::now();
         let result = client.list(&url).await;
-        if events_tx.send(Event::Faults(FaultsEvent::Listed(result))).await.is_err() {
+        if events_tx.send(Event::Faults(FaultsEvent::Listed { requested_at, result })).await.is_err() {
             return;
         }
     }

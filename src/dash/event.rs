@@ -60,8 +60,9 @@ impl From<DeliveryReport> for Event {
 pub enum FaultsEvent {
     /// `POST /chaos` for a fault of `kind`.
     Injected { kind: FaultKind, result: Result<ActiveFault, String> },
-    /// `GET /chaos`: the faults in force.
-    Listed(Result<Vec<ActiveFault>, String>),
+    /// `GET /chaos`: the faults in force, as the server saw them at some point after
+    /// `requested_at` (when the request was sent).
+    Listed { requested_at: tokio::time::Instant, result: Result<Vec<ActiveFault>, String> },
     /// `DELETE /chaos`: the faults it ended, as they were then.
     Cleared(Result<Vec<ActiveFault>, String>),
 }

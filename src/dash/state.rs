@@ -157,6 +157,9 @@ pub struct Faults {
     pub ended: Vec<FaultSummary>,
     /// A `DELETE /chaos` was sent: faults that vanish now were cleared, not expired.
     pub clearing: bool,
+    /// When the latest inject or clear was answered: a listing requested before then may
+    /// predate it (it would end a fault just injected, or bring back one just cleared).
+    pub changed_at: Option<tokio::time::Instant>,
 }
 
 /// What the operator toggled on the screen.

@@ -240,10 +240,13 @@ pub fn wait_ready(url: &str) {
     panic!("{url} never became ready");
 }
 
-/// Lines of a child's output, read on a thread, with what has been seen so far.
+/// Lines of a child's output, read on a thread, with what has been seen so far. Waits move a
+/// cursor: each wait looks at the lines after the last line an earlier wait matched, so a
+/// line read ahead while waiting for something else is still found.
 pub struct Lines {
     rx: std::sync::mpsc::Receiver<String>,
     pub seen: Vec<String>,
+    cursor: usize,
 }
 
 impl Lines {
@@ -257,32 +260,47 @@ impl Lines {
                 }
             }
         });
-        Self { rx, seen: Vec::new() }
+        Self { rx, seen: Vec::new(), cursor: 0 }
     }
 
-    /// Waits up to 60 s for a line containing `needle`; returns it.
-    pub fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    /// The index of the first line at or after `from` that contains `needle`, reading more
+    /// lines until `deadline`.
+    fn find_from(&mut self, from: usize, needle: &str, deadline: std::time::Instant) -> usize {
+        let mut index = from;
         loop {
+            while index < self.seen.len() {
+                if self.seen[index].contains(needle) {
+                    return index;
+                }
+                index += 1;
+            }
             let line =
                 self.rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).unwrap_or_else(
                     |_| panic!("no line with `{needle}` within 60 s; output so far:\n{}", self.seen.join("\n")),
                 );
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
+            self.seen.push(line);
         }
     }
 
-    /// Waits until every needle has appeared in a line from now on, in any order.
-    pub fn wait_for_all(&mut self, needles: &[&str]) {
-        let start = self.seen.len();
-        for needle in needles {
-            if !self.seen[start..].iter().any(|line| line.contains(needle)) {
-                self.wait_for(needle);
-            }
-        }
+    /// Waits up to 60 s for a line after the cursor containing `needle`; returns it and moves
+    /// the cursor past it. Use it only where the product promises that this line comes after
+    /// the previous one waited for.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let index = self.find_from(self.cursor, needle, deadline);
+        self.cursor = index + 1;
+        self.seen[index].clone()
+    }
+
+    /// Waits up to 60 s until every needle has appeared after the cursor, in any order;
+    /// returns the matching lines (in the order of `needles`) and moves the cursor past the
+    /// last of them.
+    pub fn wait_for_all(&mut self, needles: &[&str]) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let from = self.cursor;
+        let indices: Vec<usize> = needles.iter().map(|needle| self.find_from(from, needle, deadline)).collect();
+        self.cursor = indices.iter().max().map_or(from, |last| last + 1);
+        indices.into_iter().map(|index| self.seen[index].clone()).collect()
     }
 
     /// Everything up to the end of the stream.

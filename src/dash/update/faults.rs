@@ -47,12 +47,18 @@ pub(super) fn on_fault_input(state: &mut DashState, input: Input, out: &mut Effe
 
 pub(super) fn on_faults(state: &mut DashState, event: FaultsEvent, out: &mut Effects) {
     match event {
-        FaultsEvent::Injected { result: Ok(fault), .. } => started(state, fault, out),
+        FaultsEvent::Injected { result: Ok(fault), .. } => {
+            state.faults.changed_at = Some(out.clock.now);
+            started(state, fault, out);
+        }
         FaultsEvent::Injected { kind, result: Err(why) } => {
             out.notice(state, &format!("the {} fault was not injected", kind.name()));
             out.log(state, LogLevel::Error, format!("⚡ Fault {} not injected: {why}", kind.name()));
         }
-        FaultsEvent::Listed(Ok(faults)) => {
+        // Sent before the latest inject or clear was answered: it may not show that change.
+        FaultsEvent::Listed { requested_at, .. }
+            if state.faults.changed_at.is_some_and(|changed_at| requested_at < changed_at) => {}
+        FaultsEvent::Listed { result: Ok(faults), .. } => {
             let gone: Vec<u64> = state
                 .faults
                 .active
@@ -76,8 +82,9 @@ pub(super) fn on_faults(state: &mut DashState, event: FaultsEvent, out: &mut Eff
             }
         }
         // The server is down or busy restarting: its exit ends the faults (see `server_exited`).
-        FaultsEvent::Listed(Err(_)) => {}
+        FaultsEvent::Listed { result: Err(_), .. } => {}
         FaultsEvent::Cleared(Ok(cleared)) => {
+            state.faults.changed_at = Some(out.clock.now);
             out.log(state, LogLevel::Info, format!("⚡ Faults cleared ({} in force)", cleared.len()));
             for fault in &cleared {
                 if let Some(tracked) = state.faults.active.iter_mut().find(|tracked| tracked.fault.id == fault.id) {

@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Levels};
 use crate::dash::alerts::{AlertTransition, RuleKind, Severity};
 use crate::dash::effect::{Effect, LogLevel, MetricUpdate};
-use crate::dash::event::{Event, Input, ShutdownReason};
+use crate::dash::event::{Event, FaultsEvent, Input, ShutdownReason};
 use crate::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe, ProbeError};
 use crate::dash::record::{Record, ServerChange};
 use crate::dash::state::{DashState, ServiceStatus, Stop};
@@ -490,6 +490,38 @@ fn active_fault(
     crate::server::chaos::ActiveFault { id, spec: crate::server::chaos::FaultSpec::new(kind), remaining_s, hits }
 }
 
+/// `GET /chaos` answered `faults` for a request sent at the scene's current time.
+fn listing(scene: &Scene, faults: Vec<crate::server::chaos::ActiveFault>) -> FaultsEvent {
+    FaultsEvent::Listed { requested_at: scene.clock.now, result: Ok(faults) }
+}
+
+#[test]
+fn a_listing_sent_before_an_inject_or_clear_was_answered_changes_nothing() {
+    use crate::server::chaos::FaultKind;
+    let mut config = Config::default();
+    config.service.chaos = true;
+    let mut scene = Scene::new(&config, true);
+    scene.ready(42);
+    let before_inject = scene.clock.now;
+    let fault = active_fault(1, FaultKind::Errors, 60.0, 0);
+    scene.feed(Event::Faults(FaultsEvent::Injected { kind: FaultKind::Errors, result: Ok(fault.clone()) }));
+    // Requested before the fault existed: its absence is not an expiry.
+    let stale = FaultsEvent::Listed { requested_at: before_inject, result: Ok(vec![]) };
+    assert!(fault_records(&scene.feed(Event::Faults(stale))).is_empty());
+    assert_eq!(scene.state.faults.active.len(), 1);
+
+    let before_clear = scene.clock.now;
+    scene.feed(Event::Faults(FaultsEvent::Cleared(Ok(vec![fault.clone()]))));
+    assert!(scene.state.faults.active.is_empty());
+    // Requested before the clear: the fault it still lists does not start again.
+    let stale = FaultsEvent::Listed { requested_at: before_clear, result: Ok(vec![fault]) };
+    assert!(fault_records(&scene.feed(Event::Faults(stale))).is_empty());
+    assert!(scene.state.faults.active.is_empty());
+    // A fresh listing counts again.
+    let fresh = listing(&scene, vec![active_fault(2, FaultKind::Latency, 60.0, 0)]);
+    assert_eq!(fault_records(&scene.feed(Event::Faults(fresh))).len(), 1);
+}
+
 fn fault_records(effects: &[Effect]) -> Vec<crate::dash::record::FaultRecord> {
     effects
         .iter()
@@ -502,7 +534,6 @@ fn fault_records(effects: &[Effect]) -> Vec<crate::dash::record::FaultRecord> {
 
 #[tokio::test(start_paused = true)]
 async fn the_fault_menu_injects_only_with_chaos() {
-    use crate::dash::event::FaultsEvent;
     use crate::server::chaos::FaultKind;
     let mut scene = Scene::new(&Config::default(), true);
     scene.ready(42);
@@ -539,22 +570,22 @@ async fn the_fault_menu_injects_only_with_chaos() {
     assert_eq!(started.len(), 1);
     assert_eq!(started[0].event, crate::dash::record::FaultPhase::Started);
     let listed = active_fault(1, FaultKind::Errors, 50.0, 7);
-    assert!(fault_records(&scene.feed(Event::Faults(FaultsEvent::Listed(Ok(vec![listed]))))).is_empty());
+    assert!(fault_records(&scene.feed(Event::Faults(listing(&scene, vec![listed])))).is_empty());
     assert_eq!(scene.state.faults.active[0].remaining(scene.clock.now), Duration::from_secs(50));
     assert_eq!(
         scene.state.faults.active[0].remaining(scene.clock.now + Duration::from_secs(20)),
         Duration::from_secs(30)
     );
-    let ended = fault_records(&scene.feed(Event::Faults(FaultsEvent::Listed(Ok(vec![])))));
+    let ended = fault_records(&scene.feed(Event::Faults(listing(&scene, vec![]))));
     assert_eq!(ended.len(), 1);
     assert_eq!((ended[0].hits, ended[0].ended_by), (Some(7), Some(crate::dash::record::FaultEnd::Expired)));
     assert_eq!(ended[0].active_s, Some(2.0));
 
     // `x` in the menu clears; a crash's fault ends with its process.
-    scene.feed(Event::Faults(FaultsEvent::Listed(Ok(vec![active_fault(2, FaultKind::Latency, 60.0, 1)]))));
+    scene.feed(Event::Faults(listing(&scene, vec![active_fault(2, FaultKind::Latency, 60.0, 1)])));
     scene.feed(Event::Input(Input::FaultMenu));
     assert!(scene.feed(Event::Input(Input::ClearFaults)).iter().any(|e| matches!(e, Effect::ClearFaults { .. })));
-    let ended = fault_records(&scene.feed(Event::Faults(FaultsEvent::Listed(Ok(vec![])))));
+    let ended = fault_records(&scene.feed(Event::Faults(listing(&scene, vec![]))));
     assert_eq!(ended[0].ended_by, Some(crate::dash::record::FaultEnd::Cleared));
     scene.feed(Event::Faults(FaultsEvent::Injected {
         kind: FaultKind::Crash,
