@@ -1,9 +1,8 @@
 //! The HTTP API against a real server (127.0.0.1:0) and the real ONNX model: every
 //! endpoint, every kind of bad input (each answered with the right 4xx JSON error while the
 //! server keeps serving), the queue limit, metrics, and the OpenAPI document.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroUsize;
 
@@ -269,6 +268,7 @@ async fn beam_search_requests_get_transformers_captions() {
 
 #[tokio::test]
 async fn concurrent_requests_share_a_batch_and_get_the_captions_they_get_alone() {
+    let _machine = common::whole_machine();
     // Optimum's merged layout (batches fill when they start) and the cross-cache layouts
     // (requests also join batches that are decoding).
     for model in [MODEL, "vit_gpt2_cross", "blip_cross"] {
@@ -392,6 +392,7 @@ async fn unusual_but_valid_images_get_captions() {
 
 #[tokio::test]
 async fn full_queue_answers_503_with_retry_after() {
+    let _machine = common::whole_machine();
     // One worker, one waiting slot, and images that take a while to decode: most of a burst
     // of concurrent requests must be refused at once rather than queued without bound.
     let server = TestServer::start(fixture(MODEL), |c| {

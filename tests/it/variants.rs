@@ -1,8 +1,7 @@
 //! Several model variants in one server (issue 13 part 1): explicit choice, sticky and weighted
 //! routing, shadow copies, per-model metrics and faults, on real HTTP with the bundled model.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! The prober against a real server (captions, health, HTTP errors, a stopped server) and
 //! against a local stand-in that answers garbage or nothing at all.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! Shared helpers for integration tests: fixture paths, an in-process server on
 //! 127.0.0.1:0 with a real model, and test images drawn in memory.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -127,6 +126,32 @@ pub fn smooth_png(width: u32, height: u32) -> Vec<u8> {
     encode(&image::DynamicImage::ImageRgb8(image), image::ImageFormat::Png)
 }
 
+/// Held by a test that needs both cores: a dashboard with its child server, a drill, a
+/// pseudo-terminal, the model under full load. Such tests run one at a time (beside the
+/// light ones), so their probe timeouts and timing margins hold on a 2-core machine.
+pub struct WholeMachine(());
+
+static MACHINE_TAKEN: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+static MACHINE_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Waits until no other whole-machine test runs; the machine is free again when the
+/// returned value is dropped (a failed test included).
+pub fn whole_machine() -> WholeMachine {
+    let mut taken = MACHINE_TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    while *taken {
+        taken = MACHINE_FREED.wait(taken).unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    *taken = true;
+    WholeMachine(())
+}
+
+impl Drop for WholeMachine {
+    fn drop(&mut self) {
+        *MACHINE_TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        MACHINE_FREED.notify_one();
+    }
+}
+
 /// Whether a process is running (a zombie does not count).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
@@ -151,7 +176,6 @@ pub fn monitor_config(name: &str, replacements: &[(&str, &str)]) -> (PathBuf, Pa
 }
 
 /// Every record of the monitor's metrics file in `logs`, parsed (each line must parse).
-#[allow(dead_code)]
 pub fn read_records(logs: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(logs.join("service_metrics.jsonl"))
         .unwrap()
@@ -210,7 +234,6 @@ pub fn spawn_server(
 }
 
 /// The `http://127.0.0.1:PORT` a server's log line announces, if it has one.
-#[allow(dead_code)]
 pub fn loopback_url_in(line: &str) -> Option<String> {
     let start = line.find("http://127.0.0.1:")?;
     Some(line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect())
@@ -218,7 +241,6 @@ pub fn loopback_url_in(line: &str) -> Option<String> {
 
 /// A tool from Debian's prometheus package (`promtool`, `prometheus`): `env` if set, else
 /// what `make setup` unpacked into `.ort/prometheus/`.
-#[allow(dead_code)]
 pub fn prometheus_tool(name: &str, env: &str) -> PathBuf {
     let path = std::env::var_os(env).map_or_else(|| repo_path(".ort/prometheus").join(name), PathBuf::from);
     assert!(path.exists(), "{} not found: run `make setup` (it unpacks Debian's prometheus package)", path.display());

@@ -1,9 +1,8 @@
 //! The full-screen dashboard end to end in a real pseudo-terminal: the caption and P95
 //! appear, `p` shows PAUSED, `r` changes the server PID, `q` quits, restores the terminal,
 //! prints and writes the session summary, and leaves no server process.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -124,6 +123,7 @@ fn header_pid(screen: &str) -> Option<u32> {
 
 #[test]
 fn dashboard_in_a_pseudo_terminal() {
+    let _machine = common::whole_machine();
     let (dir, config) = common::monitor_config(
         "tui",
         &[
@@ -170,6 +170,7 @@ fn dashboard_in_a_pseudo_terminal() {
 
 #[test]
 fn a_dead_alert_sink_shows_on_the_dashboard() {
+    let _machine = common::whole_machine();
     let sinks = "  sinks:\n    - kind: webhook\n      name: dead\n      url_env: T_DEAD_URL\n";
     let (dir, config) = common::monitor_config(
         "tui-sink",
@@ -202,6 +203,7 @@ fn a_dead_alert_sink_shows_on_the_dashboard() {
 
 #[test]
 fn a_server_that_cannot_start_shows_why_and_r_tries_again() {
+    let _machine = common::whole_machine();
     let (dir, config) =
         common::monitor_config("tui-cannot-start", &[("model_dir: models/default", "model_dir: /nonexistent")]);
     let (pty, mut child, mut keys) = Pty::start(&config, &[]);
@@ -217,6 +219,7 @@ fn a_server_that_cannot_start_shows_why_and_r_tries_again() {
 
 #[test]
 fn the_fault_menu_injects_a_fault_that_the_alerts_catch() {
+    let _machine = common::whole_machine();
     let (dir, config) = common::monitor_config(
         "tui-chaos",
         &[
@@ -257,6 +260,7 @@ fn the_fault_menu_injects_a_fault_that_the_alerts_catch() {
 
 #[test]
 fn two_model_variants_get_the_ab_pane() {
+    let _machine = common::whole_machine();
     let (dir, config) = common::monitor_config(
         "tui-ab",
         &[
@@ -291,6 +295,7 @@ fn two_model_variants_get_the_ab_pane() {
 /// the panes to the other instance, `q` quits and the summary breaks down by instance.
 #[test]
 fn two_instances_share_one_dashboard_and_tab_moves_the_focus() {
+    let _machine = common::whole_machine();
     let (_first, first_url, _first_log) = common::spawn_server(&repo_path("models/default"), &[]);
     let (_second, second_url, _second_log) = common::spawn_server(&repo_path("models/default"), &[]);
     common::wait_ready(&first_url);

@@ -1,9 +1,8 @@
 //! Drift on a real server (issue 14 parts 1-2): every real request is profiled into the live
 //! window (probes are not), a reference is frozen from it and saved, loaded again at start,
 //! and `GET /drift` and `/metrics` say when the images turn dark.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
@@ -189,6 +188,7 @@ async fn the_drift_command_freezes_and_reports() {
 /// detected within one window — through a real server, with the CLI for one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_traffic_drifts_only_when_shifted() {
+    let _machine = common::whole_machine();
     use capwatch::drift::scenes::Shift;
     use capwatch::drift::traffic::{TrafficPlan, send as send_traffic};
     const WINDOW: usize = 100;

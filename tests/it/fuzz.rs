@@ -4,9 +4,8 @@
 //!
 //! proptest drives the mutations from a fixed seed per run (`PROPTEST_RNG_SEED` may change
 //! it); a failure prints the shrunk case to reproduce.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,9 +4,8 @@
 //! expositions, and a real Prometheus scraping a real dashboard loads the rules and fires
 //! the same alert the dashboard fires. promtool and prometheus come from `make setup`
 //! (Debian's package, unpacked into .ort/prometheus); `PROMTOOL`/`PROMETHEUS` override.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -478,6 +477,7 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
 
 #[tokio::test]
 async fn a_real_prometheus_loads_the_rules_and_fires_what_the_dashboard_fires() {
+    let _machine = common::whole_machine();
     // A P95 threshold of 1 ms: the dashboard alerts at once, and so must Prometheus.
     let (dir, config) = common::monitor_config(
         "prometheus-e2e",

@@ -2,9 +2,8 @@
 //! each fault kind does what it says, hits its share of requests, shows in `/metrics`, ends
 //! by itself or when cleared; without `--chaos` the routes do not exist; `crash` ends the
 //! process with its exit status.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -225,6 +224,7 @@ async fn chaos_answers_only_loopback_even_when_the_server_listens_everywhere() {
 
 #[test]
 fn monitor_with_chaos_follows_faults_started_elsewhere() {
+    let _machine = common::whole_machine();
     let (_server, url, _lines) = spawn_server(&fixture(MODEL), &["--chaos"]);
     common::wait_ready(&url);
     let (dir, config) = common::monitor_config(

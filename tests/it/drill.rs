@@ -1,9 +1,8 @@
 //! `capwatch drill` end to end, in its short form: a real chaos-enabled child server, the real
 //! monitor, faults injected over HTTP, notifications to a local webhook receiver. One drill
 //! where everything holds (errors, unready, crash) and one where a dead sink makes it fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -37,6 +36,7 @@ fn drill(config: &std::path::Path, faults: &str, hook: &str, report: &std::path:
 
 #[test]
 fn a_short_drill_fires_repeats_resolves_restarts_and_notifies() {
+    let _machine = common::whole_machine();
     let receiver = Receiver::start();
     let (dir, config) = drill_config("drill");
     let report = dir.join("drill.md");
@@ -78,6 +78,7 @@ fn a_short_drill_fires_repeats_resolves_restarts_and_notifies() {
 
 #[test]
 fn a_drill_with_a_dead_sink_fails_and_says_why() {
+    let _machine = common::whole_machine();
     let (dir, config) = drill_config("drill-dead");
     let report = dir.join("drill.json");
     let (code, output) = drill(&config, "errors", &refused_url(), &report);

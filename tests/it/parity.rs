@@ -5,9 +5,8 @@
 //! and with capwatch's decoding and preprocessing of the PNG files (end-to-end parity), and
 //! the same ids when the images are captioned together as one batch; and beam search
 //! against `generate(num_beams=N)` with its length penalty and early-stopping modes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use capwatch::engine::batch::DecodingBatch;
 use capwatch::engine::beam::{BeamSettings, EarlyStopping};
@@ -167,7 +166,7 @@ fn check_beams(name: &str, spec: &ModelSpec, model: &Value, max_new_tokens: usiz
             .iter()
             .filter(|(_, r)| {
                 r["length_penalty"].as_f64() == Some(length_penalty)
-                    && crate::early_stopping(&r["early_stopping"]) == early_stopping
+                    && self::early_stopping(&r["early_stopping"]) == early_stopping
             })
             .collect();
         let label = |case: &Value, r: &Value| {

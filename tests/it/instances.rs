@@ -4,9 +4,8 @@
 //! stall nobody); alerts, JSONL records, notifications and the
 //! dashboard's metrics name the instance; the summary and `capwatch report` break down by
 //! instance.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -15,6 +14,7 @@ use common::repo_path;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_dashboard_watches_several_instances_and_names_each_in_every_output() {
+    let _machine = common::whole_machine();
     let alpha = common::TestServer::start(repo_path("models/default"), |_| {}).await;
     let beta = common::TestServer::start(repo_path("models/default"), |_| {}).await;
     let gone = refused_url().trim_end_matches("/hook").to_owned();

@@ -1,9 +1,8 @@
 //! The bundled default model (`models/default/`) through the real server: every bundled
 //! test scene listed in the config's `quality` section gets its exact expected caption
 //! (PNG and JPEG alike) and a perfect quality score; the noise image scores low.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use capwatch::config::Config;
 use capwatch::quality::match_keywords;
@@ -13,6 +12,7 @@ use common::{TestServer, repo_path};
 
 #[tokio::test]
 async fn every_bundled_scene_gets_its_exact_caption() {
+    let _machine = common::whole_machine();
     let config = Config::load(&repo_path("config/monitoring_config.yaml")).unwrap();
     assert_eq!(
         config.service.model_dir,

@@ -2,9 +2,8 @@
 //! in-test HTTP servers in the shapes of the presets (the original FastAPI design, a
 //! Hugging Face inference server with a bearer token), and the wrong preset for each, which
 //! must end in one clear error rather than an alert storm.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,9 +2,8 @@
 //! with the documented code, and a headless dashboard says why at once, does not retry what
 //! a restart cannot fix, stops within a bounded time with exit code 2, and writes a summary
 //! whose status says what happened.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -143,6 +142,7 @@ fn an_address_in_use_is_named_at_once() {
 
 #[test]
 fn a_server_that_keeps_dying_after_it_is_ready_ends_in_a_crash_loop() {
+    let _machine = common::whole_machine();
     let (dir, config) = config("start-crash-loop");
     let (child, mut stdout, _stderr) = common::spawn_capwatch(&["--headless", "--duration", "10m"], &config, &[]);
     let mut dashboard = KillOnDrop(child);

@@ -1,9 +1,8 @@
 //! `capwatch plan` against a real server (issue 15 part 4): it reads the service times the
 //! server measured from `/metrics`, or those a past dashboard session recorded, and plans
 //! replicas × workers.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::{TestServer, capwatch_cli, repo_path};
 

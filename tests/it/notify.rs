@@ -2,9 +2,8 @@
 //! webhook: what each API gets (method, path, JSON body, where the token goes), the alert
 //! state machine's fire / repeat / resolve, per-sink minimum severity, retries on 500, slow
 //! and refused sinks, full queues, `capwatch alert-test`, and secrets kept out of every file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -288,6 +287,7 @@ async fn minimum_severity_and_resolved_follow_what_each_sink_was_told() {
 
 #[tokio::test]
 async fn a_slow_sink_fills_its_queue_and_drops_without_delaying_the_others() {
+    let _machine = common::whole_machine();
     let receiver = Receiver::start();
     let yaml = format!(
         "alerts:\n{}  delivery:\n    timeout_s: 1\n    max_attempts: 1\n    queue_capacity: 2\n",
@@ -343,6 +343,7 @@ fn sample(samples: &[(String, Value, f64)], name: &str, labels: &[(&str, &str)])
 
 #[test]
 fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else() {
+    let _machine = common::whole_machine();
     let receiver = Receiver::start();
     let (server, url, _server_log) = common::spawn_server(&repo_path("models/default"), &[]);
     common::wait_ready(&url);

@@ -1,8 +1,7 @@
 //! `capwatch serve` as a real process: it drains in-flight requests on SIGTERM/SIGINT and
 //! exits 0; a missing ONNX Runtime, model or bad config stops it with a clear message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ fn signal(child: &KillOnDrop, name: &str) {
 
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let _machine = common::whole_machine();
     for signal_name in ["TERM", "INT"] {
         let (mut child, url, _log) = common::spawn_server(&fixture("vit_gpt2_merged"), &[]);
         wait_ready(&url);

@@ -1,9 +1,8 @@
 //! The supervisor against the real `capwatch serve` binary: start-up, restart after
 //! `kill -9`, manual restart, graceful stop with no process left behind, and the crash-loop
 //! limit when the child cannot start.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -68,6 +67,7 @@ fn process_exists(pid: u32) -> bool {
 
 #[tokio::test]
 async fn restarts_after_kill_and_on_request_then_stops_cleanly() {
+    let _machine = common::whole_machine();
     let (events_tx, mut events_rx) = mpsc::channel(256);
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let supervisor = tokio::spawn(run(command(fixture("vit_gpt2_merged").into()), policy(5), events_tx, commands_rx));
@@ -138,6 +138,7 @@ async fn a_child_that_cannot_load_its_model_is_not_restarted() {
 
 #[tokio::test]
 async fn a_server_that_keeps_dying_after_it_is_ready_ends_in_a_crash_loop() {
+    let _machine = common::whole_machine();
     let (events_tx, mut events_rx) = mpsc::channel(256);
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let supervisor = tokio::spawn(run(command(fixture("vit_gpt2_merged").into()), policy(2), events_tx, commands_rx));

@@ -8,9 +8,8 @@
 //! config, sizing from the measurement (and enough for a real server run with the
 //! Deployment's own arguments), an HPA metric the server really exposes, and PrometheusRule
 //! groups equal to `capwatch export prometheus-rules` (and accepted by `promtool`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -273,6 +272,7 @@ async fn probes_drain_resources_and_security_follow_the_config_and_the_measureme
 /// and stays within the memory limit after captioning.
 #[tokio::test]
 async fn a_server_run_with_the_deployment_arguments_exposes_the_hpa_metric_within_the_memory_limit() {
+    let _machine = common::whole_machine();
     let (dir, _) = export("server", &["--name", "captions", "--namespace", "ml", "--min-replicas", "3"]).await;
     let deployment = read_yaml(&dir.join("deployment.yaml"));
     assert_eq!(deployment["metadata"]["namespace"], "ml");

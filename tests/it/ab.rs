@@ -2,9 +2,8 @@
 //! model variants: it finds the variants, tests each by name on the same images, reaches a
 //! verdict when one is slower (a latency fault on that variant only), writes `ab` records
 //! that match the schema, and the summary and `capwatch report` carry the A/B section.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -29,6 +28,7 @@ fn records(logs: &std::path::Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_compares_two_variants_and_calls_the_slow_one() {
+    let _machine = common::whole_machine();
     let variant = |name: &str| ModelVariantConfig {
         name: VariantName::try_from(name.to_owned()).unwrap(),
         dir: repo_path("models/default"),
@@ -93,6 +93,7 @@ async fn monitor_compares_two_variants_and_calls_the_slow_one() {
 
 #[test]
 fn the_dashboard_serves_variants_given_as_flags_and_compares_them() {
+    let _machine = common::whole_machine();
     let (dir, config) = common::monitor_config("ab-supervised", &fast());
     let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
         .args(["--headless", "--cycles", "3", "--model", "base=models/default", "--model", "canary=models/default"])

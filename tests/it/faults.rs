@@ -2,9 +2,8 @@
 //! unexpected exit, alert and restart; `SIGSTOP` of the child → timeouts, failed health
 //! checks, restart; `kill -9` of the dashboard itself → a metrics file that still parses
 //! line by line, and no child left behind.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ fn pid_in(line: &str) -> u32 {
 
 #[test]
 fn kill_and_stop_of_the_child_are_survived_and_a_killed_dashboard_leaves_valid_metrics() {
+    let _machine = common::whole_machine();
     let (dir, config) = common::monitor_config(
         "faults",
         &[

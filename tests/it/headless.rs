@@ -2,9 +2,8 @@
 //! probes it with the bundled test images, prints the original's lines, writes the JSON
 //! Lines metrics file and the session summary, stops the child, and exits 0 / 1 / 2 by the
 //! worst alert.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -39,6 +38,7 @@ fn fast(thresholds: &str) -> [(&str, &str); 4] {
 
 #[test]
 fn a_healthy_session_exits_zero_with_metrics_and_summary() {
+    let _machine = common::whole_machine();
     let (code, stdout, logs) = run("ok", "p95_latency_ms: {warning: 4000, critical: 8000}");
     assert_eq!(code, 0, "{stdout}");
     for expected in [
@@ -125,6 +125,7 @@ fn a_healthy_session_exits_zero_with_metrics_and_summary() {
 
 #[test]
 fn exit_code_reflects_the_worst_alert() {
+    let _machine = common::whole_machine();
     let (code, stdout, logs) = run("warning", "p95_latency_ms: {warning: 0.001, critical: 100000}");
     let metrics = std::fs::read_to_string(logs.join("service_metrics.jsonl")).unwrap();
     let records: Vec<Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -139,6 +140,7 @@ fn exit_code_reflects_the_worst_alert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_watches_a_server_that_is_already_running() {
+    let _machine = common::whole_machine();
     let server = common::TestServer::start(repo_path("models/default"), |_| {}).await;
     let (_dir, config) = common::monitor_config("monitor", &fast("p95_latency_ms: {warning: 4000, critical: 8000}"));
     let url = server.url.clone();
