@@ -41,10 +41,14 @@ run: $(ORT_LIB)
 serve: $(ORT_LIB)
 	$(CARGO) run --release -- serve $(ARGS)
 
-## test: format check, clippy with -D warnings, every test
-test: setup
+## lint: format check, clippy with -D warnings, and the import graph (no cycle, arrows point down)
+lint:
 	$(CARGO) fmt --check
+	$(PYTHON) tools/check_layers.py
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## test: lint, then every test (unit tests and the one integration-test binary, tests/it)
+test: setup lint
 	$(CARGO) test --lib --tests
 
 ## bench: HTTP load benchmark of the server (see BENCHMARKS.md)

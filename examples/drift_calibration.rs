@@ -26,8 +26,8 @@ use capwatch::config::ServiceConfig;
 use capwatch::drift::profile::RequestProfile;
 use capwatch::drift::report::{DRIFT_SHARE, compare};
 use capwatch::drift::scenes::Shift;
-use capwatch::drift::traffic::{TrafficPlan, send};
 use capwatch::server::drift::Reference;
+use capwatch::traffic::{TrafficPlan, send};
 use support::LocalServer;
 
 struct Args {

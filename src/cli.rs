@@ -220,11 +220,11 @@ pub struct DrillArgs {
     /// The faults to rehearse, in order (default: errors, latency, garbage, slow_decoder,
     /// unready, hang, crash).
     #[arg(long, value_delimiter = ',', value_parser = parse_fault_kind, value_name = "KIND,...")]
-    pub faults: Vec<crate::server::chaos::FaultKind>,
+    pub faults: Vec<crate::protocol::faults::FaultKind>,
 }
 
-fn parse_fault_kind(text: &str) -> Result<crate::server::chaos::FaultKind, String> {
-    use crate::server::chaos::FaultKind;
+fn parse_fault_kind(text: &str) -> Result<crate::protocol::faults::FaultKind, String> {
+    use crate::protocol::faults::FaultKind;
     FaultKind::ALL.into_iter().find(|kind| kind.name() == text).ok_or_else(|| {
         let names: Vec<&str> = FaultKind::ALL.iter().map(|kind| kind.name()).collect();
         format!("unknown fault `{text}`; one of {}", names.join(", "))
@@ -278,15 +278,15 @@ pub struct ServeArgs {
     pub config: PathBuf,
     /// Model directory (overrides `service.model_dir`); repeated as `NAME=DIR`, the variants
     /// to serve side by side (overrides `service.models`).
-    #[arg(long, value_name = "[NAME=]DIR")]
-    pub model: Vec<String>,
+    #[arg(long, value_name = "[NAME=]DIR", value_parser = parse_model)]
+    pub model: Vec<ModelArg>,
     /// Weights of the variants, e.g. `a=90,b=10` (overrides their `weight`; unnamed: 0).
-    #[arg(long, value_name = "NAME=WEIGHT,...")]
-    pub split: Option<String>,
+    #[arg(long, value_name = "NAME=WEIGHT,...", value_delimiter = ',', value_parser = parse_weight)]
+    pub split: Option<Vec<(String, u32)>>,
     /// Also caption routed requests on this variant after answering, e.g. `b` or `b=25` (a
     /// percentage of the requests; overrides `service.shadow`).
-    #[arg(long, value_name = "NAME[=PERCENT]")]
-    pub shadow: Option<String>,
+    #[arg(long, value_name = "NAME[=PERCENT]", value_parser = parse_shadow)]
+    pub shadow: Option<ShadowArg>,
     /// Address to bind (overrides `service.host`).
     #[arg(long)]
     pub host: Option<String>,
@@ -366,38 +366,28 @@ impl ServeArgs {
         };
         match self.model.as_slice() {
             [] => {}
-            [only] if split_variant(only).is_none() => {
-                service.model_dir = PathBuf::from(only);
+            [ModelArg::Dir(dir)] => {
+                service.model_dir.clone_from(dir);
                 service.models.clear();
                 service.shadow = None;
             }
             several => {
                 service.models = several
                     .iter()
-                    .map(|arg| {
-                        let (name, dir) = split_variant(arg).ok_or_else(|| {
-                            flag_error("--model", format!("name every variant, as NAME=DIR (got `{arg}`)"))
-                        })?;
-                        Ok(crate::config::ModelVariantConfig { name, dir: PathBuf::from(dir), weight: None })
+                    .map(|arg| match arg {
+                        ModelArg::Variant { name, dir } => {
+                            Ok(crate::config::ModelVariantConfig { name: name.clone(), dir: dir.clone(), weight: None })
+                        }
+                        ModelArg::Dir(dir) => Err(flag_error(
+                            "--model",
+                            format!("name every variant, as NAME=DIR (got `{}`)", dir.display()),
+                        )),
                     })
                     .collect::<Result<_, crate::config::ConfigError>>()?;
             }
         }
         if let Some(shadow) = &self.shadow {
-            let (name, percent) = shadow.split_once('=').map_or((shadow.as_str(), None), |(n, p)| (n, Some(p)));
-            let share = match percent {
-                None => 1.0,
-                Some(text) => {
-                    text.trim_end_matches('%')
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|p| (0.0..=100.0).contains(p))
-                        .ok_or_else(|| flag_error("--shadow", format!("a percentage 0–100 after `=`, got `{text}`")))?
-                        / 100.0
-                }
-            };
-            let model = crate::config::VariantName::try_from(name.to_owned()).map_err(|e| flag_error("--shadow", e))?;
-            let mut config = crate::config::ShadowConfig::new(model, crate::config::Share(share));
+            let mut config = crate::config::ShadowConfig::new(shadow.model.clone(), crate::config::Share(shadow.share));
             if let Some(old) = &service.shadow {
                 config.queue_capacity = old.queue_capacity;
             }
@@ -405,15 +395,11 @@ impl ServeArgs {
         }
         if let Some(split) = &self.split {
             let mut weights = std::collections::HashMap::new();
-            for part in split.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (name, weight) = part
-                    .split_once('=')
-                    .and_then(|(n, w)| Some((n.trim(), w.trim().parse::<u32>().ok()?)))
-                    .ok_or_else(|| flag_error("--split", format!("expected NAME=WEIGHT, got `{part}`")))?;
+            for (name, weight) in split {
                 if !service.models.iter().any(|m| m.name.as_str() == name) {
                     return Err(flag_error("--split", format!("no model is named `{name}`")));
                 }
-                weights.insert(name.to_owned(), weight);
+                weights.insert(name.clone(), *weight);
             }
             for model in &mut service.models {
                 model.weight = Some(weights.get(model.name.as_str()).copied().unwrap_or(0));
@@ -439,92 +425,53 @@ impl ServeArgs {
     }
 }
 
-/// `NAME=DIR` as a variant name and a directory; None for a plain directory (no `=`, or a
-/// name that is not one: then the whole is a path).
-fn split_variant(arg: &str) -> Option<(crate::config::VariantName, &str)> {
-    let (name, dir) = arg.split_once('=')?;
-    let name = crate::config::VariantName::try_from(name.to_owned()).ok()?;
-    (!dir.is_empty()).then_some((name, dir))
+/// `--model`: a directory, or a named variant's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelArg {
+    Dir(PathBuf),
+    Variant { name: crate::config::VariantName, dir: PathBuf },
+}
+
+/// `NAME=DIR` as a variant; anything else (no `=`, or a name that is not one) is a path.
+fn parse_model(text: &str) -> Result<ModelArg, String> {
+    let variant = text.split_once('=').and_then(|(name, dir)| {
+        let name = crate::config::VariantName::try_from(name.to_owned()).ok()?;
+        (!dir.is_empty()).then(|| ModelArg::Variant { name, dir: PathBuf::from(dir) })
+    });
+    Ok(variant.unwrap_or_else(|| ModelArg::Dir(PathBuf::from(text))))
+}
+
+/// One `NAME=WEIGHT` of `--split`.
+fn parse_weight(part: &str) -> Result<(String, u32), String> {
+    part.split_once('=')
+        .and_then(|(name, weight)| Some((name.trim().to_owned(), weight.trim().parse::<u32>().ok()?)))
+        .ok_or_else(|| format!("expected NAME=WEIGHT, got `{part}`"))
+}
+
+/// `--shadow NAME[=PERCENT]`: the variant and the share of requests it copies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowArg {
+    pub model: crate::config::VariantName,
+    /// 0–1 (the flag says a percentage).
+    pub share: f64,
+}
+
+fn parse_shadow(text: &str) -> Result<ShadowArg, String> {
+    let (name, percent) = text.split_once('=').map_or((text, None), |(n, p)| (n, Some(p)));
+    let share = match percent {
+        None => 1.0,
+        Some(percent) => {
+            percent
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or_else(|| format!("a percentage 0–100 after `=`, got `{percent}`"))?
+                / 100.0
+        }
+    };
+    Ok(ShadowArg { model: crate::config::VariantName::try_from(name.to_owned())?, share })
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn serve(args: &[&str]) -> ServeArgs {
-        let mut argv = vec!["capwatch", "serve", "--config", "/nonexistent/config.yaml"];
-        argv.extend_from_slice(args);
-        match Cli::parse_from(argv).command {
-            Some(Command::Serve(serve)) => serve,
-            _ => unreachable!("a serve command"),
-        }
-    }
-
-    fn resolve(args: &[&str]) -> Result<Config, String> {
-        // The shipped config (tests run in the crate's directory) under the flags.
-        let flags = ServeArgs { config: PathBuf::from(DEFAULT_CONFIG_PATH), ..serve(args) };
-        flags.resolve_config().map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn variants_split_and_shadow_come_from_flags_and_survive_the_child_arguments() {
-        let config = resolve(&[
-            "--model",
-            "a=models/default",
-            "--model",
-            "b=/tmp/b",
-            "--split",
-            "a=90,b=10",
-            "--shadow",
-            "b=25",
-        ])
-        .unwrap();
-        let variants = config.service.variants().unwrap();
-        let summary: Vec<(String, u32)> = variants.iter().map(|v| (v.name.clone(), v.weight)).collect();
-        assert_eq!(summary, [("a".to_owned(), 90), ("b".to_owned(), 10)]);
-        let shadow = config.service.shadow.as_ref().unwrap();
-        assert_eq!((shadow.model.as_str(), shadow.share.0), ("b", 0.25));
-
-        // What the dashboard hands its child resolves to the same service.
-        let child: Vec<String> =
-            serve(&[]).child_args(&config).into_iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
-        let child_refs: Vec<&str> = child.iter().map(String::as_str).collect();
-        let again = resolve(&child_refs).unwrap();
-        assert_eq!(again.service.variants().unwrap(), variants);
-        assert_eq!(again.service.shadow, config.service.shadow);
-
-        let single = resolve(&["--model", "models/default"]).unwrap();
-        assert!(single.service.models.is_empty());
-        assert_eq!(single.service.variants().unwrap()[0].name, "default");
-    }
-
-    #[test]
-    fn thread_flags_override_the_config_and_reach_the_child() {
-        let config = resolve(&["--workers", "3", "--intra-op-threads", "2"]).unwrap();
-        let threads = |c: &Config| (c.service.workers.map(|n| n.get()), c.service.intra_op_threads.map(|n| n.get()));
-        assert_eq!(threads(&config), (Some(3), Some(2)));
-        let child: Vec<String> =
-            serve(&[]).child_args(&config).into_iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
-        assert!(child.windows(2).any(|pair| pair == ["--intra-op-threads", "2"]), "{child:?}");
-        let child_refs: Vec<&str> = child.iter().map(String::as_str).collect();
-        assert_eq!(threads(&resolve(&child_refs).unwrap()), (Some(3), Some(2)));
-    }
-
-    #[test]
-    fn bad_variant_flags_name_the_flag() {
-        let errors = [
-            (&["--model", "a=x", "--model", "y"][..], "--model"),
-            (&["--model", "a=x", "--model", "b=y", "--split", "c=1"][..], "--split"),
-            (&["--model", "a=x", "--model", "b=y", "--split", "a=ten"][..], "--split"),
-            (&["--model", "a=x", "--model", "b=y", "--shadow", "b=150"][..], "--shadow"),
-            (&["--model", "a=x", "--model", "b=y", "--shadow", "c"][..], "service.shadow.model"),
-            (&["--model", "a=x", "--model", "a=y"][..], "two models are named `a`"),
-            (&["--model", "a=x", "--model", "b=y", "--split", "a=0,b=0"][..], "every weight is 0"),
-        ];
-        for (args, expected) in errors {
-            let error = resolve(args).unwrap_err();
-            assert!(error.contains(expected), "{args:?}: {error}");
-        }
-    }
-}
+mod tests;

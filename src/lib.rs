@@ -1,25 +1,23 @@
 //! capwatch: serve an ONNX image-captioning model over HTTP and watch it live.
 //!
-//! Layout:
-//! - [`config`]: the one YAML config file, validated with key paths and line numbers.
-//! - [`engine`]: the only module that talks to ONNX Runtime (model layouts, preprocessing,
-//!   greedy generation, worker threads behind a bounded queue).
-//! - [`server`]: the axum HTTP API in front of the engine.
-//! - [`quality`]: caption quality scores (expected keywords found).
-//! - [`dash`]: the dashboard: supervisor, prober, statistics, alerts, terminal UI.
-//! - [`notify`]: alert notifications (Slack, Telegram, generic webhook).
-//! - [`export`]: Prometheus alerting rules and a Grafana dashboard from the config.
-//! - [`stats`]: the A/B statistics (rank tests, proportions, means, bootstrap, sequential).
-//! - [`drift`]: drift tests of live traffic against a reference (KS, Wasserstein, JS, PSI, MMD).
-//! - [`plan`]: capacity planning from measured service times (queueing simulation, M/M/c).
-//! - [`clock`]: one reading of the monotonic and wall clocks, passed to pure code.
-//! - [`exit_code`]: the exit codes, and which of a server's mean "do not restart".
-//! - [`telemetry`], [`shutdown`]: logging set-up and signal handling.
-//!
-//! `main.rs` is the only place that turns errors into exit codes.
+//! Layout, highest layer first (a room imports only rooms below it; `tools/check_layers.py`):
+//! - [`commands`]: one file per subcommand, run by `main.rs`; [`cli`]: the flags.
+//! - [`dash`]: the dashboard (supervisor, prober, statistics, the Elm loop, terminal UI).
+//!   [`server`]: the axum HTTP API in front of the engine. [`export`]: Prometheus rules, a
+//!   Grafana dashboard and Kubernetes objects from the config. [`plan`]: capacity planning.
+//!   [`traffic`]: scenes sent to a server to move its drift verdict.
+//! - [`notify`]: alert notifications (Slack, Telegram, webhooks). [`alerts`]: the rules and
+//!   their state machines. [`protocol`]: wire types both the server and the monitor speak.
+//! - [`engine`]: the only module that talks to ONNX Runtime. [`config`]: the one YAML file,
+//!   validated with key paths and line numbers.
+//! - [`drift`]: drift tests of live traffic against a reference. [`stats`]: A/B statistics.
+//! - Leaves: [`clock`] (one reading of the clocks, passed to pure code), [`exit_code`],
+//!   [`quality`] (caption quality scores), [`telemetry`] and [`shutdown`] (logging, signals).
 
+pub mod alerts;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod dash;
 pub mod drift;
@@ -28,8 +26,10 @@ pub mod exit_code;
 pub mod export;
 pub mod notify;
 pub mod plan;
+pub mod protocol;
 pub mod quality;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
+pub mod traffic;

@@ -4,7 +4,7 @@
 //! Pure: no clock, no I/O. The figures (bootstrap intervals) are recomputed once per test
 //! cycle, not per frame.
 
-use crate::server::shadow::ShadowReport;
+use crate::protocol::shadow::ShadowReport;
 use crate::stats::comparison::{Answer, Comparison, Figures, Verdict};
 
 use super::prober::{InferenceProbe, VariantTag};

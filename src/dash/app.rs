@@ -16,7 +16,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::alerts::Severity;
 use super::chaos_client::{self, ChaosClient};
 use super::console::{Console, Mode};
 use super::contract::{ContractError, ProbeContract};
@@ -32,6 +31,7 @@ use super::state::{DashState, Stop};
 use super::summary::SessionSummary;
 use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
 use super::tui::{self, TerminalGuard};
+use crate::alerts::Severity;
 use crate::clock::Clock;
 use crate::config::{Config, ServicePreset};
 use crate::notify::{Notifier, NotifyError, Sink};

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::event::{Event, FaultsEvent};
-use crate::server::chaos::{ActiveFault, FaultSpec};
+use crate::protocol::faults::{ActiveFault, FaultSpec};
 
 /// How often the faults in force are polled.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);

@@ -3,7 +3,7 @@
 
 use crate::clock::Clock;
 
-use super::effect::LogLevel;
+use super::state::LogLevel;
 
 /// How the monitor shows itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use super::alerts::{AlertEvent, RuleKind, Severity};
 use super::record::Record;
+use super::state::LogLevel;
+use crate::alerts::{AlertEvent, RuleKind, Severity};
 
 /// One decision of `update`.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,21 +30,13 @@ pub enum Effect {
     /// Run a test cycle now.
     TestNow,
     /// Start a fault on the chaos-enabled server at `url` (`POST /chaos`).
-    InjectFault { url: String, spec: crate::server::chaos::FaultSpec },
+    InjectFault { url: String, spec: crate::protocol::faults::FaultSpec },
     /// End every fault on the server at `url` (`DELETE /chaos`).
     ClearFaults { url: String },
     /// Ask the supervisor to restart the server.
     RestartServer { reason: String },
     /// Stop monitoring (then stop the server, write the summary).
     Quit,
-}
-
-/// Severity of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Info,
-    Warn,
-    Error,
 }
 
 /// Which probe a measurement belongs to (the `probe` label).

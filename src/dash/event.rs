@@ -5,7 +5,7 @@
 use super::prober::{HealthCheck, InferenceProbe};
 use super::supervisor::ServerEvent;
 use crate::notify::DeliveryReport;
-use crate::server::chaos::{ActiveFault, FaultKind};
+use crate::protocol::faults::{ActiveFault, FaultKind};
 
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,7 @@ pub enum Event {
     /// An answer of the server's `/chaos` routes (`capwatch --chaos`).
     Faults(FaultsEvent),
     /// The server's drift window against its reference (`GET /drift`).
-    Drift(Box<crate::server::drift::DriftStatus>),
+    Drift(Box<crate::protocol::drift::DriftStatus>),
     /// Stop monitoring.
     Shutdown(ShutdownReason),
     /// An event about one of several watched instances (by position in the fleet); events

@@ -8,11 +8,11 @@ use std::cmp::Ordering;
 
 use tokio::time::Instant;
 
-use super::alerts::Severity;
 use super::effect::Effect;
 use super::event::{Event, Input};
 use super::state::{DashState, ServiceStatus};
 use super::update::update;
+use crate::alerts::Severity;
 use crate::clock::Clock;
 
 /// An effect, and the instance it comes from (None: the whole session, e.g. a note or quit).
@@ -219,7 +219,7 @@ mod tests {
         let note = fleet.update(Event::Note { message: "hello".to_owned() }, clock);
         assert_eq!(
             note,
-            vec![(None, Effect::Log { level: crate::dash::effect::LogLevel::Info, message: "hello".to_owned() })]
+            vec![(None, Effect::Log { level: crate::dash::state::LogLevel::Info, message: "hello".to_owned() })]
         );
         // Every instance's log pane has it.
         assert!(fleet.instances().iter().all(|state| state.log.iter().any(|line| line.message == "hello")));

@@ -17,8 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::alerts::{AlertEvent, RuleKind, Severity};
 use super::effect::{Gauges, MetricUpdate, ProbeKind};
+use crate::alerts::{AlertEvent, RuleKind, Severity};
 use crate::config::Config;
 use crate::stats::comparison::Verdict;
 
@@ -438,7 +438,7 @@ pub async fn serve(metrics: Arc<DashMetrics>, listener: tokio::net::TcpListener)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dash::alerts::AlertTransition;
+    use crate::alerts::AlertTransition;
 
     #[test]
     fn latency_buckets_include_the_thresholds() {

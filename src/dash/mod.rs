@@ -10,7 +10,8 @@
 //!   [`prober`] (timed, classified HTTP probes),
 //!   [`probe_loops`] (their schedules), [`chaos_client`] (faults on a `--chaos` server).
 //! - Decisions: [`state`] (the whole dashboard state), [`update`] (event → effects, pure),
-//!   [`alerts`] (rules and their state machines), [`stats`] (rolling window, totals),
+//!   [`stats`] (rolling window, totals), with the rules and their state machines in
+//!   `crate::alerts`,
 //!   [`ab`] (model variants compared on the same images).
 //! - Data out: [`effect`] (what update decides), [`executor`] (carries it out), [`record`]
 //!   (typed JSONL records), [`rehearsal`] (faults sized to trip the alerts), [`records_file`] (the JSONL writer), [`metrics`] (the
@@ -21,7 +22,6 @@
 //!   drill`: the same session with a conductor that injects faults and checks the alerts).
 
 pub mod ab;
-pub mod alerts;
 pub mod app;
 pub mod chaos_client;
 pub mod child_output;

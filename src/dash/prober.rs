@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use super::contract::ProbeContract;
 use crate::config::{HealthMethod, TestImage, Upload};
+use crate::protocol::shadow::ShadowReport;
 use crate::quality::{KeywordMatch, match_keywords};
-use crate::server::shadow::ShadowReport;
 
 /// Why a probe failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,7 +257,7 @@ impl Prober {
     }
 
     /// A capwatch server's drift status (`GET /drift`); None when it does not answer one.
-    pub async fn drift(&self, base_url: &str) -> Option<crate::server::drift::DriftStatus> {
+    pub async fn drift(&self, base_url: &str) -> Option<crate::protocol::drift::DriftStatus> {
         let response = self.request(reqwest::Method::GET, format!("{base_url}/drift")).send().await.ok()?;
         if !response.status().is_success() {
             return None;
@@ -273,7 +273,7 @@ impl Prober {
             // Marked as a probe: a capwatch server keeps its fixed test images out of drift detection.
             let mut request = self
                 .request(reqwest::Method::POST, Self::url(base_url, &contract.caption_path))
-                .header(crate::server::drift::PROBE_HEADER, "1");
+                .header(crate::protocol::drift::PROBE_HEADER, "1");
             if let Some(variant) = &variant {
                 request = request.query(&[("model", variant.name.as_str())]);
             }

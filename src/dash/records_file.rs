@@ -68,10 +68,10 @@ mod tests {
         let path = dir.join("nested/metrics.jsonl");
         let alert = |message: &str| {
             let stamp = Stamp { ts: "2026-11-26T14:00:00.000Z".to_owned(), uptime_s: 1.0, instance: None };
-            let event = crate::dash::alerts::AlertEvent {
-                rule: crate::dash::alerts::RuleKind::ErrorRate,
-                severity: crate::dash::alerts::Severity::Warning,
-                transition: crate::dash::alerts::AlertTransition::Fired,
+            let event = crate::alerts::AlertEvent {
+                rule: crate::alerts::RuleKind::ErrorRate,
+                severity: crate::alerts::Severity::Warning,
+                transition: crate::alerts::AlertTransition::Fired,
                 value: 0.2,
                 threshold: 0.1,
                 instance: None,

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use super::alerts::{RuleKind, Severity};
+use crate::alerts::{RuleKind, Severity};
 use crate::config::Config;
-use crate::server::chaos::{FaultKind, FaultSpec};
+use crate::protocol::faults::{FaultKind, FaultSpec};
 
 /// How much past a critical latency threshold an injected delay goes.
 const OVERSHOOT: f64 = 1.25;

@@ -8,14 +8,34 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::alerts::{AlertEngine, AlertEvent, AlertTransition, RuleKind, rules, stability};
-use super::effect::LogLevel;
 use super::prober::{HealthCheck, InferenceProbe};
 use super::stats::{RollingWindow, SessionStats, StatsSnapshot};
-use super::summary::FaultSummary;
+use crate::alerts::{AlertEngine, AlertEvent, AlertTransition, RuleKind, rules, stability};
 use crate::config::Config;
 use crate::notify::FailureKind;
-use crate::server::chaos::{ActiveFault, FaultSpec};
+use crate::protocol::faults::{ActiveFault, FaultSpec};
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// One injected fault, start to end.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FaultSummary {
+    pub kind: String,
+    /// The fault in a few words (`latency +10000 ms`).
+    pub fault: String,
+    /// Seconds into the session when it started.
+    pub started_s: f64,
+    pub active_s: f64,
+    pub hits: u64,
+    /// `expired`, `cleared`, `server exited` (`still active` when the session ended first).
+    pub ended_by: String,
+}
 
 /// Probe latencies kept for the sparkline (wider than any terminal).
 pub const RECENT_PROBES: usize = 1000;
@@ -259,7 +279,7 @@ pub struct DashState {
     /// The A/B comparison, once the server lists two or more model variants.
     pub ab: Option<super::ab::AbState>,
     /// The server's latest drift status (`GET /drift`), once it answered one.
-    pub drift: Option<crate::server::drift::DriftStatus>,
+    pub drift: Option<crate::protocol::drift::DriftStatus>,
 }
 
 impl DashState {

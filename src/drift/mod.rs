@@ -1,4 +1,4 @@
-//! Drift detection (issue 14): whether the images people send, or the captions the model
+//! Drift detection: whether the images people send, or the captions the model
 //! writes, stop looking like a reference. This part holds the tests, pure functions on
 //! samples checked against scipy and Evidently (`tests/fixtures/drift_stats.json`, made by
 //! `tools/make_drift_fixtures.py`): [`ks`] (two-sample Kolmogorov-Smirnov, exact p),
@@ -7,8 +7,8 @@
 //! test, for embeddings; [`embedding`] reduces them to 32 numbers), [`choose`] (Evidently's default test per column, with its z and
 //! chi-square tests), [`profile`] (what is kept of each request: image and caption features),
 //! [`report`] (a live window against a reference: per-feature scores and a verdict). Beside
-//! them, [`scenes`] draws the scene world and its shifts and [`traffic`] sends them to a
-//! server on this machine (the only part here that does I/O).
+//! them, [`scenes`] draws the scene world and its shifts (`crate::traffic` sends them to a
+//! server). No I/O here.
 
 pub mod choose;
 pub mod distance;
@@ -18,7 +18,6 @@ pub mod mmd;
 pub mod profile;
 pub mod report;
 pub mod scenes;
-pub mod traffic;
 
 #[cfg(test)]
 mod tests {

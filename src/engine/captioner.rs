@@ -14,10 +14,11 @@ use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
 use super::batch::{DecodingBatch, Finished};
-use super::beam::{BeamBatch, BeamSettings};
+use super::beam::BeamBatch;
 use super::decoder::{CROSS_PREFIX, EncoderOutputs, StepDecoder};
 use super::model_dir::{DecoderLayout, ModelLayout, ModelSpec};
 use super::preprocess::to_pixel_values;
+use super::settings::BeamSettings;
 use super::shared_weights::SharedWeights;
 use super::{EngineError, StageTimings};
 

@@ -26,7 +26,7 @@ use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::EngineError;
 use super::logits::LogitsRules;
-use super::model_dir::AttentionShape;
+use super::settings::AttentionShape;
 
 const PAST_PREFIX: &str = "past_key_values";
 const PRESENT_PREFIX: &str = "present";

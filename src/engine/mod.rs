@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`runtime`]: finds and loads the ONNX Runtime shared library once per process.
+//! - [`settings`]: beam-search settings and attention geometry, shared by the stages below.
 //! - [`model_dir`]: reads a model directory (config files) and detects its layout.
 //! - [`preprocess`]: image bytes → normalized NCHW tensor, as the model's image processor does.
 //! - [`resample`]: Pillow-exact resizing (HF processors resize with PIL).
@@ -27,6 +28,7 @@ pub mod model_dir;
 pub mod preprocess;
 pub mod resample;
 pub mod runtime;
+pub mod settings;
 pub mod shared_weights;
 pub mod threads;
 pub mod worker;
@@ -63,6 +65,18 @@ pub enum EngineError {
     ModelLoad { path: String, reason: String },
     #[error("inference failed: {0}")]
     Inference(String),
+}
+
+impl EngineError {
+    /// The exit code of a process that cannot go on after this error (`crate::exit_code`):
+    /// a model or ONNX Runtime that cannot load is permanent, anything else may pass.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::ModelLoad { .. } => crate::exit_code::MODEL,
+            Self::Runtime(_) => crate::exit_code::RUNTIME,
+            _ => crate::exit_code::FAILURE,
+        }
+    }
 }
 
 impl From<ort::Error> for EngineError {

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::EngineError;
-use super::beam::BeamSettings;
 use super::hf_config::{ConfigClass, GenerationSource, HfObject, class_default};
 use super::logits::LogitsRules;
 use super::preprocess::ImageProcessorSpec;
+use super::settings::{AttentionShape, BeamSettings};
 
 /// Which decoder files a vision-encoder-decoder export has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +63,6 @@ pub struct GenerationSpec {
     pub rules: LogitsRules,
     /// `num_beams` (the default when a request does not say), `length_penalty`, `early_stopping`.
     pub beam: BeamSettings,
-}
-
-/// Attention geometry from config.json, used where the ONNX graph declares symbolic dims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttentionShape {
-    pub num_heads: usize,
-    pub head_dim: usize,
 }
 
 /// Everything needed to load and run one model directory.

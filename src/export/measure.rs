@@ -45,6 +45,28 @@ pub struct Measurement {
     pub cores: usize,
 }
 
+/// `Measured on this machine …`: what the export prints of it.
+impl std::fmt::Display for Measurement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        write!(
+            f,
+            "Measured on this machine ({} cores): {} model(s) loaded and warmed up in {:.3} s; RSS {:.1} MiB before, \
+             {:.1} MiB loaded, {:.1} MiB after {} captions, peak {:.1} MiB; {} workers x {} intra-op threads",
+            self.cores,
+            self.models,
+            self.load.as_secs_f64(),
+            mib(self.rss_before_bytes),
+            mib(self.rss_loaded_bytes),
+            mib(self.rss_captioned_bytes),
+            self.captions,
+            mib(self.peak_rss_bytes),
+            self.workers,
+            self.intra_op_threads
+        )
+    }
+}
+
 impl Measurement {
     /// CPU cores the pod's threads use: workers × intra-op threads, for every model.
     pub fn cpu_cores(&self) -> usize {
@@ -60,18 +82,15 @@ pub enum MeasureError {
     Config { key: &'static str, message: String },
     #[error("cannot read this process's memory use from {PROC_STATUS}: {0}")]
     Memory(String),
-    #[error("cannot start the async runtime for the warm-up captions: {0}")]
-    Runtime(std::io::Error),
 }
 
 impl MeasureError {
     /// The exit code, as `capwatch serve` would exit for the same failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Engine(EngineError::ModelLoad { .. }) => exit_code::MODEL,
-            Self::Engine(EngineError::Runtime(_)) => exit_code::RUNTIME,
+            Self::Engine(err) => err.exit_code(),
             Self::Config { .. } => exit_code::CONFIG,
-            _ => exit_code::FAILURE,
+            Self::Memory(_) => exit_code::FAILURE,
         }
     }
 }
@@ -117,8 +136,12 @@ fn warm_up_images(images: &[std::path::PathBuf]) -> Vec<Bytes> {
 }
 
 /// Loads every model of `service` as the server does, captions `test_images` with every
-/// worker's batch full, and reports time, memory and threads.
-pub fn measure(service: &ServiceConfig, test_images: &[std::path::PathBuf]) -> Result<Measurement, MeasureError> {
+/// worker's batch full (the captions awaited on `runtime`), and reports time, memory and threads.
+pub fn measure(
+    service: &ServiceConfig,
+    test_images: &[std::path::PathBuf],
+    runtime: &tokio::runtime::Handle,
+) -> Result<Measurement, MeasureError> {
     let variants = service.variants().map_err(|(key, message)| MeasureError::Config { key, message })?;
     let before = read_memory()?;
     let started = Instant::now();
@@ -149,7 +172,7 @@ pub fn measure(service: &ServiceConfig, test_images: &[std::path::PathBuf]) -> R
             ),
         });
     }
-    let captions = warm_up(&engines, &warm_up_images(test_images));
+    let captions = warm_up(&engines, &warm_up_images(test_images), runtime);
     // Read while the workers still hold their sessions: stopping them frees the model.
     let captioned = read_memory();
     shut_down(&engines);
@@ -170,11 +193,10 @@ pub fn measure(service: &ServiceConfig, test_images: &[std::path::PathBuf]) -> R
 
 /// [`WARM_UP_ROUNDS`] rounds of `workers × max_batch_size` concurrent captions per model; the
 /// number of captions made.
-fn warm_up(engines: &[Engine], images: &[Bytes]) -> Result<usize, MeasureError> {
+fn warm_up(engines: &[Engine], images: &[Bytes], runtime: &tokio::runtime::Handle) -> Result<usize, MeasureError> {
     if images.is_empty() {
         return Ok(0);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(MeasureError::Runtime)?;
     let mut made = 0;
     for _ in 0..WARM_UP_ROUNDS {
         let requests = engines.iter().flat_map(|engine| {

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::alerts::{self, Direction, RuleKind};
 use crate::config::Config;
-use crate::dash::alerts::{self, Direction, RuleKind};
 use crate::dash::metrics as dash;
 use crate::server::metrics as server;
 

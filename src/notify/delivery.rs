@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::message::{AlertState, Notification};
-use super::sink::{AttemptError, Sink};
+use super::sink::{AttemptError, FailureKind, Sink};
+use crate::alerts::Severity;
 use crate::config::{DeliveryConfig, SinkKind};
-use crate::dash::alerts::Severity;
 
 /// How hard to push one notification.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,36 +28,6 @@ impl From<&DeliveryConfig> for RetryPolicy {
             max_attempts: u32::try_from(config.max_attempts.get()).unwrap_or(u32::MAX),
             initial_backoff: config.initial_backoff_s.0,
             max_backoff: config.max_backoff_s.0,
-        }
-    }
-}
-
-/// Why a notification did not get through, as the screen, the log and the metrics file
-/// name it. Decided where the failure happens (`sink.rs`), never guessed back from text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// The sink answered with this HTTP status (or Telegram said `ok: false`).
-    Http(u16),
-    /// No answer within the delivery timeout.
-    Timeout,
-    /// Nothing listens at the sink's address.
-    Refused,
-    /// The sink's TLS certificate is not trusted.
-    Certificate,
-    /// Any other transport failure (DNS, reset connection, …).
-    Network,
-}
-
-impl FailureKind {
-    /// A few characters for the alert panel's edge: `HTTP 500`, `timeout`, `refused`.
-    pub fn short(self) -> String {
-        match self {
-            Self::Http(status) => format!("HTTP {status}"),
-            Self::Timeout => "timeout".to_owned(),
-            Self::Refused => "refused".to_owned(),
-            Self::Certificate => "bad certificate".to_owned(),
-            Self::Network => "network error".to_owned(),
         }
     }
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::dash::alerts::{AlertEvent, AlertTransition, Severity};
+use crate::alerts::{AlertEvent, AlertTransition, Severity};
 
 /// Payload format version of the generic webhook (bumped on incompatible changes).
 pub const PAYLOAD_VERSION: u32 = 1;
@@ -213,7 +213,7 @@ impl Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dash::alerts::RuleKind;
+    use crate::alerts::RuleKind;
 
     fn alert(transition: AlertTransition, severity: Severity) -> AlertEvent {
         AlertEvent {

@@ -20,13 +20,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-pub use delivery::{DeliveryOutcome, DeliveryReport, FailureKind, RetryPolicy, deliver};
+pub use delivery::{DeliveryOutcome, DeliveryReport, RetryPolicy, deliver};
 pub use message::{AlertState, Notification};
-pub use sink::{NotifyError, Sink};
+pub use sink::{FailureKind, NotifyError, Sink};
 
+use crate::alerts::AlertEvent;
 use crate::clock::Clock;
 use crate::config::{AlertsConfig, DeliveryConfig};
-use crate::dash::alerts::AlertEvent;
 use policy::{SinkPolicy, Tell};
 
 /// The HTTP client every sink shares: rustls trusting the system store, the webpki roots
@@ -159,6 +159,23 @@ async fn deliver_queue<R: From<DeliveryReport>>(
 }
 
 /// Sends the test notification to every sink at once and returns each outcome, in order.
+/// `alert-test`'s line for one sink and what it answered, e.g.
+/// `  ✅ team (slack): delivered, HTTP 200 in 41 ms (1 attempt(s))`.
+pub fn test_outcome_line(sink: &Sink, outcome: &DeliveryOutcome) -> String {
+    let kind = sink.kind.name();
+    match outcome {
+        DeliveryOutcome::Delivered { attempts, status, elapsed } => format!(
+            "  ✅ {} ({kind}): delivered, HTTP {status} in {:.0} ms ({attempts} attempt(s))",
+            sink.name,
+            elapsed.as_secs_f64() * 1000.0
+        ),
+        DeliveryOutcome::Failed { attempts, error, .. } => {
+            format!("  ❌ {} ({kind}): failed after {attempts} attempt(s): {error}", sink.name)
+        }
+        DeliveryOutcome::Dropped { .. } => format!("  ❌ {} ({kind}): dropped", sink.name),
+    }
+}
+
 pub async fn send_test(
     sinks: &[Sink],
     config: &AlertsConfig,

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use crate::config::MinSeverity;
-use crate::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 
 /// What a sink is sent for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

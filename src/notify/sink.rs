@@ -2,13 +2,43 @@
 //! deliver a notification to it. Secrets never leave this module: every error text is
 //! redacted before it is returned, and reqwest errors are stripped of their URL.
 
-use super::delivery::FailureKind;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
 
 use super::message::Notification;
 use crate::config::{MinSeverity, SinkConfig, SinkKind, SinkTarget};
+
+/// Why a notification did not get through, as the screen, the log and the metrics file
+/// name it. Decided here, where the failure happens, never guessed back from text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The sink answered with this HTTP status (or Telegram said `ok: false`).
+    Http(u16),
+    /// No answer within the delivery timeout.
+    Timeout,
+    /// Nothing listens at the sink's address.
+    Refused,
+    /// The sink's TLS certificate is not trusted.
+    Certificate,
+    /// Any other transport failure (DNS, reset connection, …).
+    Network,
+}
+
+impl FailureKind {
+    /// A few characters for the alert panel's edge: `HTTP 500`, `timeout`, `refused`.
+    pub fn short(self) -> String {
+        match self {
+            Self::Http(status) => format!("HTTP {status}"),
+            Self::Timeout => "timeout".to_owned(),
+            Self::Refused => "refused".to_owned(),
+            Self::Certificate => "bad certificate".to_owned(),
+            Self::Network => "network error".to_owned(),
+        }
+    }
+}
 
 /// Why the sinks cannot be set up (a config or environment problem: exit code 2).
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,8 @@
-//! Capacity planning (`capwatch plan`, issue 15 part 4): how many replicas × workers a traffic
+//! Capacity planning (`capwatch plan`): how many replicas × workers a traffic
 //! level needs to keep its P95 within a target, from measured service times. [`queueing`]
 //! holds the models (the measured distribution, a discrete-event simulation, M/M/c as a
 //! cross-check), [`scrape`] reads them off a server's `/metrics`, [`session`] off a past
-//! dashboard session. Each replica is modelled as
+//! dashboard session, and [`table`] writes the answer as people read it. Each replica is modelled as
 //! its own FIFO queue with `workers` workers and an even share of the Poisson arrivals (a
 //! Kubernetes Service spreads connections; it does not keep one global queue); a free worker
 //! takes every waiting request up to the batch size, as the server's workers do, and each
@@ -11,6 +11,7 @@
 pub mod queueing;
 pub mod scrape;
 pub mod session;
+pub mod table;
 
 use queueing::{BatchedService, MmC, simulate_batched};
 

@@ -1,4 +1,4 @@
-//! Queueing models for capacity planning (issue 15 part 4): a measured service-time
+//! Queueing models for capacity planning: a measured service-time
 //! distribution ([`ServiceTimes`], from a histogram's buckets or from samples), a discrete-event
 //! simulation of `c` workers serving one FIFO queue fed by Poisson arrivals ([`simulate`]), and
 //! the M/M/c model as a closed-form cross-check ([`MmC`]: Erlang C and the response-time

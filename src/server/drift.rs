@@ -17,9 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::DriftConfig;
 use crate::drift::profile::RequestProfile;
 use crate::drift::report::{DriftReport, compare};
+use crate::protocol::drift::{DriftStatus, ReferenceInfo};
 
-/// Header the dashboard's probes carry, so that its fixed test images stay out of the window.
-pub const PROBE_HEADER: &str = "x-capwatch-probe";
 /// Fewest live requests a reference may be frozen from.
 pub const MIN_REFERENCE: usize = 30;
 
@@ -65,64 +64,6 @@ pub enum ReferenceError {
     Write { path: String, source: std::io::Error },
     #[error("cannot read the drift reference {path}: {reason}")]
     Read { path: String, reason: String },
-}
-
-/// What `GET /drift` answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DriftStatus {
-    pub live_size: usize,
-    pub window_requests: usize,
-    /// Requests older than this many minutes are left out, when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window_minutes: Option<u32>,
-    /// The reference's size and age, once there is one.
-    pub reference: Option<ReferenceInfo>,
-    /// The comparison, once there is a reference and a live request.
-    pub report: Option<DriftReport>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReferenceInfo {
-    pub size: usize,
-    pub created_at: String,
-    /// Where it is saved, if anywhere.
-    pub path: Option<String>,
-}
-
-impl DriftStatus {
-    /// The status as people read it: the window, the reference, one row per feature, the verdict.
-    pub fn table(&self) -> String {
-        let minutes = self.window_minutes.map_or_else(String::new, |m| format!(" of the last {m} min"));
-        let mut text = format!("live window: {} of {} requests{minutes}\n", self.live_size, self.window_requests);
-        match &self.reference {
-            None => text.push_str("reference: none yet (capwatch drift baseline freezes the live window)\n"),
-            Some(reference) => text.push_str(&format!(
-                "reference: {} requests, frozen {}{}\n",
-                reference.size,
-                reference.created_at,
-                reference.path.as_ref().map_or_else(String::new, |p| format!(" ({p})"))
-            )),
-        }
-        let Some(report) = &self.report else { return text };
-        text.push_str(&format!("\n{:<18} {:<15} {:>12}  {}\n", "feature", "test", "score", "drifted"));
-        for feature in &report.features {
-            text.push_str(&format!(
-                "{:<18} {:<15} {:>12.4e}  {}\n",
-                feature.feature,
-                feature.test.name(),
-                feature.score,
-                if feature.drifted { "DRIFT" } else { "-" }
-            ));
-        }
-        let drifted = report.features.iter().filter(|f| f.drifted).count();
-        text.push_str(&format!(
-            "\n{}: {drifted} of {} features drifted ({:.0} %)\n",
-            if report.detected { "DRIFT DETECTED" } else { "no drift" },
-            report.features.len(),
-            report.drifted_share * 100.0
-        ));
-        text
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -125,3 +125,12 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The 404 of a path that does not exist (and of a loopback-only route asked from elsewhere).
+pub fn not_found_response() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(ErrorBody { error: "no such endpoint; see /docs".to_owned(), error_type: "not_found" }),
+    )
+        .into_response()
+}

@@ -9,6 +9,7 @@
 //! answer from the first moment; a model that fails to load stops the server with an error.
 
 pub mod chaos;
+mod control;
 pub mod drift;
 pub mod error;
 pub mod metrics;
@@ -40,6 +41,17 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("invalid config at key `{key}`: {message}")]
     Config { key: &'static str, message: String },
+}
+
+impl ServerError {
+    /// The exit code of a server that stopped with this error (`crate::exit_code`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Engine(err) => err.exit_code(),
+            Self::Config { .. } => crate::exit_code::CONFIG,
+            Self::Io(_) => crate::exit_code::FAILURE,
+        }
+    }
 }
 
 /// Shared state of all handlers.

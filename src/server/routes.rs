@@ -1,13 +1,13 @@
-//! HTTP handlers and the router: `/caption`, `/health`, `/ready`, `/metrics`,
-//! `/openapi.json`, `/docs`, and `/chaos` with `--chaos`. Handlers translate HTTP to engine calls and back; status codes
-//! come from [`ApiError`], metric names from [`super::metrics`].
+//! HTTP handlers and the router: `/caption`, `/health`, `/ready`, `/metrics`, `/drift`,
+//! `/openapi.json`, `/docs`, and (in [`super::control`]) the routes that change the server
+//! from this machine. Handlers translate HTTP to engine calls and back; status codes come
+//! from [`ApiError`], metric names from [`super::metrics`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -16,16 +16,18 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::chaos::{self, ActiveFault, CRASH_DELAY, FaultKind, FaultSpec};
-use super::drift::PROBE_HEADER;
-use super::error::ApiError;
+use super::control::{chaos_clear, chaos_inject, chaos_list, drift_baseline};
+use super::error::{ApiError, not_found_response};
 use super::metrics::FeatureLabels;
 use super::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ModelLabels, VariantLabels, VariantStatusLabels};
-use super::shadow::{Copy, Shadow, ShadowReport};
+use super::shadow::{Copy, Shadow};
 use super::variants::{KEY_HEADER, MODEL_HEADER, Routed, Variant};
 use crate::drift::embedding::project;
 use crate::drift::profile::{CaptionProfile, RequestProfile};
 use crate::engine::{Caption, Engine, StageTimings};
+use crate::protocol::drift::{DriftStatus, PROBE_HEADER};
+use crate::protocol::faults::FaultKind;
+use crate::protocol::shadow::ShadowReport;
 
 /// The OpenAPI document, written by hand and checked against the live API by tests.
 const OPENAPI_JSON: &str = include_str!("../../assets/openapi.json");
@@ -69,14 +71,6 @@ async fn track_requests(State(state): State<Arc<AppState>>, request: Request, ne
 
 async fn not_found() -> Response {
     not_found_response()
-}
-
-fn not_found_response() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(super::error::ErrorBody { error: "no such endpoint; see /docs".to_owned(), error_type: "not_found" }),
-    )
-        .into_response()
 }
 
 /// Records the variant `name` in `capwatch_model_info` once it is loaded.
@@ -433,72 +427,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
     Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }
 
-/// `POST /chaos`: starts a fault (JSON [`FaultSpec`]); `crash` exits right after answering.
-/// Like the other `/chaos` routes it answers only this machine; to anyone else it does not exist.
-async fn chaos_inject(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    spec: Result<Json<FaultSpec>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Some(chaos) = state.chaos.as_ref().filter(|_| peer.ip().is_loopback()) else {
-        return not_found_response();
-    };
-    let spec = match spec {
-        Ok(Json(spec)) => spec,
-        Err(rejection) => return ApiError::InvalidParameter(rejection.body_text()).into_response(),
-    };
-    if let Some(name) = &spec.model
-        && state.variants.get(name).is_none()
-    {
-        return ApiError::UnknownModel { name: name.clone(), known: state.variants.names().join(", ") }.into_response();
-    }
-    let fault = match chaos.inject(spec, &state.metrics) {
-        Ok(fault) => fault,
-        Err(message) => return ApiError::InvalidParameter(message).into_response(),
-    };
-    if fault.spec.kind == FaultKind::Crash {
-        let exit_code = fault.spec.exit_code;
-        tokio::spawn(async move {
-            tokio::time::sleep(CRASH_DELAY).await;
-            tracing::error!(exit_code, "chaos: crashing on purpose");
-            std::process::exit(exit_code);
-        });
-    }
-    (StatusCode::CREATED, Json(fault)).into_response()
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChaosList {
-    pub faults: Vec<ActiveFault>,
-}
-
-/// `GET /chaos`: the faults in force.
-async fn chaos_list(State(state): State<Arc<AppState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if !peer.ip().is_loopback() {
-        return not_found_response();
-    }
-    let faults = state.chaos.as_ref().map(chaos::Chaos::active).unwrap_or_default();
-    Json(ChaosList { faults }).into_response()
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChaosCleared {
-    pub cleared: usize,
-    /// The faults ended, as they were (requests hit included).
-    pub faults: Vec<ActiveFault>,
-}
-
-/// `DELETE /chaos`: ends every fault now.
-async fn chaos_clear(State(state): State<Arc<AppState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if !peer.ip().is_loopback() {
-        return not_found_response();
-    }
-    let faults = state.chaos.as_ref().map(|chaos| chaos.clear(&state.metrics)).unwrap_or_default();
-    Json(ChaosCleared { cleared: faults.len(), faults }).into_response()
-}
-
 /// Sets the drift series from `status` (features not judged now keep their last values).
-fn publish_drift(state: &AppState, status: &super::drift::DriftStatus) {
+fn publish_drift(state: &AppState, status: &DriftStatus) {
     let metrics = &state.metrics;
     metrics.drift_live_requests.set(status.live_size as i64);
     let Some(report) = &status.report else { return };
@@ -518,24 +448,6 @@ async fn drift_status(State(state): State<Arc<AppState>>) -> Response {
         Ok(status) => {
             publish_drift(&state, &status);
             Json(status).into_response()
-        }
-        Err(err) => ApiError::Internal(err.to_string()).into_response(),
-    }
-}
-
-/// `POST /drift/baseline`: freezes the live window as the reference (loopback only).
-async fn drift_baseline(State(state): State<Arc<AppState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if !peer.ip().is_loopback() {
-        return not_found_response();
-    }
-    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    match state.drift.freeze(now) {
-        Ok(info) => {
-            tracing::info!(size = info.size, path = info.path.as_deref().unwrap_or("-"), "drift reference frozen");
-            (StatusCode::CREATED, Json(info)).into_response()
-        }
-        Err(err @ super::drift::ReferenceError::TooFew { .. }) => {
-            ApiError::NotEnoughRequests(err.to_string()).into_response()
         }
         Err(err) => ApiError::Internal(err.to_string()).into_response(),
     }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::AppState;
 use super::metrics::ShadowLabels;
 use crate::config::ShadowConfig;
+use crate::protocol::shadow::ShadowReport;
 
 /// The shadow variant, its queue and its counts.
 pub struct Shadow {
@@ -28,21 +28,6 @@ struct Counts {
     differed: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
-}
-
-/// What `/health` says about the shadow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShadowReport {
-    pub model: String,
-    pub share: f64,
-    /// Copies whose caption equals the answer's (case and spacing aside).
-    pub agreed: u64,
-    pub differed: u64,
-    pub failed: u64,
-    /// Copies not made because the shadow queue was full.
-    pub dropped: u64,
-    /// agreed / (agreed + differed), once there is one.
-    pub agreement: Option<f64>,
 }
 
 /// One request to copy.

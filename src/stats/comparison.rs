@@ -1,4 +1,4 @@
-//! Two model variants compared on the same test images (issue 13's A/B pane): each pair is
+//! Two model variants compared on the same test images (the A/B pane): each pair is
 //! variant a's and variant b's answer to one image in one cycle. Per variant: n, P50 and P95
 //! with bootstrap intervals, error rate, mean quality. Between them: the latency shift
 //! (Mann-Whitney U, Hodges-Lehmann on log latency as a ratio), the error-rate difference, the

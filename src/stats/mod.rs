@@ -1,4 +1,4 @@
-//! Statistics for comparing two model variants (issue 13's A/B verdicts): rank tests on
+//! Statistics for comparing two model variants (the A/B verdicts): rank tests on
 //! latencies ([`rank`]), proportions of errors ([`proportion`]), differences of mean quality
 //! ([`mean`]), bootstrap intervals of percentiles ([`bootstrap`]) and always-valid sequential
 //! p-values that may be watched continuously ([`sequential`]), and the two-variant

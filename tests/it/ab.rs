@@ -1,4 +1,4 @@
-//! A/B end to end (issue 13): the real dashboard, headless, against a real server with two
+//! A/B end to end: the real dashboard, headless, against a real server with two
 //! model variants: it finds the variants, tests each by name on the same images, reaches a
 //! verdict when one is slower (a latency fault on that variant only), writes `ab` records
 //! that match the schema, and the summary and `capwatch report` carry the A/B section.

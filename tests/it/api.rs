@@ -77,7 +77,7 @@ async fn captions_multipart_and_raw_bodies_with_the_reference_text() {
     let mut compared = 0;
     for case in model["cases"].as_array().unwrap() {
         let image = case["image"].as_str().unwrap();
-        // JPEG decoders differ by a level or two (see tests/parity.rs); compare lossless inputs.
+        // JPEG decoders differ by a level or two (see tests/it/parity.rs); compare lossless inputs.
         if !image.ends_with(".png") {
             continue;
         }

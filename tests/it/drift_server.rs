@@ -1,4 +1,4 @@
-//! Drift on a real server (issue 14 parts 1-2): every real request is profiled into the live
+//! Drift on a real server: every real request is profiled into the live
 //! window (probes are not), a reference is frozen from it and saved, loaded again at start,
 //! and `GET /drift` and `/metrics` say when the images turn dark.
 
@@ -190,7 +190,7 @@ async fn the_drift_command_freezes_and_reports() {
 async fn generated_traffic_drifts_only_when_shifted() {
     let _machine = common::whole_machine();
     use capwatch::drift::scenes::Shift;
-    use capwatch::drift::traffic::{TrafficPlan, send as send_traffic};
+    use capwatch::traffic::{TrafficPlan, send as send_traffic};
     const WINDOW: usize = 100;
     let server = TestServer::start(repo_path("models/default"), |c| {
         c.workers = std::num::NonZeroUsize::new(2);

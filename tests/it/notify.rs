@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use capwatch::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use capwatch::clock::Clock;
 use capwatch::config::Config;
-use capwatch::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use capwatch::notify::{DeliveryOutcome, DeliveryReport, FailureKind, Notifier, Sink};
 use nix::sys::signal::Signal;
 use serde_json::Value;

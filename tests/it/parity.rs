@@ -9,9 +9,9 @@
 use crate::common;
 
 use capwatch::engine::batch::DecodingBatch;
-use capwatch::engine::beam::{BeamSettings, EarlyStopping};
 use capwatch::engine::captioner::BatchItem;
 use capwatch::engine::preprocess::{DecodeLimits, decode_image, to_pixel_values};
+use capwatch::engine::settings::{BeamSettings, EarlyStopping};
 use capwatch::engine::{Captioner, ModelSpec};
 use ndarray::Array4;
 use serde_json::Value;

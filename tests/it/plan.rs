@@ -1,4 +1,4 @@
-//! `capwatch plan` against a real server (issue 15 part 4): it reads the service times the
+//! `capwatch plan` against a real server: it reads the service times the
 //! server measured from `/metrics`, or those a past dashboard session recorded, and plans
 //! replicas × workers.
 

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use capwatch::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use capwatch::clock::Clock;
 use capwatch::config::Config;
-use capwatch::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use capwatch::dash::effect::{Effect, MetricUpdate};
 use capwatch::dash::event::Event;
 use capwatch::dash::metrics::DashMetrics;

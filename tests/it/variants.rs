@@ -1,4 +1,4 @@
-//! Several model variants in one server (issue 13 part 1): explicit choice, sticky and weighted
+//! Several model variants in one server: explicit choice, sticky and weighted
 //! routing, shadow copies, per-model metrics and faults, on real HTTP with the bundled model.
 
 use crate::common;

@@ -47,6 +47,17 @@ impl DrillReport {
         !self.steps.is_empty() && self.steps.iter().all(StepResult::passed)
     }
 
+    /// The report as the file `path` holds it: JSON (the same data, for CI and dashboards)
+    /// when its name ends in `.json`, else Markdown.
+    pub fn file_text(&self, path: &std::path::Path) -> String {
+        if path.extension().is_some_and(|ext| ext == "json") {
+            serde_json::to_string_pretty(self)
+                .map_or_else(|err| format!("{{\"error\": \"{err}\"}}"), |json| json + "\n")
+        } else {
+            self.markdown()
+        }
+    }
+
     /// The report as Markdown: the table, then what did not hold.
     pub fn markdown(&self) -> String {
         let mut text = format!(

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use crate::alerts::Severity;
 use crate::config::{Config, Seconds};
-use crate::dash::alerts::Severity;
 use crate::dash::rehearsal::{self, Expectation};
-use crate::server::chaos::{CRASH_DELAY, FaultKind, FaultSpec};
+use crate::protocol::faults::{CRASH_DELAY, FaultKind, FaultSpec};
 
 /// The drill's probe interval (health checks and inference tests alike).
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -168,6 +168,41 @@ pub fn plan(base: &Config, faults: &[FaultKind]) -> DrillPlan {
         config,
         timings: Timings { interval: INTERVAL, window, cooldown, probe_timeout, settle_within, notify_within },
         steps,
+    }
+}
+
+impl DrillPlan {
+    /// Every bound of every step, one after the other, and the server's start: past this the
+    /// drill stops and reports where it was.
+    pub fn time_limit(&self) -> Duration {
+        let t = &self.timings;
+        self.steps.iter().fold(self.config.monitoring.startup_timeout_s.0, |total, step| {
+            total
+                + t.settle_within
+                + step.fire_within
+                + step.repeat_within.unwrap_or_default()
+                + step.restart_within.unwrap_or_default()
+                + step.resolve_within
+                + t.notify_within
+                + Duration::from_secs(10)
+        })
+    }
+
+    /// The line that opens a drill: the faults, the timings, the bound and where the logs go.
+    pub fn describe(&self) -> String {
+        let t = &self.timings;
+        let faults: Vec<&str> = self.steps.iter().map(|step| step.spec.kind.name()).collect();
+        format!(
+            "🧯 capwatch drill: {} fault(s) ({}); probes every {:.1} s, window {:.0} s, cooldown {:.0} s; at most {:.0} s. \
+             Logs in {}",
+            self.steps.len(),
+            faults.join(", "),
+            t.interval.as_secs_f64(),
+            t.window.as_secs_f64(),
+            t.cooldown.as_secs_f64(),
+            self.time_limit().as_secs_f64(),
+            self.config.logs.dir.display()
+        )
     }
 }
 

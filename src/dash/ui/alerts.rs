@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
 use super::{first_fitting, newest_whole, severity_colour, wrapped};
-use crate::dash::alerts::AlertTransition;
+use crate::alerts::AlertTransition;
 use crate::dash::state::{DashState, SinkStatus};
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &DashState) {

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use crate::clock::Clock;
 use crate::drift::choose::{DISTANCE_THRESHOLD, P_THRESHOLD};
 use crate::drift::report::{FeatureScore, NEW_WORDS_THRESHOLD};
-use crate::server::drift::DriftStatus;
+use crate::protocol::drift::DriftStatus;
 
 /// Bar cells for a feature exactly at its threshold.
 const AT_THRESHOLD: f64 = 10.0;

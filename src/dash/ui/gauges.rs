@@ -8,8 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Gauge, Paragraph};
 
 use super::{first_fitting, severity_colour};
+use crate::alerts::{RuleKind, Severity};
 use crate::clock::Clock;
-use crate::dash::alerts::{RuleKind, Severity};
 use crate::dash::state::DashState;
 use crate::dash::stats::StatsSnapshot;
 

@@ -10,8 +10,8 @@ use ratatui::widgets::{Block, Cell, Row, Table};
 
 use super::header::status_badge;
 use super::severity_colour;
+use crate::alerts::RuleKind;
 use crate::clock::Clock;
-use crate::dash::alerts::RuleKind;
 use crate::dash::fleet::Fleet;
 use crate::dash::state::DashState;
 

@@ -8,8 +8,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph};
 
 use super::{newest_whole, wrapped};
-use crate::dash::effect::LogLevel;
 use crate::dash::state::DashState;
+use crate::dash::state::LogLevel;
 
 /// Columns of `HH:MM:SS `.
 const TIME_COLUMNS: usize = 9;

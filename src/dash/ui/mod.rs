@@ -26,9 +26,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;
 use ratatui::text::Line;
 
-use super::alerts::Severity;
 use super::fleet::Fleet;
 use super::state::DashState;
+use crate::alerts::Severity;
 use crate::clock::Clock;
 
 /// Draws the whole screen: with several instances, the instances pane on top and the

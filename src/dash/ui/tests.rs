@@ -10,9 +10,9 @@ use ratatui::style::Color;
 use tokio::time::Instant;
 
 use super::{draw, draw_instance};
+use crate::alerts::Severity;
 use crate::clock::Clock;
 use crate::config::{Config, Levels, MinSeverity, SinkConfig, SinkKind, SinkTarget, Sinks};
-use crate::dash::alerts::Severity;
 use crate::dash::event::{Event, Input};
 use crate::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe};
 use crate::dash::state::{DashState, Stop};
@@ -262,7 +262,7 @@ async fn a_server_that_cannot_start_says_why_and_what_to_do() {
 #[tokio::test(start_paused = true)]
 async fn the_fault_menu_and_the_fault_banner() {
     use crate::dash::event::FaultsEvent;
-    use crate::server::chaos::{ActiveFault, FaultKind, FaultSpec};
+    use crate::protocol::faults::{ActiveFault, FaultKind, FaultSpec};
     let mut config = lenient_config();
     config.service.chaos = true;
     let mut scene = Scene::new(&config, true);
@@ -344,7 +344,7 @@ async fn the_ab_pane_shows_both_variants_and_a_red_verdict_for_a_worse_one() {
 async fn the_drift_pane_shows_red_bars_for_drifted_features() {
     use crate::drift::choose::TestKind;
     use crate::drift::report::{DriftReport, FeatureScore};
-    use crate::server::drift::{DriftStatus, ReferenceInfo};
+    use crate::protocol::drift::{DriftStatus, ReferenceInfo};
     let mut scene = healthy_scene();
     let feature = |name: &str, test: TestKind, score: f64, drifted: bool| FeatureScore {
         feature: name.to_owned(),

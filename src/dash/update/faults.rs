@@ -3,13 +3,14 @@
 //! banner's state. Pure, like `update`.
 
 use super::Effects;
-use crate::dash::effect::{Effect, LogLevel};
+use crate::dash::effect::Effect;
 use crate::dash::event::{FaultsEvent, Input};
 use crate::dash::record::{FaultEnd, FaultPhase, FaultRecord, Record};
 use crate::dash::rehearsal::describe;
+use crate::dash::state::FaultSummary;
+use crate::dash::state::LogLevel;
 use crate::dash::state::{DashState, TrackedFault};
-use crate::dash::summary::FaultSummary;
-use crate::server::chaos::ActiveFault;
+use crate::protocol::faults::ActiveFault;
 
 /// The fault menu's keys: `f` opens and closes it, a number injects that entry, `x` clears.
 pub(super) fn on_fault_input(state: &mut DashState, input: Input, out: &mut Effects) {

@@ -6,16 +6,17 @@
 //! terminal UI and the tests drive the same function.
 
 use super::ab::AbState;
-use super::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
-use super::effect::{Effect, Gauges, LogLevel, MetricUpdate, ProbeKind};
+use super::effect::{Effect, Gauges, MetricUpdate, ProbeKind};
 use super::event::{Event, Input, ShutdownReason};
 use super::prober::{HealthCheck, InferenceProbe};
 use super::record::{AbRecord, AlertRecord, CycleRecord, DriftRecord, NotificationRecord, Record, Stamp};
+use super::state::LogLevel;
 use super::state::{ALERT_LOG, DashState, LOG_LINES, LogLine, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus};
 use super::stats::ProbeSample;
+use crate::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use crate::clock::Clock;
 use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
-use crate::server::shadow::ShadowReport;
+use crate::protocol::shadow::ShadowReport;
 use crate::stats::comparison::Verdict;
 
 /// How long a footer notice stays.
@@ -167,173 +168,6 @@ fn on_input(state: &mut DashState, input: Input, out: &mut Effects) {
     }
 }
 
-fn on_probe(state: &mut DashState, probe: InferenceProbe, out: &mut Effects) {
-    let latency_ms = probe.latency.as_secs_f64() * 1000.0;
-    let (success, model_time, quality) = match &probe.result {
-        Ok(result) => (true, result.model_time, Some(result.quality.score())),
-        Err(_) => (false, None, None),
-    };
-    let sample = ProbeSample { at: probe.at, latency: probe.latency, model_time, success, quality };
-    state.window.prune(out.clock.now);
-    state.window.record(sample);
-    state.session.record(&sample);
-    state.tests += 1;
-    // With variants, one test is one image sent to each of them: count it at its first answer.
-    let first_of_round =
-        probe.variant.as_ref().is_none_or(|tag| state.ab.as_ref().is_none_or(|ab| !ab.has_answer_in(tag)));
-    if first_of_round {
-        state.test_in_cycle += 1;
-    }
-    if let (Some(tag), Some(ab)) = (&probe.variant, &mut state.ab) {
-        ab.record(tag, &probe);
-    }
-    state.consecutive_failures = if success { 0 } else { state.consecutive_failures + 1 };
-    // One model's service times only: with variants, each test goes to several models.
-    if probe.variant.is_none()
-        && let Ok(result) = &probe.result
-        && let Some(total) = result.server_total
-    {
-        let queued = result.server_queue.unwrap_or_default();
-        state.cycle_service_ms.push(total.saturating_sub(queued).as_secs_f64() * 1000.0);
-    }
-    let model_ms = model_time.map(|d| d.as_secs_f64() * 1000.0);
-    push_bounded(&mut state.recent, RECENT_PROBES, RecentProbe { latency_ms, model_ms });
-    let outcome = match &probe.result {
-        Ok(_) => "success",
-        Err(error) => error.kind(),
-    };
-    out.metric(MetricUpdate::Probe { probe: ProbeKind::Caption, outcome, latency: probe.latency });
-    if let Some(tag) = &probe.variant {
-        out.metric(MetricUpdate::VariantProbe { model: tag.name.clone(), outcome, latency: probe.latency, quality });
-    }
-    if let Some(quality) = quality {
-        out.metric(MetricUpdate::CaptionQuality(quality));
-    }
-    let mut position = format!("Test {}/{}", state.test_in_cycle, state.settings.tests_per_cycle);
-    if let Some(tag) = &probe.variant {
-        position.push_str(&format!(" [{}]", tag.name));
-    }
-    let (level, message) = match &probe.result {
-        Ok(result) => (
-            LogLevel::Info,
-            format!(
-                "✅ {position}: {latency_ms:.1}ms ({}) \"{}\" quality {:.2}",
-                probe.image,
-                result.caption,
-                result.quality.score()
-            ),
-        ),
-        Err(error) => (LogLevel::Warn, format!("❌ {position}: {error} after {latency_ms:.1}ms ({})", probe.image)),
-    };
-    out.log(state, level, message);
-    if let Err(error) = &probe.result
-        && state.session.successes() == 0
-        && let Some(what) = error.contract_mismatch()
-    {
-        wrong_shape(state, &what, out);
-    }
-    state.latest = Some(probe);
-    let failures = state.consecutive_failures as f64;
-    judge(state, RuleKind::ConsecutiveFailures, failures, u64::MAX, out);
-}
-
-/// The service answers, but not in the shape of the probe contract, and never did: say so
-/// once, plainly, and stop, instead of raising alert after alert.
-fn wrong_shape(state: &mut DashState, what: &str, out: &mut Effects) {
-    let shape = &state.settings.service_shape;
-    let message = format!(
-        "⛔ The service does not answer in the `{shape}` shape: {what}. Pick another --service-preset \
-         (capwatch, fastapi, hf-inference) or set monitoring.service in the config."
-    );
-    out.log(state, LogLevel::Error, message.clone());
-    state.wrong_shape = Some(message);
-    quit(state, out);
-}
-
-fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
-    let now = out.clock.now;
-    state.cycles += 1;
-    state.test_in_cycle = 0;
-    out.metric(MetricUpdate::TestCycle);
-    state.window.prune(now);
-    let window = state.window.snapshot(now);
-    state.cycle_p95_sum_ms += window.latency.p95_ms;
-    state.cycle_p95_count += 1;
-    judge(state, RuleKind::P95Latency, window.latency.p95_ms, window.successes, out);
-    judge(state, RuleKind::ErrorRate, window.error_rate, window.probes, out);
-    if let Some(quality) = window.quality_mean {
-        judge(state, RuleKind::QualityScore, quality, window.successes, out);
-    }
-    let label = |kind| state.alerts.severity(kind).to_string();
-    let mut lines = vec![
-        format!("📊 Cycle {} summary (last {} s window)", state.cycles, state.window.window().as_secs()),
-        format!("📈 P95 response time: {:.2} ms [{}]", window.latency.p95_ms, label(RuleKind::P95Latency)),
-        format!(
-            "   P50 {:.2} ms · P99 {:.2} ms · max {:.2} ms{}",
-            window.latency.p50_ms,
-            window.latency.p99_ms,
-            window.latency.max_ms,
-            // Services that do not report a model time have none to show.
-            if window.model_time.count == 0 {
-                String::new()
-            } else {
-                format!(" · model P95 {:.2} ms", window.model_time.p95_ms)
-            }
-        ),
-        format!("❗ Error rate: {:.1}% [{}]", window.error_rate * 100.0, label(RuleKind::ErrorRate)),
-    ];
-    if let Some(quality) = window.quality_mean {
-        lines.push(format!("🎯 Quality score: {quality:.2} [{}]", label(RuleKind::QualityScore)));
-    }
-    for line in lines {
-        out.log(state, LogLevel::Info, line);
-    }
-    let record = CycleRecord::of(state, &window, out.stamp(state), now);
-    state.cycle_service_ms.clear();
-    out.write(Record::Cycle(Box::new(record)));
-    compare_variants(state, out);
-    if state.settings.stop.cycles.is_some_and(|limit| state.cycles >= limit) {
-        quit(state, out);
-    }
-}
-
-/// At the end of a cycle: the A/B figures, a record per compared variant, verdicts reached
-/// announced once, and the `ab_worse` rule judged.
-fn compare_variants(state: &mut DashState, out: &mut Effects) {
-    let Some(ab) = &mut state.ab else { return };
-    let reached = ab.refresh();
-    let shadow = ab.shadow.clone();
-    let records: Vec<Record> = ab
-        .figures
-        .iter()
-        .map(|figures| {
-            Record::Ab(Box::new(AbRecord {
-                stamp: out.stamp_at(state.started),
-                cycle: state.cycles,
-                figures: figures.clone(),
-                verdict_text: figures.verdict.to_string(),
-                shadow: shadow.clone(),
-            }))
-        })
-        .collect();
-    let worse = ab.worse_variants().len();
-    let figures = ab.figures.clone();
-    for record in records {
-        out.write(record);
-    }
-    for figures in &figures {
-        out.metric(MetricUpdate::Ab(Box::new(figures.clone())));
-    }
-    for verdict in reached {
-        let level = match verdict {
-            Verdict::MoreErrors { .. } | Verdict::LowerQuality { .. } => LogLevel::Warn,
-            _ => LogLevel::Info,
-        };
-        out.log(state, level, format!("⚖ A/B verdict: {verdict}"));
-    }
-    judge(state, RuleKind::AbWorse, worse as f64, u64::MAX, out);
-}
-
 fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
     let healthy = check.is_healthy();
     let outcome = match &check.result {
@@ -387,7 +221,7 @@ fn noticed_restart(state: &mut DashState, uptime_s: Option<f64>, out: &mut Effec
 }
 
 /// The server's drift status: recorded, told when the verdict changes, judged by the `drift` rule.
-fn on_drift(state: &mut DashState, status: crate::server::drift::DriftStatus, out: &mut Effects) {
+fn on_drift(state: &mut DashState, status: crate::protocol::drift::DriftStatus, out: &mut Effects) {
     let was_detected = state.drift.as_ref().and_then(|d| d.report.as_ref()).is_some_and(|r| r.detected);
     if let Some(report) = &status.report {
         let drifted: Vec<&str> = report.features.iter().filter(|f| f.drifted).map(|f| f.feature.as_str()).collect();
@@ -535,3 +369,6 @@ fn gauges(state: &DashState) -> Gauges {
 
 #[cfg(test)]
 mod tests;
+
+mod cycles;
+use cycles::{on_cycle_done, on_probe};

@@ -2,10 +2,11 @@
 //! crash loops and permanent failures, and the child's own log lines. Pure, like `update`.
 
 use super::{Effects, push_bounded, quit, raise};
-use crate::dash::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use crate::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use crate::dash::child_output::parse_log_line;
-use crate::dash::effect::{Effect, LogLevel, MetricUpdate};
+use crate::dash::effect::{Effect, MetricUpdate};
 use crate::dash::record::{Record, ServerChange, ServerRecord};
+use crate::dash::state::LogLevel;
 use crate::dash::state::{DashState, LOG_LINES, LogLine};
 use crate::dash::supervisor::ServerEvent;
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::update;
+use crate::alerts::{AlertTransition, RuleKind, Severity};
 use crate::clock::Clock;
 use crate::config::{Config, Levels};
-use crate::dash::alerts::{AlertTransition, RuleKind, Severity};
-use crate::dash::effect::{Effect, LogLevel, MetricUpdate};
+use crate::dash::effect::{Effect, MetricUpdate};
 use crate::dash::event::{Event, FaultsEvent, Input, ShutdownReason};
 use crate::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe, ProbeError};
 use crate::dash::record::{Record, ServerChange};
+use crate::dash::state::LogLevel;
 use crate::dash::state::{DashState, ServiceStatus, Stop};
 use crate::dash::summary::SessionSummary;
 use crate::dash::supervisor::ServerEvent;
@@ -483,21 +484,21 @@ async fn a_p95_hovering_at_the_critical_threshold_is_recorded_once_and_pages_onc
 
 fn active_fault(
     id: u64,
-    kind: crate::server::chaos::FaultKind,
+    kind: crate::protocol::faults::FaultKind,
     remaining_s: f64,
     hits: u64,
-) -> crate::server::chaos::ActiveFault {
-    crate::server::chaos::ActiveFault { id, spec: crate::server::chaos::FaultSpec::new(kind), remaining_s, hits }
+) -> crate::protocol::faults::ActiveFault {
+    crate::protocol::faults::ActiveFault { id, spec: crate::protocol::faults::FaultSpec::new(kind), remaining_s, hits }
 }
 
 /// `GET /chaos` answered `faults` for a request sent at the scene's current time.
-fn listing(scene: &Scene, faults: Vec<crate::server::chaos::ActiveFault>) -> FaultsEvent {
+fn listing(scene: &Scene, faults: Vec<crate::protocol::faults::ActiveFault>) -> FaultsEvent {
     FaultsEvent::Listed { requested_at: scene.clock.now, result: Ok(faults) }
 }
 
 #[test]
 fn a_listing_sent_before_an_inject_or_clear_was_answered_changes_nothing() {
-    use crate::server::chaos::FaultKind;
+    use crate::protocol::faults::FaultKind;
     let mut config = Config::default();
     config.service.chaos = true;
     let mut scene = Scene::new(&config, true);
@@ -534,7 +535,7 @@ fn fault_records(effects: &[Effect]) -> Vec<crate::dash::record::FaultRecord> {
 
 #[tokio::test(start_paused = true)]
 async fn the_fault_menu_injects_only_with_chaos() {
-    use crate::server::chaos::FaultKind;
+    use crate::protocol::faults::FaultKind;
     let mut scene = Scene::new(&Config::default(), true);
     scene.ready(42);
     assert!(scene.feed(Event::Input(Input::FaultMenu)).iter().all(|e| !matches!(e, Effect::InjectFault { .. })));
@@ -691,7 +692,7 @@ async fn variants_are_compared_on_the_same_images_and_a_worse_one_alerts() {
 async fn a_drifting_server_is_recorded_told_once_and_alerts() {
     use crate::drift::choose::TestKind;
     use crate::drift::report::{DriftReport, FeatureScore};
-    use crate::server::drift::DriftStatus;
+    use crate::protocol::drift::DriftStatus;
     let config = Config::default();
     let mut scene = Scene::new(&config, false);
     scene.feed(Event::Attach { url: "http://127.0.0.1:9".to_owned() });

@@ -1,5 +1,5 @@
 //! The drift traffic generator (`capwatch drift traffic`): sends a bounded number of scenes
-//! ([`super::scenes`]) to a capwatch server on this machine, a few at a time, and every
+//! ([`crate::drift::scenes`]) to a capwatch server on this machine, a few at a time, and every
 //! `check_every` requests reads `GET /drift` to see when the live window drifts. Loopback
 //! only: it refuses any host that is not this machine. Knows nothing about terminals.
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::scenes::{Shift, encoded};
-use crate::server::drift::DriftStatus;
+use crate::drift::scenes::{Shift, encoded};
+use crate::protocol::drift::DriftStatus;
 
 /// Most requests one run may send.
 pub const MAX_REQUESTS: usize = 100_000;
@@ -45,6 +45,25 @@ pub struct Check {
     pub features: usize,
 }
 
+/// `    120 sent: DRIFT (5 of 14 features: brightness, …)`: the line for one check.
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.detected {
+            None => write!(f, "{:>7} sent: no reference yet", self.after),
+            Some(detected) => write!(
+                f,
+                "{:>7} sent: {} ({} of {} features{}{})",
+                self.after,
+                if detected { "DRIFT" } else { "no drift" },
+                self.drifted.len(),
+                self.features,
+                if self.drifted.is_empty() { "" } else { ": " },
+                self.drifted.join(", ")
+            ),
+        }
+    }
+}
+
 /// What the run did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrafficOutcome {
@@ -55,6 +74,24 @@ pub struct TrafficOutcome {
     pub checks: Vec<Check>,
     /// Requests sent when a check first found drift.
     pub first_detected_after: Option<usize>,
+}
+
+/// The closing line: what was sent and answered, and when drift was first detected.
+impl std::fmt::Display for TrafficOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} scenes sent: {} answered, {} failed; ",
+            self.sent,
+            self.shift.name(),
+            self.answered,
+            self.failed
+        )?;
+        match self.first_detected_after {
+            None => f.write_str("no check found drift"),
+            Some(after) => write!(f, "drift first detected after {after} requests"),
+        }
+    }
 }
 
 /// Why the traffic could not be sent.
@@ -72,6 +109,13 @@ pub enum TrafficError {
     Image(#[from] image::ImageError),
     #[error("cannot read {url}/drift: {reason}")]
     Drift { url: String, reason: String },
+}
+
+impl TrafficError {
+    /// Whether the plan itself was wrong (bad usage) rather than the run.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::BadUrl(..) | Self::NotLoopback(_) | Self::TooMany(_) | Self::Concurrency(_))
+    }
 }
 
 /// The URL without a trailing slash, if its host is this machine.

@@ -150,7 +150,7 @@ impl AlertEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dash::alerts::Direction;
+    use crate::alerts::Direction;
 
     fn latency_rule() -> Rule {
         Rule {

@@ -1,18 +1,21 @@
 //! The session summary written on quit: `session_summary_<timestamp>.json` and `.md` under
-//! the logs directory, and printed after the terminal is restored.
+//! the logs directory, and printed after the terminal is restored. Made from the live states
+//! or, for `capwatch report`, from the records; [`markdown`] writes it for people.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::alerts::AlertTransition;
 use super::prober::InferenceProbe;
 use super::record::{Record, StatsRecord};
 use super::rehearsal::describe;
-use super::state::{DashState, TransitionCounts};
+use super::state::{DashState, FaultSummary, TransitionCounts};
+use crate::alerts::AlertTransition;
 use crate::clock::Clock;
-use crate::server::shadow::ShadowReport;
+use crate::protocol::shadow::ShadowReport;
 use crate::stats::comparison::{Estimate, Figures, VariantFigures};
+
+mod markdown;
 
 /// What a session amounted to.
 #[derive(Debug, Clone, Serialize)]
@@ -76,20 +79,6 @@ pub struct AbSummary {
     pub verdict_text: String,
     #[serde(flatten)]
     pub figures: Figures,
-}
-
-/// One injected fault, start to end.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FaultSummary {
-    pub kind: String,
-    /// The fault in a few words (`latency +10000 ms`).
-    pub fault: String,
-    /// Seconds into the session when it started.
-    pub started_s: f64,
-    pub active_s: f64,
-    pub hits: u64,
-    /// `expired`, `cleared`, `server exited` (`still active` when the session ended first).
-    pub ended_by: String,
 }
 
 /// How bad a status label is (the worst one is a fleet's last status).
@@ -274,8 +263,8 @@ impl SessionSummary {
                 Some(super::record::LatestProbe::Caption { caption, .. }) => Some(caption.clone()),
                 _ => None,
             }),
-            alerts_warning: fired(super::alerts::Severity::Warning),
-            alerts_critical: fired(super::alerts::Severity::Critical),
+            alerts_warning: fired(crate::alerts::Severity::Warning),
+            alerts_critical: fired(crate::alerts::Severity::Critical),
             alert_events: records.iter().fold(TransitionCounts::default(), |mut counts, record| {
                 if let Record::Alert(alert) = record {
                     counts.count(alert.transition);
@@ -390,163 +379,6 @@ impl SessionSummary {
                 })
                 .collect(),
         }
-    }
-
-    pub fn markdown(&self) -> String {
-        let mut text = self.markdown_table();
-        if !self.notifications.is_empty() {
-            let tallies: Vec<String> = self.notifications.iter().map(ToString::to_string).collect();
-            text.push_str(&format!("| notifications | {} |\n", tallies.join(" · ")));
-        }
-        if !self.faults.is_empty() {
-            text.push_str(
-                "\n## Injected faults\n\n| fault | started | active | requests hit | ended |\n|---|---|---|---|---|\n",
-            );
-            for fault in &self.faults {
-                text.push_str(&format!(
-                    "| {} | {:.1} s | {:.1} s | {} | {} |\n",
-                    fault.fault, fault.started_s, fault.active_s, fault.hits, fault.ended_by
-                ));
-            }
-        }
-        if !self.ab.is_empty() {
-            text.push_str(&self.ab_markdown());
-        }
-        if !self.instances.is_empty() {
-            text.push_str(&self.instances_markdown());
-        }
-        text
-    }
-
-    /// The by-instance section (several watched instances).
-    fn instances_markdown(&self) -> String {
-        let mut text = String::from(
-            "\n## By instance\n\nCounts above are summed over the instances; latency figures are the worst instance's.\n\n\
-             | instance | last status | tests | error rate | mean P95 | final P95 | quality | alerts | restarts |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
-        );
-        for i in &self.instances {
-            text.push_str(&format!(
-                "| {} | {} | {} | {:.1} % | {:.2} ms | {:.2} ms | {} | {} warning, {} critical | {} |\n",
-                i.instance,
-                i.last_status,
-                i.tests,
-                i.error_rate * 100.0,
-                i.mean_p95_ms,
-                i.final_p95_ms,
-                i.quality_mean.map_or_else(|| "-".to_owned(), |q| format!("{q:.2}")),
-                i.alerts_warning,
-                i.alerts_critical,
-                i.restarts
-            ));
-        }
-        text
-    }
-
-    /// The A/B section: each variant's figures, then each comparison and its verdict.
-    fn ab_markdown(&self) -> String {
-        let mut text = String::from(
-            "\n## A/B comparison\n\n| variant | n | P50 ms (95 % CI) | P95 ms (95 % CI) | errors | quality |\n|---|---|---|---|---|---|\n",
-        );
-        let estimate = |e: &Option<Estimate>| {
-            e.as_ref().map_or_else(
-                || "–".to_owned(),
-                |e| format!("{:.1} ({:.1}–{:.1})", e.value, e.interval.lo, e.interval.hi),
-            )
-        };
-        let row = |v: &VariantFigures| {
-            format!(
-                "| {} | {} | {} | {} | {:.1} % | {} |\n",
-                v.name,
-                v.answers,
-                estimate(&v.p50_ms),
-                estimate(&v.p95_ms),
-                v.error_rate * 100.0,
-                v.quality_mean.map_or_else(|| "–".to_owned(), |q| format!("{q:.2}"))
-            )
-        };
-        if let Some(first) = self.ab.first() {
-            text.push_str(&row(&first.figures.a));
-        }
-        for ab in &self.ab {
-            text.push_str(&row(&ab.figures.b));
-        }
-        text.push('\n');
-        for ab in &self.ab {
-            let f = &ab.figures;
-            let mut parts = vec![format!("{} pairs", f.pairs)];
-            if let Some(ratio) = &f.latency_ratio {
-                let p = f.latency_p.map_or_else(String::new, |p| format!(", Mann-Whitney p = {p:.3}"));
-                parts.push(format!(
-                    "latency ×{:.2} ({:.2}–{:.2}){p}",
-                    ratio.value, ratio.interval.lo, ratio.interval.hi
-                ));
-            }
-            if let Some(errors) = &f.errors {
-                parts.push(format!(
-                    "errors {:+.1} points ({:+.1}–{:+.1})",
-                    errors.difference * 100.0,
-                    errors.interval.lo * 100.0,
-                    errors.interval.hi * 100.0
-                ));
-            }
-            if let Some(quality) = &f.quality {
-                parts.push(format!(
-                    "quality {:+.3} ({:+.3}–{:+.3})",
-                    quality.difference, quality.interval.lo, quality.interval.hi
-                ));
-            }
-            if let Some(agreement) = f.agreement {
-                parts.push(format!("same caption {:.0} %", agreement * 100.0));
-            }
-            text.push_str(&format!(
-                "- **{} vs {}**: {}. Verdict: {}\n",
-                f.b.name,
-                f.a.name,
-                parts.join(", "),
-                ab.verdict_text
-            ));
-        }
-        if let Some(shadow) = &self.shadow {
-            let agreement = shadow.agreement.map_or_else(|| "–".to_owned(), |a| format!("{:.1} %", a * 100.0));
-            text.push_str(&format!(
-                "- **shadow {}** ({:.0} % of routed requests): agreed {agreement} ({} agreed, {} differed, {} failed, {} dropped)\n",
-                shadow.model,
-                shadow.share * 100.0,
-                shadow.agreed,
-                shadow.differed,
-                shadow.failed,
-                shadow.dropped
-            ));
-        }
-        text
-    }
-
-    fn markdown_table(&self) -> String {
-        format!(
-            "# capwatch session summary\n\n\
-             | | |\n|---|---|\n\
-             | started | {} |\n| ended | {} |\n| duration | {:.1} s |\n\
-             | test cycles | {} |\n| tests | {} |\n| success rate | {:.1} % |\n| error rate | {:.1} % |\n\
-             | mean P95 | {:.2} ms |\n| final P95 | {:.2} ms |\n\
-             | last status | {} |\n| last caption | {} |\n\
-             | alerts fired | {} warning, {} critical |\n| alert events | {} |\n| restarts | {} |\n",
-            self.started_at,
-            self.ended_at,
-            self.duration_s,
-            self.cycles,
-            self.tests,
-            self.success_rate * 100.0,
-            self.error_rate * 100.0,
-            self.mean_p95_ms,
-            self.final_p95_ms,
-            self.last_status,
-            self.last_caption.as_deref().unwrap_or("-"),
-            self.alerts_warning,
-            self.alerts_critical,
-            self.alert_events,
-            self.restarts,
-        )
     }
 
     /// Writes `session_summary_<timestamp>.json` and `.md` into `dir`; returns both paths.

@@ -1,0 +1,69 @@
+//! `capwatch drift baseline|status|traffic --url URL`: freeze a server's drift reference,
+//! read its verdict, or send it scenes (stable or shifted) to watch the verdict move.
+
+use std::process::ExitCode;
+
+use tokio::runtime::Runtime;
+
+use super::{CliError, http_call};
+use crate::cli::{DriftCommand, ExpectDrift, TrafficArgs};
+use crate::protocol::drift::{DriftStatus, ReferenceInfo};
+use crate::traffic::{self, TrafficPlan};
+
+pub fn run(command: &DriftCommand, runtime: &Runtime) -> Result<ExitCode, CliError> {
+    let client = reqwest::Client::new();
+    let base = |url: &str| url.trim_end_matches('/').to_owned();
+    let unexpected =
+        |url: &str, err: serde_json::Error| CliError::Failed(format!("unexpected answer from {url}: {err}"));
+    match command {
+        DriftCommand::Traffic(args) => runtime.block_on(send_traffic(args)),
+        DriftCommand::Baseline { url } => {
+            let body = runtime.block_on(http_call(client.post(format!("{}/drift/baseline", base(url))), url))?;
+            let info: ReferenceInfo = serde_json::from_str(&body).map_err(|err| unexpected(url, err))?;
+            println!("{info}");
+            Ok(ExitCode::SUCCESS)
+        }
+        DriftCommand::Status { url } => {
+            let body = runtime.block_on(http_call(client.get(format!("{}/drift", base(url))), url))?;
+            let drift: DriftStatus = serde_json::from_str(&body).map_err(|err| unexpected(url, err))?;
+            print!("{}", drift.table());
+            Ok(match &drift.report {
+                None => ExitCode::from(2),
+                Some(report) if report.detected => ExitCode::FAILURE,
+                Some(_) => ExitCode::SUCCESS,
+            })
+        }
+    }
+}
+
+/// Scenes to a local server, with a line per drift check.
+async fn send_traffic(args: &TrafficArgs) -> Result<ExitCode, CliError> {
+    let plan = TrafficPlan {
+        url: args.url.clone(),
+        shift: args.shift,
+        requests: args.requests,
+        concurrency: args.concurrency,
+        seed: args.seed,
+        check_every: Some(if args.check_every == 0 { args.requests } else { args.check_every }),
+    };
+    println!("Sending {} {} scenes to {} ({} at a time)", plan.requests, plan.shift.name(), plan.url, plan.concurrency);
+    let outcome = traffic::send(&plan, |check| println!("{check}")).await.map_err(|err| {
+        if err.is_usage() { CliError::Usage(err.to_string()) } else { CliError::Failed(err.to_string()) }
+    })?;
+    println!("{outcome}");
+    let last = outcome.checks.last().and_then(|c| c.detected);
+    let expected = match args.expect {
+        None => true,
+        Some(ExpectDrift::Drift) => last == Some(true),
+        Some(ExpectDrift::None) => outcome.checks.iter().all(|c| c.detected == Some(false)),
+    };
+    if !expected {
+        let said = match last {
+            None => "there is no reference",
+            Some(true) => "drift",
+            Some(false) => "no drift",
+        };
+        eprintln!("error: expected {:?}, but the last check said {said}", args.expect);
+    }
+    Ok(if outcome.failed == 0 && expected { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,59 @@
+//! `capwatch monitor --url URL …`: watch servers that are already running (no child), and the
+//! session runner that the dashboard shares: logs, the monitoring loop, the summary at the
+//! end. Exit code 0 when no alert fired, 1 when only warnings did, 2 when a critical one did.
+
+use std::process::ExitCode;
+
+use tokio::runtime::Runtime;
+
+use super::{CliError, load_config};
+use crate::cli::{MonitorArgs, RunArgs};
+use crate::config::Config;
+use crate::dash::app::{self, StopAfter, Target, Watched};
+use crate::dash::console::Mode;
+use crate::{shutdown, telemetry};
+
+pub fn run(args: &MonitorArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {
+    let mut config = load_config(&args.config)?;
+    if let Some(preset) = args.service_preset {
+        config.monitoring.service.preset = preset;
+    }
+    if args.chaos {
+        config.service.chaos = true;
+    }
+    let watched = Watched::resolve(&args.url, &config.monitoring.targets).map_err(CliError::Usage)?;
+    watch(&args.run, config, Target::Urls(watched), runtime)
+}
+
+/// Starts the monitor's log file (no console logging under the terminal UI).
+pub(super) fn start_logs(config: &Config, mode: Mode) -> Result<(), CliError> {
+    telemetry::init_monitor(&config.logs.dir, &config.logs.log_file, mode == Mode::Tui)
+        .map_err(|err| CliError::Failed(err.to_string()))
+}
+
+/// One monitoring session of `target` until it stops; prints its summary.
+pub(super) fn watch(
+    run: &RunArgs,
+    mut config: Config,
+    target: Target,
+    runtime: &Runtime,
+) -> Result<ExitCode, CliError> {
+    if let Some(address) = &run.metrics_listen {
+        config.prometheus.listen = Some(address.clone());
+    }
+    let mode = if run.headless { Mode::Headless } else { Mode::Tui };
+    start_logs(&config, mode)?;
+    let stop_after = StopAfter { cycles: run.cycles, duration: run.duration };
+    let end = runtime
+        .block_on(app::run(config, target, stop_after, shutdown::signal(), mode))
+        .map_err(|err| CliError::coded(err.exit_code(), err))?;
+    println!();
+    print!("{}", end.summary.markdown());
+    if let Some((json, markdown)) = &end.summary_paths {
+        println!("\nSummary written to {} and {}", json.display(), markdown.display());
+    }
+    if let Some(wrong_shape) = &end.wrong_shape {
+        eprintln!("error: {wrong_shape}");
+    }
+    Ok(ExitCode::from(end.exit_code()))
+}

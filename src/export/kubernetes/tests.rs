@@ -1,0 +1,114 @@
+use super::*;
+
+fn measured() -> Measurement {
+    Measurement {
+        load: Duration::from_millis(420),
+        rss_before_bytes: 10 * 1024 * 1024,
+        rss_loaded_bytes: 40 * 1024 * 1024,
+        rss_captioned_bytes: 45 * 1024 * 1024,
+        peak_rss_bytes: 50 * 1024 * 1024,
+        workers: 2,
+        intra_op_threads: 1,
+        models: 1,
+        captions: 32,
+        cores: 2,
+    }
+}
+
+fn target() -> Target {
+    Target {
+        name: "capwatch".to_owned(),
+        namespace: None,
+        image: "capwatch:test".to_owned(),
+        min_replicas: 2,
+        max_replicas: 10,
+    }
+}
+
+#[test]
+fn sizing_follows_the_measurement_and_the_config() {
+    let mut config = Config::default();
+    config.restart.health_failures = std::num::NonZeroUsize::new(4).unwrap();
+    let size = sizing(&config, &measured());
+    // 0.42 s × 3 is under the 30 s floor.
+    assert_eq!((size.startup_period_s, size.startup_failure_threshold), (2, 15));
+    assert_eq!((size.memory_request_mib, size.memory_limit_mib), (63, 75)); // 62.5 and 75 MiB rounded up
+    assert_eq!(size.cpu_cores, 2);
+    assert_eq!(size.liveness_failure_threshold, 4);
+    assert_eq!(size.termination_grace_s, PRE_STOP_SLEEP_S + 30 + DRAIN_MARGIN_S);
+
+    let slow = Measurement { load: Duration::from_secs_f64(41.5), ..measured() };
+    let size = sizing(&config, &slow);
+    assert_eq!(size.startup_budget_s(), 126); // 124.5 s → 125 s → 63 periods of 2 s
+    assert!(size.startup_budget_s() as f64 >= 41.5 * STARTUP_SAFETY_FACTOR);
+}
+
+#[test]
+fn comments_land_above_their_keys_and_the_yaml_still_parses() {
+    let config = Config::default();
+    let all = manifests(&config, "service:\n  port: 8000\n", &target(), &measured()).unwrap();
+    let names: Vec<&str> = all.iter().map(|m| m.file_name).collect();
+    assert_eq!(
+        names,
+        [
+            "configmap.yaml",
+            "deployment.yaml",
+            "service.yaml",
+            "pdb.yaml",
+            "hpa.yaml",
+            "prometheus-adapter.yaml",
+            "servicemonitor.yaml",
+            "prometheusrule.yaml"
+        ]
+    );
+    for manifest in &all {
+        let yaml = manifest.to_yaml().unwrap();
+        let parsed: Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        assert_eq!(parsed, manifest.object, "{}", manifest.file_name);
+        for (key, _) in &manifest.notes {
+            let at = yaml.lines().position(|l| l.trim_start_matches([' ', '-']).starts_with(&format!("{key}:")));
+            let at = at.unwrap_or_else(|| panic!("{key} not in {}", manifest.file_name));
+            assert!(yaml.lines().nth(at - 1).unwrap().trim_start().starts_with('#'), "{key}");
+        }
+    }
+    let stream = multi_document(&all, "test.yaml").unwrap();
+    let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&stream)
+        .map(|document| serde::Deserialize::deserialize(document).unwrap())
+        .collect();
+    assert_eq!(documents.len(), 8);
+}
+
+#[test]
+fn names_and_replica_bounds_are_checked() {
+    let bad = [
+        Target { name: "Capwatch".to_owned(), ..target() },
+        Target { name: "9lives".to_owned(), ..target() },
+        Target { namespace: Some("a_b".to_owned()), ..target() },
+        Target { min_replicas: 0, ..target() },
+        Target { min_replicas: 5, max_replicas: 4, ..target() },
+        Target { image: "two words".to_owned(), ..target() },
+    ];
+    for target in bad {
+        assert!(target.check().is_err(), "{target:?}");
+    }
+    assert!(Target { namespace: Some("ml-serving".to_owned()), ..target() }.check().is_ok());
+}
+
+#[test]
+fn the_namespace_is_only_set_when_given() {
+    let config = Config::default();
+    let without = manifests(&config, "", &target(), &measured()).unwrap();
+    assert!(without.iter().all(|m| m.object["metadata"].get("namespace").is_none()));
+    let with = Target { namespace: Some("ml".to_owned()), ..target() };
+    let with = manifests(&config, "", &with, &measured()).unwrap();
+    assert!(with.iter().all(|m| m.object["metadata"]["namespace"] == "ml"));
+}
+
+#[test]
+fn relative_logs_resolve_under_the_working_directory() {
+    let mut config = Config::default();
+    config.logs.dir = "logs".into();
+    assert_eq!(logs_dir(&config), "/opt/capwatch/logs");
+    config.logs.dir = "/var/log/capwatch".into();
+    assert_eq!(logs_dir(&config), "/var/log/capwatch");
+}
