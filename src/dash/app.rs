@@ -228,7 +228,7 @@ pub async fn run_with(
         state.settings.service_shape.clone_from(&contract.shape);
         // Faults go only to capwatch servers (another service has no /chaos to poll), and
         // only with one instance (the fault menu acts on the one server shown).
-        state.settings.chaos &= (supervised || contract.shape == ServicePreset::Capwatch.name()) && !several;
+        state.settings.chaos &= (supervised || contract.speaks_capwatch) && !several;
         state.settings.instance = several.then(|| name.to_owned());
         state
     };
@@ -299,9 +299,9 @@ pub async fn run_with(
             None
         }
     };
+    let probes_drift = contract.speaks_capwatch;
     let prober = Prober::new(config.monitoring.probe_timeout_s.0, contract);
     let monitoring = &config.monitoring;
-    let probes_drift = fleet.first().settings.service_shape == "capwatch";
     for (instance, controls) in all_controls.into_iter().enumerate() {
         // Each instance's loops run on their own: one that hangs never stalls the others.
         let instance_tx = if several { tagging(instance, events_tx.clone(), &mut tasks) } else { events_tx.clone() };

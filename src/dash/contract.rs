@@ -13,6 +13,9 @@ use crate::config::{HealthMethod, ServiceContractConfig, ServicePreset, Upload};
 pub struct ProbeContract {
     /// `capwatch`, `fastapi`, `hf-inference`, or `<preset> + overrides`.
     pub shape: String,
+    /// The service is `capwatch serve` as its preset describes it (no overrides): it has
+    /// `/drift` and, when started with `--chaos`, `/chaos`.
+    pub speaks_capwatch: bool,
     pub health_method: HealthMethod,
     pub health_path: String,
     pub caption_path: String,
@@ -74,6 +77,7 @@ impl ProbeContract {
         };
         Self {
             shape: preset.name().to_owned(),
+            speaks_capwatch: preset == ServicePreset::Capwatch,
             health_method: HealthMethod::Get,
             health_path: "/health".to_owned(),
             caption_path: caption_path.to_owned(),
@@ -147,6 +151,7 @@ impl ProbeContract {
         }
         if overridden {
             contract.shape = format!("{} + overrides", config.preset.name());
+            contract.speaks_capwatch = false;
         }
         Ok(contract)
     }
@@ -187,6 +192,13 @@ mod tests {
         assert_eq!(contract.headers, vec![("Authorization".to_owned(), "Bearer s3cret".to_owned())]);
         assert!(!format!("{contract:?}").contains("s3cret"));
         assert_eq!(contract.redact("401: bad token Bearer s3cret"), "401: bad token [redacted]");
+
+        // Only capwatch's own preset, as it is, has /drift and /chaos to follow.
+        assert!(ProbeContract::preset(ServicePreset::Capwatch).speaks_capwatch && !hf.speaks_capwatch);
+        let capwatch_moved =
+            ServiceContractConfig { caption_path: Some("/v2/caption".to_owned()), ..ServiceContractConfig::default() };
+        assert!(!ProbeContract::resolve(&capwatch_moved, &env).unwrap().speaks_capwatch);
+        assert!(ProbeContract::resolve(&ServiceContractConfig::default(), &env).unwrap().speaks_capwatch);
     }
 
     #[test]
