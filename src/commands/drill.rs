@@ -34,8 +34,7 @@ pub fn run(args: &DrillArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {
                 Conductor::new(plan.steps.clone(), plan.timings.clone(), sinks, tokio::time::Instant::now());
             let stop_after = StopAfter { cycles: None, duration: Some(plan.time_limit()) };
             let end =
-                app::run_with(config, target, stop_after, shutdown::signal(), Mode::Headless, Some(&mut conductor))
-                    .await;
+                app::run_with(config, target, stop_after, shutdown::signal(), Mode::Headless, &mut conductor).await;
             end.map(|_| conductor.results())
         })
         .map_err(|err| CliError::coded(err.exit_code(), err))?;

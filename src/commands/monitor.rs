@@ -48,7 +48,9 @@ pub(super) fn watch(
         .block_on(app::run(config, target, stop_after, shutdown::signal(), mode))
         .map_err(|err| CliError::coded(err.exit_code(), err))?;
     println!();
-    print!("{}", end.summary.markdown());
+    if let Some(summary) = &end.summary {
+        print!("{}", summary.markdown());
+    }
     if let Some((json, markdown)) = &end.summary_paths {
         println!("\nSummary written to {} and {}", json.display(), markdown.display());
     }

@@ -3,10 +3,12 @@
 //! notification reports), then runs the one event loop — read the clock, `update`, carry
 //! out the effects, redraw — until an effect says quit.
 //!
-//! Every producer sends on one bounded channel of [`Event`]s. On the way out probing
-//! stops, the child gets SIGTERM (SIGKILL after the grace period), the terminal is
-//! restored, queued notifications get their delivery timeout, the metrics file is synced
-//! and the session summary is written.
+//! Three steps: [`Session::start`] (checks, then producers), [`Session::run`] (the loop) and
+//! [`Session::finish`]. Every producer sends on one bounded channel of [`Event`]s. On the
+//! way out probing stops, the child gets SIGTERM (SIGKILL after the grace period), the
+//! terminal is restored, queued notifications get their delivery timeout, each instance
+//! writes its end record, the metrics file is synced and the session summary — the fold
+//! of the records written — is written.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -14,24 +16,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::chaos_client::{self, ChaosClient};
 use super::console::{Console, Mode};
 use super::contract::{ContractError, ProbeContract};
-use super::drill::Conductor;
 use super::event::{Event, ShutdownReason};
 use super::executor::{Executor, Flow};
-use super::fleet::Fleet;
+use super::fleet::{Companion, Fleet};
 use super::metrics::DashMetrics;
 use super::probe_loops::{self, drift_loop, health_loop, inference_loop};
 use super::prober::{ProbeImage, Prober};
 use super::records_file::RecordsFile;
 use super::state::{DashState, Stop};
-use super::summary::SessionSummary;
+use super::summary::{SessionSummary, SummaryFold};
 use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
 use super::tui::{self, TerminalGuard};
-use crate::alerts::Severity;
 use crate::clock::Clock;
 use crate::config::{Config, ServicePreset};
 use crate::notify::{Notifier, NotifyError, Sink};
@@ -144,10 +144,9 @@ pub struct StopAfter {
 /// How the session ended.
 #[derive(Debug)]
 pub struct SessionEnd {
-    pub summary: SessionSummary,
+    /// `None` only when nothing was recorded at all.
+    pub summary: Option<SessionSummary>,
     pub summary_paths: Option<(PathBuf, PathBuf)>,
-    /// The worst alert severity fired during the session.
-    pub worst: Severity,
     /// The service did not answer in the expected shape (the session stopped at once).
     pub wrong_shape: Option<String>,
 }
@@ -159,10 +158,10 @@ impl SessionEnd {
         if self.wrong_shape.is_some() {
             return 2;
         }
-        match self.worst {
-            Severity::Ok => 0,
-            Severity::Warning => 1,
-            Severity::Critical => 2,
+        match &self.summary {
+            Some(summary) if summary.alerts_critical > 0 => 2,
+            Some(summary) if summary.alerts_warning > 0 => 1,
+            _ => 0,
         }
     }
 }
@@ -176,276 +175,290 @@ pub async fn run(
     shutdown: impl Future<Output = &'static str> + Send + 'static,
     mode: Mode,
 ) -> Result<SessionEnd, MonitorError> {
-    run_with(config, target, stop_after, shutdown, mode, None).await
+    run_with(config, target, stop_after, shutdown, mode, &mut ()).await
 }
 
-/// [`run`], with a drill's [`Conductor`] watching every event and adding its own effects.
+/// [`run`], with a [`Companion`] (a drill's conductor) watching every event and adding its
+/// own effects.
 pub async fn run_with(
     config: Config,
     target: Target,
     stop_after: StopAfter,
     shutdown: impl Future<Output = &'static str> + Send + 'static,
     mode: Mode,
-    mut conductor: Option<&mut Conductor>,
+    companion: &mut dyn Companion,
 ) -> Result<SessionEnd, MonitorError> {
-    // Everything that can be wrong in the config or environment is checked before anything starts.
-    let images = ProbeImage::load_all(&config.quality.test_images, std::path::Path::new("."))
-        .map_err(MonitorError::TestImages)?;
-    if images.is_empty() {
-        return Err(MonitorError::NoTestImages);
-    }
-    let sinks = Sink::resolve_all(&config.alerts.sinks.0, &|var| std::env::var(var).ok())?;
-    // capwatch's own child always speaks capwatch; another service, its configured contract.
-    let contract = match &target {
-        Target::Child(_) => ProbeContract::preset(ServicePreset::Capwatch),
-        Target::Urls(watched) if watched.is_empty() => return Err(MonitorError::NothingToWatch),
-        Target::Urls(_) => ProbeContract::resolve(&config.monitoring.service, &|var| std::env::var(var).ok())?,
-    };
-    let metrics_listener = match &config.prometheus.listen {
-        Some(address) => Some(
-            tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|source| MonitorError::MetricsListen { address: address.clone(), source })?,
-        ),
-        None => None,
-    };
-    let metrics_path = config.logs.dir.join(&config.logs.metrics_file);
-    let records = RecordsFile::open(&metrics_path)
-        .map_err(|source| MonitorError::MetricsFile { path: metrics_path.clone(), source })?;
-    let (events_tx, mut events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let notifier = Notifier::start(sinks, &config.alerts, &config.service.model_name(), events_tx.clone())?;
+    let mut session = Session::start(config, target, stop_after, shutdown, mode).await?;
+    session.run(companion).await;
+    Ok(session.finish().await)
+}
 
-    let started = Clock::read();
-    let supervised = matches!(target, Target::Child(_));
-    let stop = Stop { cycles: stop_after.cycles, interactive: mode == Mode::Tui };
-    let watched = match &target {
-        Target::Child(_) => vec![Watched { name: "local".to_owned(), url: String::new() }],
-        Target::Urls(watched) => watched.clone(),
-    };
-    let several = watched.len() > 1;
-    let new_state = |name: &str| {
-        let mut state = DashState::new(&config, supervised, stop, started.now);
-        state.settings.service_shape.clone_from(&contract.shape);
-        // Faults go only to capwatch servers (another service has no /chaos to poll), and
-        // only with one instance (the fault menu acts on the one server shown).
-        state.settings.chaos &= (supervised || contract.speaks_capwatch) && !several;
-        state.settings.instance = several.then(|| name.to_owned());
-        state
-    };
-    let mut fleet = Fleet::new(new_state(&watched[0].name), watched[1..].iter().map(|w| new_state(&w.name)).collect());
-    let names: Vec<String> = watched.iter().map(|w| w.name.clone()).collect();
-    let metrics = Arc::new(DashMetrics::new(&config, &notifier.sink_names(), &names));
-    let (supervisor_tx, supervisor_rx) = mpsc::channel::<SupervisorCommand>(8);
-    let mut all_controls = Vec::new();
-    let mut probes = Vec::new();
-    for _ in &watched {
-        let (handles, controls) = probe_loops::controls();
-        probes.push(handles);
-        all_controls.push(controls);
-    }
-    let mut executor = Executor {
-        records,
-        metrics: Arc::clone(&metrics),
-        console: Console { mode },
-        probes,
-        names,
-        notifier: Some(notifier),
-        supervisor_tx: supervised.then(|| supervisor_tx.clone()),
-        chaos: ChaosClient::new(),
-        events_tx: events_tx.clone(),
-    };
-    let apply = |fleet: &mut Fleet, executor: &mut Executor, event: Event| {
-        let clock = Clock::read();
-        let effects = fleet.update(event, clock);
-        (executor.execute(effects, &clock), clock)
-    };
+/// A session under way: the fleet's states, what carries out their effects, the one event
+/// channel and everything that sends on it.
+struct Session {
+    config: Config,
+    fleet: Fleet,
+    executor: Executor,
+    events_rx: mpsc::Receiver<Event>,
+    /// The producers (probe loops, ticks, keys, signals, deadline, `/metrics`).
+    tasks: JoinSet<()>,
+    /// The supervisor and its command channel, when capwatch launched the server.
+    supervisor: Option<(JoinHandle<()>, mpsc::Sender<SupervisorCommand>)>,
+    screen: Option<TerminalGuard>,
+}
 
-    // The producers.
-    let mut tasks = JoinSet::new();
-    if let Some(listener) = metrics_listener {
-        let address = listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
-        apply(
-            &mut fleet,
-            &mut executor,
-            Event::Note { message: format!("📈 Dashboard metrics at http://{address}/metrics") },
-        );
-        tasks.spawn(async move {
-            if let Err(err) = super::metrics::serve(metrics, listener).await {
-                tracing::error!(error = %err, "the dashboard's /metrics endpoint stopped");
-            }
-        });
-    }
-    for name in executor.notifier.as_ref().map(Notifier::sink_names).unwrap_or_default() {
-        apply(&mut fleet, &mut executor, Event::Note { message: format!("📣 Alert notifications go to {name}") });
-    }
-    if several {
-        let list: Vec<String> = watched.iter().map(|w| format!("{} ({})", w.name, w.url)).collect();
-        let message = format!("🛰 Watching {} instances: {}", watched.len(), list.join(", "));
-        apply(&mut fleet, &mut executor, Event::Note { message });
-    }
-    let supervisor_task = match target {
-        Target::Child(command) => Some(tokio::spawn(supervisor::run(
-            command,
-            RestartPolicy::from_config(&config),
-            events_tx.clone(),
-            supervisor_rx,
-        ))),
-        Target::Urls(_) => {
-            drop(supervisor_rx);
-            for (instance, w) in watched.iter().enumerate() {
-                let event = Box::new(Event::Attach { url: w.url.clone() });
-                apply(&mut fleet, &mut executor, Event::Of { instance, event });
-            }
-            None
+impl Session {
+    /// Checks everything that can be wrong in the config or environment, then starts the
+    /// producers.
+    async fn start(
+        config: Config,
+        target: Target,
+        stop_after: StopAfter,
+        shutdown: impl Future<Output = &'static str> + Send + 'static,
+        mode: Mode,
+    ) -> Result<Self, MonitorError> {
+        let images = ProbeImage::load_all(&config.quality.test_images, std::path::Path::new("."))
+            .map_err(MonitorError::TestImages)?;
+        if images.is_empty() {
+            return Err(MonitorError::NoTestImages);
         }
-    };
-    let probes_drift = contract.speaks_capwatch;
-    let prober = Prober::new(config.monitoring.probe_timeout_s.0, contract);
-    let monitoring = &config.monitoring;
-    for (instance, controls) in all_controls.into_iter().enumerate() {
-        // Each instance's loops run on their own: one that hangs never stalls the others.
-        let instance_tx = if several { tagging(instance, events_tx.clone(), &mut tasks) } else { events_tx.clone() };
-        tasks.spawn(health_loop(prober.clone(), monitoring.health_interval_s.0, controls.clone(), instance_tx.clone()));
-        // Only capwatch's own server has `/drift`; checked as often as its health.
-        if probes_drift {
-            tasks.spawn(drift_loop(
+        let sinks = Sink::resolve_all(&config.alerts.sinks.0, &|var| std::env::var(var).ok())?;
+        // capwatch's own child always speaks capwatch; another service, its configured contract.
+        let contract = match &target {
+            Target::Child(_) => ProbeContract::preset(ServicePreset::Capwatch),
+            Target::Urls(watched) if watched.is_empty() => return Err(MonitorError::NothingToWatch),
+            Target::Urls(_) => ProbeContract::resolve(&config.monitoring.service, &|var| std::env::var(var).ok())?,
+        };
+        let metrics_listener = match &config.prometheus.listen {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|source| MonitorError::MetricsListen { address: address.clone(), source })?,
+            ),
+            None => None,
+        };
+        let metrics_path = config.logs.dir.join(&config.logs.metrics_file);
+        let records = RecordsFile::open(&metrics_path)
+            .map_err(|source| MonitorError::MetricsFile { path: metrics_path.clone(), source })?;
+        let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+        let notifier = Notifier::start(sinks, &config.alerts, &config.service.model_name(), events_tx.clone())?;
+
+        let started = Clock::read();
+        let supervised = matches!(target, Target::Child(_));
+        let stop = Stop { cycles: stop_after.cycles, interactive: mode == Mode::Tui };
+        let watched = match &target {
+            Target::Child(_) => vec![Watched { name: "local".to_owned(), url: String::new() }],
+            Target::Urls(watched) => watched.clone(),
+        };
+        let several = watched.len() > 1;
+        let new_state = |name: &str| {
+            let mut state = DashState::new(&config, supervised, stop, started.now);
+            state.settings.service_shape.clone_from(&contract.shape);
+            // Faults go only to capwatch servers (another service has no /chaos to poll), and
+            // only with one instance (the fault menu acts on the one server shown).
+            state.settings.chaos &= (supervised || contract.speaks_capwatch) && !several;
+            state.settings.instance = several.then(|| name.to_owned());
+            state
+        };
+        let fleet = Fleet::new(new_state(&watched[0].name), watched[1..].iter().map(|w| new_state(&w.name)).collect());
+        let names: Vec<String> = watched.iter().map(|w| w.name.clone()).collect();
+        let metrics = Arc::new(DashMetrics::new(&config, &notifier.sink_names(), &names));
+        let (supervisor_tx, supervisor_rx) = mpsc::channel::<SupervisorCommand>(8);
+        let mut all_controls = Vec::new();
+        let mut probes = Vec::new();
+        for _ in &watched {
+            let (handles, controls) = probe_loops::controls();
+            probes.push(handles);
+            all_controls.push(controls);
+        }
+        let executor = Executor {
+            records,
+            summary: SummaryFold::default(),
+            metrics: Arc::clone(&metrics),
+            console: Console { mode },
+            probes,
+            names,
+            notifier: Some(notifier),
+            supervisor_tx: supervised.then(|| supervisor_tx.clone()),
+            chaos: ChaosClient::new(),
+            events_tx: events_tx.clone(),
+        };
+        let mut session =
+            Self { config, fleet, executor, events_rx, tasks: JoinSet::new(), supervisor: None, screen: None };
+
+        // The producers.
+        if let Some(listener) = metrics_listener {
+            let address = listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+            session.apply(Event::Note { message: format!("📈 Dashboard metrics at http://{address}/metrics") });
+            session.tasks.spawn(async move {
+                if let Err(err) = super::metrics::serve(metrics, listener).await {
+                    tracing::error!(error = %err, "the dashboard's /metrics endpoint stopped");
+                }
+            });
+        }
+        for name in session.executor.notifier.as_ref().map(Notifier::sink_names).unwrap_or_default() {
+            session.apply(Event::Note { message: format!("📣 Alert notifications go to {name}") });
+        }
+        if several {
+            let list: Vec<String> = watched.iter().map(|w| format!("{} ({})", w.name, w.url)).collect();
+            session.apply(Event::Note {
+                message: format!("🛰 Watching {} instances: {}", watched.len(), list.join(", ")),
+            });
+        }
+        match target {
+            Target::Child(command) => {
+                let policy = RestartPolicy::from_config(&session.config);
+                let task = tokio::spawn(supervisor::run(command, policy, events_tx.clone(), supervisor_rx));
+                session.supervisor = Some((task, supervisor_tx));
+            }
+            Target::Urls(_) => {
+                drop(supervisor_rx);
+                for (instance, w) in watched.iter().enumerate() {
+                    session.apply(Event::Of { instance, event: Box::new(Event::Attach { url: w.url.clone() }) });
+                }
+            }
+        }
+        let probes_drift = contract.speaks_capwatch;
+        let prober = Prober::new(session.config.monitoring.probe_timeout_s.0, contract);
+        let monitoring = &session.config.monitoring;
+        let tasks = &mut session.tasks;
+        for (instance, controls) in all_controls.into_iter().enumerate() {
+            // Each instance's loops run on their own: one that hangs never stalls the others.
+            let instance_tx = if several { tagging(instance, events_tx.clone(), tasks) } else { events_tx.clone() };
+            tasks.spawn(health_loop(
                 prober.clone(),
                 monitoring.health_interval_s.0,
                 controls.clone(),
                 instance_tx.clone(),
             ));
+            // Only capwatch's own server has `/drift`; checked as often as its health.
+            if probes_drift {
+                let interval = monitoring.health_interval_s.0;
+                tasks.spawn(drift_loop(prober.clone(), interval, controls.clone(), instance_tx.clone()));
+            }
+            tasks.spawn(inference_loop(
+                prober.clone(),
+                monitoring.inference_interval_s.0,
+                monitoring.tests_per_cycle.get(),
+                images.clone(),
+                controls,
+                instance_tx,
+            ));
         }
-        tasks.spawn(inference_loop(
-            prober.clone(),
-            monitoring.inference_interval_s.0,
-            monitoring.tests_per_cycle.get(),
-            images.clone(),
-            controls,
-            instance_tx,
-        ));
-    }
-    if fleet.first().settings.chaos {
-        let target_rx = executor.probes[0].watch_target();
-        tasks.spawn(chaos_client::poll_loop(executor.chaos.clone(), target_rx, events_tx.clone()));
-    }
-    tasks.spawn(ticks(if mode == Mode::Tui { TICK_TUI } else { TICK_HEADLESS }, events_tx.clone()));
-    let shutdown_tx = events_tx.clone();
-    tasks.spawn(async move {
-        let signal = shutdown.await;
-        // A closed channel means the loop is over already.
-        let _ = shutdown_tx.send(Event::Shutdown(ShutdownReason::Signal(signal))).await;
-    });
-    if let Some(duration) = stop_after.duration {
-        let deadline_tx = events_tx.clone();
+        if session.fleet.first().settings.chaos {
+            let target_rx = session.executor.probes[0].watch_target();
+            tasks.spawn(chaos_client::poll_loop(session.executor.chaos.clone(), target_rx, events_tx.clone()));
+        }
+        tasks.spawn(ticks(if mode == Mode::Tui { TICK_TUI } else { TICK_HEADLESS }, events_tx.clone()));
+        let shutdown_tx = events_tx.clone();
         tasks.spawn(async move {
-            tokio::time::sleep(duration).await;
-            // Same as above.
-            let _ = deadline_tx.send(Event::Shutdown(ShutdownReason::Deadline)).await;
+            let signal = shutdown.await;
+            // A closed channel means the loop is over already.
+            let _ = shutdown_tx.send(Event::Shutdown(ShutdownReason::Signal(signal))).await;
         });
-    }
-    let mut screen = match mode {
-        Mode::Tui => {
+        if let Some(duration) = stop_after.duration {
+            let deadline_tx = events_tx.clone();
+            tasks.spawn(async move {
+                tokio::time::sleep(duration).await;
+                // Same as above.
+                let _ = deadline_tx.send(Event::Shutdown(ShutdownReason::Deadline)).await;
+            });
+        }
+        if mode == Mode::Tui {
             tasks.spawn(tui::forward_input(events_tx.clone()));
-            Some(TerminalGuard::enter())
+            session.screen = Some(TerminalGuard::enter());
         }
-        Mode::Headless => None,
-    };
-    drop(events_tx);
+        Ok(session)
+    }
 
-    // The event loop.
-    while let Some(event) = events_rx.recv().await {
-        let redraw = matches!(event, Event::Tick | Event::Input(_));
-        let (flow, clock) = match conductor.as_deref_mut() {
-            None => apply(&mut fleet, &mut executor, event),
-            Some(conductor) => {
-                // A drill rehearses capwatch's own child: one instance.
-                let clock = Clock::read();
-                let mut effects = fleet.update(event.clone(), clock);
-                let plain: Vec<_> = effects.iter().map(|(_, effect)| effect.clone()).collect();
-                let own = conductor.observe(&event, &plain, fleet.first(), clock);
-                effects.extend(own.into_iter().map(|effect| (Some(0), effect)));
-                (executor.execute(effects, &clock), clock)
+    /// Reads the clock, lets the fleet update, carries out its effects.
+    fn apply(&mut self, event: Event) -> (Flow, Clock) {
+        let clock = Clock::read();
+        let effects = self.fleet.update(event, clock);
+        (self.executor.execute(effects, &clock), clock)
+    }
+
+    /// The event loop: until an effect (the fleet's or the companion's) says quit.
+    async fn run(&mut self, companion: &mut dyn Companion) {
+        while let Some(event) = self.events_rx.recv().await {
+            let redraw = matches!(event, Event::Tick | Event::Input(_));
+            let clock = Clock::read();
+            let mut effects = self.fleet.update(event.clone(), clock);
+            let own = companion.observe(&event, &effects, &self.fleet, clock);
+            effects.extend(own);
+            let flow = self.executor.execute(effects, &clock);
+            if redraw && let Some(screen) = &mut self.screen {
+                screen.draw(&self.fleet, clock);
             }
-        };
-        if redraw && let Some(screen) = &mut screen {
-            screen.draw(&fleet, clock);
-        }
-        if flow == Flow::Quit {
-            break;
+            if flow == Flow::Quit {
+                break;
+            }
         }
     }
 
-    // Quit: stop probing, then stop the child gracefully and record how it ended.
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
-    executor.supervisor_tx = None;
-    if let Some(supervisor_task) = supervisor_task {
-        // A closed channel means the supervisor already ended.
-        let _ = supervisor_tx.send(SupervisorCommand::Stop).await;
-        let limit = config.restart.grace_s.0 + Duration::from_secs(5);
-        let drain = async {
-            while let Some(event) = events_rx.recv().await {
-                let stopped = matches!(event, Event::Server(ServerEvent::Stopped));
-                if matches!(event, Event::Server(_) | Event::Notification(_)) {
-                    apply(&mut fleet, &mut executor, event);
-                }
-                if stopped {
-                    break;
-                }
-            }
-        };
-        if tokio::time::timeout(limit, drain).await.is_err() {
-            tracing::warn!("the supervisor did not report a stop in time; the child is killed on drop");
-        }
-        supervisor_task.abort();
-        // Aborted or finished: either way it is over.
-        let _ = supervisor_task.await;
-    }
-    // The terminal is restored before anything is printed or waited for.
-    drop(screen);
-    // Notifications still queued (say, the critical alert that made someone quit) get the
-    // delivery timeout to go out; their reports still reach the metrics file.
-    if let Some(notifier) = executor.notifier.take() {
-        let sent = notifier.shutdown(config.alerts.delivery.timeout_s.0);
-        tokio::pin!(sent);
-        loop {
-            tokio::select! {
-                () = &mut sent => break,
-                Some(event) = events_rx.recv() => {
-                    if matches!(event, Event::Notification(_)) {
-                        apply(&mut fleet, &mut executor, event);
+    /// Quit: stop probing, stop the child gracefully, restore the terminal, let queued
+    /// notifications go out, then write the end records, sync the metrics file and write
+    /// the summary. Every event that still arrives goes to `update`, which decides (the
+    /// states are draining) what still counts.
+    async fn finish(mut self) -> SessionEnd {
+        // However the loop ended (a key, a limit, a companion), every instance is quitting now.
+        self.apply(Event::Input(super::event::Input::Quit));
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.executor.supervisor_tx = None;
+        if let Some((task, supervisor_tx)) = self.supervisor.take() {
+            // A closed channel means the supervisor already ended.
+            let _ = supervisor_tx.send(SupervisorCommand::Stop).await;
+            let limit = self.config.restart.grace_s.0 + Duration::from_secs(5);
+            let drain = async {
+                while let Some(event) = self.events_rx.recv().await {
+                    let stopped = matches!(event, Event::Server(ServerEvent::Stopped));
+                    self.apply(event);
+                    if stopped {
+                        break;
                     }
                 }
+            };
+            if tokio::time::timeout(limit, drain).await.is_err() {
+                tracing::warn!("the supervisor did not report a stop in time; the child is killed on drop");
+            }
+            task.abort();
+            // Aborted or finished: either way it is over.
+            let _ = task.await;
+        }
+        // The terminal is restored before anything is printed or waited for.
+        drop(self.screen.take());
+        // Notifications still queued (say, the critical alert that made someone quit) get the
+        // delivery timeout to go out; their reports still reach the metrics file.
+        if let Some(notifier) = self.executor.notifier.take() {
+            let sent = notifier.shutdown(self.config.alerts.delivery.timeout_s.0);
+            tokio::pin!(sent);
+            loop {
+                tokio::select! {
+                    () = &mut sent => break,
+                    Some(event) = self.events_rx.recv() => { self.apply(event); }
+                }
             }
         }
-    }
-    while let Ok(event) = events_rx.try_recv() {
-        if matches!(event, Event::Notification(_)) {
-            apply(&mut fleet, &mut executor, event);
+        while let Ok(event) = self.events_rx.try_recv() {
+            self.apply(event);
         }
-    }
+        self.apply(Event::Ended);
 
-    if let Err(err) = executor.records.sync() {
-        tracing::error!(error = %err, "cannot sync the metrics file");
-    }
-    let wrong_shape = fleet.instances().iter().find_map(|state| state.wrong_shape.clone());
-    let states = fleet.into_instances();
-    let summary = SessionSummary::from_states(&states, &started, &Clock::read());
-    let summary_paths = match summary.write(&config.logs.dir) {
-        Ok(paths) => Some(paths),
-        Err(err) => {
-            tracing::error!(error = %err, "cannot write the session summary");
-            None
+        if let Err(err) = self.executor.records.sync() {
+            tracing::error!(error = %err, "cannot sync the metrics file");
         }
-    };
-    let worst = if states.iter().any(|state| state.criticals_fired > 0) {
-        Severity::Critical
-    } else if states.iter().any(|state| state.warnings_fired > 0) {
-        Severity::Warning
-    } else {
-        Severity::Ok
-    };
-    Ok(SessionEnd { summary, summary_paths, worst, wrong_shape })
+        let wrong_shape = self.fleet.instances().iter().find_map(|state| state.wrong_shape.clone());
+        let summary = self.executor.summary.summary();
+        let summary_paths = summary.as_ref().and_then(|summary| match summary.write(&self.config.logs.dir) {
+            Ok(paths) => Some(paths),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot write the session summary");
+                None
+            }
+        });
+        SessionEnd { summary, summary_paths, wrong_shape }
+    }
 }
 
 /// A sender for one instance's producers: what they send reaches the loop as

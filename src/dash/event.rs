@@ -35,6 +35,9 @@ pub enum Event {
     Drift(Box<crate::protocol::drift::DriftStatus>),
     /// Stop monitoring.
     Shutdown(ShutdownReason),
+    /// The session is over (the server stopped, notifications drained): each instance
+    /// writes its end record.
+    Ended,
     /// An event about one of several watched instances (by position in the fleet); events
     /// not wrapped are about the first (the only one, unless several are watched).
     Of {

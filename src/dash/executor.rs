@@ -14,6 +14,7 @@ use super::fleet::Tagged;
 use super::metrics::DashMetrics;
 use super::probe_loops::ProbeHandles;
 use super::records_file::RecordsFile;
+use super::summary::SummaryFold;
 use super::supervisor::SupervisorCommand;
 use crate::clock::Clock;
 use crate::notify::Notifier;
@@ -28,6 +29,8 @@ pub enum Flow {
 /// Everything effects act on.
 pub struct Executor {
     pub records: RecordsFile,
+    /// The session summary so far: every record written is folded in.
+    pub summary: SummaryFold,
     pub metrics: Arc<DashMetrics>,
     pub console: Console,
     /// Each watched instance's probe loops, in fleet order.
@@ -55,6 +58,7 @@ impl Executor {
             let Some(probes) = self.probes.get(index) else { continue };
             match effect {
                 Effect::Write(record) => {
+                    self.summary.add(&record);
                     if let Err(err) = self.records.write(&record) {
                         tracing::error!(error = %err, path = %self.records.path().display(), "cannot write metrics");
                     }

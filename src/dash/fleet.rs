@@ -10,13 +10,25 @@ use tokio::time::Instant;
 
 use super::effect::Effect;
 use super::event::{Event, Input};
-use super::state::{DashState, ServiceStatus};
+use super::state::DashState;
 use super::update::update;
 use crate::alerts::Severity;
 use crate::clock::Clock;
 
 /// An effect, and the instance it comes from (None: the whole session, e.g. a note or quit).
 pub type Tagged = (Option<usize>, Effect);
+
+/// Rides along the event loop beside the fleet: sees each event and what `update` made of
+/// it, and may add effects of its own (a drill's conductor). `()` adds nothing.
+pub trait Companion {
+    fn observe(&mut self, event: &Event, effects: &[Tagged], fleet: &Fleet, clock: Clock) -> Vec<Tagged>;
+}
+
+impl Companion for () {
+    fn observe(&mut self, _: &Event, _: &[Tagged], _: &Fleet, _: Clock) -> Vec<Tagged> {
+        Vec::new()
+    }
+}
 
 /// The watched instances and the one the panes show.
 pub struct Fleet {
@@ -76,6 +88,7 @@ impl Fleet {
             Event::Tick
             | Event::Note { .. }
             | Event::Shutdown(_)
+            | Event::Ended
             | Event::Input(Input::Quit | Input::TogglePause | Input::TestNow) => self.everyone(&event, clock),
             Event::Input(_) => self.one(self.focus, event, clock),
             Event::Notification(report) => {
@@ -146,12 +159,7 @@ struct Badness {
 
 impl Badness {
     fn of(state: &DashState, now: Instant) -> Self {
-        let status = match state.status() {
-            ServiceStatus::Down | ServiceStatus::Failed | ServiceStatus::CrashLoop => 3,
-            ServiceStatus::Degraded => 2,
-            ServiceStatus::Starting | ServiceStatus::Restarting => 1,
-            ServiceStatus::Healthy => 0,
-        };
+        let status = state.status().rank();
         let severity = state.alerts.active().iter().map(|(_, severity)| *severity).max().unwrap_or(Severity::Ok);
         let window = state.window_snapshot(now);
         Self { status, severity, error_rate: window.error_rate, p95_ms: window.latency.p95_ms }

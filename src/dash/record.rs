@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::state::DashState;
+use super::state::{DashState, ServiceStatus};
 use super::stats::StatsSnapshot;
 use crate::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use crate::notify::DeliveryReport;
@@ -25,6 +25,7 @@ pub enum Record {
     Fault(FaultRecord),
     Ab(Box<AbRecord>),
     Drift(Box<DriftRecord>),
+    End(Box<EndRecord>),
 }
 
 impl Record {
@@ -38,6 +39,7 @@ impl Record {
             Self::Fault(r) => &r.stamp,
             Self::Ab(r) => &r.stamp,
             Self::Drift(r) => &r.stamp,
+            Self::End(r) => &r.stamp,
         }
     }
 }
@@ -66,7 +68,7 @@ pub struct CycleRecord {
     pub consecutive_failures: u64,
     pub health: Option<HealthRecord>,
     pub latest: Option<LatestProbe>,
-    pub status: String,
+    pub status: ServiceStatus,
     pub pid: Option<u32>,
     pub restarts: u32,
     pub active_alerts: Vec<ActiveAlert>,
@@ -82,20 +84,6 @@ pub struct CycleRecord {
 impl CycleRecord {
     /// The record of the cycle that just ended in `state`, with `window`'s statistics.
     pub fn of(state: &DashState, window: &StatsSnapshot, stamp: Stamp, now: Instant) -> Self {
-        let latest = state.latest.as_ref().map(|probe| match &probe.result {
-            Ok(result) => LatestProbe::Caption {
-                image: probe.image.clone(),
-                caption: result.caption.clone(),
-                quality: result.quality.score(),
-                keywords_found: result.quality.found.clone(),
-                keywords_missing: result.quality.missing.clone(),
-            },
-            Err(error) => LatestProbe::Failed {
-                image: probe.image.clone(),
-                error: error.to_string(),
-                error_kind: error.kind().to_owned(),
-            },
-        });
         Self {
             stamp,
             cycle: state.cycles,
@@ -109,8 +97,8 @@ impl CycleRecord {
                 latency_ms: h.latency.as_secs_f64() * 1000.0,
                 age_s: now.saturating_duration_since(h.at).as_secs_f64(),
             }),
-            latest,
-            status: state.status().label().to_owned(),
+            latest: LatestProbe::of(state),
+            status: state.status(),
             pid: state.pid,
             restarts: state.restarts,
             service_ms: state.cycle_service_ms.clone(),
@@ -188,6 +176,35 @@ pub struct HealthRecord {
 pub enum LatestProbe {
     Caption { image: String, caption: String, quality: f64, keywords_found: Vec<String>, keywords_missing: Vec<String> },
     Failed { image: String, error: String, error_kind: String },
+}
+
+impl LatestProbe {
+    /// `state`'s latest inference test, if there was one.
+    pub fn of(state: &DashState) -> Option<Self> {
+        let probe = state.latest.as_ref()?;
+        Some(match &probe.result {
+            Ok(result) => Self::Caption {
+                image: probe.image.clone(),
+                caption: result.caption.clone(),
+                quality: result.quality.score(),
+                keywords_found: result.quality.found.clone(),
+                keywords_missing: result.quality.missing.clone(),
+            },
+            Err(error) => Self::Failed {
+                image: probe.image.clone(),
+                error: error.to_string(),
+                error_kind: error.kind().to_owned(),
+            },
+        })
+    }
+
+    /// The caption, when the test got one.
+    pub fn caption(&self) -> Option<&str> {
+        match self {
+            Self::Caption { caption, .. } => Some(caption),
+            Self::Failed { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -315,6 +332,47 @@ pub struct AbRecord {
     pub verdict_text: String,
     /// The server's shadow copies and their agreement, when it has a shadow.
     pub shadow: Option<ShadowReport>,
+}
+
+/// One variant against the baseline, with the verdict as a sentence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbVerdict {
+    pub verdict_text: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// The end of the session for one instance, written once, after the server was stopped and
+/// the notifications drained: the figures the session summary ends on that no earlier
+/// record holds (the window and totals at the end, the status when the session was asked
+/// to end, faults still in force, the A/B pane as it last stood).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// When the session started (RFC 3339, milliseconds).
+    pub started_at: String,
+    pub cycles: u64,
+    pub window: StatsRecord,
+    /// Totals since the monitor started.
+    pub session: StatsRecord,
+    /// The status when the session was asked to end (before the server was stopped).
+    pub status: ServiceStatus,
+    pub restarts: u32,
+    pub latest: Option<LatestProbe>,
+    /// Faults still in force, with the requests they hit so far.
+    pub active_faults: Vec<FaultHits>,
+    /// Each variant against the baseline, when the server had several.
+    pub ab: Vec<AbVerdict>,
+    /// The server's shadow copies and their agreement, when it had a shadow.
+    pub shadow: Option<ShadowReport>,
+}
+
+/// A fault in force and the requests it hit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FaultHits {
+    pub fault_id: u64,
+    pub hits: u64,
 }
 
 /// A capwatch server's drift window against its reference, as the dashboard last read it.

@@ -44,8 +44,9 @@ pub const ALERT_LOG: usize = 500;
 /// Lines kept for the log pane.
 pub const LOG_LINES: usize = 500;
 
-/// The service as the header shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The service as the header shows it; records and summaries carry it by its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ServiceStatus {
     Starting,
     Healthy,
@@ -56,6 +57,8 @@ pub enum ServiceStatus {
     Failed,
     /// It kept dying; automatic restarts stopped.
     CrashLoop,
+    /// Stopped on purpose (the session is ending).
+    Stopped,
 }
 
 impl ServiceStatus {
@@ -68,6 +71,73 @@ impl ServiceStatus {
             Self::Restarting => "restarting",
             Self::Failed => "failed",
             Self::CrashLoop => "crash_loop",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    /// How bad it is, for "the worst of several" (a fleet's order, a summary's last status):
+    /// down, failed or in a crash loop, then degraded, then on its way (starting, restarting),
+    /// then healthy or stopped.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Down | Self::Failed | Self::CrashLoop => 3,
+            Self::Degraded => 2,
+            Self::Starting | Self::Restarting => 1,
+            Self::Healthy | Self::Stopped => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Where the session is: running, or draining after someone (or a limit) decided to quit,
+/// when only what the server and the notification sinks still report counts, or over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Quitting: the server is being stopped and notifications drain. `status_at_quit` is the
+    /// status when the decision was made, before the server was stopped (the summary's).
+    Draining {
+        status_at_quit: ServiceStatus,
+    },
+    /// The end record is written; nothing counts any more.
+    Ended,
+}
+
+/// Where the server's process is in its life, as the supervisor (or, monitoring a running
+/// server, the attach) reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// No process has been ready yet: the first start is under way.
+    Starting,
+    /// Ready (or attached to): probing runs.
+    Ready,
+    /// The process exited or failed to start; the supervisor decides what comes next.
+    Exited,
+    /// Started again after an exit, not ready yet.
+    Restarting,
+    /// It cannot start and a restart would not help: the supervisor gave up.
+    Failed { reason: String },
+    /// It kept dying: automatic restarts stopped.
+    CrashLoop { reason: String },
+    /// Stopped on purpose, as the session ends.
+    Stopped,
+}
+
+impl Lifecycle {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready)
+    }
+
+    /// Why the supervisor stopped trying, once it has.
+    pub fn gave_up(&self) -> Option<&str> {
+        match self {
+            Self::Failed { reason } | Self::CrashLoop { reason } => Some(reason),
+            _ => None,
         }
     }
 }
@@ -238,12 +308,8 @@ pub struct DashState {
     pub supervised: bool,
     pub pid: Option<u32>,
     pub url: Option<String>,
-    pub server_up: bool,
+    pub lifecycle: Lifecycle,
     pub restarts: u32,
-    pub spawns: u32,
-    pub crash_loop: bool,
-    /// Why the supervisor stopped trying (a permanent start failure or a crash loop).
-    pub gave_up: Option<String>,
     pub last_health: Option<HealthCheck>,
     pub consecutive_health_failures: usize,
     pub consecutive_failures: u64,
@@ -257,15 +323,6 @@ pub struct DashState {
     /// it reports one: written in the cycle record for `capwatch plan --session`.
     pub cycle_service_ms: Vec<f64>,
     pub alert_log: VecDeque<AlertEvent>,
-    /// Alert events raised at WARNING / CRITICAL (fired, escalated, repeated).
-    pub warnings_fired: u64,
-    pub criticals_fired: u64,
-    /// Every alert event, by transition.
-    pub alert_events: TransitionCounts,
-    /// The window's P95 at the end of each cycle, summed and counted for the summary's mean
-    /// (a running sum: a week-long session must not keep every cycle).
-    pub cycle_p95_sum_ms: f64,
-    pub cycle_p95_count: u64,
     /// Notification sinks, in config order, with how their deliveries went.
     pub sinks: Vec<SinkStatus>,
     /// The log pane, oldest first.
@@ -273,8 +330,8 @@ pub struct DashState {
     pub view: ViewState,
     /// Why the session stopped at its first caption: the answer was not in the expected shape.
     pub wrong_shape: Option<String>,
-    /// The status when the operator (or a limit) decided to quit, before the server was stopped.
-    pub status_at_quit: Option<ServiceStatus>,
+    /// Running, or on its way out.
+    pub phase: Phase,
     pub faults: Faults,
     /// The A/B comparison, once the server lists two or more model variants.
     pub ab: Option<super::ab::AbState>,
@@ -304,11 +361,8 @@ impl DashState {
             supervised,
             pid: None,
             url: None,
-            server_up: false,
+            lifecycle: Lifecycle::Starting,
             restarts: 0,
-            spawns: 0,
-            crash_loop: false,
-            gave_up: None,
             last_health: None,
             consecutive_health_failures: 0,
             consecutive_failures: 0,
@@ -319,11 +373,6 @@ impl DashState {
             recent: VecDeque::with_capacity(RECENT_PROBES),
             cycle_service_ms: Vec::new(),
             alert_log: VecDeque::new(),
-            warnings_fired: 0,
-            criticals_fired: 0,
-            alert_events: TransitionCounts::default(),
-            cycle_p95_sum_ms: 0.0,
-            cycle_p95_count: 0,
             sinks: config
                 .alerts
                 .sinks
@@ -333,7 +382,7 @@ impl DashState {
                 .collect(),
             log: VecDeque::with_capacity(LOG_LINES),
             view: ViewState::default(),
-            status_at_quit: None,
+            phase: Phase::Running,
             wrong_shape: None,
             faults: Faults::default(),
             ab: None,
@@ -344,13 +393,13 @@ impl DashState {
     /// The header's status badge. DOWN once the health check fails, or once inference
     /// tests fail in a row as often as the `consecutive_failures` warning level says.
     pub fn status(&self) -> ServiceStatus {
-        if !self.server_up {
-            return match (&self.gave_up, self.crash_loop, self.spawns) {
-                (Some(_), true, _) => ServiceStatus::CrashLoop,
-                (Some(_), false, _) => ServiceStatus::Failed,
-                (None, _, 0) => ServiceStatus::Starting,
-                (None, _, _) => ServiceStatus::Restarting,
-            };
+        match self.lifecycle {
+            Lifecycle::Ready => {}
+            Lifecycle::Starting => return ServiceStatus::Starting,
+            Lifecycle::Exited | Lifecycle::Restarting => return ServiceStatus::Restarting,
+            Lifecycle::Failed { .. } => return ServiceStatus::Failed,
+            Lifecycle::CrashLoop { .. } => return ServiceStatus::CrashLoop,
+            Lifecycle::Stopped => return ServiceStatus::Stopped,
         }
         let health_ok = self.last_health.as_ref().is_none_or(HealthCheck::is_healthy);
         let down_after = self.alerts.rule(RuleKind::ConsecutiveFailures).map_or(f64::INFINITY, |rule| rule.warning);

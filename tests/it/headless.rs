@@ -121,6 +121,9 @@ fn a_healthy_session_exits_zero_with_metrics_and_summary() {
     assert_eq!(summary["success_rate"], 1.0);
     assert_eq!(summary["last_status"], "healthy");
     assert_eq!((summary["alerts_warning"].as_u64(), summary["alerts_critical"].as_u64()), (Some(0), Some(0)));
+    // The live summary and `report` of the session's records are one fold: the same text.
+    let markdown = summaries.iter().find(|p| p.extension().unwrap() == "md").unwrap();
+    assert_eq!(report, std::fs::read_to_string(markdown).unwrap());
 }
 
 #[test]

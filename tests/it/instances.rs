@@ -134,6 +134,13 @@ async fn one_dashboard_watches_several_instances_and_names_each_in_every_output(
     for name in ["| alpha | healthy |", "| beta | healthy |", "| gone | down |", "| hung | down |"] {
         assert!(report.contains(name), "{name} missing from\n{report}");
     }
+    // The live summary is the same fold over the same records: the same text.
+    let markdown = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().contains("session_summary_") && path.extension().unwrap() == "md")
+        .unwrap();
+    assert_eq!(report, std::fs::read_to_string(markdown).unwrap());
 
     // Both servers were only watched, and still serve.
     for server in [alpha, beta] {

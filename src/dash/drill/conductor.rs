@@ -14,6 +14,7 @@ use crate::alerts::{AlertTransition, RuleKind, Severity};
 use crate::clock::Clock;
 use crate::dash::effect::Effect;
 use crate::dash::event::{Event, FaultsEvent};
+use crate::dash::fleet::{Companion, Fleet, Tagged};
 use crate::dash::rehearsal::describe;
 use crate::dash::state::LogLevel;
 use crate::dash::state::{DashState, ServiceStatus};
@@ -124,6 +125,7 @@ impl Conductor {
     }
 
     /// Looks at one event and what `update` made of it; returns the drill's own effects.
+    /// (A drill rehearses capwatch's own child: one instance.)
     pub fn observe(&mut self, event: &Event, effects: &[Effect], state: &DashState, clock: Clock) -> Vec<Effect> {
         let now = clock.now;
         let mut out = Vec::new();
@@ -238,7 +240,7 @@ impl Conductor {
             Phase::Resolving => {
                 // A crash has no rule of its own: it is over once the restarted server answers
                 // a health check (the alerts it set off resolve before the next step starts).
-                let healthy_again = state.server_up
+                let healthy_again = state.lifecycle.is_ready()
                     && state.last_health.as_ref().is_some_and(|check| {
                         check.is_healthy() && observed.ended_at.is_some_and(|ended| check.at > ended)
                     });
@@ -431,6 +433,14 @@ impl Conductor {
     }
 }
 
+impl Companion for Conductor {
+    fn observe(&mut self, event: &Event, effects: &[Tagged], fleet: &Fleet, clock: Clock) -> Vec<Tagged> {
+        let plain: Vec<Effect> = effects.iter().map(|(_, effect)| effect.clone()).collect();
+        let own = Conductor::observe(self, event, &plain, fleet.first(), clock);
+        own.into_iter().map(|effect| (Some(0), effect)).collect()
+    }
+}
+
 impl Observed {
     fn new(sinks: &[String], deadline: Instant) -> Self {
         Self {
@@ -455,7 +465,7 @@ impl Observed {
 /// rules to judge.
 fn settled(state: &DashState) -> bool {
     let min_samples = state.alerts.rule(RuleKind::P95Latency).map_or(0, |rule| rule.min_samples);
-    state.server_up
+    state.lifecycle.is_ready()
         && state.status() == ServiceStatus::Healthy
         && state.alerts.active().is_empty()
         && state.faults.active.is_empty()

@@ -39,7 +39,7 @@ pub(crate) fn every_kind() -> Vec<Record> {
         consecutive_failures: 0,
         health: Some(HealthRecord { healthy: true, latency_ms: 1.5, age_s: 2.0 }),
         latest,
-        status: "healthy".to_owned(),
+        status: ServiceStatus::Healthy,
         pid: Some(42),
         restarts: 1,
         active_alerts: vec![ActiveAlert { rule: RuleKind::ErrorRate, severity: Severity::Critical }],
@@ -135,6 +135,19 @@ pub(crate) fn every_kind() -> Vec<Record> {
             ],
         })),
         ab_record(&decided(), Some(shadow_report())),
+        Record::End(Box::new(EndRecord {
+            stamp: stamp(),
+            started_at: "2026-11-26T13:59:47.500Z".to_owned(),
+            cycles: 3,
+            window: stats,
+            session: stats,
+            status: ServiceStatus::Stopped,
+            restarts: 1,
+            latest: None,
+            active_faults: vec![FaultHits { fault_id: 2, hits: 7 }],
+            ab: vec![AbVerdict { verdict_text: "undecided".to_owned(), figures: decided().figures() }],
+            shadow: Some(shadow_report()),
+        })),
     ]
 }
 

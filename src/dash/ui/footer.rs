@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::dash::state::DashState;
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
-    if state.gave_up.is_some() && !state.server_up && state.notice(clock.now).is_none() {
+    if state.lifecycle.gave_up().is_some() && state.notice(clock.now).is_none() {
         let text = " server stopped — r to try again · q to quit · ? help";
         let style = Style::default().fg(Color::Red).add_modifier(Modifier::REVERSED | Modifier::BOLD);
         frame.render_widget(Paragraph::new(text).style(style), area);

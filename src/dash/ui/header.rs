@@ -23,8 +23,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, clock: Clock) {
             state.restarts
         )),
     ]);
-    let line2 = match &state.gave_up {
-        Some(cause) if !state.server_up => {
+    let line2 = match state.lifecycle.gave_up() {
+        Some(cause) => {
             let text = format!(" server stopped: {cause}");
             Line::styled(text, Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
         }
@@ -79,6 +79,7 @@ pub(super) fn status_badge(state: &DashState) -> Span<'static> {
             ServiceStatus::Starting => ("STARTING", Color::Gray),
             ServiceStatus::Failed => ("FAILED", Color::Red),
             ServiceStatus::CrashLoop => ("CRASH LOOP", Color::Red),
+            ServiceStatus::Stopped => ("STOPPED", Color::Gray),
         }
     };
     Span::styled(format!(" {label} "), Style::default().fg(Color::Black).bg(colour).add_modifier(Modifier::BOLD))

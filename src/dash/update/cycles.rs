@@ -94,8 +94,6 @@ pub(super) fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
     out.metric(MetricUpdate::TestCycle);
     state.window.prune(now);
     let window = state.window.snapshot(now);
-    state.cycle_p95_sum_ms += window.latency.p95_ms;
-    state.cycle_p95_count += 1;
     judge(state, RuleKind::P95Latency, window.latency.p95_ms, window.successes, out);
     judge(state, RuleKind::ErrorRate, window.error_rate, window.probes, out);
     if let Some(quality) = window.quality_mean {

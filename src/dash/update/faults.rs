@@ -14,7 +14,7 @@ use crate::protocol::faults::ActiveFault;
 
 /// The fault menu's keys: `f` opens and closes it, a number injects that entry, `x` clears.
 pub(super) fn on_fault_input(state: &mut DashState, input: Input, out: &mut Effects) {
-    let url = state.url.clone().filter(|_| state.server_up);
+    let url = state.url.clone().filter(|_| state.lifecycle.is_ready());
     match input {
         Input::FaultMenu if !state.settings.chaos => {
             out.notice(state, "fault injection is off: start the dashboard with --chaos");

@@ -9,15 +9,20 @@ use super::ab::AbState;
 use super::effect::{Effect, Gauges, MetricUpdate, ProbeKind};
 use super::event::{Event, Input, ShutdownReason};
 use super::prober::{HealthCheck, InferenceProbe};
-use super::record::{AbRecord, AlertRecord, CycleRecord, DriftRecord, NotificationRecord, Record, Stamp};
+use super::record::{
+    AbRecord, AbVerdict, AlertRecord, CycleRecord, DriftRecord, EndRecord, FaultHits, LatestProbe, NotificationRecord,
+    Record, Stamp, StatsRecord,
+};
 use super::state::LogLevel;
-use super::state::{ALERT_LOG, DashState, LOG_LINES, LogLine, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus};
+use super::state::{
+    ALERT_LOG, DashState, LOG_LINES, Lifecycle, LogLine, Phase, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus,
+};
 use super::stats::ProbeSample;
-use crate::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use crate::alerts::{AlertEvent, RuleKind, Severity};
 use crate::clock::Clock;
 use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
 use crate::protocol::shadow::ShadowReport;
-use crate::stats::comparison::Verdict;
+use crate::stats::comparison::{Figures, Verdict};
 
 /// How long a footer notice stays.
 const NOTICE: std::time::Duration = std::time::Duration::from_secs(4);
@@ -34,16 +39,21 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
         // One state is one instance: the fleet routed the event here already.
         return update(state, *event, clock);
     }
+    if !counts_in(state.phase, &event) {
+        return Vec::new();
+    }
     let mut out = Effects { effects: Vec::new(), clock, instance: state.settings.instance.clone() };
-    let counts_for_gauges =
-        !matches!(event, Event::Tick | Event::Input(_) | Event::Note { .. } | Event::Shutdown(_) | Event::Faults(_));
+    let counts_for_gauges = !matches!(
+        event,
+        Event::Tick | Event::Input(_) | Event::Note { .. } | Event::Shutdown(_) | Event::Faults(_) | Event::Ended
+    );
     match event {
         Event::Tick => state.window.prune(clock.now),
         Event::Input(input) => on_input(state, input, &mut out),
         Event::Note { message } => out.log(state, LogLevel::Info, message),
         Event::Attach { url } => {
             state.url = Some(url.clone());
-            state.server_up = true;
+            state.lifecycle = Lifecycle::Ready;
             out.effects.push(Effect::SetProbeTarget(Some(url)));
         }
         Event::Server(event) => {
@@ -58,6 +68,7 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
         Event::Probe(probe) => on_probe(state, probe, &mut out),
         Event::CycleDone => on_cycle_done(state, &mut out),
         Event::Notification(report) => on_notification(state, report, &mut out),
+        Event::Ended => on_ended(state, &mut out),
         Event::Of { .. } => {}
         Event::Shutdown(reason) => {
             let why = match reason {
@@ -123,11 +134,60 @@ fn push_bounded<T>(queue: &mut std::collections::VecDeque<T>, capacity: usize, i
     queue.push_back(item);
 }
 
+/// The session ends: from now on only the server's stop and the notifications count.
 fn quit(state: &mut DashState, out: &mut Effects) {
-    if state.status_at_quit.is_none() {
-        state.status_at_quit = Some(state.status());
+    if state.phase == Phase::Running {
+        state.phase = Phase::Draining { status_at_quit: state.status() };
     }
     out.effects.push(Effect::Quit);
+}
+
+/// Whether `event` still counts in `phase`: everything while running; while draining, what
+/// the stopping server and the notification sinks report (and the wiring's notes, and the
+/// end); nothing once ended.
+fn counts_in(phase: Phase, event: &Event) -> bool {
+    match phase {
+        Phase::Running => true,
+        Phase::Draining { .. } => {
+            matches!(event, Event::Server(_) | Event::Notification(_) | Event::Note { .. } | Event::Ended)
+        }
+        Phase::Ended => false,
+    }
+}
+
+/// The session is over: the end record holds the figures the summary ends on.
+fn on_ended(state: &mut DashState, out: &mut Effects) {
+    let now = out.clock.now;
+    let status = match state.phase {
+        Phase::Draining { status_at_quit } => status_at_quit,
+        Phase::Running | Phase::Ended => state.status(),
+    };
+    let elapsed = now.saturating_duration_since(state.started);
+    let started = Clock { now: state.started, wall: out.clock.wall.checked_sub(elapsed).unwrap_or(out.clock.wall) };
+    let ab = state.ab.as_ref();
+    let record = EndRecord {
+        stamp: out.stamp(state),
+        started_at: started.timestamp(),
+        cycles: state.cycles,
+        window: StatsRecord::from(&state.window.snapshot(now)),
+        session: StatsRecord::from(&state.session.snapshot(now)),
+        status,
+        restarts: state.restarts,
+        latest: LatestProbe::of(state),
+        active_faults: state
+            .faults
+            .active
+            .iter()
+            .map(|tracked| FaultHits { fault_id: tracked.fault.id, hits: tracked.fault.hits })
+            .collect(),
+        ab: ab.map_or_else(Vec::new, |ab| {
+            let verdict = |figures: Figures| AbVerdict { verdict_text: figures.verdict.to_string(), figures };
+            ab.current_figures().into_iter().map(verdict).collect()
+        }),
+        shadow: ab.and_then(|ab| ab.shadow.clone()),
+    };
+    state.phase = Phase::Ended;
+    out.write(Record::End(Box::new(record)));
 }
 
 fn on_input(state: &mut DashState, input: Input, out: &mut Effects) {
@@ -193,8 +253,7 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
     judge(state, RuleKind::HealthDown, state.consecutive_health_failures as f64, u64::MAX, out);
     if state.settings.automatic_restart
         && state.supervised
-        && state.server_up
-        && !state.crash_loop
+        && state.lifecycle.is_ready()
         && state.consecutive_health_failures >= state.settings.restart_after_health_failures
     {
         let reason = format!("{} consecutive failed health checks", state.consecutive_health_failures);
@@ -325,14 +384,6 @@ fn judge(state: &mut DashState, kind: RuleKind, value: f64, samples: u64, out: &
 /// An alert transition: counted, logged, shown, recorded, measured and sent.
 fn raise(state: &mut DashState, mut alert: AlertEvent, out: &mut Effects) {
     alert.instance.clone_from(&state.settings.instance);
-    state.alert_events.count(alert.transition);
-    if !matches!(alert.transition, AlertTransition::Resolved | AlertTransition::Deescalated) {
-        match alert.severity {
-            Severity::Critical => state.criticals_fired += 1,
-            Severity::Warning => state.warnings_fired += 1,
-            Severity::Ok => {}
-        }
-    }
     push_bounded(&mut state.alert_log, ALERT_LOG, alert.clone());
     let level = match alert.severity {
         Severity::Critical => LogLevel::Error,
@@ -351,14 +402,14 @@ fn gauges(state: &DashState) -> Gauges {
         consecutive_failures: state.consecutive_failures,
         consecutive_health_failures: state.consecutive_health_failures as u64,
         service_healthy: state.last_health.as_ref().is_some_and(HealthCheck::is_healthy),
-        server_up: state.server_up,
-        crash_loop: state.crash_loop,
+        server_up: state.lifecycle.is_ready(),
+        crash_loop: matches!(state.lifecycle, Lifecycle::CrashLoop { .. }),
         alert_severity: RuleKind::ALL
             .iter()
             .map(|&rule| {
                 let raised = match rule {
-                    RuleKind::CrashLoop => state.crash_loop,
-                    RuleKind::StartFailed => state.gave_up.is_some() && !state.crash_loop,
+                    RuleKind::CrashLoop => matches!(state.lifecycle, Lifecycle::CrashLoop { .. }),
+                    RuleKind::StartFailed => matches!(state.lifecycle, Lifecycle::Failed { .. }),
                     _ => false,
                 };
                 (rule, if raised { Severity::Critical } else { state.alerts.severity(rule) })

@@ -7,19 +7,18 @@ use crate::dash::child_output::parse_log_line;
 use crate::dash::effect::{Effect, MetricUpdate};
 use crate::dash::record::{Record, ServerChange, ServerRecord};
 use crate::dash::state::LogLevel;
-use crate::dash::state::{DashState, LOG_LINES, LogLine};
+use crate::dash::state::{DashState, LOG_LINES, Lifecycle, LogLine, Phase};
 use crate::dash::supervisor::ServerEvent;
 
 pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Effects) {
     let change = match event {
         ServerEvent::Spawned { pid } => {
-            // A new try (after `r`, when it had given up): the verdict is open again.
-            state.gave_up = None;
-            state.crash_loop = false;
-            state.spawns += 1;
-            if state.spawns > 1 {
+            // Any start after the first is a restart (after `r` when it had given up, too:
+            // the verdict is open again).
+            if state.lifecycle != Lifecycle::Starting {
                 state.restarts += 1;
                 out.metric(MetricUpdate::ServerRestart);
+                state.lifecycle = Lifecycle::Restarting;
             }
             state.pid = Some(pid);
             out.log(state, LogLevel::Info, format!("🚀 Server started, PID {pid}"));
@@ -30,7 +29,7 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
             return;
         }
         ServerEvent::Ready { pid, startup } => {
-            state.server_up = true;
+            state.lifecycle = Lifecycle::Ready;
             state.consecutive_health_failures = 0;
             out.log(state, LogLevel::Info, format!("🟢 Server ready (PID {pid}) in {:.2} s", startup.as_secs_f64()));
             // Probing starts (again) once the server is ready.
@@ -40,12 +39,12 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
             return;
         }
         ServerEvent::StartFailed { pid, reason } => {
-            state.server_up = false;
+            exited(state);
             out.log(state, LogLevel::Error, format!("💥 Server failed to start: {reason}"));
             ServerChange::StartFailed { pid, reason }
         }
         ServerEvent::Exited { pid, code, signal, expected } => {
-            state.server_up = false;
+            exited(state);
             let how = match (code, signal) {
                 (Some(code), _) => format!("exit code {code}"),
                 (None, Some(signal)) => format!("signal {signal}"),
@@ -61,7 +60,8 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
             return;
         }
         ServerEvent::CrashLoop { restarts, window } => {
-            state.crash_loop = true;
+            let reason = format!("crash loop ({restarts} restarts within {} s)", window.as_secs());
+            state.lifecycle = Lifecycle::CrashLoop { reason };
             let message = format!("🧯 {restarts} restarts within {} s: automatic restarts stopped", window.as_secs());
             out.log(state, LogLevel::Error, message);
             let value = restarts as f64;
@@ -74,7 +74,6 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
                 instance: None,
             };
             raise(state, alert, out);
-            state.gave_up = Some(format!("crash loop ({restarts} restarts within {} s)", window.as_secs()));
             give_up(state, out);
             ServerChange::CrashLoop { restarts, window_s: window.as_secs() }
         }
@@ -92,7 +91,7 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
                 instance: None,
             };
             raise(state, alert, out);
-            state.gave_up = Some(reason.clone());
+            state.lifecycle = Lifecycle::Failed { reason: reason.clone() };
             give_up(state, out);
             ServerChange::PermanentFailure { code, reason }
         }
@@ -105,6 +104,16 @@ pub(super) fn on_server(state: &mut DashState, event: ServerEvent, out: &mut Eff
     };
     let record = ServerRecord { stamp: out.stamp(state), event: change, restarts: state.restarts };
     out.write(Record::Server(record));
+}
+
+/// The process is gone: stopped on purpose as the session ends, or else waiting for what the
+/// supervisor decides (a verdict it already gave stands).
+fn exited(state: &mut DashState) {
+    if matches!(state.phase, Phase::Draining { .. }) {
+        state.lifecycle = Lifecycle::Stopped;
+    } else if state.lifecycle.gave_up().is_none() {
+        state.lifecycle = Lifecycle::Exited;
+    }
 }
 
 /// The supervisor stopped trying: headless runs end (nobody can press `r`); the TUI waits.

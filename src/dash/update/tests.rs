@@ -14,7 +14,7 @@ use crate::dash::event::{Event, FaultsEvent, Input, ShutdownReason};
 use crate::dash::prober::{CaptionResult, HealthBody, HealthCheck, InferenceProbe, ProbeError};
 use crate::dash::record::{Record, ServerChange};
 use crate::dash::state::LogLevel;
-use crate::dash::state::{DashState, ServiceStatus, Stop};
+use crate::dash::state::{DashState, Lifecycle, Phase, ServiceStatus, Stop};
 use crate::dash::summary::SessionSummary;
 use crate::dash::supervisor::ServerEvent;
 use crate::quality::match_keywords;
@@ -24,7 +24,8 @@ const WALL_START: u64 = 1_795_701_600;
 struct Scene {
     state: DashState,
     clock: Clock,
-    started: Clock,
+    /// Every record written so far.
+    written: Vec<Record>,
 }
 
 impl Scene {
@@ -37,14 +38,22 @@ impl Scene {
         Self {
             state: DashState::new(config, supervised, Stop { cycles, interactive }, clock.now),
             clock,
-            started: clock,
+            written: Vec::new(),
         }
     }
 
     /// One event, one second after the previous one.
     fn feed(&mut self, event: Event) -> Vec<Effect> {
         self.clock = self.clock.later(Duration::from_secs(1));
-        update(&mut self.state, event, self.clock)
+        let effects = update(&mut self.state, event, self.clock);
+        self.written.extend(records(&effects).into_iter().cloned());
+        effects
+    }
+
+    /// Ends the session and folds what it wrote into its summary, as the dashboard does.
+    fn summary(&mut self) -> SessionSummary {
+        self.feed(Event::Ended);
+        SessionSummary::from_records(&self.written).expect("an end record")
     }
 
     fn server(&mut self, event: ServerEvent) -> Vec<Effect> {
@@ -197,7 +206,10 @@ async fn no_automatic_restart_when_disabled_unsupervised_down_or_crash_looping()
     let mut scene = Scene::new(&Config::default(), true);
     scene.ready(7);
     let effects = scene.server(ServerEvent::CrashLoop { restarts: 5, window: Duration::from_secs(600) });
-    assert!(scene.state.crash_loop);
+    assert_eq!(
+        scene.state.lifecycle,
+        Lifecycle::CrashLoop { reason: "crash loop (5 restarts within 600 s)".to_owned() }
+    );
     assert_eq!(notified(&effects), vec![(RuleKind::CrashLoop, Severity::Critical, AlertTransition::Fired)]);
     assert!(
         records(&effects).iter().any(
@@ -250,7 +262,9 @@ async fn consecutive_failures_fire_escalate_and_resolve() {
             (failures, Severity::Ok, AlertTransition::Resolved),
         ]
     );
-    assert_eq!((scene.state.warnings_fired, scene.state.criticals_fired), (1, 1));
+    let summary = scene.summary();
+    assert_eq!((summary.alerts_warning, summary.alerts_critical), (1, 1));
+    assert_eq!((summary.alert_events.fired, summary.alert_events.escalated, summary.alert_events.resolved), (1, 1, 1));
     assert_eq!(scene.state.alert_log.len(), 3);
 }
 
@@ -285,9 +299,9 @@ async fn cycle_records_carry_the_update_clock_and_the_window() {
         panic!("no cycle record: {effects:?}")
     };
     assert_eq!(cycle.stamp.ts, scene.clock.timestamp());
-    assert_eq!(cycle.stamp.uptime_s, (scene.clock.now - scene.started.now).as_secs_f64());
+    assert_eq!(cycle.stamp.uptime_s, (scene.clock.now - scene.state.started).as_secs_f64());
     assert_eq!((cycle.cycle, cycle.tests, cycle.window.probes), (1, 3, 3));
-    assert_eq!(cycle.status, "healthy");
+    assert_eq!(cycle.status, ServiceStatus::Healthy);
     assert_eq!(cycle.pid, Some(7));
     assert!(effects.contains(&Effect::Metric(MetricUpdate::TestCycle)));
 }
@@ -353,12 +367,14 @@ async fn the_summary_reports_the_status_at_quit_not_after_the_server_was_stopped
     scene.ready(7);
     scene.probe(true, 10);
     scene.feed(Event::Input(Input::Quit));
-    // Stopping the server afterwards makes it "restarting" on screen…
+    // Stopping the server afterwards makes it "stopped" on screen…
     scene.server(ServerEvent::Exited { pid: 7, code: Some(0), signal: None, expected: true });
-    assert_eq!(scene.state.status(), ServiceStatus::Restarting);
+    assert_eq!(scene.state.status(), ServiceStatus::Stopped);
+    // …and probes still under way no longer count…
+    assert!(scene.probe(true, 10).is_empty());
     // …but the session ended healthy.
-    let summary = SessionSummary::from_state(&scene.state, &scene.started, &scene.clock);
-    assert_eq!(summary.last_status, "healthy");
+    let summary = scene.summary();
+    assert_eq!(summary.last_status, ServiceStatus::Healthy);
 }
 
 #[tokio::test(start_paused = true)]
@@ -404,8 +420,8 @@ async fn a_permanent_start_failure_ends_a_headless_run_at_once() {
     assert_eq!(notified(&effects), vec![(RuleKind::StartFailed, Severity::Critical, AlertTransition::Fired)]);
     assert!(records(&effects).iter().any(|r| matches!(r, Record::Server(s) if s.event == ServerChange::PermanentFailure { code: 3, reason: reason.clone() })));
     assert_eq!(scene.state.status(), ServiceStatus::Failed);
-    let summary = SessionSummary::from_state(&scene.state, &scene.started, &scene.clock);
-    assert_eq!((summary.last_status.as_str(), summary.alerts_critical), ("failed", 1));
+    let summary = scene.summary();
+    assert_eq!((summary.last_status, summary.alerts_critical), (ServiceStatus::Failed, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -416,17 +432,17 @@ async fn a_crash_loop_ends_a_headless_run_and_waits_for_r_in_the_tui() {
     headless.server(ServerEvent::Exited { pid: 7, code: None, signal: Some(9), expected: false });
     assert!(headless.server(crash_loop.clone()).contains(&Effect::Quit));
     assert_eq!(headless.state.status(), ServiceStatus::CrashLoop);
-    assert_eq!(headless.state.status_at_quit, Some(ServiceStatus::CrashLoop));
+    assert_eq!(headless.state.phase, Phase::Draining { status_at_quit: ServiceStatus::CrashLoop });
 
     let mut tui = Scene::new(&Config::default(), true);
     tui.ready(7);
     tui.server(ServerEvent::Exited { pid: 7, code: None, signal: Some(9), expected: false });
     assert!(!tui.server(crash_loop).contains(&Effect::Quit));
-    assert_eq!(tui.state.gave_up.as_deref(), Some("crash loop (5 restarts within 600 s)"));
+    assert_eq!(tui.state.lifecycle.gave_up(), Some("crash loop (5 restarts within 600 s)"));
     // `r` starts it again: the verdict is open until the new child says otherwise.
     assert_eq!(restarts(&tui.feed(Event::Input(Input::Restart))), vec!["requested from the keyboard"]);
     tui.server(ServerEvent::Spawned { pid: 8 });
-    assert_eq!((tui.state.gave_up.clone(), tui.state.crash_loop), (None, false));
+    assert_eq!(tui.state.lifecycle, Lifecycle::Restarting);
     assert_eq!(tui.state.status(), ServiceStatus::Restarting);
 }
 
@@ -597,7 +613,7 @@ async fn the_fault_menu_injects_only_with_chaos() {
     assert_eq!(ended[0].ended_by, Some(crate::dash::record::FaultEnd::ServerExited));
 
     // The summary lists all three, and `report` rebuilds the same list from the records.
-    let summary = SessionSummary::from_state(&scene.state, &scene.started, &scene.clock);
+    let summary = scene.summary();
     let kinds: Vec<_> = summary.faults.iter().map(|f| (f.kind.as_str(), f.ended_by.as_str())).collect();
     assert_eq!(kinds, [("errors", "expired"), ("latency", "cleared"), ("crash", "server exited")]);
     assert!(summary.markdown().contains("## Injected faults"));
@@ -680,7 +696,7 @@ async fn variants_are_compared_on_the_same_images_and_a_worse_one_alerts() {
         "the verdict is logged once"
     );
 
-    let summary = SessionSummary::from_state(&scene.state, &scene.started, &scene.clock);
+    let summary = scene.summary();
     assert_eq!(summary.ab.len(), 1);
     assert!(summary.ab[0].verdict_text.starts_with("b fails more often"), "{}", summary.ab[0].verdict_text);
     let markdown = summary.markdown();
@@ -766,4 +782,31 @@ async fn a_watched_server_whose_uptime_went_back_restarted() {
     uptime(&mut own, 100.0);
     uptime(&mut own, 1.0);
     assert_eq!(own.state.restarts, 0, "the supervisor counts its own child's restarts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_live_summary_equals_the_summary_of_the_records_read_back() {
+    let mut config = Config::default();
+    config.monitoring.tests_per_cycle = std::num::NonZeroUsize::new(2).unwrap();
+    let mut scene = Scene::new(&config, true);
+    scene.ready(7);
+    for i in 0..9_u64 {
+        scene.probe(i % 4 != 3, 10 + i * 7);
+        if i % 2 == 1 {
+            scene.feed(Event::CycleDone);
+        }
+    }
+    scene.server(ServerEvent::Exited { pid: 7, code: None, signal: Some(9), expected: false });
+    scene.server(ServerEvent::Spawned { pid: 8 });
+    scene.probe(true, 12);
+    scene.feed(Event::Input(Input::Quit));
+    let live = scene.summary();
+    // What `capwatch report` does: each record a JSON line, read back, folded.
+    let lines: Vec<String> = scene.written.iter().map(|record| serde_json::to_string(record).unwrap()).collect();
+    let read_back: Vec<Record> = lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let report = SessionSummary::from_records(&read_back).unwrap();
+    assert_eq!(serde_json::to_value(&live).unwrap(), serde_json::to_value(&report).unwrap());
+    assert_eq!(live.markdown(), report.markdown());
+    assert_eq!((live.cycles, live.tests, live.restarts), (4, 10, 1), "the probe after the last cycle counts");
+    assert_eq!(live.last_caption.as_deref(), Some("a red circle"));
 }
