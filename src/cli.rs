@@ -2,7 +2,7 @@
 //!
 //! Flags override the config file; the config file overrides built-in defaults.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -309,55 +309,20 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// Arguments that make a child `capwatch serve` use this resolved config (JSON logs, so
-    /// the supervisor can read its URL).
-    pub fn child_args(&self, config: &Config) -> Vec<std::ffi::OsString> {
-        let service = &config.service;
-        let mut args: Vec<std::ffi::OsString> = vec!["serve".into()];
-        if self.config.exists() {
-            args.extend(["--config".into(), self.config.clone().into_os_string()]);
-        }
-        args.extend([
-            "--host".into(),
-            service.host.clone().into(),
-            "--port".into(),
-            service.port.to_string().into(),
-            "--log-format".into(),
-            "json".into(),
-        ]);
-        match config.service.variants() {
-            Ok(variants) if !service.models.is_empty() => {
-                for variant in &variants {
-                    let mut arg = std::ffi::OsString::from(format!("{}=", variant.name));
-                    arg.push(variant.dir.as_os_str());
-                    args.extend(["--model".into(), arg]);
-                }
-                let split: Vec<String> = variants.iter().map(|v| format!("{}={}", v.name, v.weight)).collect();
-                args.extend(["--split".into(), split.join(",").into()]);
-                if let Some(shadow) = &service.shadow {
-                    args.extend(["--shadow".into(), format!("{}={}", shadow.model, shadow.share.0 * 100.0).into()]);
-                }
-            }
-            _ => args.extend(["--model".into(), service.model_dir.clone().into_os_string()]),
-        }
-        if let Some(workers) = service.workers {
-            args.extend(["--workers".into(), workers.to_string().into()]);
-        }
-        if let Some(threads) = service.intra_op_threads {
-            args.extend(["--intra-op-threads".into(), threads.to_string().into()]);
-        }
-        if service.chaos {
-            args.push("--chaos".into());
-        }
-        args
-    }
-}
-
-impl ServeArgs {
-    /// The config file with the flags applied. A missing default config file means defaults;
-    /// a missing file given explicitly is an error.
+    /// The config with the flags applied. The config is the text in `$CAPWATCH_SERVE_CONFIG`
+    /// when that is set (how the dashboard hands its child the config it resolved), else the
+    /// file; a missing default config file means defaults, a missing file given explicitly is
+    /// an error.
     pub fn resolve_config(&self) -> Result<Config, crate::config::ConfigError> {
-        let mut config = Config::load_or_default(&self.config)?;
+        let base = match std::env::var(crate::config::CHILD_CONFIG_ENV) {
+            Ok(text) => Config::parse(&text, Path::new(&format!("${}", crate::config::CHILD_CONFIG_ENV)))?,
+            Err(_) => Config::load_or_default(&self.config)?,
+        };
+        self.apply_to(base)
+    }
+
+    /// `config` with the flags applied and checked.
+    pub fn apply_to(&self, mut config: Config) -> Result<Config, crate::config::ConfigError> {
         let service = &mut config.service;
         let flag_error = |key: &str, message: String| crate::config::ConfigError::Inconsistent {
             path: self.config.clone(),

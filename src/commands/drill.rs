@@ -23,9 +23,7 @@ pub fn run(args: &DrillArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {
     let config = plan.config.clone();
     start_logs(&config, Mode::Headless)?;
     println!("{}", plan.describe());
-    let mut serve = args.serve.clone();
-    serve.chaos = true;
-    let target = Target::Child(child_command(&serve, &config)?);
+    let target = Target::Child(child_command(&config)?);
     let sinks = config.alerts.sinks.0.iter().map(|sink| sink.name.clone()).collect();
     let started = Clock::read();
     let steps = runtime

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{Seconds, nz, secs};
 
 /// `alerts:` — how often a still-firing alert repeats, and where notifications go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     pub cooldown_s: Seconds,
@@ -38,9 +38,15 @@ impl Default for AlertsConfig {
 }
 
 /// The configured sinks, with unique names.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(try_from = "Vec<SinkConfig>")]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(try_from = "Vec<SinkConfig>", into = "Vec<SinkConfig>")]
 pub struct Sinks(pub Vec<SinkConfig>);
+
+impl From<Sinks> for Vec<SinkConfig> {
+    fn from(sinks: Sinks) -> Self {
+        sinks.0
+    }
+}
 
 impl TryFrom<Vec<SinkConfig>> for Sinks {
     type Error = String;
@@ -81,7 +87,7 @@ impl SinkKind {
 }
 
 /// The least severe alert a sink is told about.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MinSeverity {
     #[default]
@@ -91,8 +97,8 @@ pub enum MinSeverity {
 
 /// One notification sink, checked when the file is read. Secrets (URLs, tokens) are never
 /// in the config: it names the environment variables that hold them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(try_from = "RawSinkConfig")]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(try_from = "RawSinkConfig", into = "RawSinkConfig")]
 pub struct SinkConfig {
     /// Shown in the UI, logs and metric labels; defaults to the kind. Unique.
     pub name: String,
@@ -122,7 +128,7 @@ impl SinkTarget {
 }
 
 /// A sink as written in the file: every key of every kind, checked in `try_from`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSinkConfig {
     kind: SinkKind,
@@ -146,7 +152,7 @@ struct RawSinkConfig {
 
 /// Telegram chat ids are numbers (`-1001234567890`) or `@channel` names; take either.
 fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, serde::Serialize)]
     #[serde(untagged)]
     enum Id {
         Text(String),
@@ -156,6 +162,36 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
         Id::Text(text) => text,
         Id::Number(number) => number.to_string(),
     }))
+}
+
+/// The keys a sink is written with (the config a child server gets is this, serialised).
+impl From<SinkConfig> for RawSinkConfig {
+    fn from(sink: SinkConfig) -> Self {
+        let mut raw = Self {
+            kind: sink.target.kind(),
+            name: Some(sink.name),
+            min_severity: sink.min_severity,
+            webhook_url_env: None,
+            bot_token_env: None,
+            chat_id: None,
+            api_url: None,
+            url_env: None,
+            bearer_token_env: None,
+        };
+        match sink.target {
+            SinkTarget::Slack { webhook_url_env } => raw.webhook_url_env = Some(webhook_url_env),
+            SinkTarget::Telegram { bot_token_env, chat_id, api_url } => {
+                raw.bot_token_env = Some(bot_token_env);
+                raw.chat_id = Some(chat_id);
+                raw.api_url = Some(api_url);
+            }
+            SinkTarget::Webhook { url_env, bearer_token_env } => {
+                raw.url_env = Some(url_env);
+                raw.bearer_token_env = bearer_token_env;
+            }
+        }
+        raw
+    }
 }
 
 impl TryFrom<RawSinkConfig> for SinkConfig {
@@ -220,7 +256,7 @@ impl TryFrom<RawSinkConfig> for SinkConfig {
 }
 
 /// `alerts.delivery:` — how hard notifications are pushed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// One HTTP attempt's time limit.

@@ -24,6 +24,11 @@ pub use monitor::{
 };
 pub use service::{DriftConfig, ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute};
 
+/// The environment variable through which the dashboard hands its child server the config
+/// it resolved (file and flags), serialised by [`Config::to_text`]; `serve` reads it in
+/// place of the file.
+pub const CHILD_CONFIG_ENV: &str = "CAPWATCH_SERVE_CONFIG";
+
 /// Default location of the config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/monitoring_config.yaml";
 
@@ -44,7 +49,7 @@ pub enum ConfigError {
 }
 
 /// The whole config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub service: ServiceConfig,
@@ -72,6 +77,12 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
+impl serde::Serialize for Seconds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.0.as_secs_f64())
+    }
+}
+
 const fn secs(value: u64) -> Seconds {
     Seconds(Duration::from_secs(value))
 }
@@ -96,6 +107,11 @@ impl Config {
     /// (a missing file given explicitly is still an error).
     pub fn load_or_default(path: &Path) -> Result<Self, ConfigError> {
         if path == Path::new(DEFAULT_CONFIG_PATH) && !path.exists() { Ok(Self::default()) } else { Self::load(path) }
+    }
+
+    /// The config as YAML text that [`Config::parse`] reads back to the same config.
+    pub fn to_text(&self) -> Result<String, String> {
+        serde_yaml_ng::to_string(self).map_err(|err| format!("cannot serialise the config: {err}"))
     }
 
     /// Parses config text; `path` is only used in error messages.
@@ -186,5 +202,27 @@ mod tests {
     fn shipped_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
         Config::load(&path).unwrap();
+    }
+
+    /// The text a child server gets reads back to the same config, key for key.
+    #[test]
+    fn the_serialised_config_reads_back_the_same() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
+        let busy = parse(
+            "service:\n  port: 0\n  workers: 3\n  chaos: true\n  models:\n    - {name: a, dir: models/default, weight: 90}\n    - {name: b, dir: /tmp/b, weight: 10}\n  shadow: {model: b, share: 0.25}\n\
+             thresholds:\n  for_s: 2.5\n  ab_worse: critical\n  hysteresis_percent: 12.5\n\
+             alerts:\n  cooldown_s: 0.75\n  sinks:\n    - {kind: slack, webhook_url_env: SLACK_URL}\n    - {kind: telegram, name: tg, bot_token_env: TG, chat_id: -100123, min_severity: critical}\n    - {kind: webhook, url_env: HOOK, bearer_token_env: HOOK_TOKEN}\n",
+        )
+        .unwrap();
+        for config in [Config::default(), Config::load(&path).unwrap(), busy] {
+            let text = config.to_text().unwrap();
+            let again = parse(&text).unwrap_or_else(|err| panic!("{err}\n{text}"));
+            assert_eq!(again.to_text().unwrap(), text);
+            assert_eq!(again.service.variants().unwrap(), config.service.variants().unwrap());
+            assert_eq!(again.service.shadow, config.service.shadow);
+            assert_eq!(again.alerts.sinks, config.alerts.sinks);
+            assert_eq!(again.alerts.cooldown_s, config.alerts.cooldown_s);
+            assert_eq!(again.thresholds.for_s, config.thresholds.for_s);
+        }
     }
 }

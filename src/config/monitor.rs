@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{Seconds, nz, secs};
 
 /// `monitoring:` — how often and how hard the dashboard probes the service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitoringConfig {
     /// `GET /health` every this many seconds.
@@ -33,7 +33,7 @@ pub struct MonitoringConfig {
 
 /// One instance to watch: `{url: http://10.0.0.5:8000, name: gpu-1}` (name: the URL's host
 /// and port when left out).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchTarget {
     pub url: String,
@@ -43,7 +43,7 @@ pub struct WatchTarget {
 
 /// `monitoring.service:` — the probe contract of the watched service. A preset gives every
 /// value; the keys set here override it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceContractConfig {
     pub preset: ServicePreset,
@@ -69,7 +69,7 @@ pub struct ServiceContractConfig {
 }
 
 /// The shapes of captioning services capwatch knows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServicePreset {
     /// `capwatch serve`: `GET /health`, raw image to `POST /caption`, `{"caption", "timings_ms"}`.
@@ -91,7 +91,7 @@ impl ServicePreset {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HealthMethod {
     Get,
@@ -99,7 +99,7 @@ pub enum HealthMethod {
     Post,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Upload {
     Raw,
@@ -108,7 +108,7 @@ pub enum Upload {
 
 /// A request header whose value is read from an environment variable (never from the
 /// config, never logged): `{name: Authorization, env: HF_TOKEN, prefix: "Bearer "}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderFromEnv {
     pub name: String,
@@ -133,7 +133,7 @@ impl Default for MonitoringConfig {
 }
 
 /// Warning and critical levels of one rule.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Levels {
     pub warning: f64,
@@ -141,7 +141,7 @@ pub struct Levels {
 }
 
 /// `thresholds:` — when the alert rules fire (the original design's defaults).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThresholdsConfig {
     pub p95_latency_ms: Levels,
@@ -168,7 +168,7 @@ pub struct ThresholdsConfig {
 }
 
 /// `thresholds.ab_worse`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AbWorseLevel {
     Off,
@@ -204,7 +204,7 @@ impl Default for ThresholdsConfig {
 }
 
 /// `prometheus:` — the dashboard's own `/metrics` endpoint and the exported alerting rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrometheusConfig {
     /// Address for the dashboard's `/metrics` (e.g. `127.0.0.1:9465`); off when unset.
@@ -220,7 +220,7 @@ impl Default for PrometheusConfig {
 }
 
 /// `restart:` — self-healing of the child server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartConfig {
     /// Restart on unexpected exit or repeated failed health checks.
@@ -251,7 +251,7 @@ impl Default for RestartConfig {
 }
 
 /// `logs:` — where the dashboard writes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
     pub dir: PathBuf,
@@ -270,7 +270,7 @@ impl Default for LogsConfig {
 }
 
 /// `quality:` — the images the prober sends and what their captions should contain.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QualityConfig {
     pub test_images: Vec<TestImage>,
@@ -278,7 +278,7 @@ pub struct QualityConfig {
 
 /// One test image: its file, the keywords a good caption contains, and (optionally) the
 /// exact caption the bundled model gives it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestImage {
     pub file: PathBuf,

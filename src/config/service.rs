@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::nz;
 
 /// `service:` — where and how `capwatch serve` runs the model.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// Address to bind.
@@ -55,7 +55,7 @@ pub struct ServiceConfig {
 }
 
 /// `service.drift`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriftConfig {
     /// Requests in the live window (the most recent ones; probes excluded).
@@ -81,7 +81,7 @@ impl Default for DriftConfig {
 }
 
 /// `service.models[]`: one model variant.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelVariantConfig {
     /// The name requests choose it by (`?model=NAME`), answers and metrics carry.
@@ -94,7 +94,7 @@ pub struct ModelVariantConfig {
 }
 
 /// `service.shadow`: mirror routed requests onto one more variant, off the answer's path.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowConfig {
     /// The variant (one of `service.models`) that gets the copies.
@@ -123,8 +123,8 @@ fn default_shadow_queue() -> NonZeroUsize {
 }
 
 /// A variant name: 1–32 characters of `A-Z a-z 0-9 _ . -`, so it fits a URL and a label.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct VariantName(String);
 
 impl VariantName {
@@ -136,6 +136,12 @@ impl VariantName {
 impl std::fmt::Display for VariantName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl From<VariantName> for String {
+    fn from(name: VariantName) -> Self {
+        name.0
     }
 }
 
@@ -152,9 +158,15 @@ impl TryFrom<String> for VariantName {
 }
 
 /// A fraction in [0, 1].
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(try_from = "f64")]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(try_from = "f64", into = "f64")]
 pub struct Share(pub f64);
+
+impl From<Share> for f64 {
+    fn from(share: Share) -> Self {
+        share.0
+    }
+}
 
 impl TryFrom<f64> for Share {
     type Error = String;

@@ -366,6 +366,8 @@ pub struct EndRecord {
     pub ab: Vec<AbVerdict>,
     /// The server's shadow copies and their agreement, when it had a shadow.
     pub shadow: Option<ShadowReport>,
+    /// The notification sinks, in config order (those that never sent anything too).
+    pub sinks: Vec<String>,
 }
 
 /// A fault in force and the requests it hit.

@@ -34,6 +34,8 @@ pub struct ServeCommand {
     pub program: PathBuf,
     /// Arguments after the program; must make it log JSON lines to stderr (`--log-format json`).
     pub args: Vec<OsString>,
+    /// Environment variables set for the child, on top of the inherited ones.
+    pub env: Vec<(OsString, OsString)>,
     /// Checked before every start; a failure is permanent.
     pub preflight: Option<Preflight>,
 }
@@ -229,6 +231,7 @@ async fn run_one<E: From<ServerEvent> + Send + 'static>(
     let mut child_command = Command::new(&command.program);
     child_command
         .args(&command.args)
+        .envs(command.env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

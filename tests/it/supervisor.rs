@@ -20,6 +20,7 @@ fn command(model: OsString) -> ServeCommand {
             .map(OsString::from)
             .chain([model])
             .collect(),
+        env: Vec::new(),
         preflight: None,
     }
 }

@@ -147,6 +147,7 @@ pub(crate) fn every_kind() -> Vec<Record> {
             active_faults: vec![FaultHits { fault_id: 2, hits: 7 }],
             ab: vec![AbVerdict { verdict_text: "undecided".to_owned(), figures: decided().figures() }],
             shadow: Some(shadow_report()),
+            sinks: vec!["pager".to_owned()],
         })),
     ]
 }

@@ -171,6 +171,17 @@ impl Part {
                 if end.shadow.is_some() {
                     self.shadow.clone_from(&end.shadow);
                 }
+                // Every configured sink, in config order; any other that reported after them.
+                let mut tallies: Vec<SinkTally> = end
+                    .sinks
+                    .iter()
+                    .map(|name| {
+                        let found = self.notifications.iter().find(|tally| tally.sink == *name);
+                        found.cloned().unwrap_or_else(|| SinkTally { sink: name.clone(), ..SinkTally::default() })
+                    })
+                    .collect();
+                tallies.extend(self.notifications.iter().filter(|tally| !end.sinks.contains(&tally.sink)).cloned());
+                self.notifications = tallies;
                 self.end = Some((seen, end.clone()));
             }
         }

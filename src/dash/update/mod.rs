@@ -185,6 +185,7 @@ fn on_ended(state: &mut DashState, out: &mut Effects) {
             ab.current_figures().into_iter().map(verdict).collect()
         }),
         shadow: ab.and_then(|ab| ab.shadow.clone()),
+        sinks: state.sinks.iter().map(|sink| sink.name.clone()).collect(),
     };
     state.phase = Phase::Ended;
     out.write(Record::End(Box::new(record)));
