@@ -22,7 +22,9 @@ pub use monitor::{
     AbWorseLevel, HeaderFromEnv, HealthMethod, Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig,
     RestartConfig, ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload, WatchTarget,
 };
-pub use service::{DriftConfig, ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute};
+pub use service::{
+    AuthConfig, DriftConfig, ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute,
+};
 
 /// The environment variable through which the dashboard hands its child server the config
 /// it resolved (file and flags), serialised by [`Config::to_text`]; `serve` reads it in

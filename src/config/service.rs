@@ -52,6 +52,43 @@ pub struct ServiceConfig {
     pub shadow: Option<ShadowConfig>,
     /// Drift detection: the live window and the reference it is compared with.
     pub drift: DriftConfig,
+    /// API keys: when set, `/caption`, `/chaos` and `/drift*` need `Authorization: Bearer KEY`.
+    pub auth: Option<AuthConfig>,
+}
+
+/// `service.auth`: where the API keys are, and which routes need one. The keys themselves are
+/// never in the config: it names the environment variable that holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The environment variable holding the keys, comma-separated (several while rotating).
+    pub keys_env: String,
+    /// Also require a key for `/health`, `/ready`, `/metrics`, `/docs` and `/openapi.json`
+    /// (then probes and scrapers must send one too).
+    pub protect_all: bool,
+}
+
+impl AuthConfig {
+    /// The keys in `keys_env`, read through `env`; an unset or empty variable is an error that
+    /// names the variable (never a value).
+    pub fn read_keys(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+        let text = env(&self.keys_env).unwrap_or_default();
+        let keys: Vec<String> =
+            text.split(',').map(str::trim).filter(|key| !key.is_empty()).map(str::to_owned).collect();
+        if keys.is_empty() {
+            return Err(format!(
+                "service.auth is set but environment variable {} holds no key (one or more, comma-separated)",
+                self.keys_env
+            ));
+        }
+        Ok(keys)
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { keys_env: "CAPWATCH_API_KEYS".to_owned(), protect_all: false }
+    }
 }
 
 /// `service.drift`.
@@ -206,6 +243,7 @@ impl Default for ServiceConfig {
             models: Vec::new(),
             shadow: None,
             drift: DriftConfig::default(),
+            auth: None,
         }
     }
 }

@@ -225,7 +225,15 @@ impl Session {
         let sinks = Sink::resolve_all(&config.alerts.sinks.0, &|var| std::env::var(var).ok())?;
         // capwatch's own child always speaks capwatch; another service, its configured contract.
         let contract = match &target {
-            Target::Child(_) => ProbeContract::preset(ServicePreset::Capwatch),
+            Target::Child(_) => {
+                // With API keys, the server capwatch launched is probed with the first one.
+                let key = config
+                    .service
+                    .auth
+                    .as_ref()
+                    .and_then(|auth| auth.read_keys(&|var| std::env::var(var).ok()).ok()?.into_iter().next());
+                ProbeContract::preset(ServicePreset::Capwatch).with_api_key(key)
+            }
             Target::Urls(watched) if watched.is_empty() => return Err(MonitorError::NothingToWatch),
             Target::Urls(_) => ProbeContract::resolve(&config.monitoring.service, &|var| std::env::var(var).ok())?,
         };
@@ -280,7 +288,7 @@ impl Session {
             names,
             notifier: Some(notifier),
             supervisor_tx: supervised.then(|| supervisor_tx.clone()),
-            chaos: ChaosClient::new(),
+            chaos: ChaosClient::new(&contract.headers),
             events_tx: events_tx.clone(),
         };
         let mut session =

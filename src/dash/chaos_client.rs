@@ -24,15 +24,30 @@ pub struct ChaosClient {
 
 impl Default for ChaosClient {
     fn default() -> Self {
-        Self::new()
+        Self::new(&[])
     }
 }
 
 impl ChaosClient {
-    pub fn new() -> Self {
+    /// A client that sends `headers` (the probe contract's: an API key) with every request.
+    pub fn new(headers: &[(String, String)]) -> Self {
+        let mut default_headers = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes());
+            let value = reqwest::header::HeaderValue::from_str(value);
+            if let (Ok(name), Ok(mut value)) = (name, value) {
+                value.set_sensitive(true);
+                default_headers.insert(name, value);
+            }
+        }
         // Building a client without TLS settings only fails if the TLS backend cannot start;
         // the default client then reports the same error on each request.
-        let http = reqwest::Client::builder().timeout(TIMEOUT).no_proxy().build().unwrap_or_default();
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .no_proxy()
+            .default_headers(default_headers)
+            .build()
+            .unwrap_or_default();
         Self { http }
     }
 

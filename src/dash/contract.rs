@@ -8,6 +8,8 @@ use std::fmt;
 
 use crate::config::{HealthMethod, ServiceContractConfig, ServicePreset, Upload};
 
+/// The environment variable the monitor takes a capwatch server's API key from (`--url`).
+pub const API_KEY_ENV: &str = "CAPWATCH_API_KEY";
 /// Everything the prober needs to talk to one service.
 #[derive(Clone, PartialEq)]
 pub struct ProbeContract {
@@ -91,6 +93,16 @@ impl ProbeContract {
         }
     }
 
+    /// The contract sending `Authorization: Bearer <key>` on every request (a capwatch server
+    /// with `service.auth`), unless an `Authorization` header is configured already.
+    pub fn with_api_key(mut self, key: Option<String>) -> Self {
+        let configured = self.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if let Some(key) = key.filter(|_| !configured) {
+            self.headers.push(("Authorization".to_owned(), format!("Bearer {key}")));
+        }
+        self
+    }
+
     /// The configured contract; header values come from `env` (the process environment).
     pub fn resolve(
         config: &ServiceContractConfig,
@@ -152,6 +164,10 @@ impl ProbeContract {
         if overridden {
             contract.shape = format!("{} + overrides", config.preset.name());
             contract.speaks_capwatch = false;
+        }
+        // A capwatch server with API keys: the key in `CAPWATCH_API_KEY`, when that is set.
+        if config.preset == ServicePreset::Capwatch {
+            contract = contract.with_api_key(env(API_KEY_ENV).filter(|key| !key.is_empty()));
         }
         Ok(contract)
     }

@@ -41,9 +41,38 @@ pub enum ApiError {
     Timeout { timeout_s: usize },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A protected route asked without one of the API keys (`service.auth`).
+    #[error("{0}")]
+    Unauthorized(KeyProblem),
     /// An `errors` fault of `serve --chaos` answered instead of the model.
     #[error("error {status} injected by capwatch chaos (an `errors` fault is in force)")]
     Injected { status: u16 },
+}
+
+/// Why a request's API key was refused (the message never repeats what was sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProblem {
+    Missing,
+    Invalid,
+}
+
+impl KeyProblem {
+    /// The `reason` label of `capwatch_auth_rejected_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("this route needs an API key: send `Authorization: Bearer <key>`"),
+            Self::Invalid => f.write_str("the API key is not one of the server's keys"),
+        }
+    }
 }
 
 /// The JSON error body.
@@ -76,6 +105,7 @@ impl ApiError {
             | Self::UnknownModel { .. }
             | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotEnoughRequests(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Injected { status } => StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -107,6 +137,7 @@ impl ApiError {
             Self::Timeout { .. } => "timeout",
             Self::Internal(_) => "internal_error",
             Self::Injected { .. } => "chaos_injected",
+            Self::Unauthorized(_) => "unauthorized",
         }
     }
 }
@@ -121,6 +152,10 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = HeaderValue::from_static(r#"Bearer realm="capwatch""#);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

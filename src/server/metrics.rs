@@ -31,6 +31,7 @@ pub const MODEL_INFO: &str = "capwatch_model_info";
 pub const START_TIME: &str = "capwatch_start_time";
 pub const CHAOS_ACTIVE: &str = "capwatch_chaos_active";
 pub const CHAOS_HITS: &str = "capwatch_chaos_hits";
+pub const AUTH_REJECTED: &str = "capwatch_auth_rejected";
 pub const CAPTION_REQUESTS: &str = "capwatch_caption_requests";
 pub const SHADOW_REQUESTS: &str = "capwatch_shadow_requests";
 pub const DRIFT_SCORE: &str = "capwatch_drift_score";
@@ -56,6 +57,12 @@ pub struct RouteLabels {
 pub struct StageLabels {
     pub model: String,
     pub stage: &'static str,
+}
+
+/// Why a request's API key was refused: `missing` or `invalid`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    pub reason: &'static str,
 }
 
 /// The model variant a series is about.
@@ -163,6 +170,8 @@ pub struct Metrics {
     pub chaos_active: Family<FaultLabels, Gauge>,
     /// Requests an injected fault hit, by kind.
     pub chaos_hits: Family<FaultLabels, Counter>,
+    /// Requests refused for a missing or wrong API key (`service.auth`).
+    pub auth_rejected: Family<AuthLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -239,6 +248,12 @@ impl Metrics {
         );
         let chaos_hits = Family::<FaultLabels, Counter>::default();
         registry.register(CHAOS_HITS, "Requests an injected fault hit, by kind", chaos_hits.clone());
+        let auth_rejected = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            AUTH_REJECTED,
+            "Requests refused with 401 for a missing or invalid API key (service.auth), by reason",
+            auth_rejected.clone(),
+        );
         let drift_score = Family::<FeatureLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             DRIFT_SCORE,
@@ -281,6 +296,7 @@ impl Metrics {
             start_time,
             chaos_active,
             chaos_hits,
+            auth_rejected,
         }
     }
 

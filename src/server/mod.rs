@@ -8,6 +8,7 @@
 //! The models load in the background after the socket is bound, so `/health` and `/ready`
 //! answer from the first moment; a model that fails to load stops the server with an error.
 
+pub mod auth;
 pub mod chaos;
 mod control;
 pub mod drift;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub chaos: Option<chaos::Chaos>,
     /// The engine's step delay (set by the `slow_decoder` fault).
     pub step_delay: StepDelay,
+    /// The API keys protected routes require (`service.auth`); `None`: open.
+    pub api_keys: Option<auth::ApiKeys>,
 }
 
 impl AppState {
@@ -80,6 +83,13 @@ impl AppState {
         let shadow = config.shadow.as_ref().map(shadow::Shadow::new);
         let drift = drift::DriftState::new(&config.drift)
             .map_err(|err| ServerError::Config { key: "service.drift.reference", message: err.to_string() })?;
+        let api_keys = match &config.auth {
+            Some(auth) => Some(
+                auth::ApiKeys::read(auth, &|var| std::env::var(var).ok())
+                    .map_err(|message| ServerError::Config { key: "service.auth.keys_env", message })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             config,
             variants: variants::Variants::new(routes),
@@ -89,6 +99,7 @@ impl AppState {
             metrics: metrics::Metrics::new(),
             chaos,
             step_delay,
+            api_keys,
         })
     }
 

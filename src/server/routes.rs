@@ -38,18 +38,27 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Builds the router over shared state (`/chaos` only when fault injection is enabled).
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes.get();
-    let mut router = Router::new()
+    // Routes that caption or change the server need a key when `service.auth` is set; the
+    // others too when `auth.protect_all` says so.
+    let mut protected = Router::new()
         .route("/caption", post(caption))
+        .route("/drift", get(drift_status))
+        .route("/drift/baseline", post(drift_baseline));
+    if state.chaos.is_some() {
+        protected = protected.route("/chaos", post(chaos_inject).get(chaos_list).delete(chaos_clear));
+    }
+    let open = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/docs", get(docs));
-    router = router.route("/drift", get(drift_status)).route("/drift/baseline", post(drift_baseline));
-    if state.chaos.is_some() {
-        router = router.route("/chaos", post(chaos_inject).get(chaos_list).delete(chaos_clear));
-    }
-    router
+    let require_key = || middleware::from_fn_with_state(Arc::clone(&state), super::auth::require_key);
+    let protect_all = state.config.auth.as_ref().is_some_and(|auth| auth.protect_all);
+    let open = if protect_all { open.route_layer(require_key()) } else { open };
+    protected
+        .route_layer(require_key())
+        .merge(open)
         .fallback(not_found)
         // Multipart bodies are limited by axum; raw bodies are limited in `read_raw_body`.
         .layer(DefaultBodyLimit::max(body_limit))
@@ -453,8 +462,14 @@ async fn drift_status(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn openapi() -> Response {
-    let document = OPENAPI_JSON.replace("{{VERSION}}", VERSION);
+async fn openapi(State(state): State<Arc<AppState>>) -> Response {
+    let mut document = OPENAPI_JSON.replace("{{VERSION}}", VERSION);
+    if let Some(auth) = &state.config.auth
+        && let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&document)
+    {
+        super::auth::document_security(&mut value, auth.protect_all);
+        document = value.to_string();
+    }
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 

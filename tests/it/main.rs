@@ -7,6 +7,7 @@ mod common;
 
 mod ab;
 mod api;
+mod auth;
 mod chaos;
 mod default_model;
 mod drift_server;

@@ -55,6 +55,7 @@ pub(super) fn deployment(config: &Config, target: &Target, measured: &Measuremen
                             "--intra-op-threads", measured.intra_op_threads.to_string(),
                             "--log-format", "json",
                         ],
+                        "env": api_keys_env(config, target),
                         "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
                         "resources": {
                             "requests": {"cpu": size.cpu_cores.to_string(), "memory": format!("{}Mi", size.memory_request_mib)},
@@ -143,6 +144,25 @@ pub(super) fn deployment(config: &Config, target: &Target, measured: &Measuremen
                 ],
             ),
             (
+                "env",
+                if config.service.auth.is_some() {
+                    vec![
+                        format!(
+                            "The API keys (service.auth) come from Secret {}, key `keys`, comma-separated;",
+                            api_keys_secret(target)
+                        ),
+                        format!(
+                            "create it first: kubectl create secret generic {} --from-literal=keys=KEY",
+                            api_keys_secret(target)
+                        ),
+                    ]
+                } else {
+                    vec![
+                        "No API keys (service.auth is not set): anyone who reaches the Service can caption.".to_owned(),
+                    ]
+                },
+            ),
+            (
                 "resources",
                 vec![
                     format!(
@@ -216,4 +236,21 @@ pub(super) fn deployment(config: &Config, target: &Target, measured: &Measuremen
             ),
         ],
     }
+}
+
+/// With `service.auth`, the keys' variable comes from a Secret (`<name>-api-keys`, key
+/// `keys`) that the operator creates; no key is ever written into a manifest.
+fn api_keys_env(config: &Config, target: &Target) -> Value {
+    match &config.service.auth {
+        Some(auth) => json!([{
+            "name": auth.keys_env,
+            "valueFrom": {"secretKeyRef": {"name": api_keys_secret(target), "key": "keys"}},
+        }]),
+        None => json!([]),
+    }
+}
+
+/// The Secret that holds the API keys.
+pub(super) fn api_keys_secret(target: &Target) -> String {
+    format!("{}-api-keys", target.name)
 }

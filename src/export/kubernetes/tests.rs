@@ -112,3 +112,19 @@ fn relative_logs_resolve_under_the_working_directory() {
     config.logs.dir = "/var/log/capwatch".into();
     assert_eq!(logs_dir(&config), "/var/log/capwatch");
 }
+
+#[test]
+fn api_keys_come_from_a_secret_and_never_from_the_manifests() {
+    let mut config = Config::default();
+    let plain = manifests(&config, "", &target(), &measured()).unwrap();
+    let container = |all: &[Manifest]| all[1].object["spec"]["template"]["spec"]["containers"][0].clone();
+    assert_eq!(container(&plain)["env"], serde_json::json!([]));
+    config.service.auth = Some(crate::config::AuthConfig::default());
+    let text = config.to_text().unwrap();
+    let with = manifests(&config, &text, &target(), &measured()).unwrap();
+    let env = &container(&with)["env"][0];
+    assert_eq!(env["name"], "CAPWATCH_API_KEYS");
+    assert_eq!(env["valueFrom"]["secretKeyRef"]["name"], format!("{}-api-keys", target().name));
+    assert_eq!(env["valueFrom"]["secretKeyRef"]["key"], "keys");
+    assert!(with.iter().all(|m| m.object.get("kind") != Some(&serde_json::json!("Secret"))), "the operator makes it");
+}

@@ -201,6 +201,15 @@ pub fn spawn_server(
     model: &std::path::Path,
     extra: &[&str],
 ) -> (KillOnDrop, String, std::sync::mpsc::Receiver<String>) {
+    spawn_server_with(model, extra, &[])
+}
+
+/// [`spawn_server`] with `env` set for the server.
+pub fn spawn_server_with(
+    model: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (KillOnDrop, String, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
         .args(["serve", "--port", "0", "--workers", "1", "--model"])
@@ -208,6 +217,7 @@ pub fn spawn_server(
         .args(extra)
         .current_dir(repo_path(""))
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

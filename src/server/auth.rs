@@ -1,0 +1,135 @@
+//! API keys (`service.auth`): the keys come from an environment variable (comma-separated, so
+//! a new key can be added before the old one is retired); the routes that caption or change
+//! the server answer `401` without one of them. Keys are compared in constant time and are
+//! never logged, recorded or echoed. This module checks requests; it chooses no status code.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::{ApiError, KeyProblem};
+use crate::config::AuthConfig;
+
+/// The accepted keys.
+pub struct ApiKeys {
+    keys: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} keys)", self.keys.len())
+    }
+}
+
+impl ApiKeys {
+    /// The keys `auth` names, read through `env`; an unset or empty variable is an error that
+    /// names the variable (never a value).
+    pub fn read(auth: &AuthConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let keys = auth.read_keys(env)?;
+        Ok(Self { keys: keys.into_iter().map(String::into_bytes).collect() })
+    }
+
+    /// Whether `presented` is one of the keys. Every key is compared, in constant time.
+    pub fn accepts(&self, presented: &[u8]) -> bool {
+        let mut found = subtle::Choice::from(0);
+        for key in &self.keys {
+            found |= key.as_slice().ct_eq(presented);
+        }
+        found.into()
+    }
+}
+
+/// Lets the request through when it carries `Authorization: Bearer <one of the keys>` (or when
+/// the server has no keys); otherwise answers 401 and counts the refusal.
+pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let Some(keys) = &state.api_keys else { return next.run(request).await };
+    let problem = match bearer(request.headers()) {
+        None => Some(KeyProblem::Missing),
+        Some(token) if !keys.accepts(token) => Some(KeyProblem::Invalid),
+        Some(_) => None,
+    };
+    match problem {
+        None => next.run(request).await,
+        Some(problem) => {
+            state.metrics.auth_rejected.get_or_create(&super::metrics::AuthLabels { reason: problem.label() }).inc();
+            ApiError::Unauthorized(problem).into_response()
+        }
+    }
+}
+
+/// The routes that need a key unless `protect_all` says every route does.
+const PROTECTED: [&str; 4] = ["/caption", "/drift", "/drift/baseline", "/chaos"];
+
+/// Adds the bearer scheme to an OpenAPI document, and to each protected operation its
+/// `security` requirement and `401` answer.
+pub fn document_security(document: &mut serde_json::Value, protect_all: bool) {
+    use serde_json::json;
+    document["components"]["securitySchemes"]["bearerAuth"] =
+        json!({"type": "http", "scheme": "bearer", "description": "One of the keys in service.auth.keys_env"});
+    let Some(paths) = document.get_mut("paths").and_then(serde_json::Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        if !protect_all && !PROTECTED.contains(&path.as_str()) {
+            continue;
+        }
+        let Some(operations) = item.as_object_mut() else { continue };
+        for operation in operations.values_mut().filter(|operation| operation.is_object()) {
+            operation["security"] = json!([{"bearerAuth": []}]);
+            operation["responses"]["401"] = json!({
+                "description": "No API key, or not one of the server's",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            });
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(text: &str) -> Result<ApiKeys, String> {
+        let auth = AuthConfig::default();
+        ApiKeys::read(&auth, &|var| (var == auth.keys_env).then(|| text.to_owned()))
+    }
+
+    #[test]
+    fn any_listed_key_is_accepted_and_nothing_else() {
+        let keys = keys(" old-key , new-key ").unwrap();
+        assert!(keys.accepts(b"old-key") && keys.accepts(b"new-key"));
+        for wrong in [&b""[..], b"old", b"old-key ", b"new-keyx", b"OLD-KEY"] {
+            assert!(!keys.accepts(wrong), "{wrong:?}");
+        }
+        assert_eq!(format!("{keys:?}"), "ApiKeys(2 keys)", "no key in Debug output");
+    }
+
+    #[test]
+    fn an_empty_variable_is_an_error_that_names_it_and_no_value() {
+        let error = keys(" , ").unwrap_err();
+        assert!(error.contains("CAPWATCH_API_KEYS"), "{error}");
+    }
+
+    #[test]
+    fn only_a_bearer_header_carries_a_token() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            bearer(&headers).map(<[u8]>::to_vec)
+        };
+        assert_eq!(with("Bearer abc"), Some(b"abc".to_vec()));
+        assert_eq!(with("bearer abc"), Some(b"abc".to_vec()));
+        assert_eq!(with("Basic abc"), None);
+        assert_eq!(with("Bearer"), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+}
