@@ -22,12 +22,6 @@ pub struct ChaosClient {
     http: reqwest::Client,
 }
 
-impl Default for ChaosClient {
-    fn default() -> Self {
-        Self::new(&[])
-    }
-}
-
 impl ChaosClient {
     /// A client that sends `headers` (the probe contract's: an API key) with every request.
     pub fn new(headers: &[(String, String)]) -> Self {
