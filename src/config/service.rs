@@ -57,29 +57,42 @@ pub struct ServiceConfig {
 }
 
 /// `service.auth`: where the API keys are, and which routes need one. The keys themselves are
-/// never in the config: it names the environment variable that holds them.
+/// never in the config: it names the environment variable or the file that holds them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// The environment variable holding the keys, comma-separated (several while rotating).
     pub keys_env: String,
+    /// A file holding the keys instead (one per line or comma-separated, `#` comments), re-read
+    /// when it changes: keys rotate without a restart (a mounted Kubernetes Secret updates so).
+    pub keys_file: Option<PathBuf>,
     /// Also require a key for `/health`, `/ready`, `/metrics`, `/docs` and `/openapi.json`
     /// (then probes and scrapers must send one too).
     pub protect_all: bool,
 }
 
 impl AuthConfig {
-    /// The keys in `keys_env`, read through `env`; an unset or empty variable is an error that
-    /// names the variable (never a value).
+    /// The keys in `keys_file` when set, else in `keys_env` (read through `env`); an unreadable
+    /// file or an empty source is an error that names the source (never a value).
     pub fn read_keys(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
-        let text = env(&self.keys_env).unwrap_or_default();
-        let keys: Vec<String> =
-            text.split(',').map(str::trim).filter(|key| !key.is_empty()).map(str::to_owned).collect();
+        let (text, source) = match &self.keys_file {
+            Some(path) => (
+                std::fs::read_to_string(path)
+                    .map_err(|err| format!("service.auth.keys_file: cannot read {}: {err}", path.display()))?,
+                format!("file {}", path.display()),
+            ),
+            None => (env(&self.keys_env).unwrap_or_default(), format!("environment variable {}", self.keys_env)),
+        };
+        let keys: Vec<String> = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .flat_map(|line| line.split(','))
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_owned)
+            .collect();
         if keys.is_empty() {
-            return Err(format!(
-                "service.auth is set but environment variable {} holds no key (one or more, comma-separated)",
-                self.keys_env
-            ));
+            return Err(format!("service.auth is set but {source} holds no key (one or more, comma-separated)"));
         }
         Ok(keys)
     }
@@ -87,7 +100,7 @@ impl AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { keys_env: "CAPWATCH_API_KEYS".to_owned(), protect_all: false }
+        Self { keys_env: "CAPWATCH_API_KEYS".to_owned(), keys_file: None, protect_all: false }
     }
 }
 

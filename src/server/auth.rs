@@ -1,9 +1,12 @@
-//! API keys (`service.auth`): the keys come from an environment variable (comma-separated, so
-//! a new key can be added before the old one is retired); the routes that caption or change
-//! the server answer `401` without one of them. Keys are compared in constant time and are
-//! never logged, recorded or echoed. This module checks requests; it chooses no status code.
+//! API keys (`service.auth`): the keys come from an environment variable or a file (several at
+//! once, so a new key can be added before the old one is retired; a file is re-read when it
+//! changes); the routes that caption or change the server answer `401` without one of them.
+//! Keys are compared in constant time and are never logged, recorded or echoed. This module
+//! checks requests; it chooses no status code.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -15,33 +18,84 @@ use super::AppState;
 use super::error::{ApiError, KeyProblem};
 use crate::config::AuthConfig;
 
+/// How often, at most, a keys file is looked at for a change.
+const KEYS_FILE_CHECK: Duration = Duration::from_secs(1);
+
 /// The accepted keys.
 pub struct ApiKeys {
-    keys: Vec<Vec<u8>>,
+    keys: RwLock<Vec<Vec<u8>>>,
+    /// The file the keys came from, when they came from one, and when it was last looked at.
+    file: Option<KeysFile>,
+}
+
+struct KeysFile {
+    auth: AuthConfig,
+    path: PathBuf,
+    /// When the file was last looked at, and its modification time then.
+    seen: Mutex<(Instant, Option<SystemTime>)>,
 }
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKeys({} keys)", self.keys.len())
+        write!(f, "ApiKeys({} keys)", self.keys.read().unwrap_or_else(PoisonError::into_inner).len())
     }
 }
 
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|meta| meta.modified()).ok()
+}
+
 impl ApiKeys {
-    /// The keys `auth` names, read through `env`; an unset or empty variable is an error that
-    /// names the variable (never a value).
+    /// The keys `auth` names, read through `env`; an unset or empty source is an error that
+    /// names the source (never a value).
     pub fn read(auth: &AuthConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let file = auth.keys_file.clone().map(|path| KeysFile {
+            auth: auth.clone(),
+            seen: Mutex::new((Instant::now(), modified(&path))),
+            path,
+        });
         let keys = auth.read_keys(env)?;
-        Ok(Self { keys: keys.into_iter().map(String::into_bytes).collect() })
+        Ok(Self { keys: RwLock::new(keys.into_iter().map(String::into_bytes).collect()), file })
     }
 
     /// Whether `presented` is one of the keys. Every key is compared, in constant time.
     pub fn accepts(&self, presented: &[u8]) -> bool {
+        self.reload_if_changed();
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let mut found = subtle::Choice::from(0);
-        for key in &self.keys {
+        for key in keys.iter() {
             found |= key.as_slice().ct_eq(presented);
         }
         found.into()
     }
+
+    /// Re-reads the keys file when its modification time changed (looked at once a second at
+    /// most). A file that cannot be read or holds no key keeps the keys in force, with a warning.
+    fn reload_if_changed(&self) {
+        let Some(file) = &self.file else { return };
+        let mut seen = file.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.0.elapsed() < KEYS_FILE_CHECK {
+            return;
+        }
+        let now_modified = modified(&file.path);
+        *seen = (Instant::now(), seen.1);
+        if now_modified == seen.1 {
+            return;
+        }
+        match file.auth.read_keys(&|_| None) {
+            Ok(keys) => {
+                seen.1 = now_modified;
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
+                    keys.into_iter().map(String::into_bytes).collect();
+                tracing::info!(file = %file.path.display(), keys = keys_len(&self.keys), "API keys reloaded");
+            }
+            Err(reason) => tracing::warn!(%reason, "API keys file changed but cannot be used; the keys in force stay"),
+        }
+    }
+}
+
+fn keys_len(keys: &RwLock<Vec<Vec<u8>>>) -> usize {
+    keys.read().unwrap_or_else(PoisonError::into_inner).len()
 }
 
 /// Lets the request through when it carries `Authorization: Bearer <one of the keys>` (or when
@@ -117,6 +171,30 @@ mod tests {
     fn an_empty_variable_is_an_error_that_names_it_and_no_value() {
         let error = keys(" , ").unwrap_err();
         assert!(error.contains("CAPWATCH_API_KEYS"), "{error}");
+    }
+
+    #[test]
+    fn a_keys_file_is_reread_when_it_changes_and_a_broken_one_keeps_the_keys() {
+        let dir = std::env::temp_dir().join(format!("capwatch-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys");
+        std::fs::write(&path, "# rotated monthly\nfirst-key\n").unwrap();
+        let auth = AuthConfig { keys_file: Some(path.clone()), ..AuthConfig::default() };
+        let keys = ApiKeys::read(&auth, &|_| None).unwrap();
+        assert!(keys.accepts(b"first-key") && !keys.accepts(b"# rotated monthly"));
+        let age = |keys: &ApiKeys| keys.file.as_ref().unwrap().seen.lock().unwrap().0 -= KEYS_FILE_CHECK * 2;
+
+        std::fs::write(&path, "first-key, second-key").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
+        age(&keys);
+        assert!(keys.accepts(b"second-key") && keys.accepts(b"first-key"));
+
+        std::fs::write(&path, "\n").unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(later + Duration::from_secs(5)).unwrap();
+        age(&keys);
+        assert!(keys.accepts(b"second-key"), "an empty file keeps the keys in force");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

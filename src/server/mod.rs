@@ -86,7 +86,7 @@ impl AppState {
         let api_keys = match &config.auth {
             Some(auth) => Some(
                 auth::ApiKeys::read(auth, &|var| std::env::var(var).ok())
-                    .map_err(|message| ServerError::Config { key: "service.auth.keys_env", message })?,
+                    .map_err(|message| ServerError::Config { key: "service.auth", message })?,
             ),
             None => None,
         };
