@@ -72,7 +72,7 @@ fn args() -> Args {
 }
 
 fn plan(url: &str, shift: Shift, requests: usize, seed: u64, check_every: Option<usize>) -> TrafficPlan {
-    TrafficPlan { url: url.to_owned(), shift, requests, concurrency: 2, seed, check_every }
+    TrafficPlan { url: url.to_owned(), shift, requests, concurrency: 2, seed, check_every, ca_file: None }
 }
 
 #[tokio::main]

@@ -67,6 +67,9 @@ pub struct PlanArgs {
     /// The server whose `/metrics` to read, e.g. http://127.0.0.1:8000.
     #[arg(long, default_value = "http://127.0.0.1:8000", conflicts_with_all = ["metrics", "session"])]
     pub url: String,
+    /// CA certificates (PEM) to trust for an `https://` server with a private CA.
+    #[arg(long, env = "CAPWATCH_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     /// Read a saved `/metrics` text instead of a server.
     #[arg(long, conflicts_with = "session")]
     pub metrics: Option<PathBuf>,
@@ -105,6 +108,9 @@ pub enum DriftCommand {
         /// The server, e.g. http://127.0.0.1:8000.
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         url: String,
+        /// CA certificates (PEM) to trust for an `https://` server with a private CA.
+        #[arg(long, env = "CAPWATCH_CA_FILE", value_name = "PEM")]
+        ca_file: Option<PathBuf>,
     },
     /// Print the live window against the reference, per feature (`GET /drift`). Exit code 0
     /// without drift, 1 when the window drifts, 2 when there is no reference yet.
@@ -112,6 +118,9 @@ pub enum DriftCommand {
         /// The server, e.g. http://127.0.0.1:8000.
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         url: String,
+        /// CA certificates (PEM) to trust for an `https://` server with a private CA.
+        #[arg(long, env = "CAPWATCH_CA_FILE", value_name = "PEM")]
+        ca_file: Option<PathBuf>,
     },
     /// Send scenes like the bundled model's training world, or shifted ones, to a server on
     /// this machine (loopback only), reading `GET /drift` as it goes. Exit code 0 when every
@@ -124,6 +133,9 @@ pub struct TrafficArgs {
     /// The server (loopback only), e.g. http://127.0.0.1:8000.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub url: String,
+    /// CA certificates (PEM) to trust for an `https://` server with a private CA.
+    #[arg(long, env = "CAPWATCH_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     /// What the scenes look like.
     #[arg(long, value_enum, default_value = "stable")]
     pub shift: crate::drift::scenes::Shift,
@@ -266,6 +278,10 @@ pub struct MonitorArgs {
     /// the fault menu (`f`). Only for the `capwatch` service shape.
     #[arg(long)]
     pub chaos: bool,
+    /// CA certificates (PEM) to trust for `https://` servers with a private CA (overrides
+    /// `monitoring.ca_file`).
+    #[arg(long, env = "CAPWATCH_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }

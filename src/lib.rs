@@ -12,7 +12,8 @@
 //!   validated with key paths and line numbers.
 //! - [`drift`]: drift tests of live traffic against a reference. [`stats`]: A/B statistics.
 //! - Leaves: [`clock`] (one reading of the clocks, passed to pure code), [`exit_code`],
-//!   [`quality`] (caption quality scores), [`telemetry`] and [`shutdown`] (logging, signals).
+//!   [`quality`] (caption quality scores), [`telemetry`] and [`shutdown`] (logging, signals),
+//!   [`http_client`] (the reqwest client towards servers and receivers: CA file, API key).
 
 pub mod alerts;
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod drift;
 pub mod engine;
 pub mod exit_code;
 pub mod export;
+pub mod http_client;
 pub mod notify;
 pub mod plan;
 pub mod protocol;

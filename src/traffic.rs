@@ -31,6 +31,8 @@ pub struct TrafficPlan {
     pub seed: u64,
     /// Read `GET /drift` after every this many requests (and at the end); None: never.
     pub check_every: Option<usize>,
+    /// CA certificates (PEM) to trust for an `https://` server with a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// One reading of `GET /drift` during the run.
@@ -107,6 +109,8 @@ pub enum TrafficError {
     Concurrency(usize),
     #[error("cannot draw a scene: {0}")]
     Image(#[from] image::ImageError),
+    #[error("{0}")]
+    Client(String),
     #[error("cannot read {url}/drift: {reason}")]
     Drift { url: String, reason: String },
 }
@@ -114,7 +118,10 @@ pub enum TrafficError {
 impl TrafficError {
     /// Whether the plan itself was wrong (bad usage) rather than the run.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::BadUrl(..) | Self::NotLoopback(_) | Self::TooMany(_) | Self::Concurrency(_))
+        matches!(
+            self,
+            Self::BadUrl(..) | Self::NotLoopback(_) | Self::TooMany(_) | Self::Concurrency(_) | Self::Client(_)
+        )
     }
 }
 
@@ -145,7 +152,8 @@ fn check_plan(plan: &TrafficPlan) -> Result<String, TrafficError> {
 /// Sends `plan`, calling `on_check` with each reading of `GET /drift` as it comes.
 pub async fn send(plan: &TrafficPlan, mut on_check: impl FnMut(&Check)) -> Result<TrafficOutcome, TrafficError> {
     let base = check_plan(plan)?;
-    let client = reqwest::Client::builder()
+    let client = crate::http_client::for_capwatch(plan.ca_file.as_deref())
+        .map_err(TrafficError::Client)?
         .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(|e| TrafficError::BadUrl(base.clone(), e.to_string()))?;
@@ -263,6 +271,7 @@ mod tests {
             concurrency,
             seed: 1,
             check_every: None,
+            ca_file: None,
         };
         assert!(check_plan(&plan(10, 2)).is_ok());
         assert!(matches!(check_plan(&plan(0, 2)), Err(TrafficError::TooMany(0))));

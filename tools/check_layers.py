@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-# Highest first. Leaves (clock, exit_code, quality, shutdown, telemetry) import no room and
+# Highest first. Leaves (clock, exit_code, http_client, quality, shutdown, telemetry) import no room and
 # may be imported by any.
 LAYERS = [
     ["main", "commands", "cli"],
@@ -26,7 +26,7 @@ LAYERS = [
     ["notify", "alerts", "protocol"],
     ["engine", "config"],
     ["drift", "stats"],
-    ["clock", "exit_code", "quality", "shutdown", "telemetry"],
+    ["clock", "exit_code", "http_client", "quality", "shutdown", "telemetry"],
 ]
 LAYER_OF = {room: depth for depth, rooms in enumerate(LAYERS) for room in rooms}
 

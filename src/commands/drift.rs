@@ -11,20 +11,25 @@ use crate::protocol::drift::{DriftStatus, ReferenceInfo};
 use crate::traffic::{self, TrafficPlan};
 
 pub fn run(command: &DriftCommand, runtime: &Runtime) -> Result<ExitCode, CliError> {
-    let client = reqwest::Client::new();
+    let client = |ca_file: &Option<std::path::PathBuf>| {
+        crate::http_client::for_capwatch(ca_file.as_deref())
+            .and_then(|builder| builder.build().map_err(|err| format!("cannot build an HTTP client: {err}")))
+            .map_err(CliError::Usage)
+    };
     let base = |url: &str| url.trim_end_matches('/').to_owned();
     let unexpected =
         |url: &str, err: serde_json::Error| CliError::Failed(format!("unexpected answer from {url}: {err}"));
     match command {
         DriftCommand::Traffic(args) => runtime.block_on(send_traffic(args)),
-        DriftCommand::Baseline { url } => {
-            let body = runtime.block_on(http_call(client.post(format!("{}/drift/baseline", base(url))), url))?;
+        DriftCommand::Baseline { url, ca_file } => {
+            let body =
+                runtime.block_on(http_call(client(ca_file)?.post(format!("{}/drift/baseline", base(url))), url))?;
             let info: ReferenceInfo = serde_json::from_str(&body).map_err(|err| unexpected(url, err))?;
             println!("{info}");
             Ok(ExitCode::SUCCESS)
         }
-        DriftCommand::Status { url } => {
-            let body = runtime.block_on(http_call(client.get(format!("{}/drift", base(url))), url))?;
+        DriftCommand::Status { url, ca_file } => {
+            let body = runtime.block_on(http_call(client(ca_file)?.get(format!("{}/drift", base(url))), url))?;
             let drift: DriftStatus = serde_json::from_str(&body).map_err(|err| unexpected(url, err))?;
             print!("{}", drift.table());
             Ok(match &drift.report {
@@ -45,6 +50,7 @@ async fn send_traffic(args: &TrafficArgs) -> Result<ExitCode, CliError> {
         concurrency: args.concurrency,
         seed: args.seed,
         check_every: Some(if args.check_every == 0 { args.requests } else { args.check_every }),
+        ca_file: args.ca_file.clone(),
     };
     println!("Sending {} {} scenes to {} ({} at a time)", plan.requests, plan.shift.name(), plan.url, plan.concurrency);
     let outcome = traffic::send(&plan, |check| println!("{check}")).await.map_err(|err| {

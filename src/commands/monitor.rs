@@ -21,6 +21,9 @@ pub fn run(args: &MonitorArgs, runtime: &Runtime) -> Result<ExitCode, CliError> 
     if args.chaos {
         config.service.chaos = true;
     }
+    if let Some(ca_file) = &args.ca_file {
+        config.monitoring.ca_file = Some(ca_file.clone());
+    }
     let watched = Watched::resolve(&args.url, &config.monitoring.targets).map_err(CliError::Usage)?;
     watch(&args.run, config, Target::Urls(watched), runtime)
 }

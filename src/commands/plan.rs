@@ -27,7 +27,10 @@ pub fn run(args: &PlanArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {
         ),
         (None, None) => {
             let url = format!("{}/metrics", args.url.trim_end_matches('/'));
-            let text = runtime.block_on(http_call(reqwest::Client::new().get(&url), &url))?;
+            let client = crate::http_client::for_capwatch(args.ca_file.as_deref())
+                .and_then(|builder| builder.build().map_err(|err| format!("cannot build an HTTP client: {err}")))
+                .map_err(CliError::Usage)?;
+            let text = runtime.block_on(http_call(client.get(&url), &url))?;
             (url, text)
         }
     };

@@ -23,7 +23,8 @@ pub use monitor::{
     RestartConfig, ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload, WatchTarget,
 };
 pub use service::{
-    AuthConfig, DriftConfig, ModelVariantConfig, ServiceConfig, ShadowConfig, Share, VariantName, VariantRoute,
+    AuthConfig, ConnectionLimits, DriftConfig, ModelVariantConfig, ServiceConfig, ShadowConfig, Share, TlsConfig,
+    VariantName, VariantRoute,
 };
 
 /// The environment variable through which the dashboard hands its child server the config

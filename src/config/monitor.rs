@@ -29,6 +29,9 @@ pub struct MonitoringConfig {
     /// The instances `capwatch monitor` watches when no `--url` is given: several replicas
     /// of one service on one dashboard.
     pub targets: Vec<WatchTarget>,
+    /// CA certificates (PEM) to trust for `https://` services with a private CA (the dashboard
+    /// trusts its own child's `service.tls.cert` without it).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// One instance to watch: `{url: http://10.0.0.5:8000, name: gpu-1}` (name: the URL's host
@@ -128,6 +131,7 @@ impl Default for MonitoringConfig {
             startup_timeout_s: secs(60),
             service: ServiceContractConfig::default(),
             targets: Vec::new(),
+            ca_file: None,
         }
     }
 }

@@ -54,6 +54,50 @@ pub struct ServiceConfig {
     pub drift: DriftConfig,
     /// API keys: when set, `/caption`, `/chaos` and `/drift*` need `Authorization: Bearer KEY`.
     pub auth: Option<AuthConfig>,
+    /// HTTPS: the certificate chain and private key (PEM) to serve with; unset: plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// How long a client may take and how many may be connected at once.
+    pub limits: ConnectionLimits,
+}
+
+/// `service.tls`: PEM files for HTTPS (rustls). The key file is read once, at start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate, followed by any intermediates.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `service.limits`: what a client may hold. Defaults sit beside nginx's (`client_header_timeout`
+/// 60 s, `client_body_timeout` 60 s between reads, `keepalive_timeout` 75 s, 512
+/// `worker_connections`) and hyper's (30 s header read timeout), tighter where a caption API
+/// allows it: requests are one small image.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    /// From connecting (TLS handshake included) or the end of the last answer, until a request's
+    /// headers are in; then the connection is closed.
+    pub header_timeout_s: super::Seconds,
+    /// From the headers until the whole body is in (a total, not between reads, so trickling a
+    /// byte at a time does not extend it); then `408` and the connection is closed.
+    pub body_timeout_s: super::Seconds,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout_s: super::Seconds,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: NonZeroUsize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_s: super::Seconds(std::time::Duration::from_secs(10)),
+            body_timeout_s: super::Seconds(std::time::Duration::from_secs(30)),
+            idle_timeout_s: super::Seconds(std::time::Duration::from_secs(60)),
+            max_connections: nz(2048),
+        }
+    }
 }
 
 /// `service.auth`: where the API keys are, and which routes need one. The keys themselves are
@@ -257,6 +301,8 @@ impl Default for ServiceConfig {
             shadow: None,
             drift: DriftConfig::default(),
             auth: None,
+            tls: None,
+            limits: ConnectionLimits::default(),
         }
     }
 }

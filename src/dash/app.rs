@@ -57,6 +57,8 @@ pub enum MonitorError {
     NoTestImages,
     #[error("no server to watch")]
     NothingToWatch,
+    #[error("monitoring.ca_file: {0}")]
+    CaFile(String),
     #[error(transparent)]
     Notify(#[from] NotifyError),
     #[error(transparent)]
@@ -74,7 +76,7 @@ impl MonitorError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Notify(err) => err.exit_code(),
-            Self::Contract(_) => crate::exit_code::CONFIG,
+            Self::Contract(_) | Self::CaFile(_) => crate::exit_code::CONFIG,
             _ => 1,
         }
     }
@@ -237,6 +239,14 @@ impl Session {
             Target::Urls(watched) if watched.is_empty() => return Err(MonitorError::NothingToWatch),
             Target::Urls(_) => ProbeContract::resolve(&config.monitoring.service, &|var| std::env::var(var).ok())?,
         };
+        // The dashboard trusts the certificate of the child it launched without a CA file.
+        let ca_file = match (&target, &config.monitoring.ca_file, &config.service.tls) {
+            (_, Some(ca_file), _) => Some(ca_file.clone()),
+            (Target::Child(_), None, Some(tls)) => Some(tls.cert.clone()),
+            _ => None,
+        };
+        // Checked here, so that a bad file stops the monitor before anything starts.
+        let _checked = crate::http_client::builder(ca_file.as_deref()).map_err(MonitorError::CaFile)?;
         let metrics_listener = match &config.prometheus.listen {
             Some(address) => Some(
                 tokio::net::TcpListener::bind(address)
@@ -288,7 +298,7 @@ impl Session {
             names,
             notifier: Some(notifier),
             supervisor_tx: supervised.then(|| supervisor_tx.clone()),
-            chaos: ChaosClient::new(&contract.headers),
+            chaos: ChaosClient::new(&contract.headers, ca_file.as_deref()),
             events_tx: events_tx.clone(),
         };
         let mut session =
@@ -327,7 +337,8 @@ impl Session {
             }
         }
         let probes_drift = contract.speaks_capwatch;
-        let prober = Prober::new(session.config.monitoring.probe_timeout_s.0, contract);
+        let prober = Prober::new(session.config.monitoring.probe_timeout_s.0, contract, ca_file.as_deref())
+            .map_err(MonitorError::CaFile)?;
         let monitoring = &session.config.monitoring;
         let tasks = &mut session.tasks;
         for (instance, controls) in all_controls.into_iter().enumerate() {

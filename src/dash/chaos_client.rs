@@ -23,8 +23,9 @@ pub struct ChaosClient {
 }
 
 impl ChaosClient {
-    /// A client that sends `headers` (the probe contract's: an API key) with every request.
-    pub fn new(headers: &[(String, String)]) -> Self {
+    /// A client that sends `headers` (the probe contract's: an API key) with every request and
+    /// trusts `ca_file` (checked by the caller) for an `https://` server.
+    pub fn new(headers: &[(String, String)], ca_file: Option<&std::path::Path>) -> Self {
         let mut default_headers = reqwest::header::HeaderMap::new();
         for (name, value) in headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes());
@@ -34,9 +35,10 @@ impl ChaosClient {
                 default_headers.insert(name, value);
             }
         }
-        // Building a client without TLS settings only fails if the TLS backend cannot start;
-        // the default client then reports the same error on each request.
-        let http = reqwest::Client::builder()
+        // The CA file was checked before; building fails only if the TLS backend cannot start,
+        // and the default client then reports the same error on each request.
+        let http = crate::http_client::builder(ca_file)
+            .unwrap_or_default()
             .timeout(TIMEOUT)
             .no_proxy()
             .default_headers(default_headers)

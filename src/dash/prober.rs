@@ -219,9 +219,13 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// `timeout` bounds each probe, connection included.
-    pub fn new(timeout: Duration, contract: ProbeContract) -> Self {
-        Self { client: reqwest::Client::new(), timeout, contract: Arc::new(contract) }
+    /// `timeout` bounds each probe, connection included; `ca_file` is trusted for `https://`
+    /// services (the error names the file and why).
+    pub fn new(timeout: Duration, contract: ProbeContract, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        let client = crate::http_client::builder(ca_file)?
+            .build()
+            .map_err(|err| format!("cannot build the probe client: {err}"))?;
+        Ok(Self { client, timeout, contract: Arc::new(contract) })
     }
 
     fn url(base_url: &str, path: &str) -> String {

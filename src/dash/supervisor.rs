@@ -38,6 +38,9 @@ pub struct ServeCommand {
     pub env: Vec<(OsString, OsString)>,
     /// Checked before every start; a failure is permanent.
     pub preflight: Option<Preflight>,
+    /// Asks the child's `/ready`: trusting its certificate under `service.tls`, with a key when
+    /// `service.auth.protect_all` closes `/ready` too.
+    pub ready_client: reqwest::Client,
 }
 
 /// What the supervisor tells the event loop.
@@ -284,7 +287,7 @@ async fn run_one<E: From<ServerEvent> + Send + 'static>(
     let startup = async {
         let url = url_rx.recv().await?;
         send(events_tx, ServerEvent::Listening { pid, url: url.clone() }).await;
-        let client = reqwest::Client::new();
+        let client = &command.ready_client;
         loop {
             let ready = client.get(format!("{url}/ready")).timeout(Duration::from_secs(2)).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {

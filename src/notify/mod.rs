@@ -32,18 +32,8 @@ use policy::{SinkPolicy, Tell};
 /// The HTTP client every sink shares: rustls trusting the system store, the webpki roots
 /// and `delivery.ca_file`; honours `HTTPS_PROXY`/`NO_PROXY`.
 pub fn http_client(delivery: &DeliveryConfig) -> Result<reqwest::Client, NotifyError> {
-    let mut builder = reqwest::Client::builder().user_agent(concat!("capwatch/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &delivery.ca_file {
-        let ca_error = |reason: String| NotifyError::CaFile { path: path.clone(), reason };
-        let pem = std::fs::read(path).map_err(|err| ca_error(err.to_string()))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| ca_error(err.to_string()))?;
-        if certificates.is_empty() {
-            return Err(ca_error("no certificate in it".to_owned()));
-        }
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
-        }
-    }
+    let builder = crate::http_client::builder(delivery.ca_file.as_deref())
+        .map_err(|reason| NotifyError::CaFile { path: delivery.ca_file.clone().unwrap_or_default(), reason })?;
     builder.build().map_err(|err| NotifyError::Client(err.to_string()))
 }
 

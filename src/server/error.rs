@@ -37,6 +37,9 @@ pub enum ApiError {
     NotEnoughRequests(String),
     #[error("the request could not be read: {0}")]
     BodyRead(String),
+    /// The body did not arrive whole within `service.limits.body_timeout_s`.
+    #[error("the request body did not arrive within {timeout_s} s")]
+    BodyTimeout { timeout_s: f64 },
     #[error("captioning took longer than {timeout_s} s")]
     Timeout { timeout_s: usize },
     #[error("internal error: {0}")]
@@ -105,6 +108,7 @@ impl ApiError {
             | Self::UnknownModel { .. }
             | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotEnoughRequests(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -135,6 +139,7 @@ impl ApiError {
             Self::NotEnoughRequests(_) => "not_enough_requests",
             Self::BodyRead(_) => "body_read_error",
             Self::Timeout { .. } => "timeout",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::Internal(_) => "internal_error",
             Self::Injected { .. } => "chaos_injected",
             Self::Unauthorized(_) => "unauthorized",
@@ -152,6 +157,11 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        }
+        // A client too slow to send its body, or sending one too large, gets no second request
+        // on this connection.
+        if matches!(status, StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::UNAUTHORIZED {
             let challenge = HeaderValue::from_static(r#"Bearer realm="capwatch""#);

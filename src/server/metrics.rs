@@ -32,6 +32,8 @@ pub const START_TIME: &str = "capwatch_start_time";
 pub const CHAOS_ACTIVE: &str = "capwatch_chaos_active";
 pub const CHAOS_HITS: &str = "capwatch_chaos_hits";
 pub const AUTH_REJECTED: &str = "capwatch_auth_rejected";
+pub const CONNECTIONS_OPEN: &str = "capwatch_connections_open";
+pub const CONNECTIONS_CLOSED: &str = "capwatch_connections_closed";
 pub const CAPTION_REQUESTS: &str = "capwatch_caption_requests";
 pub const SHADOW_REQUESTS: &str = "capwatch_shadow_requests";
 pub const DRIFT_SCORE: &str = "capwatch_drift_score";
@@ -62,6 +64,13 @@ pub struct StageLabels {
 /// Why a request's API key was refused: `missing` or `invalid`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
+    pub reason: &'static str,
+}
+
+/// Why the server closed a connection on a client (`service.limits`): `header_timeout`,
+/// `body_timeout`, `idle_timeout`, `too_many` or `tls_handshake`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
     pub reason: &'static str,
 }
 
@@ -172,6 +181,10 @@ pub struct Metrics {
     pub chaos_hits: Family<FaultLabels, Counter>,
     /// Requests refused for a missing or wrong API key (`service.auth`).
     pub auth_rejected: Family<AuthLabels, Counter>,
+    /// Client connections open now.
+    pub connections_open: Gauge,
+    /// Connections the server closed on a slow, idle or surplus client, by reason.
+    pub connections_closed: Family<CloseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -254,6 +267,14 @@ impl Metrics {
             "Requests refused with 401 for a missing or invalid API key (service.auth), by reason",
             auth_rejected.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(CONNECTIONS_OPEN, "Client connections open now", connections_open.clone());
+        let connections_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            CONNECTIONS_CLOSED,
+            "Connections the server closed on a client that broke service.limits, by reason (header_timeout, body_timeout, idle_timeout, too_many, tls_handshake)",
+            connections_closed.clone(),
+        );
         let drift_score = Family::<FeatureLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             DRIFT_SCORE,
@@ -297,6 +318,8 @@ impl Metrics {
             chaos_active,
             chaos_hits,
             auth_rejected,
+            connections_open,
+            connections_closed,
         }
     }
 

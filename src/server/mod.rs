@@ -13,6 +13,8 @@ pub mod chaos;
 mod control;
 pub mod drift;
 pub mod error;
+mod limits;
+mod listen;
 pub mod metrics;
 pub mod routes;
 pub mod shadow;
@@ -170,6 +172,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let tls = match &config.tls {
+        Some(tls) => {
+            Some(listen::tls_acceptor(tls).map_err(|message| ServerError::Config { key: "service.tls", message })?)
+        }
+        None => None,
+    };
     let state = Arc::new(AppState::new(config)?);
     let (load_failed_tx, mut load_failed_rx) = watch::channel(None::<String>);
 
@@ -203,9 +211,11 @@ pub async fn run(
         tracing::warn!("chaos enabled: POST /chaos from loopback injects faults");
         tokio::spawn(chaos::expire_faults(Arc::clone(&state)))
     });
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(stop)
-        .await;
+    let counters = listen::ConnectionCounters {
+        open: state.metrics.connections_open.clone(),
+        closed: state.metrics.connections_closed.clone(),
+    };
+    let served = listen::serve(listener, app, tls, state.config.limits.clone(), counters, stop).await;
     if let Some(expiry) = expiry {
         expiry.abort();
     }

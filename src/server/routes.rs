@@ -53,10 +53,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/docs", get(docs));
+    // Bodies are read within the limits only once the key is checked (the later layer runs first).
+    let read_body = || middleware::from_fn_with_state(Arc::clone(&state), super::limits::read_body_in_time);
     let require_key = || middleware::from_fn_with_state(Arc::clone(&state), super::auth::require_key);
     let protect_all = state.config.auth.as_ref().is_some_and(|auth| auth.protect_all);
+    let open = open.route_layer(read_body());
     let open = if protect_all { open.route_layer(require_key()) } else { open };
     protected
+        .route_layer(read_body())
         .route_layer(require_key())
         .merge(open)
         .fallback(not_found)

@@ -204,6 +204,7 @@ async fn generated_traffic_drifts_only_when_shifted() {
         concurrency: 2,
         seed,
         check_every,
+        ca_file: None,
     };
     let run = |plan: TrafficPlan| async move { send_traffic(&plan, |_| {}).await.unwrap() };
 

@@ -21,7 +21,7 @@ fn images() -> Vec<ProbeImage> {
 #[tokio::test]
 async fn captions_health_and_failures_against_the_real_server() {
     let server = TestServer::start(repo_path("models/default"), |_| {}).await;
-    let prober = Prober::new(Duration::from_secs(10), ProbeContract::preset(ServicePreset::Capwatch));
+    let prober = Prober::new(Duration::from_secs(10), ProbeContract::preset(ServicePreset::Capwatch), None).unwrap();
     let images = images();
     let scene = images.iter().find(|i| i.name == "a_small_red_triangle.jpg").unwrap();
     let probe = prober.caption(&server.url, scene, None).await;
@@ -80,7 +80,7 @@ async fn stand_in(reply: Option<&'static str>) -> String {
 #[tokio::test]
 async fn bad_bodies_and_timeouts_are_classified() {
     let images = images();
-    let prober = Prober::new(Duration::from_millis(300), ProbeContract::preset(ServicePreset::Capwatch));
+    let prober = Prober::new(Duration::from_millis(300), ProbeContract::preset(ServicePreset::Capwatch), None).unwrap();
     let not_json = stand_in(Some("HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nnot json")).await;
     let probe = prober.caption(&not_json, &images[0], None).await;
     assert!(

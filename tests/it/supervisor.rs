@@ -22,6 +22,7 @@ fn command(model: OsString) -> ServeCommand {
             .collect(),
         env: Vec::new(),
         preflight: None,
+        ready_client: reqwest::Client::new(),
     }
 }
 

@@ -243,9 +243,9 @@ pub fn spawn_server_with(
     }
 }
 
-/// The `http://127.0.0.1:PORT` a server's log line announces, if it has one.
+/// The `http://127.0.0.1:PORT` (or `https://`) a server's log line announces, if it has one.
 pub fn loopback_url_in(line: &str) -> Option<String> {
-    let start = line.find("http://127.0.0.1:")?;
+    let start = line.find("http://127.0.0.1:").or_else(|| line.find("https://127.0.0.1:"))?;
     Some(line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect())
 }
 
