@@ -467,14 +467,42 @@ async fn drift_status(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn openapi(State(state): State<Arc<AppState>>) -> Response {
-    let mut document = OPENAPI_JSON.replace("{{VERSION}}", VERSION);
-    if let Some(auth) = &state.config.auth
-        && let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&document)
-    {
-        super::auth::document_security(&mut value, auth.protect_all);
-        document = value.to_string();
-    }
+    let document = OPENAPI_JSON.replace("{{VERSION}}", VERSION);
+    let document = match serde_json::from_str::<serde_json::Value>(&document) {
+        Ok(mut value) => {
+            document_this_server(&mut value, &state);
+            if let Some(auth) = &state.config.auth {
+                super::auth::document_security(&mut value, auth.protect_all);
+            }
+            value.to_string()
+        }
+        // The bundled document is checked by the tests; served as it is if it ever did not parse.
+        Err(_) => document,
+    };
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
+
+/// Writes what this server enforces into the `/caption` parameters: the names of its model
+/// variants (anything else is a 400 `unknown_model`) and its limits on `max_new_tokens` and
+/// `num_beams`, so that every request the document allows is one the server accepts.
+fn document_this_server(document: &mut serde_json::Value, state: &AppState) {
+    let names: Vec<&str> = state.variants.iter().map(|variant| variant.name.as_str()).collect();
+    let Some(parameters) =
+        document.pointer_mut("/paths/~1caption/post/parameters").and_then(serde_json::Value::as_array_mut)
+    else {
+        return;
+    };
+    for parameter in parameters {
+        let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+        let schema = &mut parameter["schema"];
+        match name.as_str() {
+            "model" | "X-Capwatch-Model" => schema["enum"] = serde_json::json!(names),
+            "max_new_tokens" => schema["maximum"] = state.config.max_new_tokens_limit.get().into(),
+            "num_beams" => schema["maximum"] = state.config.max_num_beams.get().into(),
+            "X-Capwatch-Key" => schema["minLength"] = 1.into(),
+            _ => {}
+        }
+    }
 }
 
 async fn docs() -> Html<&'static str> {

@@ -502,6 +502,34 @@ async fn openapi_document_is_valid_and_matches_responses() {
     for path in ["/caption", "/health", "/ready", "/metrics", "/openapi.json", "/docs"] {
         assert!(document["paths"][path].is_object(), "{path} is not documented");
     }
+    // The parameters say what this server enforces: its variant names, its limits.
+    let parameter = |name: &str| {
+        document["paths"]["/caption"]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    };
+    // One model: its variant is named after its directory.
+    let name = std::path::Path::new(MODEL).file_name().unwrap().to_str().unwrap();
+    assert_eq!(parameter("model")["enum"], serde_json::json!([name]));
+    assert_eq!(parameter("X-Capwatch-Model")["enum"], serde_json::json!([name]));
+    assert_eq!(parameter("max_new_tokens")["maximum"], 128);
+    assert_eq!(parameter("num_beams")["maximum"], 8);
+    // What the document rules out is refused; what it allows is answered.
+    let named = format!("model={name}");
+    for (query, status) in [("model=", 400), ("model=nope", 400), ("num_beams=9", 400), (named.as_str(), 200)] {
+        let answer = client
+            .post(format!("{}?{query}", server.endpoint("/caption")))
+            .header("content-type", "image/png")
+            .body(png(20, 20))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{query}: {}", answer.text().await.unwrap());
+    }
 
     // The official validator (openapi-spec-validator, installed by `make setup`).
     let path = std::env::temp_dir().join(format!("capwatch-openapi-{}.json", std::process::id()));
