@@ -503,6 +503,11 @@ fn document_this_server(document: &mut serde_json::Value, state: &AppState) {
             _ => {}
         }
     }
+    let multipart = "/paths/~1caption/post/requestBody/content/multipart~1form-data/schema/properties";
+    if let Some(fields) = document.pointer_mut(multipart) {
+        fields["max_new_tokens"]["maximum"] = state.config.max_new_tokens_limit.get().into();
+        fields["num_beams"]["maximum"] = state.config.max_num_beams.get().into();
+    }
 }
 
 async fn docs() -> Html<&'static str> {

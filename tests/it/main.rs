@@ -25,6 +25,7 @@ mod plan;
 mod prober;
 mod process;
 mod prometheus;
+mod schema;
 mod start_failures;
 mod supervisor;
 mod tls;
