@@ -271,6 +271,14 @@ pub struct DeliveryConfig {
     /// Extra CA certificates (PEM) to trust for HTTPS sinks, e.g. a company CA; the system
     /// store and the webpki roots are always trusted.
     pub ca_file: Option<PathBuf>,
+    /// The notification spool in `logs.dir` (or an absolute path): every notification is
+    /// written there before its first attempt and sent again at the next start until it
+    /// is delivered.
+    pub spool_file: PathBuf,
+    /// Undelivered notifications kept in the spool; beyond this the oldest are discarded.
+    pub spool_max_pending: NonZeroUsize,
+    /// Undelivered notifications older than this are not sent again.
+    pub spool_max_age_s: Seconds,
 }
 
 impl Default for DeliveryConfig {
@@ -282,6 +290,9 @@ impl Default for DeliveryConfig {
             max_backoff_s: secs(30),
             queue_capacity: nz(32),
             ca_file: None,
+            spool_file: PathBuf::from("notification_spool.jsonl"),
+            spool_max_pending: nz(1000),
+            spool_max_age_s: secs(86_400),
         }
     }
 }

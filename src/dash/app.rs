@@ -259,7 +259,11 @@ impl Session {
         let records = RecordsFile::open(&metrics_path)
             .map_err(|source| MonitorError::MetricsFile { path: metrics_path.clone(), source })?;
         let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
-        let notifier = Notifier::start(sinks, &config.alerts, &config.service.model_name(), events_tx.clone())?;
+        // No sinks, no spool: what an earlier config left undelivered waits for its sinks.
+        let spool_path = config.logs.dir.join(&config.alerts.delivery.spool_file);
+        let spool_path = (!sinks.is_empty()).then_some(spool_path.as_path());
+        let notifier =
+            Notifier::start(sinks, &config.alerts, &config.service.model_name(), spool_path, events_tx.clone())?;
 
         let started = Clock::read();
         let supervised = matches!(target, Target::Child(_));

@@ -251,6 +251,8 @@ mod tests {
     fn a_delivery_report_goes_back_to_the_instance_its_alert_was_about() {
         let (mut fleet, clock) = fleet_of_two();
         let report = DeliveryReport {
+            id: "0193a1b2-0000-7000-8000-000000000001".to_owned(),
+            resent: false,
             sink: "pager".to_owned(),
             kind: crate::config::SinkKind::Webhook,
             rule: "health_down".to_owned(),

@@ -70,6 +70,11 @@ impl DeliveryOutcome {
 /// One notification's fate at one sink, for the event loop (log, metrics file, UI).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryReport {
+    /// The notification's id (the same in its payload and in the spool).
+    pub id: String,
+    /// Sent again from the spool after a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resent: bool,
     pub sink: String,
     pub kind: SinkKind,
     pub rule: String,
@@ -86,6 +91,8 @@ pub struct DeliveryReport {
 impl DeliveryReport {
     pub fn new(sink: &Sink, notification: &Notification, outcome: DeliveryOutcome) -> Self {
         Self {
+            id: notification.id.clone(),
+            resent: notification.resent,
             sink: sink.name.clone(),
             kind: sink.kind,
             rule: notification.rule.clone(),

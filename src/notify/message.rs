@@ -1,7 +1,7 @@
 //! What a notification says: the documented JSON payload of the generic webhook, and the
 //! Slack and Telegram bodies built from it. Pure formatting; no I/O, no secrets.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::alerts::{AlertEvent, AlertTransition, Severity};
@@ -19,7 +19,7 @@ pub enum AlertState {
 }
 
 /// Why the notification was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reason {
     /// The rule left OK.
@@ -37,10 +37,13 @@ pub enum Reason {
 }
 
 /// One notification: the generic webhook's JSON body, field for field (see the README).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     pub version: u32,
-    pub source: &'static str,
+    /// Unique per notification (a UUIDv7, so ids sort by time); the same when it is sent
+    /// again, so a receiver can drop a repeat.
+    pub id: String,
+    pub source: String,
     /// `alerts.service_name` from the config.
     pub service: String,
     /// The model directory's name.
@@ -68,8 +71,17 @@ pub struct Notification {
     /// RFC 3339 with milliseconds, UTC.
     pub timestamp: String,
     /// Sent by `capwatch drill`: a rehearsal, not an incident (the field is left out otherwise).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drill: bool,
+    /// Sent again from the spool after the dashboard restarted: it may have arrived before
+    /// (the field is left out otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resent: bool,
+}
+
+/// A fresh notification id: a UUIDv7 (time-ordered, random in its low bits).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 impl Notification {
@@ -84,7 +96,8 @@ impl Notification {
         };
         Self {
             version: PAYLOAD_VERSION,
-            source: "capwatch",
+            id: new_id(),
+            source: "capwatch".to_owned(),
             service: service.to_owned(),
             model: model.to_owned(),
             instance: alert.instance.clone(),
@@ -103,6 +116,7 @@ impl Notification {
             },
             timestamp,
             drill: false,
+            resent: false,
         }
     }
 
@@ -110,6 +124,12 @@ impl Notification {
     pub fn as_drill(mut self) -> Self {
         self.drill = true;
         self.message = format!("[DRILL] {}", self.message);
+        self
+    }
+
+    /// The same notification, marked as sent again from the spool.
+    pub fn as_resent(mut self) -> Self {
+        self.resent = true;
         self
     }
 
@@ -124,7 +144,8 @@ impl Notification {
     pub fn test(service: &str, model: &str, timestamp: String) -> Self {
         Self {
             version: PAYLOAD_VERSION,
-            source: "capwatch",
+            id: new_id(),
+            source: "capwatch".to_owned(),
             service: service.to_owned(),
             model: model.to_owned(),
             instance: None,
@@ -140,6 +161,7 @@ impl Notification {
             message: "🧪 capwatch test notification: alert delivery works".to_owned(),
             timestamp,
             drill: false,
+            resent: false,
         }
     }
 
@@ -194,7 +216,7 @@ impl Notification {
                     {"title": "Model", "value": self.model, "short": true},
                     {"title": "State", "value": serde_json::to_value(self.state).unwrap_or(Value::Null), "short": true},
                 ],
-                "footer": format!("capwatch · {}", self.timestamp),
+                "footer": format!("capwatch · {} · id {}", self.timestamp, self.id),
             }],
         })
     }
@@ -204,7 +226,7 @@ impl Notification {
         let (headline, detail) = self.lines();
         json!({
             "chat_id": chat_id,
-            "text": format!("{headline}\n{detail}\nmodel {} · {}", self.model, self.timestamp),
+            "text": format!("{headline}\n{detail}\nmodel {} · {} · id {}", self.model, self.timestamp, self.id),
             "link_preview_options": {"is_disabled": true},
         })
     }
@@ -247,6 +269,14 @@ mod tests {
         assert_eq!(body["model"], "default");
         assert_eq!(body["timestamp"], "2026-11-26T14:00:00.000Z");
         assert_eq!(body["version"], 1);
+        let id = uuid::Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        assert!(body.get("resent").is_none(), "left out unless resent");
+        assert_eq!(n.clone().as_resent().webhook_body()["resent"], true);
+        assert_ne!(
+            n.id,
+            Notification::from_alert(&alert(AlertTransition::Fired, Severity::Warning), "s", "m", String::new()).id
+        );
         assert_eq!(body["message"], "🚨 ALERT: p95_latency = 4200.5ms (Warning threshold exceeded)");
     }
 

@@ -6,16 +6,21 @@
 //! resolved only if it was told it fired. Delivery never blocks monitoring: each sink has a bounded queue and its
 //! own task (timeouts, retries with backoff); a full queue drops the notification, and
 //! every outcome comes back as a [`DeliveryReport`] for the log, the metrics file and the UI.
+//! With a [`spool`], every notification is on disk before its first attempt and what was
+//! not delivered is sent again when the next notifier starts.
 //!
 //! Layout: [`message`] (payloads), [`policy`] (who hears what), [`sink`] (secrets, one HTTP
-//! attempt), [`delivery`] (retries, reports).
+//! attempt), [`delivery`] (retries, reports), [`spool`] (the file that outlives the process).
 
 pub mod delivery;
 pub mod message;
 pub mod policy;
 pub mod sink;
+pub mod spool;
 
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -28,6 +33,10 @@ use crate::alerts::AlertEvent;
 use crate::clock::Clock;
 use crate::config::{AlertsConfig, DeliveryConfig};
 use policy::{SinkPolicy, Tell};
+use spool::{Discard, Spool, SpoolLimits};
+
+/// The spool, shared by the notifier (which queues) and the sink tasks (which record outcomes).
+type SharedSpool = Arc<Mutex<Spool>>;
 
 /// The HTTP client every sink shares: rustls trusting the system store, the webpki roots
 /// and `delivery.ca_file`; honours `HTTPS_PROXY`/`NO_PROXY`.
@@ -56,29 +65,58 @@ pub struct Notifier<R = DeliveryReport> {
     drill: bool,
     reports_tx: mpsc::Sender<R>,
     tasks: JoinSet<()>,
+    spool: Option<SharedSpool>,
 }
 
 impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
-    /// Starts one delivery task per sink. Reports go to `reports_tx`.
+    /// Starts one delivery task per sink. Reports go to `reports_tx`. With `spool_path`, the
+    /// notifications left undelivered there go out first, marked as resent.
     pub fn start(
         sinks: Vec<Sink>,
         config: &AlertsConfig,
         model: &str,
+        spool_path: Option<&Path>,
         reports_tx: mpsc::Sender<R>,
     ) -> Result<Self, NotifyError> {
         let client = http_client(&config.delivery)?;
         let policy = RetryPolicy::from(&config.delivery);
         let capacity = config.delivery.queue_capacity.get();
+        let (spool, mut backlog) = match spool_path {
+            Some(path) => {
+                let (spool, backlog) = open_spool(path, config)?;
+                (Some(spool), backlog)
+            }
+            None => (None, Vec::new()),
+        };
         let mut tasks = JoinSet::new();
-        let sinks = sinks
+        let sinks: Vec<SinkQueue> = sinks
             .into_iter()
             .map(|sink| {
                 let (queue_tx, queue_rx) = mpsc::channel(capacity);
-                tasks.spawn(deliver_queue(sink.clone(), client.clone(), policy, queue_rx, reports_tx.clone()));
+                let (mine, others): (Vec<_>, Vec<_>) = backlog.drain(..).partition(|entry| entry.sink == sink.name);
+                backlog = others;
+                let resend = mine.into_iter().map(|entry| entry.notification.as_resent()).collect();
+                let task = SinkTask {
+                    sink: sink.clone(),
+                    client: client.clone(),
+                    policy,
+                    spool: spool.clone(),
+                    reports_tx: reports_tx.clone(),
+                };
+                tasks.spawn(task.run(resend, queue_rx));
                 let policy = SinkPolicy::new(sink.min_severity, config.cooldown_s.0);
                 SinkQueue { sink, queue_tx, capacity, policy }
             })
             .collect();
+        if let Some(spool) = &spool {
+            let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
+            for entry in backlog {
+                tracing::warn!(sink = %entry.sink, id = %entry.notification.id, rule = %entry.notification.rule, "undelivered notification not sent again: {}", Discard::SinkRemoved.describe());
+                if let Err(err) = spool.discard(&entry, Discard::SinkRemoved) {
+                    tracing::warn!(path = %spool.path().display(), "cannot write to the notification spool: {err}");
+                }
+            }
+        }
         Ok(Self {
             sinks,
             service: config.service_name.clone(),
@@ -86,6 +124,7 @@ impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
             drill: config.drill,
             reports_tx,
             tasks,
+            spool,
         })
     }
 
@@ -105,12 +144,15 @@ impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
                 Some(Tell::Firing) => notification.clone(),
                 Some(Tell::Resolved) => notification.clone().as_resolved(),
             };
+            if let Some(spool) = &self.spool {
+                write_ahead(spool, &queue.sink.name, &notification, clock.wall);
+            }
             if let Err(mpsc::error::TrySendError::Full(notification)) = queue.queue_tx.try_send(notification) {
-                let report = DeliveryReport::new(
-                    &queue.sink,
-                    &notification,
-                    DeliveryOutcome::Dropped { queued: queue.capacity },
-                );
+                let outcome = DeliveryOutcome::Dropped { queued: queue.capacity };
+                if let Some(spool) = &self.spool {
+                    record_outcome(spool, &queue.sink.name, &notification, &outcome);
+                }
+                let report = DeliveryReport::new(&queue.sink, &notification, outcome);
                 if self.reports_tx.try_send(report.into()).is_err() {
                     tracing::warn!(sink = %queue.sink.name, rule = %notification.rule, "notification dropped: the sink's queue is full");
                 }
@@ -131,20 +173,79 @@ impl<R: From<DeliveryReport> + Send + 'static> Notifier<R> {
     }
 }
 
-async fn deliver_queue<R: From<DeliveryReport>>(
+/// Opens the spool at `path` and returns what is to be sent again; logs what will not be.
+fn open_spool(path: &Path, config: &AlertsConfig) -> Result<(SharedSpool, Vec<spool::Pending>), NotifyError> {
+    let limits = SpoolLimits {
+        max_pending: config.delivery.spool_max_pending.get(),
+        max_age: config.delivery.spool_max_age_s.0,
+    };
+    let (spool, recovered) = Spool::open(path, limits, unix_ms(SystemTime::now()))
+        .map_err(|source| NotifyError::Spool { path: path.to_owned(), source })?;
+    if recovered.unreadable_lines > 0 {
+        tracing::warn!(path = %path.display(), lines = recovered.unreadable_lines, "unreadable lines in the notification spool were skipped");
+    }
+    for (entry, reason) in &recovered.discarded {
+        tracing::warn!(sink = %entry.sink, id = %entry.notification.id, rule = %entry.notification.rule, "undelivered notification not sent again: {}", reason.describe());
+    }
+    if !recovered.pending.is_empty() {
+        tracing::info!(path = %path.display(), count = recovered.pending.len(), "sending undelivered notifications again");
+    }
+    Ok((Arc::new(Mutex::new(spool)), recovered.pending))
+}
+
+fn unix_ms(wall: SystemTime) -> u64 {
+    wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Puts `notification` on disk for `sink` before it is queued. A spool that cannot be
+/// written costs durability, not the notification: it is still sent.
+fn write_ahead(spool: &SharedSpool, sink: &str, notification: &Notification, wall: SystemTime) {
+    let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
+    match spool.queue(sink, notification, unix_ms(wall)) {
+        Ok(None) => {}
+        Ok(Some(evicted)) => {
+            tracing::warn!(sink = %evicted.sink, id = %evicted.notification.id, rule = %evicted.notification.rule, "undelivered notification dropped from the spool: {}", Discard::Evicted.describe());
+        }
+        Err(err) => tracing::warn!(path = %spool.path().display(), "cannot write to the notification spool: {err}"),
+    }
+}
+
+fn record_outcome(spool: &SharedSpool, sink: &str, notification: &Notification, outcome: &DeliveryOutcome) {
+    let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Err(err) = spool.record(&notification.id, sink, outcome) {
+        tracing::warn!(path = %spool.path().display(), "cannot write to the notification spool: {err}");
+    }
+}
+
+/// One sink's delivery task: what the spool left undelivered first, then its queue.
+struct SinkTask<R> {
     sink: Sink,
     client: reqwest::Client,
     policy: RetryPolicy,
-    mut queue_rx: mpsc::Receiver<Notification>,
+    spool: Option<SharedSpool>,
     reports_tx: mpsc::Sender<R>,
-) {
-    while let Some(notification) = queue_rx.recv().await {
-        let outcome = deliver(&sink, &client, &policy, &notification).await;
+}
+
+impl<R: From<DeliveryReport>> SinkTask<R> {
+    async fn run(self, resend: Vec<Notification>, mut queue_rx: mpsc::Receiver<Notification>) {
+        for notification in resend {
+            self.send(notification).await;
+        }
+        while let Some(notification) = queue_rx.recv().await {
+            self.send(notification).await;
+        }
+    }
+
+    async fn send(&self, notification: Notification) {
+        let outcome = deliver(&self.sink, &self.client, &self.policy, &notification).await;
         if let DeliveryOutcome::Failed { error, attempts, .. } = &outcome {
-            tracing::warn!(sink = %sink.name, rule = %notification.rule, attempts, error, "notification failed");
+            tracing::warn!(sink = %self.sink.name, rule = %notification.rule, attempts, error, "notification failed");
+        }
+        if let Some(spool) = &self.spool {
+            record_outcome(spool, &self.sink.name, &notification, &outcome);
         }
         // After the monitor's loop has ended nobody reads reports; the outcome is logged above.
-        let _ = reports_tx.send(DeliveryReport::new(&sink, &notification, outcome).into()).await;
+        let _ = self.reports_tx.send(DeliveryReport::new(&self.sink, &notification, outcome).into()).await;
     }
 }
 

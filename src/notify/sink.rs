@@ -51,6 +51,8 @@ pub enum NotifyError {
     CaFile { path: std::path::PathBuf, reason: String },
     #[error("cannot build the HTTP client for notifications: {0}")]
     Client(String),
+    #[error("alerts.delivery.spool_file: cannot use {path}: {source}")]
+    Spool { path: std::path::PathBuf, source: std::io::Error },
 }
 
 impl NotifyError {
@@ -58,7 +60,7 @@ impl NotifyError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::MissingSecret { .. } | Self::BadUrl { .. } | Self::CaFile { .. } => 2,
-            Self::Client(_) => 1,
+            Self::Client(_) | Self::Spool { .. } => 1,
         }
     }
 }

@@ -211,7 +211,7 @@ async fn minimum_severity_and_resolved_follow_what_each_sink_was_told() {
     let config = Config::parse(&yaml, Path::new("t.yaml")).unwrap();
     let sinks = resolve(&config, &receiver);
     let (reports_tx, mut reports_rx) = tokio::sync::mpsc::channel(64);
-    let mut notifier = Notifier::start(sinks, &config.alerts, "default", reports_tx).unwrap();
+    let mut notifier = Notifier::start(sinks, &config.alerts, "default", None, reports_tx).unwrap();
 
     use AlertTransition::{Deescalated, Escalated, Fired, Repeated, Resolved};
     // The dashboard's clock readings: each sink hears a rule at most once per 300 s cooldown.
@@ -296,7 +296,7 @@ async fn a_slow_sink_fills_its_queue_and_drops_without_delaying_the_others() {
     let config = Config::parse(&yaml, Path::new("t.yaml")).unwrap();
     let sinks = resolve(&config, &receiver);
     let (reports_tx, mut reports_rx) = tokio::sync::mpsc::channel(64);
-    let mut notifier = Notifier::start(sinks, &config.alerts, "default", reports_tx).unwrap();
+    let mut notifier = Notifier::start(sinks, &config.alerts, "default", None, reports_tx).unwrap();
     let fire = |rule| alert(rule, Severity::Warning, AlertTransition::Fired);
     // The slow sink takes the first and hangs on it (1 s); two more fill its queue of 2; the
     // fourth is dropped. The pauses only let the fast sink empty its own queue meanwhile.
@@ -493,6 +493,99 @@ fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else()
         assert_no_secrets(&path.display().to_string(), &std::fs::read_to_string(&path).unwrap());
     }
     drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The receiver is down, an alert fires, the dashboard is killed with SIGKILL, the receiver
+/// comes up, the dashboard starts again: the notification arrives once, with its id, and the
+/// metrics file records both attempts.
+#[test]
+fn a_notification_outlives_a_killed_dashboard() {
+    // Nothing listens at the sink's address until the receiver starts there.
+    let hook_url = refused_url();
+    let address = hook_url.trim_start_matches("http://").trim_end_matches("/hook").to_owned();
+    // Only health checks alert (refused: nothing listens at the watched URL either), once.
+    let sinks = "  sinks:\n    - kind: webhook\n      url_env: T_HOOK_URL\n";
+    let (dir, config) = common::monitor_config(
+        "notify-spool",
+        &[
+            ("  sinks: []\n", sinks),
+            ("health_interval_s: 30", "health_interval_s: 0.2"),
+            ("inference_interval_s: 10", "inference_interval_s: 0.5"),
+            ("error_rate_percent: {warning: 10, critical: 25}", "error_rate_percent: {warning: 101, critical: 102}"),
+            (
+                "consecutive_failures: {warning: 3, critical: 5}",
+                "consecutive_failures: {warning: 1000, critical: 2000}",
+            ),
+            ("health_failures: 3 ", "health_failures: 1000 "),
+            ("timeout_s: 5 ", "timeout_s: 0.5 "),
+            ("max_attempts: 4 ", "max_attempts: 1 "),
+        ],
+    );
+    let env = vec![("T_HOOK_URL".to_owned(), format!("{hook_url}?key={HOOK_SECRET}"))];
+    let watched = refused_url().replace("/hook", "");
+    let args = ["monitor", "--url", &watched, "--headless", "--duration", "60s"];
+
+    let (mut first, mut lines, _errors) = common::spawn_capwatch(&args, &config, &env);
+    lines.wait_for("🚨 ALERT: health_down");
+    lines.wait_for("📭 Notification failed: webhook (health_down WARNING) after 1 attempt(s)");
+    // The log line comes first; the record follows it in the same step of the loop.
+    let logs = dir.join("logs");
+    let notifications =
+        || -> Vec<Value> { common::read_records(&logs).into_iter().filter(|r| r["type"] == "notification").collect() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while notifications().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    common::signal(first.id(), Signal::SIGKILL);
+    first.wait().unwrap();
+    let failed = notifications();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["outcome"], "failed");
+    let id = failed[0]["id"].as_str().unwrap().to_owned();
+
+    let receiver = Receiver::start_at(&address);
+    let (mut second, mut lines, mut errors) = common::spawn_capwatch(&args, &config, &env);
+    lines.wait_for("📨 Notified webhook (health_down WARNING, resent from the spool)");
+    // This run's own alert goes out too, as a notification of its own.
+    lines.wait_for("📨 Notified webhook (health_down WARNING) in");
+    common::signal(second.id(), Signal::SIGINT);
+    second.wait().unwrap();
+    let stdout = lines.rest().join("\n");
+    assert_no_secrets("stdout", &stdout);
+    assert_no_secrets("stderr", &errors.rest().join("\n"));
+
+    let received = receiver.requests("/hook");
+    let resent: Vec<&Value> = received.iter().map(|r| &r.body).filter(|body| body["id"] == id.as_str()).collect();
+    assert_eq!(resent.len(), 1, "the notification arrived once: {received:?}");
+    assert_eq!((resent[0]["rule"].as_str(), resent[0]["resent"].as_bool()), (Some("health_down"), Some(true)));
+    let fresh: Vec<&Value> = received.iter().map(|r| &r.body).filter(|body| body["id"] != id.as_str()).collect();
+    assert_eq!(fresh.len(), 1, "{received:?}");
+    assert!(fresh[0].get("resent").is_none(), "{}", fresh[0]);
+
+    // The metrics file holds both attempts under the one id: failed, then delivered again.
+    let records = common::read_records(&logs);
+    common::assert_schema(&records);
+    let attempts: Vec<(&str, bool)> = records
+        .iter()
+        .filter(|r| r["type"] == "notification" && r["id"] == id.as_str())
+        .map(|r| (r["outcome"].as_str().unwrap(), r["resent"] == true))
+        .collect();
+    assert_eq!(attempts, [("failed", false), ("delivered", true)]);
+
+    // Nothing is left to send: every notification in the spool was delivered.
+    let spool = std::fs::read_to_string(logs.join("notification_spool.jsonl")).unwrap();
+    assert_no_secrets("the spool", &spool);
+    let lines: Vec<Value> = spool.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for queued in lines.iter().filter(|l| l["op"] == "queued") {
+        let queued_id = &queued["notification"]["id"];
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["op"] == "outcome" && l["id"] == *queued_id && l["result"]["outcome"] == "delivered"),
+            "{queued_id} is still pending:\n{spool}"
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

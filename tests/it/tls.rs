@@ -12,14 +12,7 @@ use common::repo_path;
 
 /// PEM files: (CA certificate, server certificate for 127.0.0.1 signed by it, its key).
 fn ca_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "capwatch test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
+    let common::pki::TestPki { ca, cert, key } = common::pki::ca_signed_localhost();
     let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
@@ -149,37 +142,29 @@ fn the_dashboard_probes_its_https_child_trusting_the_certificate_it_serves() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Runs capwatch with `args` and `--config CONFIG` from the repository root: exit code, stderr.
+fn run_with_config(args: &[&str], config: &Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .current_dir(repo_path(""))
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 #[test]
 fn a_missing_certificate_or_ca_file_stops_with_the_file_named() {
     let (dir, config) = tls_config("missing", |dir| (dir.join("absent.pem"), dir.join("absent.key")));
-    let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .current_dir(repo_path(""))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_with_config(&["serve"], &config);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("service.tls") && stderr.contains("absent.pem"), "{stderr}");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args([
-            "monitor",
-            "--url",
-            "https://127.0.0.1:1",
-            "--headless",
-            "--cycles",
-            "1",
-            "--ca-file",
-            "/nonexistent/ca.pem",
-            "--config",
-        ])
-        .arg(&config)
-        .current_dir(repo_path(""))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let monitor =
+        ["monitor", "--url", "https://127.0.0.1:1", "--headless", "--cycles", "1", "--ca-file", "/nonexistent/ca.pem"];
+    let (code, stderr) = run_with_config(&monitor, &config);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
 }

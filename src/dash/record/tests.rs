@@ -13,6 +13,8 @@ fn stamp() -> Stamp {
 pub(crate) fn every_kind() -> Vec<Record> {
     let stats = StatsRecord::from(&StatsSnapshot::default());
     let report = |outcome| DeliveryReport {
+        id: "0193a1b2-0000-7000-8000-000000000001".to_owned(),
+        resent: false,
         sink: "pager".to_owned(),
         kind: SinkKind::Webhook,
         rule: "p95_latency".to_owned(),

@@ -173,6 +173,8 @@ async fn a_dead_sink_shows_red_with_its_reason_and_a_working_one_green() {
     scene.server_ready();
     let report = |sink: &str, outcome| {
         Event::Notification(DeliveryReport {
+            id: "0193a1b2-0000-7000-8000-000000000001".to_owned(),
+            resent: false,
             sink: sink.to_owned(),
             kind: SinkKind::Webhook,
             rule: "p95_latency".to_owned(),

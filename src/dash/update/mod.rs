@@ -339,6 +339,7 @@ fn on_notification(state: &mut DashState, report: DeliveryReport, out: &mut Effe
         AlertState::Resolved => format!("{} resolved", report.rule),
         _ => format!("{} {}", report.rule, report.severity),
     };
+    let what = if report.resent { format!("{what}, resent from the spool") } else { what };
     let index = match state.sinks.iter().position(|sink| sink.name == report.sink) {
         Some(index) => index,
         None => {

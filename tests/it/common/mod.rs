@@ -5,6 +5,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod pki;
 pub mod receiver;
 
 use capwatch::config::ServiceConfig;

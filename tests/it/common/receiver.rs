@@ -31,40 +31,39 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Self {
-        Self::serve(None)
+        Self::serve("127.0.0.1:0", None)
+    }
+
+    /// A receiver at a given address: one that comes up where a sink was refused before.
+    pub fn start_at(address: &str) -> Self {
+        Self::serve(address, None)
     }
 
     /// An HTTPS receiver, and the PEM of the CA that signed its certificate (for 127.0.0.1).
     pub fn start_tls() -> (Self, String) {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "capwatch test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-        let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
+        let pki = super::pki::ca_signed_localhost();
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
-                vec![cert.der().clone()],
-                tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+                vec![pki.cert.der().clone()],
+                tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(pki.key.serialize_der()).unwrap(),
             )
             .unwrap();
-        (Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))), ca.pem())
+        (Self::serve("127.0.0.1:0", Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))), pki.ca.pem())
     }
 
-    fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+    fn serve(address: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let address = address.to_owned();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let recorded = Arc::clone(&requests);
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 url_tx.send(format!("{scheme}://{}", listener.local_addr().unwrap())).unwrap();
                 let app =
