@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-beams bench-container drill soak fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-roofline bench-quant-choices bench-beams bench-container drill soak fixtures clean-ort
 
 all: test
 
@@ -78,6 +78,18 @@ bench-scale: $(ORT_LIB) tools/.venv/bin/python
 	$(CARGO) build --release
 	tools/.venv/bin/python tools/bench_scale.py $(ARGS)
 
+## bench-roofline: this machine's floors through ONNX Runtime: weight streaming at batch 1 (fp32, int8, int4
+## chains over >= 500 MB) and fp32/int8 GEMM throughput (~30 s; .tmp/bench-roofline/roofline.md; bench-scale
+## measures them again in its own run for its floor ratios)
+bench-roofline: tools/.venv/bin/python
+	tools/.venv/bin/python tools/bench_roofline.py $(ARGS)
+
+## bench-quant-choices: what tools/quantize_export.py's defaults rest on: int4 block sizes and accuracy levels,
+## dynamic vs static int8 encoders, timed side by side on bench-scale's BLIP-base (~8 min once it exists;
+## .tmp/quant-choices/*.md; ARGS="SRC_DIR --rounds 5")
+bench-quant-choices: tools/.venv/bin/python
+	tools/.venv/bin/python tools/bench_quant_choices.py $(ARGS)
+
 ## bench-beams: beam search at real sizes (bench-scale's BLIP-base and ViT-GPT2-base, cross-cache exports):
 ## capwatch num_beams 1 and 4 against generate(num_beams=1, 4), same captions checked; .tmp/bench-scale/beams.md
 ## (~5 min once bench-scale's exports exist; flags: ARGS="--beams 4 --rounds 3 --threads 2")
@@ -107,6 +119,7 @@ fixtures:
 	tools/.venv/bin/python tools/make_parity_fixtures.py
 	tools/.venv/bin/python tools/make_ab_fixtures.py
 	tools/.venv/bin/python tools/make_drift_fixtures.py
+	tools/.venv/bin/python tools/quantize_export.py models/default --int4 --out tests/fixtures/default_int4 --force
 
 clean-ort:
 	rm -rf .ort

@@ -80,6 +80,9 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_roofline  # noqa: E402
+
 TOOLS = Path(__file__).resolve().parent
 REPO = TOOLS.parent
 MAX_LENGTH = 20
@@ -210,6 +213,13 @@ def export_all(work: Path) -> dict[str, Path]:
             (out / name).unlink(missing_ok=True)
         (out / "bench_export_done").write_text("optimum.exporters.onnx.main_export, task image-to-text-with-past\n")
 
+    # int4 decoder weights + int8 encoder, from the cross-cache exports (tools/quantize_export.py's defaults).
+    quantize = TOOLS / "quantize_export.py"
+    for key, source in (("blip-int4", "blip-cross"), ("vg-int4", "vg-cross")):
+        out = work / f"{exports[source][0].name}-int4"
+        export_once(out, "capwatch_export.json", [py, str(quantize), str(exports[source][0]), "--int4", "--out"])
+        exports[key] = (out, [quantize], exports[source][0])
+
     optimum = work / "vit-gpt2-base-onnx-optimum"
     export_once(optimum, "bench_export_done", [py, "-c", OPTIMUM_EXPORT, str(vit_gpt2)], after=finish_optimum)
     paths = {key: out for key, (out, _, _) in exports.items()}
@@ -333,6 +343,7 @@ class Answer:
     tokens: int
     caption: str
     batch_size: int | None = None  # capwatch: how many requests its batch held
+    timings: dict | None = None  # capwatch: the server's timings_ms (encoder, decoder, ...)
 
 
 @dataclass
@@ -345,6 +356,7 @@ class Row:
     tokens: set[int] = field(default_factory=set)
     captions: set[str] = field(default_factory=set)
     batch_sizes: list[int] = field(default_factory=list)
+    timings: list[dict] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     wall_s: float = 0.0  # closed loops: the time they took, for captions/s
     c1: Row | None = None  # closed loops: the concurrency-1 row of the same model and server
@@ -364,6 +376,8 @@ class Row:
             self.captions.add(answer.caption)
             if answer.batch_size is not None:
                 self.batch_sizes.append(answer.batch_size)
+            if answer.timings:
+                self.timings.append(answer.timings)
 
     def p(self, q: float) -> float:
         return float(np.percentile(np.array(self.ms), q)) if self.ms else float("nan")
@@ -376,7 +390,7 @@ def post_caption(server: Server, body: bytes) -> Answer:
     request = urllib.request.Request(server.caption_url, data=body, headers={"content-type": "image/png"})
     with urllib.request.urlopen(request, timeout=900) as response:
         answer = json.loads(response.read())
-    return Answer(answer["tokens"], answer["caption"], answer.get("batch_size"))
+    return Answer(answer["tokens"], answer["caption"], answer.get("batch_size"), answer.get("timings_ms"))
 
 
 def server_row(name: str, server: Server, body: bytes, c1: Row | None = None) -> Row:
@@ -426,9 +440,11 @@ def start_c1_servers(args, paths: dict[str, Path]) -> dict[str, Server]:
         "blip-older": start_capwatch(args, "BLIP-base, older layout", paths["blip-older"]),
         "blip-cross": start_capwatch(args, "BLIP-base, cross-cache", paths["blip-cross"]),
         "blip-int8": start_capwatch(args, "BLIP-base, cross-cache int8", paths["blip-int8"]),
+        "blip-int4": start_capwatch(args, "BLIP-base, cross-cache int4 decoder + int8 encoder", paths["blip-int4"]),
         "vg-optimum": start_capwatch(args, "ViT-GPT2, today's layout (Optimum)", paths["vg-optimum"]),
         "vg-cross": start_capwatch(args, "ViT-GPT2, cross-cache", paths["vg-cross"]),
         "vg-int8": start_capwatch(args, "ViT-GPT2, cross-cache int8", paths["vg-int8"]),
+        "vg-int4": start_capwatch(args, "ViT-GPT2, cross-cache int4 decoder + int8 encoder", paths["vg-int4"]),
     }
     if not args.skip_peer:
         servers["peer"] = start_peer(args, "peer (FastAPI + onnxruntime), Optimum export", paths["vg-optimum"])
@@ -446,6 +462,7 @@ def c1_rows(args, paths: dict[str, Path], servers: dict[str, Server], pngs: dict
         "older": server_row("capwatch, older layout", servers["blip-older"], blip_png),
         "cross": server_row("capwatch, cross-cache layout", servers["blip-cross"], blip_png),
         "int8": server_row("capwatch, cross-cache layout, int8", servers["blip-int8"], blip_png),
+        "int4": server_row("capwatch, cross-cache layout, int4 decoder + int8 encoder", servers["blip-int4"], blip_png),
         # BLIP's generate() counts max_length in new tokens + 1, as capwatch's older code did: 19 new tokens.
         "torch": torch_row(blip_model, blip_pixels, paths["blip"] / "tokenizer.json", max_length=MAX_LENGTH),
     }
@@ -453,6 +470,7 @@ def c1_rows(args, paths: dict[str, Path], servers: dict[str, Server], pngs: dict
         "optimum": server_row("capwatch, today's layout (Optimum merged export)", servers["vg-optimum"], vg_png),
         "cross": server_row("capwatch, cross-cache layout", servers["vg-cross"], vg_png),
         "int8": server_row("capwatch, cross-cache layout, int8", servers["vg-int8"], vg_png),
+        "int4": server_row("capwatch, cross-cache layout, int4 decoder + int8 encoder", servers["vg-int4"], vg_png),
     }
     if not args.skip_peer:
         vg["peer"] = server_row("peer (FastAPI + onnxruntime), Optimum merged export", servers["peer"], vg_png)
@@ -493,6 +511,7 @@ def c8_rows(args, paths, servers: dict[str, Server], blip: dict, vg: dict, pngs:
         ("ViT-GPT2 cross-cache: capwatch, continuous batching (max_batch_size 8)", "vg-cross", vg_png, vg["cross"]),
         ("ViT-GPT2 cross-cache: capwatch, batches start together (join_running_batch false)", "vg-cross-nojoin-off", vg_png, vg["cross"]),
         ("ViT-GPT2 cross-cache: capwatch, batching off (max_batch_size 1)", "vg-cross-off", vg_png, vg["cross"]),
+        ("ViT-GPT2 cross-cache int4 + int8 encoder: capwatch, continuous batching (max_batch_size 8)", "vg-int4", vg_png, vg["int4"]),
     ]  # fmt: skip
     if not args.skip_peer:
         plan.append(("ViT-GPT2 Optimum export: peer (FastAPI + onnxruntime)", "peer", vg_png, vg["peer"]))
@@ -501,6 +520,7 @@ def c8_rows(args, paths, servers: dict[str, Server], blip: dict, vg: dict, pngs:
             ("BLIP-base cross-cache: capwatch, continuous batching (max_batch_size 8)", "blip-cross", blip_png, blip["cross"]),
             ("BLIP-base cross-cache: capwatch, batches start together (join_running_batch false)", "blip-cross-nojoin-off", blip_png, blip["cross"]),
             ("BLIP-base cross-cache: capwatch, batching off (max_batch_size 1)", "blip-cross-off", blip_png, blip["cross"]),
+            ("BLIP-base cross-cache int4 + int8 encoder: capwatch, continuous batching (max_batch_size 8)", "blip-int4", blip_png, blip["int4"]),
         ]  # fmt: skip
     rows = []
     for name, key, png, c1 in plan:
@@ -667,6 +687,136 @@ def notes(rows: list[Row]) -> list[str]:
     return ["### Notes", "", *found, ""] if found else []
 
 
+def encoder_gflop(model_dir: Path) -> tuple[float, float]:
+    """GFLOP (2 x multiply-adds) of one image through the vision encoder: (the MatMuls with weights — patch
+    embedding, Q/K/V/output projections, MLP, and in a cross-cache layout the decoder's cross-attention K/V
+    computed from the image — and the attention's activation x activation MatMuls (scores and weighted sum),
+    which stay fp32 in the int8 graphs)."""
+    config = json.loads((model_dir / "config.json").read_text())
+    vision = config.get("vision_config") or config.get("encoder") or {}
+    text = config.get("text_config") or config.get("decoder") or {}
+    hidden, mlp = vision.get("hidden_size", 768), vision.get("intermediate_size", 3072)
+    layers, image, patch = vision.get("num_hidden_layers", 12), vision.get("image_size", 224), vision.get("patch_size", 16)
+    tokens = (image // patch) ** 2 + 1
+    weights = 2 * (tokens - 1) * hidden * 3 * patch * patch
+    weights += layers * (2 * tokens * hidden * 4 * hidden + 2 * 2 * tokens * hidden * mlp)
+    attention = layers * 2 * 2 * tokens * tokens * hidden
+    record_path = model_dir / "capwatch_export.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if "cross-cache" in str(record.get("layout", "")):
+        text_layers = text.get("num_hidden_layers", text.get("n_layer", 12))
+        text_hidden = text.get("hidden_size", text.get("n_embd", 768))
+        weights += text_layers * 2 * 2 * tokens * hidden * text_hidden
+    return weights / 1e9, attention / 1e9
+
+
+WEIGHT_READERS = {"MatMul", "Gemm", "MatMulInteger", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+
+
+def decoder_step_mb(model_dir: Path) -> float:
+    """Bytes read at every decoding step: the weights of the decoder's matrix products (not the embedding
+    tables, of which a step reads one row) and, in a cross-cache layout, the cross-attention keys/values."""
+    import onnx
+
+    names = [n for n in ("text_decoder.onnx", "decoder_model_merged.onnx") if (model_dir / n).is_file()]
+    model = onnx.load(str(model_dir / names[0]), load_external_data=False)
+    sizes = {}
+    for init in model.graph.initializer:
+        count = int(np.prod(init.dims)) if init.dims else 1
+        sizes[init.name] = count * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+    read = set()
+
+    def visit(graph) -> None:
+        for node in graph.node:
+            if node.op_type in WEIGHT_READERS:
+                read.update(i for i in node.input[1:] if i in sizes)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    visit(attr.g)
+
+    visit(model.graph)
+    total = sum(sizes[name] for name in read)
+    config = json.loads((model_dir / "config.json").read_text())
+    vision = config.get("vision_config") or config.get("encoder") or {}
+    text = config.get("text_config") or config.get("decoder") or {}
+    if any(i.name.startswith("cross_key_values.") for i in model.graph.input):
+        tokens = (vision.get("image_size", 224) // vision.get("patch_size", 16)) ** 2 + 1
+        layers = text.get("num_hidden_layers", text.get("n_layer", 12))
+        total += layers * 2 * tokens * text.get("hidden_size", text.get("n_embd", 768)) * 4
+    return total / 1e6
+
+
+def stage_table(args, paths: dict[str, Path], blip: dict, vg: dict, roofline: dict) -> list[str]:
+    """Each cross-cache row's encoder and decoder step (server timings, medians over the concurrency-1 calls)
+    as a ratio to its floor: FLOPs / GEMM peak of its precision, bytes / the fp32 weight-streaming rate."""
+    stream = roofline["stream"]["fp32"]["gb_per_s"]
+    peak = {p: roofline["gemm"][p]["gops_per_s"] for p in ("fp32", "int8")}
+    lines = [
+        "### Every stage against its floor (concurrency 1, server timings, medians)",
+        "",
+        f"Floors from the roofline above: encoder = GFLOP / GEMM peak of its precision (fp32 {peak['fp32']:.0f} "
+        f"GFLOP/s, int8 {peak['int8']:.0f} GOP/s; in the int8 encoders only the MatMuls with weights are int8, the "
+        "attention's activation MatMuls stay fp32 and are counted at the fp32 peak); decoder step = MB read per "
+        f"step / the fp32 weight-streaming rate ({stream:.1f} GB/s), the memory floor whatever the kernel.",
+        "",
+        "| model | precision | encoder ms | GFLOP | floor ms | × floor | decoder ms/step | MB/step | floor ms | × floor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, rows, keys in (("BLIP-base", blip, ("blip-cross", "blip-int8", "blip-int4")), ("ViT-GPT2-base", vg, ("vg-cross", "vg-int8", "vg-int4"))):
+        for key, row_key in zip(keys, ("cross", "int8", "int4")):
+            row = rows[row_key]
+            if not row.timings:
+                continue
+            directory = paths[key]
+            encoder_ms = float(np.median([t["encoder"] for t in row.timings]))
+            step_ms = float(np.median([t["decoder"] for t in row.timings])) / NEW_TOKENS
+            weight_gflop, attention_gflop = encoder_gflop(directory)
+            gflop = weight_gflop + attention_gflop
+            weight_peak = peak["fp32" if row_key == "cross" else "int8"]
+            encoder_floor = (weight_gflop / weight_peak + attention_gflop / peak["fp32"]) * 1000
+            mb = decoder_step_mb(directory)
+            step_floor = mb / 1000 / stream * 1000
+            label = {"cross": "fp32", "int8": "int8", "int4": "int4 decoder, int8 encoder"}[row_key]
+            lines.append(
+                f"| {model} | {label} | {encoder_ms:.0f} | {gflop:.0f} | {encoder_floor:.0f} | {encoder_ms / encoder_floor:.1f}× "
+                f"| {step_ms:.2f} | {mb:.0f} | {step_floor:.2f} | {step_ms / step_floor:.1f}× |"
+            )
+    return [*lines, ""]
+
+
+def targets_table(args, blip: dict, vg: dict, c8: list[Row]) -> list[str]:
+    by_name = {row.name: row for row in c8}
+
+    def c8_rate(prefix: str) -> float:
+        row = by_name.get(prefix)
+        return row.rate() if row else float("nan")
+
+    vg_int4 = c8_rate("ViT-GPT2 cross-cache int4 + int8 encoder: capwatch, continuous batching (max_batch_size 8)")
+    vg_fp32 = c8_rate("ViT-GPT2 cross-cache: capwatch, continuous batching (max_batch_size 8)")
+    blip_int4 = c8_rate("BLIP-base cross-cache int4 + int8 encoder: capwatch, continuous batching (max_batch_size 8)")
+    blip_fp32 = c8_rate("BLIP-base cross-cache: capwatch, continuous batching (max_batch_size 8)")
+    verdict = lambda ok: "met" if ok else "not met"  # noqa: E731
+    blip_ratio = blip["int4"].p(50) / blip["torch"].p(50)
+    lines = [
+        "### Low-precision targets (this run)",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| BLIP-base int4 + int8 encoder P50 ≤ 1/5 of PyTorch fp32 generate() | {blip_ratio:.2f}× ({blip['int4'].p(50):.0f} vs {blip['torch'].p(50):.0f} ms) | {verdict(blip_ratio <= 0.2)} |",
+    ]
+    if "peer" in vg:
+        vg_ratio = vg["int4"].p(50) / vg["peer"].p(50)
+        lines.append(
+            f"| ViT-GPT2-base int4 + int8 encoder P50 ≤ 1/5 of the FastAPI peer | {vg_ratio:.2f}× ({vg['int4'].p(50):.0f} vs {vg['peer'].p(50):.0f} ms) | {verdict(vg_ratio <= 0.2)} |"
+        )
+    for model, int4, fp32 in (("ViT-GPT2-base", vg_int4, vg_fp32), ("BLIP-base", blip_int4, blip_fp32)):
+        if not np.isnan(int4) and not np.isnan(fp32):
+            lines.append(
+                f"| {model} concurrency {args.clients} with batching: int4 throughput ≥ 2× fp32 | {int4 / fp32:.2f}× ({int4:.2f} vs {fp32:.2f} captions/s) | {verdict(int4 / fp32 >= 2)} |"
+            )
+    return [*lines, ""]
+
+
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -706,6 +856,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     paths = export_all(args.work)
     pngs = {"blip": test_png(384), "vg": test_png(224)}
+    # The machine's floors, measured in this run before any server starts (tools/bench_roofline.py).
+    roofline = bench_roofline.measure(args.threads, 15, args.work / "roofline", log=log)
+    (args.work / "roofline" / "roofline.json").write_text(json.dumps(roofline, indent=2) + "\n")
 
     servers = start_c1_servers(args, paths)
     try:
@@ -713,6 +866,7 @@ def main() -> int:
         log("servers ready")
         blip, vg = c1_rows(args, paths, servers, pngs)
         run_concurrency_1([*blip.values(), *vg.values()], args.rounds, log)
+        floors = stage_table(args, paths, blip, vg, roofline)
         for key in ("blip-older", "blip-int8", "vg-optimum", "vg-int8"):  # not needed at concurrency 8
             servers[key].read_memory_and_stop()
         c8 = c8_rows(args, paths, servers, blip, vg, pngs)
@@ -733,6 +887,9 @@ def main() -> int:
         *c1_table("ViT-GPT2-base", vg, vg_baselines),
         *c8_table(c8, args.clients, peer_c8),
         *memory_table(list(servers.values()), sharing),
+        bench_roofline.markdown(roofline),
+        *floors,
+        *targets_table(args, blip, vg, c8),
         *notes([*blip.values(), *vg.values(), *c8]),
         f"Run time: {(time.time() - began) / 60:.1f} min (exports included when they were not cached).",
     ]

@@ -13,6 +13,14 @@ Prints and writes (``--out``) exact-match accuracy, keyword recall (same definit
 training script's evaluation), accuracy per caption type, the confusion of caption types
 (true type -> predicted type: one object / left of / above), and the server-reported and
 client-measured latencies. Needs only Pillow (for drawing) and the standard library.
+
+With ``--reference-url`` every scene also goes to a second server (e.g. the fp32 model while
+``--url`` serves its int8 or int4 copy), interleaved scene by scene, and the report adds how
+often both captioned alike (``agreement_with_reference``), the reference's own exact-match
+accuracy, and both servers' model time::
+
+    tools/.venv/bin/python tools/eval_server.py --url http://127.0.0.1:8001 \
+        --reference-url http://127.0.0.1:8000 --count 1000
 """
 
 from __future__ import annotations
@@ -58,8 +66,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--format", choices=("png", "jpeg"), default="png", help="how scenes are sent")
     parser.add_argument("--jpeg-quality", type=int, default=90, help="Pillow JPEG quality for --format jpeg")
+    parser.add_argument("--reference-url", help="a second server to compare every caption with (e.g. fp32)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    agree = reference_exact = 0
+    reference_model_ms: list[float] = []
+    disagreements = []
     content_type = "image/png" if args.format == "png" else "image/jpeg"
     confusion = {t: {p: 0 for p in CAPTION_TYPES} for t in CAPTION_TYPES}
 
@@ -80,6 +92,13 @@ def main() -> int:
             image.save(buffer, format="JPEG", quality=args.jpeg_quality)
         body, latency = post_image(args.url, buffer.getvalue(), content_type)
         predicted = body["caption"]
+        if args.reference_url:
+            reference, _ = post_image(args.reference_url, buffer.getvalue(), content_type)
+            agree += reference["caption"] == predicted
+            reference_exact += reference["caption"] == truth
+            reference_model_ms.append(reference["timings_ms"]["encoder"] + reference["timings_ms"]["decoder"])
+            if reference["caption"] != predicted and len(disagreements) < 20:
+                disagreements.append({"truth": truth, "reference": reference["caption"], "predicted": predicted})
         ok = predicted == truth
         exact += ok
         h, e = draw_scenes.keyword_recall(truth, predicted)
@@ -111,6 +130,18 @@ def main() -> int:
         "model_ms": {"p50": percentile(model_ms, 0.50), "p95": percentile(model_ms, 0.95)},
         "mistakes": mistakes,
     }
+    if args.reference_url:
+        report["reference"] = {
+            "url": args.reference_url,
+            "agreement_with_reference": agree / args.count,
+            "reference_exact_match": reference_exact / args.count,
+            "exact_match_minus_reference_points": round(100 * (exact - reference_exact) / args.count, 2),
+            "reference_model_ms": {
+                "p50": percentile(reference_model_ms, 0.50),
+                "p95": percentile(reference_model_ms, 0.95),
+            },
+            "disagreements": disagreements,
+        }
     text = json.dumps(report, indent=2)
     print(text)
     print(f"\nconfusion of caption types ({report['format']}; rows: truth, columns: prediction)", file=sys.stderr)

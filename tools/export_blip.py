@@ -380,7 +380,7 @@ def write_record(out_dir: Path, layout: str, int8: bool, exported_by: str = "too
     (out_dir / "capwatch_export.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
-def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True, int8: bool = False) -> None:
+def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True, int8: bool = False, int4: bool = False) -> None:
     for name in REQUIRED_FILES:
         if not (checkpoint / name).is_file():
             raise FileNotFoundError(f"{checkpoint / name} is missing; is this a BLIP captioning checkpoint?")
@@ -409,6 +409,11 @@ def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True, int8: bool
     if int8:
         quantize(out_dir)
     write_record(out_dir, "blip+cross-cache" if cross_cache else "blip", int8)
+    if int4:
+        # 4-bit decoder weights and an int8 encoder, as tools/quantize_export.py --int4 writes them.
+        import quantize_export
+
+        quantize_export.quantize_in_place(out_dir, quantize_export.int4_settings())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,9 +425,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the older layout: the decoder recomputes cross-attention keys/values from image_embeds every step",
     )
-    parser.add_argument("--int8", action="store_true", help="dynamically quantized int8 weights (same layout)")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--int8", action="store_true", help="dynamically quantized int8 weights (same layout)")
+    precision.add_argument(
+        "--int4", action="store_true", help="4-bit decoder weights (MatMulNBits) and an int8 encoder (same layout)"
+    )
     args = parser.parse_args(argv)
-    export(args.checkpoint, args.out, cross_cache=not args.no_cross_cache, int8=args.int8)
+    export(args.checkpoint, args.out, cross_cache=not args.no_cross_cache, int8=args.int8, int4=args.int4)
     print(f"exported BLIP from {args.checkpoint} to {args.out}")
     return 0
 

@@ -449,7 +449,9 @@ def load_checkpoint(checkpoint: Path) -> VisionEncoderDecoderModel:
     return model.eval()
 
 
-def export(checkpoint: Path, out_dir: Path, int8: bool = False, verify_tokens: int = 8, log=print) -> dict:
+def export(
+    checkpoint: Path, out_dir: Path, int8: bool = False, verify_tokens: int = 8, log=print, int4: bool = False
+) -> dict:
     model = load_checkpoint(checkpoint)
     out_dir.mkdir(parents=True, exist_ok=True)
     image_size = model.encoder.config.image_size
@@ -480,6 +482,11 @@ def export(checkpoint: Path, out_dir: Path, int8: bool = False, verify_tokens: i
     if int8:
         quantize(out_dir, ("encoder_model.onnx", "decoder_model_merged.onnx"))
     write_record(out_dir, LAYOUT, int8, exported_by="tools/export_vit_gpt2.py")
+    if int4:
+        # 4-bit decoder weights and an int8 encoder, as tools/quantize_export.py --int4 writes them.
+        import quantize_export
+
+        quantize_export.quantize_in_place(out_dir, quantize_export.int4_settings())
     return facts
 
 
@@ -487,14 +494,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="VisionEncoderDecoder checkpoint directory")
     parser.add_argument("--out", type=Path, required=True, help="output model directory")
-    parser.add_argument("--int8", action="store_true", help="dynamically quantized int8 weights (same layout)")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--int8", action="store_true", help="dynamically quantized int8 weights (same layout)")
+    precision.add_argument(
+        "--int4", action="store_true", help="4-bit decoder weights (MatMulNBits) and an int8 encoder (same layout)"
+    )
     parser.add_argument("--verify-tokens", type=int, default=8, help="max_new_tokens of the generate() comparison")
     args = parser.parse_args(argv)
-    facts = export(args.checkpoint, args.out, int8=args.int8, verify_tokens=args.verify_tokens)
+    facts = export(args.checkpoint, args.out, int8=args.int8, verify_tokens=args.verify_tokens, int4=args.int4)
     dec = facts["decoder"]
     print(f"decoder inputs: {dec['inputs']}")
     print(f"decoder: {dec['nodes']} nodes, {dec['MatMul']} MatMul, {dec['Gemm']} Gemm, 0 cross K/V projections")
-    print(f"exported ViT-GPT2 from {args.checkpoint} to {args.out} ({LAYOUT}, {'int8' if args.int8 else 'fp32'})")
+    print(f"exported ViT-GPT2 from {args.checkpoint} to {args.out} ({LAYOUT}, {'int4' if args.int4 else 'int8' if args.int8 else 'fp32'})")
     return 0
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Write an int8 copy of a capwatch model directory (dynamically quantized weights, same layout).
+"""Write an int8 or int4 copy of a capwatch model directory (quantized weights, same layout).
 
     tools/.venv/bin/python tools/quantize_export.py models/default --out .tmp/default-int8
+    tools/.venv/bin/python tools/quantize_export.py models/default --int4 --out .tmp/default-int4
 
 SRC is any directory capwatch loads: an Optimum VisionEncoderDecoder export (`encoder_model.onnx` +
 `decoder_model_merged.onnx`, or `decoder_model.onnx` [+ `decoder_with_past_model.onnx`]) or a
@@ -23,14 +24,26 @@ as `tools/export_blip.py --int8` does, with two differences:
   100 % / 100 % on 1,000 scenes both fp32 and int8 MatMul-only.)
   `all` gives smaller files where the embeddings are large (BLIP-base text decoder: 147 MB vs 219 MB).
 
+`--int4`: the decoder's MatMul weights become 4-bit blocks (onnxruntime's MatMulNBitsQuantizer: symmetric,
+`--block-size` weights per fp32 scale, `--accuracy-level 4`: activations quantized to int8 and the products
+computed in int8, on VNNI/AMX where the CPU has them); Gemm layers (GPT-2's Conv1D) are first rewritten as
+MatMul + Add so that they are quantized too. The encoder gets int8 (`--encoder`). Measured on this project's
+2-vCPU Xeon (AVX-512 VNNI, AMX), BLIP-base cross-cache, onnxruntime 1.31.1, 2 threads, interleaved
+(`make bench-quant-choices`): decoder step fp32 30.3 ms, int8 14.8, int4 block 16 16.7, 32 13.6, 64 12.6,
+128 10.8 ms, block 32 at accuracy level 0 (fp32 compute) 15.9 ms; encoder dynamic int8 205 ms, static QDQ
+(per-channel, calibrated on 32 images) 304 ms, dynamic with the attention's activation MatMuls quantized too
+245 ms (fp32 640 ms). So: block 128, accuracy level 4, dynamic encoder. The bundled model keeps every caption
+with block 32 and 128 alike (1,000 held-out scenes through the server, `tools/eval_server.py
+--reference-url`: 100 % agreement with fp32, 100 % exact).
+
 Each written file is checked: the number of quantized nodes per graph *and per subgraph* is counted
 (a graph that had quantizable weights but got no quantized node is an error), the file is loaded
 in onnxruntime, and a short greedy decode on random images is run with the fp32 and the int8 files
 side by side (the token agreement and the largest logit difference are printed).
 
-`capwatch_export.json` in DST gets "precision": "int8" (capwatch reads the precision from it, and
-/health shows it). Its "layout" is kept from SRC's record, or named from the files when SRC has none.
-A SRC that is already int8 (by its record, or because its graphs hold quantized nodes) is refused.
+`capwatch_export.json` in DST gets "precision": "int8" or "int4" and how each file was quantized (capwatch
+reads the precision from it; /health and capwatch_model_info show it). Its "layout" is kept from SRC's record, or named from the files when SRC has none.
+A SRC that is already quantized (by its record, or because its graphs hold quantized nodes) is refused.
 """
 
 from __future__ import annotations
@@ -49,10 +62,14 @@ import onnx
 import onnxruntime as ort
 
 EXPORT_RECORD = "capwatch_export.json"
+REPO = Path(__file__).resolve().parent.parent
 # ONNX Runtime 1.31 refuses the IR version recent `onnx` writes by default; 10 is safe (as export_blip.py).
 MAX_IR_VERSION = 10
 # The default op types: see the module docstring. "all" = quantize_dynamic's own default list.
 DEFAULT_OP_TYPES = ("MatMul",)
+# --int4's block size and the int8 encoder's method: chosen by measurement (see the module docstring).
+DEFAULT_BLOCK_SIZE = 128
+DEFAULT_ENCODER = "dynamic"
 # Node types quantize_dynamic writes: their presence means a graph is already quantized.
 QUANTIZED_OPS = {
     "MatMulInteger",
@@ -68,7 +85,10 @@ QUANTIZED_OPS = {
     "QLinearMatMul",
     "QLinearConv",
     "QGemm",
+    "MatMulNBits",
 }
+# The graphs that encode the image; every other ONNX file of a model directory is a decoder.
+ENCODER_FILES = {"vision_model.onnx", "encoder_model.onnx"}
 # Source ops whose constant weight quantize_dynamic can quantize (Gemm is rewritten as MatMul first).
 WEIGHT_OPS = {"MatMul": (1,), "Gemm": (1,), "Conv": (1,), "Gather": (0,)}
 
@@ -182,8 +202,9 @@ def onnx_files(src: Path) -> list[Path]:
 
 
 def refuse_if_int8(src: Path, record: dict | None, files: list[Path]) -> None:
-    if record is not None and record.get("precision") == "int8":
-        raise QuantizeError(f"{src} is already int8 ({EXPORT_RECORD} says \"precision\": \"int8\"); nothing to do")
+    if record is not None and record.get("precision") in ("int8", "int4"):
+        precision = record["precision"]
+        raise QuantizeError(f"{src} is already {precision} ({EXPORT_RECORD} says \"precision\": \"{precision}\"); quantize the fp32 directory")
     for path in files:
         model = onnx.load(str(path), load_external_data=False)
         found = collections.Counter(
@@ -217,7 +238,8 @@ def quantize_file(src: Path, dst: Path, settings: dict) -> dict:
             weight_type=QuantType.QInt8,
             # Weights beside the graph when SRC had them there (it is > 2 GB or was written so).
             use_external_data_format=bool(external_data_files(src)),
-            extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True},
+            # "dynamic+attention": also the attention's activation x activation MatMuls (scores, weighted sum).
+            extra_options={"EnableSubgraph": True, "MatMulConstBOnly": settings.get("encoder") != "dynamic+attention"},
         )
         # One self-contained file unless the result is still too large for a single protobuf.
         big = sum(p.stat().st_size for p in Path(tmp).iterdir()) > 1.9e9
@@ -238,6 +260,188 @@ def quantize_file(src: Path, dst: Path, settings: dict) -> dict:
         if weights and not got:
             raise QuantizeError(f"{dst.name}: graph {path} has {weights} quantizable weights but no quantized node")
     return report
+
+
+def _save(model: onnx.ModelProto, dst: Path, big: bool) -> None:
+    if model.ir_version > MAX_IR_VERSION:
+        model.ir_version = MAX_IR_VERSION
+    if big:
+        onnx.save(model, str(dst), save_as_external_data=True, location=dst.name + ".data")
+    else:
+        onnx.save(model, str(dst))
+
+
+def gemm_as_matmul(model: onnx.ModelProto) -> int:
+    """Rewrites every Gemm with a constant weight (alpha = beta = 1, no transA) as MatMul + Add, in every
+    (sub)graph, transposing a transB weight once: MatMulNBits replaces MatMuls only, and GPT-2's Conv1D layers
+    export as Gemm (quantize_dynamic does the same rewrite for int8). Returns how many were rewritten."""
+    from onnx import numpy_helper
+
+    main = model.graph
+    inits = {init.name: init for init in main.initializer}
+    transposed: dict[str, str] = {}
+    rewritten = 0
+
+    def weight(name: str, trans_b: int) -> str | None:
+        if name not in inits:
+            return None
+        if not trans_b:
+            return name
+        if name not in transposed:
+            array = numpy_helper.to_array(inits[name]).T.copy()
+            transposed[name] = f"{name}_transposed_for_matmul"
+            main.initializer.append(numpy_helper.from_array(array, transposed[name]))
+        return transposed[name]
+
+    for _, graph in walk_graphs(main):
+        local = {init.name for init in graph.initializer}
+        nodes = []
+        for node in graph.node:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
+            b = weight(node.input[1], attrs.get("transB", 0)) if node.op_type == "Gemm" and plain else None
+            if b is None or (node.input[1] in local and graph is not main):
+                nodes.append(node)
+                continue
+            name = node.name or f"gemm{rewritten}"
+            product = node.output[0] + "_matmul" if len(node.input) > 2 and node.input[2] else node.output[0]
+            nodes.append(onnx.helper.make_node("MatMul", [node.input[0], b], [product], name=f"{name}_MatMul"))
+            if product != node.output[0]:
+                nodes.append(onnx.helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{name}_Add"))
+            rewritten += 1
+        del graph.node[:]
+        graph.node.extend(nodes)
+    # Weights only the rewritten Gemms read in their untransposed form are now unused.
+    used = {i for _, graph in walk_graphs(main) for node in graph.node for i in node.input}
+    keep = [init for init in main.initializer if init.name in used]
+    del main.initializer[:]
+    main.initializer.extend(keep)
+    return rewritten
+
+
+def quantize_file_int4(src: Path, dst: Path, settings: dict) -> dict:
+    """4-bit blockwise weights for every MatMul with a constant weight (subgraphs included), with onnxruntime's
+    MatMulNBitsQuantizer: symmetric, `block_size` weights per scale, `accuracy_level` (4: the activations are
+    quantized to int8 and the product is computed in int8, VNNI/AMX where the CPU has them)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    source = onnx.load(str(src))
+    gemm_as_matmul(source)
+    expected = quantizable_weight_count(source, {"MatMul"})
+    quantizer = MatMulNBitsQuantizer(
+        source,
+        bits=4,
+        block_size=settings["block_size"],
+        is_symmetric=True,
+        accuracy_level=settings["accuracy_level"],
+        op_types_to_quantize=("MatMul",),
+    )
+    quantizer.process()
+    model = quantizer.model.model
+    onnx.checker.check_model(model, full_check=False)
+    _save(model, dst, model.ByteSize() > 1.9e9)
+    counts = {path: quantized_node_count(graph) for path, graph in walk_graphs(model.graph)}
+    report = {}
+    for path, weights in expected.items():
+        got = counts.get(path, 0)
+        report[path] = {"quantizable_weights": weights, "quantized_nodes": got}
+        if weights and not got:
+            raise QuantizeError(f"{dst.name}: graph {path} has {weights} MatMul weights but no MatMulNBits node")
+    return report
+
+
+def preprocess(image, config: dict) -> np.ndarray:
+    """pixel_values as the model's image processor makes them (resize, rescale, normalize; RGB, NCHW)."""
+    from PIL import Image
+
+    size = config.get("size", 224)
+    if isinstance(size, dict):
+        height, width = size.get("height", size.get("shortest_edge", 224)), size.get("width", size.get("shortest_edge", 224))
+    else:
+        height = width = int(size)
+    resample = {2: Image.BILINEAR, 3: Image.BICUBIC}.get(config.get("resample", 3), Image.BICUBIC)
+    image = image.convert("RGB").resize((width, height), resample)
+    pixels = np.asarray(image, np.float32) * float(config.get("rescale_factor", 1 / 255))
+    mean = np.array(config.get("image_mean", [0.5, 0.5, 0.5]), np.float32)
+    std = np.array(config.get("image_std", [0.5, 0.5, 0.5]), np.float32)
+    return ((pixels - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def calibration_images(count: int) -> list:
+    """The repository's test images, flipped and cropped into `count` variations (nothing downloaded)."""
+    from PIL import Image, ImageOps
+
+    base = [Image.open(p) for p in sorted((REPO / "test_images").iterdir()) if p.suffix in (".png", ".jpg")]
+    rng = np.random.default_rng(7)
+    images = []
+    while len(images) < count:
+        image = base[len(images) % len(base)].convert("RGB")
+        if len(images) >= len(base):
+            w, h = image.size
+            left, top = int(rng.integers(0, w // 4)), int(rng.integers(0, h // 4))
+            image = image.crop((left, top, left + 3 * w // 4, top + 3 * h // 4))
+            if rng.random() < 0.5:
+                image = ImageOps.mirror(image)
+        images.append(image)
+    return images
+
+
+def quantize_file_static(src: Path, dst: Path, settings: dict) -> dict:
+    """int8 encoder with activations calibrated on images (quantize_static, QDQ, per-channel int8 weights,
+    uint8 activations): ONNX Runtime fuses the QDQ pairs into int8 kernels, so no activation is quantized at
+    run time. Only MatMul is quantized (as for the dynamic int8 default)."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    processor = json.loads((src.parent / "preprocessor_config.json").read_text())
+    input_name = session(src).get_inputs()[0].name
+    batches = [preprocess(image, processor) for image in calibration_images(settings["calibration_images"])]
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(batches)
+
+        def get_next(self):
+            pixels = next(self.items, None)
+            return None if pixels is None else {input_name: pixels}
+
+    source = onnx.load(str(src), load_external_data=False)
+    expected = quantizable_weight_count(source, {"MatMul"})
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        scratch = Path(tmp) / dst.name
+        quantize_static(
+            str(src),
+            str(scratch),
+            Images(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            use_external_data_format=bool(external_data_files(src)),
+            extra_options={"MatMulConstBOnly": False},
+        )
+        model = onnx.load(str(scratch))
+        _save(model, dst, model.ByteSize() > 1.9e9)
+    counts = {path: quantized_node_count(graph) for path, graph in walk_graphs(model.graph)}
+    report = {}
+    for path, weights in expected.items():
+        got = counts.get(path, 0)
+        report[path] = {"quantizable_weights": weights, "quantized_nodes": got}
+        if weights and not got:
+            raise QuantizeError(f"{dst.name}: graph {path} has {weights} MatMul weights but no QDQ node")
+    return report
+
+
+def quantize_any(src: Path, dst: Path, settings: dict) -> tuple[dict, str]:
+    """Quantizes one file as `settings` say for its role; returns the counts and what was done."""
+    if src.name not in ENCODER_FILES and settings["precision"] == "int4":
+        return quantize_file_int4(src, dst, settings), f"int4 (MatMulNBits, block {settings['block_size']}, accuracy level {settings['accuracy_level']})"
+    if src.name in ENCODER_FILES and settings["encoder"] == "static":
+        return quantize_file_static(src, dst, settings), "int8 static (QDQ, per-channel, calibrated on images)"
+    if src.name in ENCODER_FILES and settings["encoder"] == "dynamic+attention":
+        return quantize_file(src, dst, settings), "int8 dynamic (quantize_dynamic), attention MatMuls included"
+    return quantize_file(src, dst, {**settings, "encoder": "dynamic"}), "int8 dynamic (quantize_dynamic)"
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -393,6 +597,30 @@ def quantize_directory(src: Path, dst: Path, settings: dict, force: bool = False
     return result
 
 
+def int4_settings(encoder: str = DEFAULT_ENCODER) -> dict:
+    """What `--int4` means with every other option at its default (for the exporters' own --int4)."""
+    return {
+        "op_types": list(DEFAULT_OP_TYPES),
+        "per_channel": False,
+        "reduce_range": False,
+        "precision": "int4",
+        "block_size": DEFAULT_BLOCK_SIZE,
+        "accuracy_level": 4,
+        "encoder": encoder,
+        "calibration_images": 32,
+    }
+
+
+def quantize_in_place(directory: Path, settings: dict) -> dict:
+    """Replaces the fp32 model in `directory` with its quantized copy (an exporter's --int4)."""
+    directory = directory.resolve()
+    quantized = directory.with_name(directory.name + ".quantized")
+    result = quantize_directory(directory, quantized, settings, force=True)
+    shutil.rmtree(directory)
+    quantized.rename(directory)
+    return result
+
+
 def _write(
     src: Path, dst: Path, record: dict | None, layout: str, files: list[Path], settings: dict, given: str
 ) -> dict:
@@ -407,20 +635,20 @@ def _write(
         else:
             shutil.copy2(item, dst / item.name)
 
-    per_file = {}
+    per_file, methods = {}, {}
     for path in files:
-        per_file[path.name] = quantize_file(path, dst / path.name, settings)
+        per_file[path.name], methods[path.name] = quantize_any(path, dst / path.name, settings)
         session(dst / path.name)  # loads in onnxruntime
         before, after = _size(path), _size(dst / path.name)
         graphs = ", ".join(
             f"{g}: {c['quantized_nodes']} quantized nodes ({c['quantizable_weights']} weights)"
             for g, c in per_file[path.name].items()
         )
-        print(f"{path.name}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB; {graphs}")
+        print(f"{path.name}: {methods[path.name]}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB; {graphs}")
 
     check = compare(src, dst)
     print(
-        f"check (fp32 vs int8, greedy, {check['random_images']} random images x {check['steps']} steps): "
+        f"check (fp32 vs {settings['precision']}, greedy, {check['random_images']} random images x {check['steps']} steps): "
         f"same tokens on {check['same_tokens']}/{check['random_images']}, "
         f"max |logit diff| {check['max_abs_logit_diff']}"
     )
@@ -429,17 +657,21 @@ def _write(
     new_record.update(
         {
             "layout": layout,
-            "precision": "int8",
+            "precision": settings["precision"],
             "quantized_by": "tools/quantize_export.py",
             "quantized_from": given,
             "quantization": {
-                "method": "onnxruntime.quantization.quantize_dynamic",
                 "onnxruntime": ort.__version__,
-                "weight_type": "QInt8",
+                "files": methods,
                 "op_types": list(settings["op_types"]) or "all",
                 "per_channel": settings["per_channel"],
                 "reduce_range": settings["reduce_range"],
                 "subgraphs": True,
+                **(
+                    {"block_size": settings["block_size"], "accuracy_level": settings["accuracy_level"]}
+                    if settings["precision"] == "int4"
+                    else {}
+                ),
             },
         }
     )
@@ -466,17 +698,43 @@ def main() -> int:
     )
     parser.add_argument("--per-channel", action="store_true", help="one scale per output channel")
     parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (for non-VNNI CPUs)")
+    parser.add_argument(
+        "--int4",
+        action="store_true",
+        help="4-bit decoder weights (MatMulNBits); the encoder gets int8 as --encoder says",
+    )
+    parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE, help="--int4: weights per scale (%(default)s)")
+    parser.add_argument(
+        "--accuracy-level", type=int, default=4, choices=(0, 1, 2, 3, 4), help="--int4: MatMulNBits accuracy level (%(default)s: int8 compute)"
+    )
+    parser.add_argument(
+        "--encoder",
+        choices=("dynamic", "dynamic+attention", "static"),
+        default=DEFAULT_ENCODER,
+        help="int8 encoder: quantize_dynamic of the weights' MatMuls, the same plus the attention's activation "
+        "MatMuls (dynamic+attention), or static QDQ calibrated on images (default: %(default)s)",
+    )
+    parser.add_argument("--calibration-images", type=int, default=32, help="--encoder static: images (%(default)s)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty DST_DIR")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's "consider pre-processing" advice
     op_types = [] if args.op_types.strip() == "all" else [t.strip() for t in args.op_types.split(",") if t.strip()]
-    settings = {"op_types": op_types, "per_channel": args.per_channel, "reduce_range": args.reduce_range}
+    settings = {
+        "op_types": op_types,
+        "per_channel": args.per_channel,
+        "reduce_range": args.reduce_range,
+        "precision": "int4" if args.int4 else "int8",
+        "block_size": args.block_size,
+        "accuracy_level": args.accuracy_level,
+        "encoder": args.encoder,
+        "calibration_images": args.calibration_images,
+    }
     try:
         quantize_directory(args.src, args.out, settings, force=args.force)
     except (QuantizeError, FileNotFoundError) as e:
         print(f"quantize_export: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({EXPORT_RECORD}: precision int8)")
+    print(f"wrote {args.out} ({EXPORT_RECORD}: precision {settings['precision']})")
     return 0
 
 

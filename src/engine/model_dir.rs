@@ -89,7 +89,8 @@ pub struct ModelSpec {
     /// (known once the sessions are loaded).
     pub pads_rows: bool,
     /// Weight precision, `fp32` unless the exporter's `capwatch_export.json` says otherwise
-    /// (`int8`: dynamically quantized weights).
+    /// (`int8`: dynamically quantized weights; `int4`: 4-bit blockwise decoder weights
+    /// (MatMulNBits) with an int8 encoder).
     pub precision: String,
 }
 
@@ -104,8 +105,8 @@ fn export_precision(dir: &Path) -> Result<String, String> {
     }
     let record = read_json(&path)?;
     match record.get("precision").and_then(Value::as_str) {
-        Some(precision @ ("fp32" | "int8")) => Ok(precision.to_owned()),
-        other => Err(format!("{EXPORT_RECORD}: precision {other:?} is not fp32 or int8")),
+        Some(precision @ ("fp32" | "int8" | "int4")) => Ok(precision.to_owned()),
+        other => Err(format!("{EXPORT_RECORD}: precision {other:?} is not fp32, int8 or int4")),
     }
 }
 
@@ -416,7 +417,9 @@ mod tests {
         std::fs::write(dir.join(EXPORT_RECORD), r#"{"precision": "int8"}"#).unwrap();
         assert_eq!(export_precision(&dir).unwrap(), "int8");
         std::fs::write(dir.join(EXPORT_RECORD), r#"{"precision": "int4"}"#).unwrap();
-        assert!(export_precision(&dir).unwrap_err().contains("is not fp32 or int8"));
+        assert_eq!(export_precision(&dir).unwrap(), "int4");
+        std::fs::write(dir.join(EXPORT_RECORD), r#"{"precision": "int2"}"#).unwrap();
+        assert!(export_precision(&dir).unwrap_err().contains("is not fp32, int8 or int4"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

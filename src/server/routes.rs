@@ -328,7 +328,7 @@ pub struct HealthResponse {
     pub status: String,
     pub model: String,
     pub layout: Option<String>,
-    /// Weight precision (`fp32`, `int8`), once loaded.
+    /// Weight precision (`fp32`, `int8`, `int4`), once loaded.
     pub precision: Option<String>,
     /// Beams a caption gets when the request does not say (1: greedy), once loaded.
     pub num_beams: Option<usize>,

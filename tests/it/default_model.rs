@@ -1,6 +1,8 @@
 //! The bundled default model (`models/default/`) through the real server: every bundled
 //! test scene listed in the config's `quality` section gets its exact expected caption
-//! (PNG and JPEG alike) and a perfect quality score; the noise image scores low.
+//! (PNG and JPEG alike) and a perfect quality score; the noise image scores low. Its int4
+//! copy (`tests/fixtures/default_int4`, written by `tools/quantize_export.py --int4`: 4-bit
+//! MatMulNBits decoder, int8 encoder) does the same and says it is int4.
 
 use crate::common;
 
@@ -19,9 +21,31 @@ async fn every_bundled_scene_gets_its_exact_caption() {
         std::path::Path::new("models/default"),
         "make run must serve the default model"
     );
+    let server = TestServer::start(repo_path("models/default"), |_| {}).await;
+    caption_every_scene(&server, &config).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_int4_copy_captions_every_scene_alike_and_says_it_is_int4() {
+    let _machine = common::whole_machine();
+    let config = Config::load(&repo_path("config/monitoring_config.yaml")).unwrap();
+    let server = TestServer::start(repo_path("tests/fixtures/default_int4"), |_| {}).await;
+    let client = reqwest::Client::new();
+    let health: Value = client.get(server.endpoint("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["precision"], "int4", "{health}");
+    let metrics = client.get(server.endpoint("/metrics")).send().await.unwrap().text().await.unwrap();
+    let info = metrics.lines().find(|l| l.starts_with("capwatch_model_info{")).unwrap();
+    assert!(info.contains("precision=\"int4\""), "{info}");
+    caption_every_scene(&server, &config).await;
+    server.stop().await.unwrap();
+}
+
+/// Every scene of the config's `quality` section gets its exact caption and a perfect
+/// score; the noise image does not look like a perfect caption.
+async fn caption_every_scene(server: &TestServer, config: &Config) {
     let images = &config.quality.test_images;
     assert!(images.len() >= 7, "expected 6-8 scenes plus a noise image, got {}", images.len());
-    let server = TestServer::start(repo_path("models/default"), |_| {}).await;
     let client = reqwest::Client::new();
     let (mut scenes, mut formats) = (0, std::collections::BTreeSet::new());
     let mut noise_scores = Vec::new();
@@ -56,5 +80,4 @@ async fn every_bundled_scene_gets_its_exact_caption() {
     for (path, caption, score) in noise_scores {
         assert!(score < 1.0, "{path}: the noise image should not look like a perfect caption ({caption}, {score})");
     }
-    server.stop().await.unwrap();
 }
