@@ -405,6 +405,10 @@ def export(checkpoint: Path, out_dir: Path, cross_cache: bool = True, int8: bool
         AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True).save_pretrained(str(out_dir))
         if not (out_dir / "tokenizer.json").is_file():
             raise FileNotFoundError(f"{checkpoint} has no tokenizer.json and none could be built from it")
+    # One-input Concats copy the cross-attention cache at every step; dropping them changes no result.
+    import onnx_cleanup
+
+    onnx_cleanup.clean_directory(out_dir)
     verify(blip, out_dir, image_size)
     if int8:
         quantize(out_dir)

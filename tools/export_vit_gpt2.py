@@ -474,6 +474,10 @@ def export(
         AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True).save_pretrained(str(out_dir))
         if not (out_dir / "tokenizer.json").is_file():
             raise FileNotFoundError(f"{checkpoint} has no tokenizer.json and none could be built from it")
+    # One-input Concats copy the cross-attention cache at every step; dropping them changes no result.
+    import onnx_cleanup
+
+    onnx_cleanup.clean_directory(out_dir)
     facts = {
         "encoder": graph_facts(out_dir / "encoder_model.onnx", model),
         "decoder": check_decoder_graph(out_dir / "decoder_model_merged.onnx", model),

@@ -646,6 +646,12 @@ def _write(
         )
         print(f"{path.name}: {methods[path.name]}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB; {graphs}")
 
+    # The copies an exporter's traced graph makes at every step go too (tools/onnx_cleanup.py): no result changes.
+    import onnx_cleanup
+
+    for name, removed in onnx_cleanup.clean_directory(dst).items():
+        if removed:
+            print(f"{name}: {removed} copying Concat node(s) removed (tools/onnx_cleanup.py)")
     check = compare(src, dst)
     print(
         f"check (fp32 vs {settings['precision']}, greedy, {check['random_images']} random images x {check['steps']} steps): "
