@@ -117,6 +117,45 @@ async fn core_objects_pass_kubernetes_1_37_strict_and_a_misspelling_fails() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// With `service.tls` and `service.auth.keys_file`, the Deployment mounts the TLS and API-keys
+/// Secrets where the config names the files and probes over HTTPS; the ServiceMonitor scrapes
+/// over HTTPS; both pass their strict validators, and a misspelled projected volume fails.
+#[tokio::test]
+async fn tls_and_a_keys_file_mount_their_secrets_and_still_pass_strict_validation() {
+    let (config_dir, config) = common::monitor_config(
+        "k8s-tls",
+        &[
+            (
+                "  # auth: {keys_env: CAPWATCH_API_KEYS, protect_all: false}",
+                "  auth: {keys_env: CAPWATCH_API_KEYS, keys_file: /etc/capwatch-tls/api-keys, protect_all: false}",
+            ),
+            (
+                "  # tls: {cert: /etc/capwatch-tls/server.pem, key: /etc/capwatch-tls/server.key}",
+                "  tls: {cert: /etc/capwatch-tls/server.pem, key: /etc/capwatch-tls/server.key}",
+            ),
+        ],
+    );
+    let dir = config_dir.join("out");
+    let args = ["export", "kubernetes", "--config", &config.display().to_string(), "-o", &dir.display().to_string()];
+    let (code, _, stderr) = capwatch_cli(args.map(String::from).to_vec()).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let deployment = read_yaml(&dir.join("deployment.yaml"));
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    assert_eq!(container["env"], serde_json::json!([]));
+    let text = std::fs::read_to_string(dir.join("deployment.yaml")).unwrap();
+    assert!(text.contains("mountPath: /etc/capwatch-tls") && text.contains("projected:"), "{text}");
+    let (ok, output) = kubernetes_validate(&dir.join("deployment.yaml"));
+    assert!(ok && output.contains("passed"), "{output}");
+    let (ok, output) = validate_crds(&[dir.join("servicemonitor.yaml")]);
+    assert!(ok, "{output}");
+    assert_eq!(read_yaml(&dir.join("servicemonitor.yaml"))["spec"]["endpoints"][0]["scheme"], "https");
+    let copy = misspelled(&dir.join("deployment.yaml"), &dir.join("bad"), "projected:", "projectd:");
+    let (ok, output) = kubernetes_validate(&copy);
+    assert!(!ok && output.contains("projectd"), "a misspelled projected volume must fail:\n{output}");
+    std::fs::remove_dir_all(config_dir).unwrap();
+}
+
 #[tokio::test]
 async fn service_monitor_and_prometheus_rule_pass_the_operator_crds_and_a_misspelling_fails() {
     let (dir, _) = export("crds", &[]).await;

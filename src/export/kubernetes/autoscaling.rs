@@ -106,7 +106,23 @@ pub(super) fn adapter_rule(target: &Target) -> Result<Manifest, KubernetesError>
     })
 }
 
-pub(super) fn service_monitor(target: &Target) -> Manifest {
+pub(super) fn service_monitor(config: &Config, target: &Target) -> Manifest {
+    let mut endpoint = json!({"port": PORT_NAME, "path": "/metrics", "interval": SCRAPE_INTERVAL});
+    let mut notes = Vec::new();
+    if config.service.tls.is_some() {
+        // Prometheus scrapes pod IPs, which a certificate rarely names: encrypted, not verified.
+        endpoint["scheme"] = json!("https");
+        endpoint["tlsConfig"] = json!({"insecureSkipVerify": true});
+        notes.push((
+            "endpoints",
+            vec![
+                "service.tls is set: scraped over HTTPS without verifying the certificate (pod IPs are rarely in it);"
+                    .to_owned(),
+                "to verify, set tlsConfig.ca and tlsConfig.serverName to the CA and a name the certificate holds."
+                    .to_owned(),
+            ],
+        ));
+    }
     Manifest {
         file_name: "servicemonitor.yaml",
         object: json!({
@@ -115,7 +131,7 @@ pub(super) fn service_monitor(target: &Target) -> Manifest {
             "metadata": target.metadata(&target.name),
             "spec": {
                 "selector": {"matchLabels": target.selector()},
-                "endpoints": [{"port": PORT_NAME, "path": "/metrics", "interval": SCRAPE_INTERVAL}],
+                "endpoints": [endpoint],
             },
         }),
         header: vec![
@@ -123,7 +139,7 @@ pub(super) fn service_monitor(target: &Target) -> Manifest {
                 .to_owned(),
             "namespace and pod labels, which the adapter rule maps to the pods the autoscaler asks about.".to_owned(),
         ],
-        notes: Vec::new(),
+        notes,
     }
 }
 

@@ -5,8 +5,14 @@ use serde_json::json;
 
 use super::*;
 
-pub(super) fn deployment(config: &Config, target: &Target, measured: &Measurement, size: &Sizing) -> Manifest {
+pub(super) fn deployment(
+    config: &Config,
+    target: &Target,
+    measured: &Measurement,
+    size: &Sizing,
+) -> Result<Manifest, KubernetesError> {
     let port = config.service.port;
+    let (secret_volumes, secret_mounts) = secret_volumes(config, target)?;
     let selector = target.selector();
     let logs = logs_dir(config);
     let mut metadata = target.metadata(&target.name);
@@ -15,7 +21,21 @@ pub(super) fn deployment(config: &Config, target: &Target, measured: &Measuremen
         "capwatch/measured-peak-rss-bytes": measured.peak_rss_bytes.to_string(),
         "capwatch/measured-threads": format!("{} workers x {} intra-op threads x {} model(s)", measured.workers, measured.intra_op_threads, measured.models),
     });
-    let get = |path: &str| json!({"path": path, "port": PORT_NAME});
+    // With service.tls the kubelet probes over HTTPS (it does not verify the certificate).
+    let scheme = if config.service.tls.is_some() { "HTTPS" } else { "HTTP" };
+    let get = |path: &str| json!({"path": path, "port": PORT_NAME, "scheme": scheme});
+    let mut volume_mounts = vec![
+        json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}),
+        json!({"name": "logs", "mountPath": logs}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    volume_mounts.extend(secret_mounts);
+    let mut volumes = vec![
+        json!({"name": "config", "configMap": {"name": target.config_map_name()}}),
+        json!({"name": "logs", "emptyDir": {"sizeLimit": LOGS_SIZE_LIMIT}}),
+        json!({"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}),
+    ];
+    volumes.extend(secret_volumes);
     let object = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -89,24 +109,16 @@ pub(super) fn deployment(config: &Config, target: &Target, measured: &Measuremen
                             "capabilities": {"drop": ["ALL"]},
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
-                        "volumeMounts": [
-                            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
-                            {"name": "logs", "mountPath": logs},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                        ],
+                        "volumeMounts": volume_mounts,
                     }],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": target.config_map_name()}},
-                        {"name": "logs", "emptyDir": {"sizeLimit": LOGS_SIZE_LIMIT}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
-                    ],
+                    "volumes": volumes,
                 },
             },
         },
     });
     let mib = |bytes: u64| bytes as f64 / MIB;
     let load_s = measured.load.as_secs_f64();
-    Manifest {
+    Ok(Manifest {
         file_name: "deployment.yaml",
         object,
         header: vec![
@@ -145,7 +157,19 @@ pub(super) fn deployment(config: &Config, target: &Target, measured: &Measuremen
             ),
             (
                 "env",
-                if config.service.auth.is_some() {
+                if config.service.auth.as_ref().is_some_and(|auth| auth.keys_file.is_some()) {
+                    vec![
+                        format!(
+                            "The API keys (service.auth.keys_file) are a file from Secret {}, key `keys` (see volumes);",
+                            api_keys_secret(target)
+                        ),
+                        format!(
+                            "create it first: kubectl create secret generic {} --from-literal=keys=KEY. Updating the",
+                            api_keys_secret(target)
+                        ),
+                        "Secret rotates the keys without a restart (the server re-reads the file when it changes).".to_owned(),
+                    ]
+                } else if config.service.auth.is_some() {
                     vec![
                         format!(
                             "The API keys (service.auth) come from Secret {}, key `keys`, comma-separated;",
@@ -232,16 +256,27 @@ pub(super) fn deployment(config: &Config, target: &Target, measured: &Measuremen
             ),
             (
                 "volumes",
-                vec![format!("The root filesystem is read-only: the logs directory ({logs}) and /tmp are emptyDirs.")],
+                std::iter::once(format!(
+                    "The root filesystem is read-only: the logs directory ({logs}) and /tmp are emptyDirs."
+                ))
+                .chain(config.service.tls.as_ref().map(|_| {
+                    format!(
+                        "service.tls: certificate and key from Secret {0} (type kubernetes.io/tls), mounted where the config names them; create it first: kubectl create secret tls {0} --cert=CERT --key=KEY. The probes use HTTPS; a renewed certificate takes effect when the pods restart.",
+                        tls_secret(target)
+                    )
+                }))
+                .collect(),
             ),
         ],
-    }
+    })
 }
 
 /// With `service.auth`, the keys' variable comes from a Secret (`<name>-api-keys`, key
 /// `keys`) that the operator creates; no key is ever written into a manifest.
 fn api_keys_env(config: &Config, target: &Target) -> Value {
     match &config.service.auth {
+        // The keys come as a file mounted from the same Secret (see `secret_volumes`).
+        Some(auth) if auth.keys_file.is_some() => json!([]),
         Some(auth) => json!([{
             "name": auth.keys_env,
             "valueFrom": {"secretKeyRef": {"name": api_keys_secret(target), "key": "keys"}},
@@ -253,4 +288,81 @@ fn api_keys_env(config: &Config, target: &Target) -> Value {
 /// The Secret that holds the API keys.
 pub(super) fn api_keys_secret(target: &Target) -> String {
     format!("{}-api-keys", target.name)
+}
+
+/// The Secret that holds the certificate and key of `service.tls` (type kubernetes.io/tls).
+pub(super) fn tls_secret(target: &Target) -> String {
+    format!("{}-tls", target.name)
+}
+
+/// A file the config names that a Secret provides: `service.tls.cert`/`key` from the TLS
+/// Secret, `service.auth.keys_file` from the API-keys Secret (mounted files follow a rotated
+/// Secret, and the server re-reads the keys file when it changes).
+struct SecretFile {
+    config_key: &'static str,
+    secret: String,
+    key: &'static str,
+    /// Where the config says the file is, inside the container.
+    path: String,
+}
+
+/// One projected volume per directory the config's secret files are in, and its mount.
+fn secret_volumes(config: &Config, target: &Target) -> Result<(Vec<Value>, Vec<Value>), KubernetesError> {
+    let in_container = |path: &std::path::Path| {
+        if path.is_absolute() {
+            path.display().to_string()
+        } else {
+            format!("{WORKDIR}/{}", path.display().to_string().trim_start_matches("./"))
+        }
+    };
+    let mut files = Vec::new();
+    if let Some(tls) = &config.service.tls {
+        let secret = tls_secret(target);
+        files.push(SecretFile {
+            config_key: "service.tls.cert",
+            secret: secret.clone(),
+            key: "tls.crt",
+            path: in_container(&tls.cert),
+        });
+        files.push(SecretFile { config_key: "service.tls.key", secret, key: "tls.key", path: in_container(&tls.key) });
+    }
+    if let Some(keys_file) = config.service.auth.as_ref().and_then(|auth| auth.keys_file.as_ref()) {
+        let path = in_container(keys_file);
+        files.push(SecretFile {
+            config_key: "service.auth.keys_file",
+            secret: api_keys_secret(target),
+            key: "keys",
+            path,
+        });
+    }
+    let logs = logs_dir(config);
+    let mut directories: Vec<(String, Vec<Value>)> = Vec::new();
+    for file in files {
+        let (dir, name) = file.path.rsplit_once('/').unwrap_or(("", file.path.as_str()));
+        let refuse = |reason| KubernetesError::SecretPath { key: file.config_key, path: file.path.clone(), reason };
+        if dir.is_empty() || name.is_empty() {
+            return Err(refuse("it names no file in a directory"));
+        }
+        let taken = [WORKDIR, "/etc", "/usr", "/usr/local/bin"];
+        if taken.contains(&dir) {
+            return Err(refuse("a Secret mounted on its directory would hide what the pod needs there"));
+        }
+        let inside = |volume: &str| dir == volume || dir.starts_with(&format!("{volume}/"));
+        if [CONFIG_DIR, "/tmp", logs.as_str()].into_iter().any(inside) {
+            return Err(refuse("its directory is inside another volume of the pod (the config, logs or /tmp)"));
+        }
+        let source = json!({"secret": {"name": file.secret, "items": [{"key": file.key, "path": name}]}});
+        match directories.iter_mut().find(|(known, _)| known == dir) {
+            Some((_, sources)) => sources.push(source),
+            None => directories.push((dir.to_owned(), vec![source])),
+        }
+    }
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (index, (dir, sources)) in directories.into_iter().enumerate() {
+        let name = format!("secrets-{index}");
+        volumes.push(json!({"name": name, "projected": {"sources": sources}}));
+        mounts.push(json!({"name": name, "mountPath": dir, "readOnly": true}));
+    }
+    Ok((volumes, mounts))
 }

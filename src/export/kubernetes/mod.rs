@@ -92,6 +92,10 @@ pub enum KubernetesError {
     Yaml(#[from] serde_yaml_ng::Error),
     #[error("cannot build the PrometheusRule: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "{key}: {path} cannot be mounted from a Secret: {reason}; put the file in a directory of its own (e.g. /etc/capwatch-secrets/)"
+    )]
+    SecretPath { key: &'static str, path: String, reason: &'static str },
 }
 
 /// Where and under which names the objects go.
@@ -335,12 +339,12 @@ pub fn manifests(
     let size = sizing(config, measured);
     Ok(vec![
         config_map(config_text, target),
-        deployment(config, target, measured, &size),
+        deployment(config, target, measured, &size)?,
         service(config, target),
         disruption_budget(target),
         autoscaler(target, measured),
         adapter_rule(target)?,
-        service_monitor(target),
+        service_monitor(config, target),
         prometheus_rule(config, target)?,
     ])
 }

@@ -128,3 +128,48 @@ fn api_keys_come_from_a_secret_and_never_from_the_manifests() {
     assert_eq!(env["valueFrom"]["secretKeyRef"]["key"], "keys");
     assert!(with.iter().all(|m| m.object.get("kind") != Some(&serde_json::json!("Secret"))), "the operator makes it");
 }
+
+#[test]
+fn tls_files_and_a_keys_file_are_mounted_from_their_secrets_where_the_config_names_them() {
+    let mut config = Config::default();
+    config.service.tls = Some(crate::config::TlsConfig {
+        cert: "/etc/capwatch-secrets/server.pem".into(),
+        key: "/etc/capwatch-secrets/server.key".into(),
+    });
+    config.service.auth = Some(crate::config::AuthConfig {
+        keys_file: Some("/etc/capwatch-secrets/api-keys".into()),
+        ..crate::config::AuthConfig::default()
+    });
+    let all = manifests(&config, "", &target(), &measured()).unwrap();
+    let pod = &all[1].object["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["env"], serde_json::json!([]), "the keys come as a file, not a variable");
+    let mount = container["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "secrets-0").unwrap();
+    assert_eq!((mount["mountPath"].as_str(), mount["readOnly"].as_bool()), (Some("/etc/capwatch-secrets"), Some(true)));
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "secrets-0").unwrap();
+    let sources = volume["projected"]["sources"].as_array().unwrap();
+    let item = |i: usize| (sources[i]["secret"]["name"].clone(), sources[i]["secret"]["items"][0].clone());
+    assert_eq!(item(0).0, "capwatch-tls");
+    assert_eq!(item(0).1, serde_json::json!({"key": "tls.crt", "path": "server.pem"}));
+    assert_eq!(item(1).1, serde_json::json!({"key": "tls.key", "path": "server.key"}));
+    assert_eq!(item(2).0, "capwatch-api-keys");
+    assert_eq!(item(2).1, serde_json::json!({"key": "keys", "path": "api-keys"}));
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+    }
+    let monitor = all.iter().find(|m| m.file_name == "servicemonitor.yaml").unwrap();
+    assert_eq!(monitor.object["spec"]["endpoints"][0]["scheme"], "https");
+    let yaml = all[1].to_yaml().unwrap();
+    assert!(yaml.contains("kubectl create secret tls capwatch-tls"), "{yaml}");
+
+    // A file in a directory another volume owns cannot be mounted: a clear error naming the key.
+    config.service.tls = Some(crate::config::TlsConfig {
+        cert: "/etc/capwatch/tls/server.pem".into(),
+        key: "/etc/capwatch/tls/server.key".into(),
+    });
+    let Err(err) = manifests(&config, "", &target(), &measured()) else { panic!("mounted inside the ConfigMap") };
+    assert!(err.to_string().starts_with("service.tls.cert: /etc/capwatch/tls/server.pem cannot be mounted"), "{err}");
+    config.service.tls = Some(crate::config::TlsConfig { cert: "server.pem".into(), key: "server.key".into() });
+    let Err(err) = manifests(&config, "", &target(), &measured()) else { panic!("mounted over the working directory") };
+    assert!(err.to_string().contains("/opt/capwatch/server.pem"), "{err}");
+}
