@@ -162,7 +162,9 @@ impl Badness {
         let status = state.status().rank();
         let severity = state.alerts.active().iter().map(|(_, severity)| *severity).max().unwrap_or(Severity::Ok);
         let window = state.window_snapshot(now);
-        Self { status, severity, error_rate: window.error_rate, p95_ms: window.latency.p95_ms }
+        // An instance with nothing measured sorts as the slowest (the key is never shown).
+        let p95_ms = window.latency.map_or(f64::INFINITY, |latency| latency.p95_ms);
+        Self { status, severity, error_rate: window.error_rate, p95_ms }
     }
 
     fn cmp(&self, other: &Self) -> Ordering {

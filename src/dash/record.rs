@@ -120,8 +120,10 @@ pub struct StatsRecord {
     pub successes: u64,
     pub failures: u64,
     pub error_rate: f64,
-    pub latency_ms: LatencyRecord,
-    pub model_time_ms: ModelTimeRecord,
+    /// null when no test succeeded (nothing was measured).
+    pub latency_ms: Option<LatencyRecord>,
+    /// null when no answer reported a model time.
+    pub model_time_ms: Option<ModelTimeRecord>,
     pub quality_mean: Option<f64>,
     pub throughput_per_s: f64,
 }
@@ -148,14 +150,14 @@ impl From<&StatsSnapshot> for StatsRecord {
             successes: s.successes,
             failures: s.failures,
             error_rate: s.error_rate,
-            latency_ms: LatencyRecord {
-                p50: s.latency.p50_ms,
-                p95: s.latency.p95_ms,
-                p99: s.latency.p99_ms,
-                max: s.latency.max_ms,
-                mean: s.latency.mean_ms,
-            },
-            model_time_ms: ModelTimeRecord { p50: s.model_time.p50_ms, p95: s.model_time.p95_ms },
+            latency_ms: s.latency.map(|l| LatencyRecord {
+                p50: l.p50_ms,
+                p95: l.p95_ms,
+                p99: l.p99_ms,
+                max: l.max_ms,
+                mean: l.mean_ms,
+            }),
+            model_time_ms: s.model_time.map(|m| ModelTimeRecord { p50: m.p50_ms, p95: m.p95_ms }),
             quality_mean: s.quality_mean,
             throughput_per_s: s.throughput_per_s,
         }

@@ -43,10 +43,10 @@ pub struct StatsSnapshot {
     pub failures: u64,
     /// Failures / probes, 0..1 (0 when there were no probes).
     pub error_rate: f64,
-    /// Latency of successful probes.
-    pub latency: LatencySummary,
-    /// Server-reported model time of successful probes.
-    pub model_time: LatencySummary,
+    /// Latency of successful probes; None when none succeeded (nothing was measured).
+    pub latency: Option<LatencySummary>,
+    /// Server-reported model time of successful probes; None when none reported one.
+    pub model_time: Option<LatencySummary>,
     /// Mean quality score of probes that had one.
     pub quality_mean: Option<f64>,
     /// Probes per second over the covered span.
@@ -63,19 +63,19 @@ fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
-fn summarize(histogram: &Histogram<u64>) -> LatencySummary {
+fn summarize(histogram: &Histogram<u64>) -> Option<LatencySummary> {
     if histogram.is_empty() {
-        return LatencySummary::default();
+        return None;
     }
     let ms = |us: u64| us as f64 / 1000.0;
-    LatencySummary {
+    Some(LatencySummary {
         count: histogram.len(),
         p50_ms: ms(histogram.value_at_quantile(0.50)),
         p95_ms: ms(histogram.value_at_quantile(0.95)),
         p99_ms: ms(histogram.value_at_quantile(0.99)),
         max_ms: ms(histogram.max()),
         mean_ms: histogram.mean() / 1000.0,
-    }
+    })
 }
 
 /// Accumulates everything since the session started.
@@ -252,10 +252,10 @@ mod tests {
         assert_eq!((snap.probes, snap.successes, snap.failures), (100, 90, 10));
         assert!((snap.error_rate - 0.10).abs() < 1e-9);
         // Successful latencies are 10..990 ms without multiples of 100: P50 ≈ 500, P95 ≈ 950.
-        assert!((snap.latency.p50_ms - 500.0).abs() <= 15.0, "{:?}", snap.latency);
-        assert!((snap.latency.p95_ms - 950.0).abs() <= 15.0, "{:?}", snap.latency);
-        assert!((snap.latency.max_ms - 990.0).abs() <= 1.0);
-        assert!((snap.model_time.p50_ms - 250.0).abs() <= 10.0);
+        assert!((snap.latency.unwrap().p50_ms - 500.0).abs() <= 15.0, "{:?}", snap.latency);
+        assert!((snap.latency.unwrap().p95_ms - 950.0).abs() <= 15.0, "{:?}", snap.latency);
+        assert!((snap.latency.unwrap().max_ms - 990.0).abs() <= 1.0);
+        assert!((snap.model_time.unwrap().p50_ms - 250.0).abs() <= 10.0);
         assert_eq!(snap.quality_mean, Some(1.0));
         assert!((snap.throughput_per_s - 100.0 / 99.0).abs() < 0.02, "{}", snap.throughput_per_s);
         assert_eq!(session.snapshot(now).probes, 100);
@@ -277,10 +277,10 @@ mod tests {
         session.record(&s);
         let snap = window.snapshot(Instant::now());
         assert_eq!(snap.probes, 1);
-        assert!((snap.latency.p95_ms - 100.0).abs() < 1.0);
+        assert!((snap.latency.unwrap().p95_ms - 100.0).abs() < 1.0);
         let total = session.snapshot(Instant::now());
         assert_eq!(total.probes, 6);
-        assert!(total.latency.p95_ms > 7900.0);
+        assert!(total.latency.unwrap().p95_ms > 7900.0);
     }
 
     #[test]

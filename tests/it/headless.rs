@@ -182,3 +182,48 @@ fn monitor_without_a_config_file_uses_the_defaults_like_the_dashboard() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A service where every test fails has no latency: every output says so instead of
+/// printing a P95 of 0 — the log lines, the summary (Markdown and JSON), the metrics file
+/// and `capwatch report`.
+#[test]
+fn a_session_without_a_successful_test_prints_no_latency_number() {
+    let (dir, config) =
+        common::monitor_config("headless-unmeasured", &fast("p95_latency_ms: {warning: 4000, critical: 8000}"));
+    let nobody = common::receiver::refused_url().replace("/hook", "");
+    let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .args(["monitor", "--url", &nobody, "--headless", "--cycles", "2", "--config"])
+        .arg(config)
+        .current_dir(repo_path(""))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(2), "every test failed: critical\n{stdout}");
+    assert!(stdout.contains("📈 P95 response time: — (no successful test in the window)"), "{stdout}");
+    assert!(stdout.contains("| mean P95 | — (no successful test) |"), "{stdout}");
+    assert!(stdout.contains("| final P95 | — (no successful test) |"), "{stdout}");
+    assert!(!stdout.contains(" 0.00 ms"), "a latency that was never measured was printed:\n{stdout}");
+
+    let logs = dir.join("logs");
+    let records = common::read_records(&logs);
+    common::assert_schema(&records);
+    let cycles: Vec<&Value> = records.iter().filter(|r| r["type"] == "cycle").collect();
+    assert_eq!(cycles.len(), 2);
+    for cycle in cycles {
+        assert_eq!(cycle["window"]["successes"], 0);
+        assert!(cycle["window"]["latency_ms"].is_null(), "{cycle}");
+        assert!(cycle["session"]["latency_ms"].is_null(), "{cycle}");
+    }
+    let summary = common::session_summary(&logs);
+    assert!(summary["mean_p95_ms"].is_null() && summary["final_p95_ms"].is_null(), "{summary}");
+
+    let report = Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .arg("report")
+        .arg(logs.join("service_metrics.jsonl"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains("| mean P95 | — (no successful test) |"), "{report}");
+    assert!(!report.contains(" 0.00 ms"), "{report}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

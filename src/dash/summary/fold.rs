@@ -28,6 +28,8 @@ struct Part {
     last_uptime_s: f64,
     cycles: u64,
     cycle_p95_sum_ms: f64,
+    /// Cycles whose window had a P95 (at least one success).
+    measured_cycles: u64,
     /// The last cycle's totals, window and status.
     last_cycle: Option<(StatsRecord, StatsRecord, ServiceStatus)>,
     last_caption: Option<String>,
@@ -82,7 +84,10 @@ impl Part {
         match record {
             Record::Cycle(cycle) => {
                 self.cycles += 1;
-                self.cycle_p95_sum_ms += cycle.window.latency_ms.p95;
+                if let Some(latency) = &cycle.window.latency_ms {
+                    self.cycle_p95_sum_ms += latency.p95;
+                    self.measured_cycles += 1;
+                }
                 self.last_cycle = Some((cycle.session, cycle.window, cycle.status));
                 if let Some(caption) = cycle.latest.as_ref().and_then(|latest| latest.caption()) {
                     self.last_caption = Some(caption.to_owned());
@@ -206,8 +211,8 @@ impl Part {
             successes: session.successes,
             success_rate: rate(session.successes),
             error_rate: session.error_rate,
-            mean_p95_ms: if self.cycles == 0 { 0.0 } else { self.cycle_p95_sum_ms / self.cycles as f64 },
-            final_p95_ms: window.latency_ms.p95,
+            mean_p95_ms: (self.measured_cycles > 0).then(|| self.cycle_p95_sum_ms / self.measured_cycles as f64),
+            final_p95_ms: window.latency_ms.map(|latency| latency.p95),
             session,
             last_status: status,
             last_caption: self.last_caption.clone(),

@@ -39,13 +39,13 @@ impl SessionSummary {
         );
         for i in &self.instances {
             text.push_str(&format!(
-                "| {} | {} | {} | {:.1} % | {:.2} ms | {:.2} ms | {} | {} warning, {} critical | {} |\n",
+                "| {} | {} | {} | {:.1} % | {} | {} | {} | {} warning, {} critical | {} |\n",
                 i.instance,
                 i.last_status,
                 i.tests,
                 i.error_rate * 100.0,
-                i.mean_p95_ms,
-                i.final_p95_ms,
+                measured_ms(i.mean_p95_ms),
+                measured_ms(i.final_p95_ms),
                 i.quality_mean.map_or_else(|| "-".to_owned(), |q| format!("{q:.2}")),
                 i.alerts_warning,
                 i.alerts_critical,
@@ -140,7 +140,7 @@ impl SessionSummary {
              | | |\n|---|---|\n\
              | started | {} |\n| ended | {} |\n| duration | {:.1} s |\n\
              | test cycles | {} |\n| tests | {} |\n| success rate | {:.1} % |\n| error rate | {:.1} % |\n\
-             | mean P95 | {:.2} ms |\n| final P95 | {:.2} ms |\n\
+             | mean P95 | {} |\n| final P95 | {} |\n\
              | last status | {} |\n| last caption | {} |\n\
              | alerts fired | {} warning, {} critical |\n| alert events | {} |\n| restarts | {} |\n",
             self.started_at,
@@ -150,8 +150,8 @@ impl SessionSummary {
             self.tests,
             self.success_rate * 100.0,
             self.error_rate * 100.0,
-            self.mean_p95_ms,
-            self.final_p95_ms,
+            measured_ms(self.mean_p95_ms),
+            measured_ms(self.final_p95_ms),
             self.last_status,
             self.last_caption.as_deref().unwrap_or("-"),
             self.alerts_warning,
@@ -160,4 +160,9 @@ impl SessionSummary {
             self.restarts,
         )
     }
+}
+
+/// A latency that may not have been measured: `12.34 ms`, or `— (no successful test)`.
+fn measured_ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "— (no successful test)".to_owned(), |ms| format!("{ms:.2} ms"))
 }

@@ -28,10 +28,11 @@ pub struct SessionSummary {
     pub successes: u64,
     pub success_rate: f64,
     pub error_rate: f64,
-    /// Mean of the window P95 at the end of each cycle.
-    pub mean_p95_ms: f64,
-    /// Window P95 at the end.
-    pub final_p95_ms: f64,
+    /// Mean of the window P95 at the end of each cycle that had one; null when no cycle's
+    /// window held a successful test.
+    pub mean_p95_ms: Option<f64>,
+    /// Window P95 at the end; null when the last window held no successful test.
+    pub final_p95_ms: Option<f64>,
     pub session: StatsRecord,
     pub last_status: ServiceStatus,
     pub last_caption: Option<String>,
@@ -64,8 +65,8 @@ pub struct InstanceSummary {
     pub tests: u64,
     pub successes: u64,
     pub error_rate: f64,
-    pub mean_p95_ms: f64,
-    pub final_p95_ms: f64,
+    pub mean_p95_ms: Option<f64>,
+    pub final_p95_ms: Option<f64>,
     pub quality_mean: Option<f64>,
     pub alerts_warning: u64,
     pub alerts_critical: u64,
@@ -78,6 +79,11 @@ pub type AbSummary = AbVerdict;
 /// The highest of one figure over the parts.
 fn worst_of(parts: &[(String, SessionSummary)], figure: impl Fn(&SessionSummary) -> f64) -> f64 {
     parts.iter().map(|(_, s)| figure(s)).fold(0.0, f64::max)
+}
+
+/// The worst of the instances that measured the figure; None when none did.
+fn worst_measured(parts: &[(String, SessionSummary)], figure: impl Fn(&SessionSummary) -> Option<f64>) -> Option<f64> {
+    parts.iter().filter_map(|(_, s)| figure(s)).reduce(f64::max)
 }
 
 /// Notification outcomes at one sink over the session.
@@ -127,23 +133,28 @@ impl SessionSummary {
             parts.iter().filter_map(|(_, s)| s.session.quality_mean.map(|q| q * s.successes as f64)).sum::<f64>()
                 / quality_weight as f64
         });
-        let latency = |f: fn(&super::record::LatencyRecord) -> f64| worst_of(&parts, |s| f(&s.session.latency_ms));
+        let latency = |f: fn(&super::record::LatencyRecord) -> f64| {
+            worst_measured(&parts, |s| s.session.latency_ms.as_ref().map(f))
+        };
         let session = StatsRecord {
             probes: tests,
             successes,
             failures: tests - successes.min(tests),
             error_rate: rate(tests - successes.min(tests)),
-            latency_ms: super::record::LatencyRecord {
-                p50: latency(|l| l.p50),
-                p95: latency(|l| l.p95),
-                p99: latency(|l| l.p99),
-                max: latency(|l| l.max),
-                mean: latency(|l| l.mean),
-            },
-            model_time_ms: super::record::ModelTimeRecord {
-                p50: worst_of(&parts, |s| s.session.model_time_ms.p50),
-                p95: worst_of(&parts, |s| s.session.model_time_ms.p95),
-            },
+            // Each figure is the worst of the instances that measured one.
+            latency_ms: latency(|l| l.p95).map(|p95| super::record::LatencyRecord {
+                p50: latency(|l| l.p50).unwrap_or(p95),
+                p95,
+                p99: latency(|l| l.p99).unwrap_or(p95),
+                max: latency(|l| l.max).unwrap_or(p95),
+                mean: latency(|l| l.mean).unwrap_or(p95),
+            }),
+            model_time_ms: worst_measured(&parts, |s| s.session.model_time_ms.map(|m| m.p95)).map(|p95| {
+                super::record::ModelTimeRecord {
+                    p50: worst_measured(&parts, |s| s.session.model_time_ms.map(|m| m.p50)).unwrap_or(p95),
+                    p95,
+                }
+            }),
             quality_mean,
             throughput_per_s: parts.iter().map(|(_, s)| s.session.throughput_per_s).sum(),
         };
@@ -176,8 +187,8 @@ impl SessionSummary {
             successes,
             success_rate: rate(successes),
             error_rate: session.error_rate,
-            mean_p95_ms: worst_of(&parts, |s| s.mean_p95_ms),
-            final_p95_ms: worst_of(&parts, |s| s.final_p95_ms),
+            mean_p95_ms: worst_measured(&parts, |s| s.mean_p95_ms),
+            final_p95_ms: worst_measured(&parts, |s| s.final_p95_ms),
             session,
             last_status: parts
                 .iter()

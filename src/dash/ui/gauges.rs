@@ -22,15 +22,21 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, window: &StatsSnap
     let judge = |kind, value, samples| {
         state.alerts.rule(kind).map_or((Severity::Ok, 1.0), |rule| (rule.judge(value, samples), rule.critical))
     };
-    let p95 = window.latency.p95_ms;
-    let (p95_level, p95_critical) = judge(RuleKind::P95Latency, p95, window.successes);
-    frame.render_widget(
-        Gauge::default()
-            .ratio((p95 / p95_critical).clamp(0.0, 1.0))
-            .label(format!("P95 {p95:.1} ms"))
-            .gauge_style(Style::default().fg(severity_colour(p95_level))),
-        p95_area,
-    );
+    // No successful test in the window: no P95, and the gauge says so instead of showing 0.
+    let p95_gauge = match &window.latency {
+        Some(latency) => {
+            let (level, critical) = judge(RuleKind::P95Latency, latency.p95_ms, window.successes);
+            Gauge::default()
+                .ratio((latency.p95_ms / critical).clamp(0.0, 1.0))
+                .label(format!("P95 {:.1} ms", latency.p95_ms))
+                .gauge_style(Style::default().fg(severity_colour(level)))
+        }
+        None => Gauge::default()
+            .ratio(0.0)
+            .label("P95 — (no success)")
+            .gauge_style(Style::default().fg(severity_colour(state.alerts.severity(RuleKind::P95Latency)))),
+    };
+    frame.render_widget(p95_gauge, p95_area);
     let (error_level, error_critical) = judge(RuleKind::ErrorRate, window.error_rate, window.probes);
     frame.render_widget(
         Gauge::default()

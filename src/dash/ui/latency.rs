@@ -14,13 +14,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, window: &StatsSnap
     let skip = state.recent.len().saturating_sub(width);
     let shown: Vec<u64> = state.recent.iter().skip(skip).map(|probe| probe.latency_ms.round() as u64).collect();
     let last = format!(" Latency ms (last {})", shown.len());
-    let p50 = format!(" · P50 {:.1}", window.latency.p50_ms);
-    // Services that do not report a model time have none to show.
-    let model = if window.model_time.count == 0 {
-        String::new()
-    } else {
-        format!(" · model P95 {:.1}", window.model_time.p95_ms)
-    };
+    // Nothing measured, nothing shown: no successful probe in the window has no P50, and a
+    // service that does not report a model time has none.
+    let p50 = window.latency.map_or_else(String::new, |latency| format!(" · P50 {:.1}", latency.p50_ms));
+    let model = window.model_time.map_or_else(String::new, |model| format!(" · model P95 {:.1}", model.p95_ms));
     let title = first_fitting(
         area.width.saturating_sub(2),
         vec![format!("{last}{p50}{model} "), format!("{last}{p50} "), format!("{last} ")],

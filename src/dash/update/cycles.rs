@@ -94,7 +94,9 @@ pub(super) fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
     out.metric(MetricUpdate::TestCycle);
     state.window.prune(now);
     let window = state.window.snapshot(now);
-    judge(state, RuleKind::P95Latency, window.latency.p95_ms, window.successes, out);
+    if let Some(latency) = &window.latency {
+        judge(state, RuleKind::P95Latency, latency.p95_ms, window.successes, out);
+    }
     judge(state, RuleKind::ErrorRate, window.error_rate, window.probes, out);
     if let Some(quality) = window.quality_mean {
         judge(state, RuleKind::QualityScore, quality, window.successes, out);
@@ -102,21 +104,25 @@ pub(super) fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
     let label = |kind| state.alerts.severity(kind).to_string();
     let mut lines = vec![
         format!("📊 Cycle {} summary (last {} s window)", state.cycles, state.window.window().as_secs()),
-        format!("📈 P95 response time: {:.2} ms [{}]", window.latency.p95_ms, label(RuleKind::P95Latency)),
-        format!(
-            "   P50 {:.2} ms · P99 {:.2} ms · max {:.2} ms{}",
-            window.latency.p50_ms,
-            window.latency.p99_ms,
-            window.latency.max_ms,
-            // Services that do not report a model time have none to show.
-            if window.model_time.count == 0 {
-                String::new()
-            } else {
-                format!(" · model P95 {:.2} ms", window.model_time.p95_ms)
+        match &window.latency {
+            Some(latency) => {
+                format!("📈 P95 response time: {:.2} ms [{}]", latency.p95_ms, label(RuleKind::P95Latency))
             }
-        ),
+            None => {
+                format!("📈 P95 response time: — (no successful test in the window) [{}]", label(RuleKind::P95Latency))
+            }
+        },
         format!("❗ Error rate: {:.1}% [{}]", window.error_rate * 100.0, label(RuleKind::ErrorRate)),
     ];
+    if let Some(latency) = &window.latency {
+        // Services that do not report a model time have none to show.
+        let model = window.model_time.map_or_else(String::new, |model| format!(" · model P95 {:.2} ms", model.p95_ms));
+        let percentiles = format!(
+            "   P50 {:.2} ms · P99 {:.2} ms · max {:.2} ms{model}",
+            latency.p50_ms, latency.p99_ms, latency.max_ms
+        );
+        lines.insert(2, percentiles);
+    }
     if let Some(quality) = window.quality_mean {
         lines.push(format!("🎯 Quality score: {quality:.2} [{}]", label(RuleKind::QualityScore)));
     }
