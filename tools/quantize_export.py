@@ -220,6 +220,19 @@ def refuse_if_int8(src: Path, record: dict | None, files: list[Path]) -> None:
 # ----------------------------------------------------------------------------- quantizing
 
 
+def quantized_per_graph(model: onnx.ModelProto, expected: dict[str, int], dst: Path, weights_are: str, node_is: str) -> dict:
+    """Per graph path: the weights that could be quantized and the quantized nodes written. Raises when a
+    graph that had such weights got no quantized node (a quantizer that silently skipped a subgraph)."""
+    counts = {path: quantized_node_count(graph) for path, graph in walk_graphs(model.graph)}
+    report = {}
+    for path, weights in expected.items():
+        got = counts.get(path, 0)
+        report[path] = {"quantizable_weights": weights, "quantized_nodes": got}
+        if weights and not got:
+            raise QuantizeError(f"{dst.name}: graph {path} has {weights} {weights_are} but no {node_is}")
+    return report
+
+
 def quantize_file(src: Path, dst: Path, settings: dict) -> dict:
     """quantize_dynamic src -> dst (subgraphs included); returns per-graph counts. Raises when a graph with
     quantizable weights got no quantized node."""
@@ -252,14 +265,7 @@ def quantize_file(src: Path, dst: Path, settings: dict) -> dict:
         else:
             onnx.save(model, str(dst))
 
-    counts = {path: quantized_node_count(graph) for path, graph in walk_graphs(model.graph)}
-    report = {}
-    for path, weights in expected.items():
-        got = counts.get(path, 0)
-        report[path] = {"quantizable_weights": weights, "quantized_nodes": got}
-        if weights and not got:
-            raise QuantizeError(f"{dst.name}: graph {path} has {weights} quantizable weights but no quantized node")
-    return report
+    return quantized_per_graph(model, expected, dst, "quantizable weights", "quantized node")
 
 
 def _save(model: onnx.ModelProto, dst: Path, big: bool) -> None:
@@ -340,14 +346,7 @@ def quantize_file_int4(src: Path, dst: Path, settings: dict) -> dict:
     model = quantizer.model.model
     onnx.checker.check_model(model, full_check=False)
     _save(model, dst, model.ByteSize() > 1.9e9)
-    counts = {path: quantized_node_count(graph) for path, graph in walk_graphs(model.graph)}
-    report = {}
-    for path, weights in expected.items():
-        got = counts.get(path, 0)
-        report[path] = {"quantizable_weights": weights, "quantized_nodes": got}
-        if weights and not got:
-            raise QuantizeError(f"{dst.name}: graph {path} has {weights} MatMul weights but no MatMulNBits node")
-    return report
+    return quantized_per_graph(model, expected, dst, "MatMul weights", "MatMulNBits node")
 
 
 def preprocess(image, config: dict) -> np.ndarray:
@@ -423,14 +422,7 @@ def quantize_file_static(src: Path, dst: Path, settings: dict) -> dict:
         )
         model = onnx.load(str(scratch))
         _save(model, dst, model.ByteSize() > 1.9e9)
-    counts = {path: quantized_node_count(graph) for path, graph in walk_graphs(model.graph)}
-    report = {}
-    for path, weights in expected.items():
-        got = counts.get(path, 0)
-        report[path] = {"quantizable_weights": weights, "quantized_nodes": got}
-        if weights and not got:
-            raise QuantizeError(f"{dst.name}: graph {path} has {weights} MatMul weights but no QDQ node")
-    return report
+    return quantized_per_graph(model, expected, dst, "MatMul weights", "QDQ node")
 
 
 def quantize_any(src: Path, dst: Path, settings: dict) -> tuple[dict, str]:

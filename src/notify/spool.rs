@@ -134,11 +134,11 @@ impl Spool {
                         }
                         Ok(Line::Outcome { id, sink, result }) => {
                             if settles(&result) {
-                                pending.retain(|entry| !(entry.notification.id == id && entry.sink == sink));
+                                forget(&mut pending, &id, &sink);
                             }
                         }
                         Ok(Line::Discarded { id, sink, .. }) => {
-                            pending.retain(|entry| !(entry.notification.id == id && entry.sink == sink));
+                            forget(&mut pending, &id, &sink);
                         }
                         Err(_) => recovered.unreadable_lines += 1,
                     }
@@ -198,7 +198,7 @@ impl Spool {
     pub fn record(&mut self, id: &str, sink: &str, outcome: &DeliveryOutcome) -> io::Result<()> {
         self.append(&Line::Outcome { id: id.to_owned(), sink: sink.to_owned(), result: outcome.clone() })?;
         if settles(outcome) {
-            self.pending.retain(|entry| !(entry.notification.id == id && entry.sink == sink));
+            forget(&mut self.pending, id, sink);
         }
         self.compact_if_grown()
     }
@@ -206,7 +206,7 @@ impl Spool {
     /// Gives up on an undelivered notification.
     pub fn discard(&mut self, entry: &Pending, reason: Discard) -> io::Result<()> {
         let (id, sink) = (entry.notification.id.clone(), entry.sink.clone());
-        self.pending.retain(|pending| !(pending.notification.id == id && pending.sink == sink));
+        forget(&mut self.pending, &id, &sink);
         self.append(&Line::Discarded { id, sink, reason })
     }
 
@@ -231,6 +231,11 @@ impl Spool {
         self.lines = self.pending.len();
         Ok(())
     }
+}
+
+/// Drops the notification `id` for `sink` from `pending`.
+fn forget(pending: &mut Vec<Pending>, id: &str, sink: &str) {
+    pending.retain(|entry| !(entry.notification.id == id && entry.sink == sink));
 }
 
 fn alert_key(entry: &Pending) -> (String, String, Option<String>) {

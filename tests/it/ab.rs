@@ -80,13 +80,8 @@ async fn monitor_compares_two_variants_and_calls_the_slow_one() {
     assert!(last["pairs"].as_u64().unwrap() >= 20, "{last}");
 
     // `capwatch report` rebuilds the same section from the file.
-    let report = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .arg("report")
-        .arg(logs.join("service_metrics.jsonl"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&report.stdout);
-    assert!(report.status.success(), "{text}");
+    let (ok, text) = common::capwatch_report(&logs);
+    assert!(ok, "{text}");
     assert!(text.contains("## A/B comparison") && text.contains("Verdict: a is"), "{text}");
     server.stop().await.unwrap();
 }

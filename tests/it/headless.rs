@@ -91,13 +91,8 @@ fn a_healthy_session_exits_zero_with_metrics_and_summary() {
     );
 
     // `capwatch report` rebuilds the same figures from the metrics file.
-    let report = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .arg("report")
-        .arg(logs.join("service_metrics.jsonl"))
-        .output()
-        .unwrap();
-    assert!(report.status.success());
-    let report = String::from_utf8_lossy(&report.stdout);
+    let (ok, report) = common::capwatch_report(&logs);
+    assert!(ok, "{report}");
     for expected in [
         "| test cycles | 2 |",
         "| tests | 6 |",
@@ -217,12 +212,8 @@ fn a_session_without_a_successful_test_prints_no_latency_number() {
     let summary = common::session_summary(&logs);
     assert!(summary["mean_p95_ms"].is_null() && summary["final_p95_ms"].is_null(), "{summary}");
 
-    let report = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .arg("report")
-        .arg(logs.join("service_metrics.jsonl"))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&report.stdout);
+    let (ok, report) = common::capwatch_report(&logs);
+    assert!(ok, "{report}");
     assert!(report.contains("| mean P95 | — (no successful test) |"), "{report}");
     assert!(!report.contains(" 0.00 ms"), "{report}");
     std::fs::remove_dir_all(dir).unwrap();

@@ -475,12 +475,7 @@ fn notifications_follow_fire_repeat_resolve_and_a_dead_sink_costs_nothing_else()
     assert_eq!(tally("slack")["delivered"].as_u64(), Some(episode.len() as u64), "{summary}");
     assert_eq!(tally("dead")["failed"].as_u64(), Some(episode.len() as u64), "{summary}");
     assert!(stdout.contains(&format!("| notifications | slack {} delivered", episode.len())), "{stdout}");
-    let report = Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .arg("report")
-        .arg(logs.join("service_metrics.jsonl"))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&report.stdout);
+    let (_, report) = common::capwatch_report(&logs);
     assert!(report.contains(&format!("dead 0 delivered, {} failed", episode.len())), "{report}");
 
     // No secret in anything capwatch wrote or printed.

@@ -424,3 +424,13 @@ pub fn session_summary(logs: &std::path::Path) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no session summary in {}", logs.display()));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// `capwatch report LOGS/service_metrics.jsonl`: whether it succeeded, and its stdout.
+pub fn capwatch_report(logs: &std::path::Path) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
+        .arg("report")
+        .arg(logs.join("service_metrics.jsonl"))
+        .output()
+        .unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
