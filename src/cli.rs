@@ -282,6 +282,11 @@ pub struct MonitorArgs {
     /// `monitoring.ca_file`).
     #[arg(long, env = "CAPWATCH_CA_FILE", value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Watch the instances a source lists as they come and go: `dns:NAME[:PORT]` (A/AAAA
+    /// records, e.g. a Kubernetes headless Service), `file:PATH` (Prometheus file_sd) or an
+    /// http(s):// URL (Prometheus http_sd); overrides `monitoring.discovery.source`.
+    #[arg(long, value_name = "SOURCE")]
+    pub discover: Option<crate::config::DiscoverySource>,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -38,6 +38,22 @@ pub fn for_capwatch(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, St
     Ok(builder(ca_file)?.default_headers(headers))
 }
 
+/// A transport error as one line: the error and each of its causes, without the URL (which
+/// may carry a secret).
+pub fn describe(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(url) = error.url() {
+        message = message.replace(&format!(" for url ({url})"), "");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod dash;
+pub mod discovery;
 pub mod drift;
 pub mod engine;
 pub mod exit_code;

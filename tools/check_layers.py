@@ -23,7 +23,7 @@ import sys
 LAYERS = [
     ["main", "commands", "cli"],
     ["dash", "server", "export", "plan", "traffic"],
-    ["notify", "alerts", "protocol"],
+    ["notify", "alerts", "protocol", "discovery"],
     ["engine", "config"],
     ["drift", "stats"],
     ["clock", "exit_code", "http_client", "quality", "shutdown", "telemetry"],

@@ -89,6 +89,26 @@ impl AlertEngine {
         active
     }
 
+    /// Every rule back to OK because the instance left the fleet: one `Left` event per rule
+    /// that was not OK, with its last level and threshold.
+    pub fn retire(&mut self) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for (rule, state) in &mut self.rules {
+            if state.severity != Severity::Ok {
+                events.push(AlertEvent {
+                    rule: rule.kind,
+                    severity: Severity::Ok,
+                    transition: AlertTransition::Left,
+                    value: f64::NAN,
+                    threshold: rule.threshold(state.severity),
+                    instance: None,
+                });
+            }
+            *state = RuleState { severity: Severity::Ok, last_event: None, pending: None };
+        }
+        events
+    }
+
     /// Judges one observation of `kind`; `samples` is how many observations back it.
     pub fn observe(&mut self, kind: RuleKind, value: f64, samples: u64, now: Instant) -> Option<AlertEvent> {
         let (cooldown, stability) = (self.cooldown, self.stability);

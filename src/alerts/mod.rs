@@ -239,9 +239,17 @@ pub enum AlertTransition {
     Repeated,
     /// Back to OK.
     Resolved,
+    /// Back to OK because the instance left the fleet (discovery no longer lists it): not
+    /// measured, and not an incident.
+    Left,
 }
 
 impl AlertTransition {
+    /// Whether the alert is over (back to OK, measured or because its instance left).
+    pub fn is_resolve(self) -> bool {
+        matches!(self, Self::Resolved | Self::Left)
+    }
+
     /// The label in `/metrics` (`reason`) and the records.
     pub fn name(self) -> &'static str {
         match self {
@@ -250,6 +258,7 @@ impl AlertTransition {
             Self::Deescalated => "deescalated",
             Self::Repeated => "repeated",
             Self::Resolved => "resolved",
+            Self::Left => "left",
         }
     }
 }
@@ -275,6 +284,7 @@ impl fmt::Display for AlertEvent {
         let name = self.rule.name();
         match (self.transition, self.severity) {
             (AlertTransition::Resolved, _) => write!(f, "✅ RESOLVED: {name} = {value} (back to normal)"),
+            (AlertTransition::Left, _) => write!(f, "✅ RESOLVED: {name} (the instance left the fleet)"),
             (AlertTransition::Escalated, _) => {
                 write!(f, "🚨🚨 CRITICAL ALERT: {name} = {value} (Critical threshold exceeded, was WARNING)")
             }

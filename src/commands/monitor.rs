@@ -24,7 +24,11 @@ pub fn run(args: &MonitorArgs, runtime: &Runtime) -> Result<ExitCode, CliError> 
     if let Some(ca_file) = &args.ca_file {
         config.monitoring.ca_file = Some(ca_file.clone());
     }
-    let watched = Watched::resolve(&args.url, &config.monitoring.targets).map_err(CliError::Usage)?;
+    if let Some(source) = &args.discover {
+        config.monitoring.discovery.source = Some(source.clone());
+    }
+    let discovering = config.monitoring.discovery.source.is_some();
+    let watched = Watched::resolve(&args.url, &config.monitoring.targets, discovering).map_err(CliError::Usage)?;
     watch(&args.run, config, Target::Urls(watched), runtime)
 }
 

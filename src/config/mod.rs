@@ -19,8 +19,9 @@ use serde::Deserialize;
 
 pub use alerts::{AlertsConfig, DeliveryConfig, MinSeverity, SinkConfig, SinkKind, SinkTarget, Sinks};
 pub use monitor::{
-    AbWorseLevel, HeaderFromEnv, HealthMethod, Levels, LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig,
-    RestartConfig, ServiceContractConfig, ServicePreset, TestImage, ThresholdsConfig, Upload, WatchTarget,
+    AbWorseLevel, DEFAULT_DISCOVERY_PORT, DiscoveryConfig, DiscoverySource, HeaderFromEnv, HealthMethod, Levels,
+    LogsConfig, MonitoringConfig, PrometheusConfig, QualityConfig, RestartConfig, Scheme, ServiceContractConfig,
+    ServicePreset, TestImage, ThresholdsConfig, Upload, WatchTarget,
 };
 pub use service::{
     AuthConfig, ConnectionLimits, DriftConfig, ModelVariantConfig, ServiceConfig, ShadowConfig, Share, TlsConfig,

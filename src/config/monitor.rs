@@ -29,6 +29,9 @@ pub struct MonitoringConfig {
     /// The instances `capwatch monitor` watches when no `--url` is given: several replicas
     /// of one service on one dashboard.
     pub targets: Vec<WatchTarget>,
+    /// Instances that come and go (an autoscaled Deployment): listed by DNS, a file or an
+    /// HTTP endpoint, re-read every `refresh_s`; watched beside the static `targets`.
+    pub discovery: DiscoveryConfig,
     /// CA certificates (PEM) to trust for `https://` services with a private CA (the dashboard
     /// trusts its own child's `service.tls.cert` without it).
     pub ca_file: Option<std::path::PathBuf>,
@@ -42,6 +45,123 @@ pub struct WatchTarget {
     pub url: String,
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// `monitoring.discovery:` — where the watched instances are listed when they come and go.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// `dns:NAME[:PORT]`, `file:PATH` or an `http(s)://` URL (Prometheus `http_sd`); none:
+    /// only the static targets are watched.
+    pub source: Option<DiscoverySource>,
+    /// The source is read again this often (a file is also re-read as soon as it changes).
+    pub refresh_s: Seconds,
+    /// `http` or `https`, for addresses given as `host:port` (a file or `http_sd` group's
+    /// `__scheme__` label overrides it).
+    pub scheme: Scheme,
+    /// `dns:` only: ask this server (`IP:PORT`) instead of the system's resolvers.
+    pub nameserver: Option<std::net::SocketAddr>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self { source: None, refresh_s: secs(30), scheme: Scheme::Http, nameserver: None }
+    }
+}
+
+/// Where discovered instances are listed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DiscoverySource {
+    /// The A and AAAA records of `name` (a Kubernetes headless Service: one per ready pod), each at `port`.
+    Dns { name: String, port: u16 },
+    /// A Prometheus `file_sd` file (JSON or YAML): `[{targets: [host:port, …], labels: {…}}, …]`.
+    File(PathBuf),
+    /// A Prometheus `http_sd` endpoint answering that list as JSON.
+    Http(String),
+}
+
+/// The port `dns:NAME` means without one: `capwatch serve`'s default.
+pub const DEFAULT_DISCOVERY_PORT: u16 = 8000;
+
+impl std::str::FromStr for DiscoverySource {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected = "expected dns:NAME[:PORT], file:PATH or an http(s):// URL";
+        if text.starts_with("http://") || text.starts_with("https://") {
+            let url = reqwest::Url::parse(text).map_err(|err| format!("bad discovery URL {text:?}: {err}"))?;
+            if url.host_str().is_none() {
+                return Err(format!("bad discovery URL {text:?}: no host"));
+            }
+            return Ok(Self::Http(text.to_owned()));
+        }
+        if let Some(path) = text.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(format!("discovery source {text:?} names no file: {expected}"));
+            }
+            return Ok(Self::File(PathBuf::from(path)));
+        }
+        if let Some(rest) = text.strip_prefix("dns:") {
+            let (name, port) = match rest.rsplit_once(':') {
+                Some((name, port)) => {
+                    let port = port.parse::<u16>().ok().filter(|port| *port > 0).ok_or_else(|| {
+                        format!("discovery source {text:?}: the port must be a number from 1 to 65535")
+                    })?;
+                    (name, port)
+                }
+                None => (rest, DEFAULT_DISCOVERY_PORT),
+            };
+            let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+            if name.is_empty() || !name.chars().all(valid) {
+                return Err(format!("discovery source {text:?}: {name:?} is not a DNS name"));
+            }
+            return Ok(Self::Dns { name: name.to_owned(), port });
+        }
+        Err(format!("unknown discovery source {text:?}: {expected}"))
+    }
+}
+
+impl TryFrom<String> for DiscoverySource {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl std::fmt::Display for DiscoverySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dns { name, port } => write!(f, "dns:{name}:{port}"),
+            Self::File(path) => write!(f, "file:{}", path.display()),
+            Self::Http(url) => f.write_str(url),
+        }
+    }
+}
+
+impl From<DiscoverySource> for String {
+    fn from(source: DiscoverySource) -> Self {
+        source.to_string()
+    }
+}
+
+/// How discovered `host:port` addresses are reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
 }
 
 /// `monitoring.service:` — the probe contract of the watched service. A preset gives every
@@ -131,6 +251,7 @@ impl Default for MonitoringConfig {
             startup_timeout_s: secs(60),
             service: ServiceContractConfig::default(),
             targets: Vec::new(),
+            discovery: DiscoveryConfig::default(),
             ca_file: None,
         }
     }

@@ -21,11 +21,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::chaos_client::{self, ChaosClient};
 use super::console::{Console, Mode};
 use super::contract::{ContractError, ProbeContract};
+use super::discovery_loop::discovery_loop;
 use super::event::{Event, ShutdownReason};
 use super::executor::{Executor, Flow};
 use super::fleet::{Companion, Fleet};
 use super::metrics::DashMetrics;
-use super::probe_loops::{self, drift_loop, health_loop, inference_loop};
+use super::probe_loops::ProbeStarter;
 use super::prober::{ProbeImage, Prober};
 use super::records_file::RecordsFile;
 use super::state::{DashState, Stop};
@@ -34,6 +35,7 @@ use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, Supervis
 use super::tui::{self, TerminalGuard};
 use crate::clock::Clock;
 use crate::config::{Config, ServicePreset};
+use crate::discovery::Discoverer;
 use crate::notify::{Notifier, NotifyError, Sink};
 
 /// Events waiting for the loop before producers wait.
@@ -57,6 +59,8 @@ pub enum MonitorError {
     NoTestImages,
     #[error("no server to watch")]
     NothingToWatch,
+    #[error("monitoring.discovery: {0}")]
+    Discovery(String),
     #[error("monitoring.ca_file: {0}")]
     CaFile(String),
     #[error(transparent)]
@@ -76,7 +80,7 @@ impl MonitorError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Notify(err) => err.exit_code(),
-            Self::Contract(_) | Self::CaFile(_) => crate::exit_code::CONFIG,
+            Self::Contract(_) | Self::CaFile(_) | Self::Discovery(_) => crate::exit_code::CONFIG,
             _ => 1,
         }
     }
@@ -101,16 +105,20 @@ pub struct Watched {
 impl Watched {
     /// The instances to watch: `urls` from the command line, or else the config's
     /// `monitoring.targets`. Named by the config, or by the URL's host and port; names and
-    /// URLs must be unique.
-    pub fn resolve(urls: &[String], targets: &[crate::config::WatchTarget]) -> Result<Vec<Self>, String> {
+    /// URLs must be unique. None at all is fine only when discovery will list some.
+    pub fn resolve(
+        urls: &[String],
+        targets: &[crate::config::WatchTarget],
+        discovering: bool,
+    ) -> Result<Vec<Self>, String> {
         let wanted: Vec<(Option<String>, String)> = if urls.is_empty() {
             targets.iter().map(|target| (target.name.clone(), target.url.clone())).collect()
         } else {
             urls.iter().map(|url| (None, url.clone())).collect()
         };
-        if wanted.is_empty() {
-            return Err("nothing to watch: give --url (repeat it for several instances) or list \
-                        monitoring.targets in the config"
+        if wanted.is_empty() && !discovering {
+            return Err("nothing to watch: give --url (repeat it for several instances), --discover SOURCE, or \
+                        list monitoring.targets in the config"
                 .to_owned());
         }
         let mut watched: Vec<Self> = Vec::new();
@@ -236,7 +244,9 @@ impl Session {
                     .and_then(|auth| auth.read_keys(&|var| std::env::var(var).ok()).ok()?.into_iter().next());
                 ProbeContract::preset(ServicePreset::Capwatch).with_api_key(key)
             }
-            Target::Urls(watched) if watched.is_empty() => return Err(MonitorError::NothingToWatch),
+            Target::Urls(watched) if watched.is_empty() && config.monitoring.discovery.source.is_none() => {
+                return Err(MonitorError::NothingToWatch);
+            }
             Target::Urls(_) => ProbeContract::resolve(&config.monitoring.service, &|var| std::env::var(var).ok())?,
         };
         // The dashboard trusts the certificate of the child it launched without a CA file.
@@ -272,34 +282,60 @@ impl Session {
             Target::Child(_) => vec![Watched { name: "local".to_owned(), url: String::new() }],
             Target::Urls(watched) => watched.clone(),
         };
-        let several = watched.len() > 1;
-        let new_state = |name: &str| {
-            let mut state = DashState::new(&config, supervised, stop, started.now);
-            state.settings.service_shape.clone_from(&contract.shape);
+        // Instances that come and go: only for servers capwatch did not start.
+        let discoverer = match (&target, &config.monitoring.discovery.source) {
+            (Target::Urls(_), Some(_)) => Some(
+                Discoverer::new(&config.monitoring.discovery, ca_file.as_deref())
+                    .map_err(|err| MonitorError::Discovery(err.to_string()))?,
+            ),
+            _ => None,
+        };
+        let several = watched.len() > 1 || discoverer.is_some();
+        let new_state = {
+            let config = config.clone();
+            let shape = contract.shape.clone();
             // Faults go only to capwatch servers (another service has no /chaos to poll), and
             // only with one instance (the fault menu acts on the one server shown).
-            state.settings.chaos &= (supervised || contract.speaks_capwatch) && !several;
-            state.settings.instance = several.then(|| name.to_owned());
-            state
+            let chaos = (supervised || contract.speaks_capwatch) && !several;
+            move |name: &str| {
+                let mut state = DashState::new(&config, supervised, stop, started.now);
+                state.settings.service_shape.clone_from(&shape);
+                state.settings.chaos &= chaos;
+                state.settings.instance = several.then(|| name.to_owned());
+                state
+            }
         };
-        let fleet = Fleet::new(new_state(&watched[0].name), watched[1..].iter().map(|w| new_state(&w.name)).collect());
+        let states = watched.iter().map(|w| new_state(&w.name)).collect();
+        let mut fleet = Fleet::of(states, watched.iter().map(|w| w.url.clone()).collect());
+        if let Some(discoverer) = &discoverer {
+            fleet = fleet.discover(discoverer.source().to_string(), Box::new(new_state), started.now);
+        }
         let names: Vec<String> = watched.iter().map(|w| w.name.clone()).collect();
         let metrics = Arc::new(DashMetrics::new(&config, &notifier.sink_names(), &names));
         let (supervisor_tx, supervisor_rx) = mpsc::channel::<SupervisorCommand>(8);
-        let mut all_controls = Vec::new();
-        let mut probes = Vec::new();
-        for _ in &watched {
-            let (handles, controls) = probe_loops::controls();
-            probes.push(handles);
-            all_controls.push(controls);
-        }
+        let prober = Prober::new(config.monitoring.probe_timeout_s.0, contract.clone(), ca_file.as_deref())
+            .map_err(MonitorError::CaFile)?;
+        let starter = ProbeStarter {
+            prober,
+            health_interval: config.monitoring.health_interval_s.0,
+            inference_interval: config.monitoring.inference_interval_s.0,
+            tests_per_cycle: config.monitoring.tests_per_cycle.get(),
+            images,
+            drift: contract.speaks_capwatch,
+            events_tx: events_tx.clone(),
+            tagged: several,
+        };
+        let rediscover = discoverer.as_ref().map(|_| Arc::new(tokio::sync::Notify::new()));
         let executor = Executor {
             records,
             summary: SummaryFold::default(),
             metrics: Arc::clone(&metrics),
             console: Console { mode },
-            probes,
+            probes: (0..watched.len()).map(|instance| Some(starter.start(instance))).collect(),
+            starter,
             names,
+            name_lines: several,
+            rediscover: rediscover.clone(),
             notifier: Some(notifier),
             supervisor_tx: supervised.then(|| supervisor_tx.clone()),
             chaos: ChaosClient::new(&contract.headers, ca_file.as_deref()),
@@ -321,11 +357,22 @@ impl Session {
         for name in session.executor.notifier.as_ref().map(Notifier::sink_names).unwrap_or_default() {
             session.apply(Event::Note { message: format!("📣 Alert notifications go to {name}") });
         }
-        if several {
+        if watched.len() > 1 {
             let list: Vec<String> = watched.iter().map(|w| format!("{} ({})", w.name, w.url)).collect();
             session.apply(Event::Note {
                 message: format!("🛰 Watching {} instances: {}", watched.len(), list.join(", ")),
             });
+        }
+        if let (Some(discoverer), Some(rediscover)) = (discoverer, rediscover) {
+            let refresh = session.config.monitoring.discovery.refresh_s.0;
+            session.apply(Event::Note {
+                message: format!(
+                    "🛰 Discovering instances from {} (every {})",
+                    discoverer.source(),
+                    humantime::format_duration(refresh)
+                ),
+            });
+            session.tasks.spawn(discovery_loop(discoverer, refresh, rediscover, events_tx.clone()));
         }
         match target {
             Target::Child(command) => {
@@ -340,36 +387,11 @@ impl Session {
                 }
             }
         }
-        let probes_drift = contract.speaks_capwatch;
-        let prober = Prober::new(session.config.monitoring.probe_timeout_s.0, contract, ca_file.as_deref())
-            .map_err(MonitorError::CaFile)?;
-        let monitoring = &session.config.monitoring;
         let tasks = &mut session.tasks;
-        for (instance, controls) in all_controls.into_iter().enumerate() {
-            // Each instance's loops run on their own: one that hangs never stalls the others.
-            let instance_tx = if several { tagging(instance, events_tx.clone(), tasks) } else { events_tx.clone() };
-            tasks.spawn(health_loop(
-                prober.clone(),
-                monitoring.health_interval_s.0,
-                controls.clone(),
-                instance_tx.clone(),
-            ));
-            // Only capwatch's own server has `/drift`; checked as often as its health.
-            if probes_drift {
-                let interval = monitoring.health_interval_s.0;
-                tasks.spawn(drift_loop(prober.clone(), interval, controls.clone(), instance_tx.clone()));
-            }
-            tasks.spawn(inference_loop(
-                prober.clone(),
-                monitoring.inference_interval_s.0,
-                monitoring.tests_per_cycle.get(),
-                images.clone(),
-                controls,
-                instance_tx,
-            ));
-        }
-        if session.fleet.first().settings.chaos {
-            let target_rx = session.executor.probes[0].watch_target();
+        if session.fleet.first().is_some_and(|first| first.settings.chaos)
+            && let Some(Some(first)) = session.executor.probes.first()
+        {
+            let target_rx = first.handles.watch_target();
             tasks.spawn(chaos_client::poll_loop(session.executor.chaos.clone(), target_rx, events_tx.clone()));
         }
         tasks.spawn(ticks(if mode == Mode::Tui { TICK_TUI } else { TICK_HEADLESS }, events_tx.clone()));
@@ -428,6 +450,8 @@ impl Session {
         self.apply(Event::Input(super::event::Input::Quit));
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        // Dropping each instance's loops stops them.
+        self.executor.probes.clear();
         self.executor.supervisor_tx = None;
         if let Some((task, supervisor_tx)) = self.supervisor.take() {
             // A closed channel means the supervisor already ended.
@@ -482,20 +506,6 @@ impl Session {
         });
         SessionEnd { summary, summary_paths, wrong_shape }
     }
-}
-
-/// A sender for one instance's producers: what they send reaches the loop as
-/// [`Event::Of`] that instance (a forwarding task, tracked in `tasks`).
-fn tagging(instance: usize, events_tx: mpsc::Sender<Event>, tasks: &mut JoinSet<()>) -> mpsc::Sender<Event> {
-    let (instance_tx, mut instance_rx) = mpsc::channel::<Event>(16);
-    tasks.spawn(async move {
-        while let Some(event) = instance_rx.recv().await {
-            if events_tx.send(Event::Of { instance, event: Box::new(event) }).await.is_err() {
-                return;
-            }
-        }
-    });
-    instance_tx
 }
 
 /// A tick every `interval`; skipped while the loop is behind.

@@ -33,6 +33,12 @@ pub enum Effect {
     InjectFault { url: String, spec: crate::protocol::faults::FaultSpec },
     /// End every fault on the server at `url` (`DELETE /chaos`).
     ClearFaults { url: String },
+    /// Start probing a new instance of the fleet (it joined), named `name`.
+    StartProbes { name: String },
+    /// Stop probing this instance (it left the fleet).
+    StopProbes,
+    /// Ask discovery to look again now (a listed instance started failing: is it still listed?).
+    Rediscover,
     /// Ask the supervisor to restart the server.
     RestartServer { reason: String },
     /// Stop monitoring (then stop the server, write the summary).
@@ -67,6 +73,10 @@ pub enum MetricUpdate {
     VariantProbe { model: String, outcome: &'static str, latency: Duration, quality: Option<f64> },
     /// One variant against the baseline, as of the end of a test cycle.
     Ab(Box<crate::stats::comparison::Figures>),
+    /// The number of instances watched now (the fleet grew or shrank).
+    Instances(usize),
+    /// The instance left the fleet: its gauges go away.
+    TargetLeft,
 }
 
 /// Gauge values after an update.

@@ -38,6 +38,14 @@ pub enum Event {
     /// The session is over (the server stopped, notifications drained): each instance
     /// writes its end record.
     Ended,
+    /// What discovery found, or why it could not look (the fleet decides joins and leaves).
+    Discovery(DiscoveryEvent),
+    /// Discovery listed this instance in a lookup that began at `at`.
+    Listed {
+        at: tokio::time::Instant,
+    },
+    /// Discovery no longer lists this instance: it left the fleet.
+    Left,
     /// An event about one of several watched instances (by position in the fleet); events
     /// not wrapped are about the first (the only one, unless several are watched).
     Of {
@@ -59,6 +67,15 @@ impl From<DeliveryReport> for Event {
 }
 
 /// What the server's `/chaos` routes answered.
+/// One discovery lookup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiscoveryEvent {
+    /// The instances listed by a lookup that began at `looked_at`.
+    Listed { targets: Vec<crate::discovery::Discovered>, looked_at: tokio::time::Instant },
+    /// The source could not be read; the last list stands.
+    Failed { error: String },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultsEvent {
     /// `POST /chaos` for a fault of `kind`.

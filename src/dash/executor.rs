@@ -12,7 +12,7 @@ use super::effect::Effect;
 use super::event::Event;
 use super::fleet::Tagged;
 use super::metrics::DashMetrics;
-use super::probe_loops::ProbeHandles;
+use super::probe_loops::{InstanceProbes, ProbeHandles, ProbeStarter};
 use super::records_file::RecordsFile;
 use super::summary::SummaryFold;
 use super::supervisor::SupervisorCommand;
@@ -33,11 +33,17 @@ pub struct Executor {
     pub summary: SummaryFold,
     pub metrics: Arc<DashMetrics>,
     pub console: Console,
-    /// Each watched instance's probe loops, in fleet order.
-    pub probes: Vec<ProbeHandles>,
+    /// Each watched instance's probe loops, in fleet order (None once it left the fleet).
+    pub probes: Vec<Option<InstanceProbes>>,
+    /// Starts the probe loops of an instance that joins the fleet.
+    pub starter: ProbeStarter,
     /// Each instance's name: the metrics' `target` label, and (when several are watched) the
     /// prefix of its console lines.
     pub names: Vec<String>,
+    /// Whether console lines name their instance (several are, or may be, watched).
+    pub name_lines: bool,
+    /// Asks discovery to look again now (None without discovery).
+    pub rediscover: Option<Arc<tokio::sync::Notify>>,
     /// None once notifications are draining at exit.
     pub notifier: Option<Notifier<Event>>,
     /// None when capwatch did not start the server, or once it is being stopped.
@@ -51,11 +57,9 @@ impl Executor {
     /// Carries out `effects`, decided at `clock`, in order.
     pub fn execute(&mut self, effects: Vec<Tagged>, clock: &Clock) -> Flow {
         let mut flow = Flow::Continue;
-        let several = self.names.len() > 1;
         for (instance, effect) in effects {
             let index = instance.unwrap_or(0);
             let name = self.names.get(index).map_or("local", String::as_str);
-            let Some(probes) = self.probes.get(index) else { continue };
             match effect {
                 Effect::Write(record) => {
                     self.summary.add(&record);
@@ -63,7 +67,7 @@ impl Executor {
                         tracing::error!(error = %err, path = %self.records.path().display(), "cannot write metrics");
                     }
                 }
-                Effect::Log { level, message } if several && instance.is_some() => {
+                Effect::Log { level, message } if self.name_lines && instance.is_some() => {
                     self.console.line(level, &format!("[{name}] {message}"), clock);
                 }
                 Effect::Log { level, message } => self.console.line(level, &message, clock),
@@ -74,10 +78,28 @@ impl Executor {
                     }
                 }
                 Effect::Metric(update) => self.metrics.apply(name, &update),
-                Effect::SetProbeTarget(url) => probes.set_target(url),
-                Effect::SetPaused(paused) => probes.set_paused(paused),
-                Effect::SetVariants(variants) => probes.set_variants(variants),
-                Effect::TestNow => probes.test_now(),
+                Effect::SetProbeTarget(url) => self.handles(index).into_iter().for_each(|p| p.set_target(url.clone())),
+                Effect::SetPaused(paused) => self.handles(index).into_iter().for_each(|p| p.set_paused(paused)),
+                Effect::SetVariants(variants) => {
+                    self.handles(index).into_iter().for_each(|p| p.set_variants(variants.clone()));
+                }
+                Effect::TestNow => self.handles(index).into_iter().for_each(ProbeHandles::test_now),
+                Effect::StartProbes { name } => {
+                    if self.probes.len() <= index {
+                        self.probes.resize_with(index + 1, || None);
+                        self.names.resize(index + 1, String::new());
+                    }
+                    self.probes[index] = Some(self.starter.start(index));
+                    self.metrics.add_target(&name);
+                    self.names[index] = name;
+                }
+                // Dropping an instance's loops stops them.
+                Effect::StopProbes => drop(self.probes.get_mut(index).and_then(Option::take)),
+                Effect::Rediscover => {
+                    if let Some(rediscover) = &self.rediscover {
+                        rediscover.notify_one();
+                    }
+                }
                 Effect::InjectFault { url, spec } => {
                     tokio::spawn(self.chaos.clone().inject_and_report(url, spec, self.events_tx.clone()));
                 }
@@ -94,5 +116,10 @@ impl Executor {
             }
         }
         flow
+    }
+
+    /// The probe controls of the instance at `index`, while it is probed.
+    fn handles(&self, index: usize) -> Option<&ProbeHandles> {
+        self.probes.get(index).and_then(Option::as_ref).map(|probes| &probes.handles)
     }
 }

@@ -1,19 +1,24 @@
-//! Several watched instances on one dashboard (`capwatch monitor --url A --url B`,
-//! `monitoring.targets`): one [`DashState`] per instance, each changed by the same pure
-//! [`update`], the focus the panes follow, and the instances pane's order (worst first).
-//! It routes each event to the instance it is about and says which instance each effect
-//! comes from. No I/O, no clock reads; one instance is a fleet of one.
+//! The watched instances on one dashboard (`capwatch monitor --url A --url B`,
+//! `monitoring.targets`, and those discovery lists): one [`DashState`] per instance, each
+//! changed by the same pure [`update`], the focus the panes follow, and the instances pane's
+//! order (worst first). It routes each event to the instance it is about and says which
+//! instance each effect comes from. With discovery it decides who joins and who leaves: a
+//! listed URL it does not watch joins; a watched one no longer listed leaves (its state
+//! stays, retired, so late events and its end record still find it). No I/O, no clock
+//! reads; one instance is a fleet of one.
 
 use std::cmp::Ordering;
 
 use tokio::time::Instant;
 
-use super::effect::Effect;
-use super::event::{Event, Input};
-use super::state::DashState;
+use super::effect::{Effect, MetricUpdate};
+use super::event::{DiscoveryEvent, Event, Input};
+use super::record::{FleetChange, FleetRecord, Record, Stamp};
+use super::state::{DashState, Listing, LogLevel, LogLine};
 use super::update::update;
 use crate::alerts::Severity;
 use crate::clock::Clock;
+use crate::discovery::Discovered;
 
 /// An effect, and the instance it comes from (None: the whole session, e.g. a note or quit).
 pub type Tagged = (Option<usize>, Effect);
@@ -30,13 +35,34 @@ impl Companion for () {
     }
 }
 
+/// Makes the state of an instance that joins, named by its argument.
+pub type NewInstance = Box<dyn Fn(&str) -> DashState + Send>;
+
+/// Discovery's side of the fleet: where instances are listed and how the last lookup went.
+pub struct Discovering {
+    /// The source, as the config writes it (`dns:replicas:8000`).
+    pub source: String,
+    /// Why the last lookup failed (None: it worked, or none finished yet).
+    pub failing: Option<String>,
+    /// Whether a lookup has answered yet.
+    pub answered: bool,
+    new_instance: NewInstance,
+    /// When the session started (the fleet records' uptime).
+    started: Instant,
+}
+
 /// The watched instances and the one the panes show.
 pub struct Fleet {
     instances: Vec<DashState>,
     focus: usize,
-    /// Instances that reached their own end (`--cycles`, a service in the wrong shape): the
-    /// session ends when every one has.
+    /// Instances that reached their own end (`--cycles`, a service in the wrong shape, or
+    /// gone from discovery): the session ends when every one has.
     done: Vec<bool>,
+    /// Instances discovery no longer lists.
+    left: Vec<bool>,
+    /// Each instance's URL (the key discovery's lists are compared on).
+    urls: Vec<String>,
+    discovering: Option<Discovering>,
 }
 
 impl Fleet {
@@ -44,22 +70,50 @@ impl Fleet {
     pub fn new(first: DashState, others: Vec<DashState>) -> Self {
         let mut instances = vec![first];
         instances.extend(others);
-        let done = vec![false; instances.len()];
-        Self { instances, focus: 0, done }
+        Self::of(instances, Vec::new())
     }
 
+    /// A fleet of these instances at these URLs (none: discovery will bring them).
+    pub fn of(instances: Vec<DashState>, urls: Vec<String>) -> Self {
+        let count = instances.len();
+        Self { instances, focus: 0, done: vec![false; count], left: vec![false; count], urls, discovering: None }
+    }
+
+    /// Lets discovery (of `source`) add instances made by `new_instance` and retire them.
+    pub fn discover(mut self, source: String, new_instance: NewInstance, started: Instant) -> Self {
+        self.discovering = Some(Discovering { source, failing: None, answered: false, new_instance, started });
+        self
+    }
+
+    /// Every instance, retired ones included (their positions never change).
     pub fn instances(&self) -> &[DashState] {
         &self.instances
     }
 
-    /// Whether the dashboard watches more than one instance.
-    pub fn is_several(&self) -> bool {
-        self.instances.len() > 1
+    /// Positions of the instances still watched.
+    pub fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.instances.len()).filter(|index| !self.left[*index])
     }
 
-    /// The instance the panes show.
-    pub fn focused(&self) -> &DashState {
-        &self.instances[self.focus]
+    /// Instances discovery stopped listing.
+    pub fn left_count(&self) -> usize {
+        self.left.iter().filter(|left| **left).count()
+    }
+
+    /// Discovery's state, when the fleet follows one.
+    pub fn discovering(&self) -> Option<&Discovering> {
+        self.discovering.as_ref()
+    }
+
+    /// Whether the dashboard shows the instances pane: several instances, or a fleet that
+    /// discovery may grow.
+    pub fn is_several(&self) -> bool {
+        self.instances.len() > 1 || self.discovering.is_some()
+    }
+
+    /// The instance the panes show (None while discovery has listed none).
+    pub fn focused(&self) -> Option<&DashState> {
+        self.instances.get(self.focus).filter(|_| !self.left[self.focus])
     }
 
     pub fn focus(&self) -> usize {
@@ -67,8 +121,8 @@ impl Fleet {
     }
 
     /// The first instance (the only one, unless several are watched).
-    pub fn first(&self) -> &DashState {
-        &self.instances[0]
+    pub fn first(&self) -> Option<&DashState> {
+        self.instances.first()
     }
 
     /// Applies one event and returns what the event loop must do, each effect with its instance.
@@ -78,19 +132,20 @@ impl Fleet {
             Event::Of { instance, event } if instance < count => self.one(instance, *event, clock),
             Event::Of { .. } => Vec::new(),
             Event::Input(Input::FocusNext) => {
-                self.focus = (self.focus + 1) % count;
+                self.move_focus(1);
                 Vec::new()
             }
             Event::Input(Input::FocusPrevious) => {
-                self.focus = (self.focus + count - 1) % count;
+                self.move_focus(count.saturating_sub(1));
                 Vec::new()
             }
+            Event::Discovery(found) => self.on_discovery(found, clock),
             Event::Tick
             | Event::Note { .. }
             | Event::Shutdown(_)
             | Event::Ended
             | Event::Input(Input::Quit | Input::TogglePause | Input::TestNow) => self.everyone(&event, clock),
-            Event::Input(_) => self.one(self.focus, event, clock),
+            Event::Input(_) if self.focused().is_some() => self.one(self.focus, event, clock),
             Event::Notification(report) => {
                 let to = self.instances.iter().position(|state| state.settings.instance == report.instance);
                 self.one(to.unwrap_or(0), Event::Notification(report), clock)
@@ -99,10 +154,22 @@ impl Fleet {
         }
     }
 
+    /// Moves the focus `step` places round, over the instances still watched.
+    fn move_focus(&mut self, step: usize) {
+        let count = self.instances.len();
+        for _ in 0..count {
+            self.focus = (self.focus + step) % count;
+            if !self.left[self.focus] {
+                return;
+            }
+        }
+    }
+
     /// An event about one instance. Its wish to stop ends the session only once every
     /// instance has had its end.
     fn one(&mut self, index: usize, event: Event, clock: Clock) -> Vec<Tagged> {
-        let mut effects = update(&mut self.instances[index], event, clock);
+        let Some(state) = self.instances.get_mut(index) else { return Vec::new() };
+        let mut effects = update(state, event, clock);
         if effects.contains(&Effect::Quit) {
             self.done[index] = true;
             if !self.done.iter().all(|done| *done) {
@@ -117,14 +184,28 @@ impl Fleet {
     fn everyone(&mut self, event: &Event, clock: Clock) -> Vec<Tagged> {
         let mut out = Vec::new();
         let mut quit = false;
+        let mut logged = false;
         for (index, state) in self.instances.iter_mut().enumerate() {
+            let mut logs = false;
             for effect in update(state, event.clone(), clock) {
                 match effect {
                     Effect::Quit => quit = true,
-                    Effect::Log { .. } if index > 0 => {}
-                    Effect::Log { .. } => out.push((None, effect)),
+                    Effect::Log { .. } if logged => {}
+                    Effect::Log { .. } => {
+                        logs = true;
+                        out.push((None, effect));
+                    }
                     effect => out.push((Some(index), effect)),
                 }
+            }
+            logged |= logs;
+        }
+        // With nobody listed yet, the session still says what happens and still ends.
+        if self.live().next().is_none() {
+            match event {
+                Event::Note { message } => out.extend(self.say(LogLevel::Info, message.clone(), clock)),
+                Event::Shutdown(_) | Event::Input(Input::Quit) => quit = true,
+                _ => {}
             }
         }
         if quit {
@@ -133,18 +214,134 @@ impl Fleet {
         out
     }
 
-    /// Instance positions, worst first: down before degraded before starting before healthy,
-    /// then the louder alert, the higher error rate, the slower P95; ties in config order.
-    pub fn worst_first(&self, now: Instant) -> Vec<usize> {
-        let mut order: Vec<(usize, Badness)> =
-            self.instances.iter().enumerate().map(|(index, state)| (index, Badness::of(state, now))).collect();
-        order.sort_by(|(a_index, a), (b_index, b)| b.cmp(a).then(a_index.cmp(b_index)));
-        order.into_iter().map(|(index, _)| index).collect()
+    /// A line about the whole fleet: in every watched instance's log pane, written once.
+    fn say(&mut self, level: LogLevel, message: String, clock: Clock) -> Vec<Tagged> {
+        for index in self.live().collect::<Vec<_>>() {
+            let log = &mut self.instances[index].log;
+            if log.len() == super::state::LOG_LINES {
+                log.pop_front();
+            }
+            log.push_back(LogLine { wall: clock.wall, level, message: message.clone() });
+        }
+        vec![(None, Effect::Log { level, message })]
     }
 
-    /// Every instance's state, for the summary.
-    pub fn into_instances(self) -> Vec<DashState> {
-        self.instances
+    /// A lookup's answer: who joins, who leaves, and who is confirmed still listed.
+    fn on_discovery(&mut self, found: DiscoveryEvent, clock: Clock) -> Vec<Tagged> {
+        let Some(discovering) = &mut self.discovering else { return Vec::new() };
+        let source = discovering.source.clone();
+        match found {
+            DiscoveryEvent::Failed { error } => {
+                let first = discovering.failing.is_none();
+                discovering.failing = Some(error.clone());
+                let mut out = Vec::new();
+                if first {
+                    let watched = self.live().count();
+                    let message = format!(
+                        "⚠ Discovery ({source}) failed: {error}; still watching the {watched} instance(s) it listed last"
+                    );
+                    out.extend(self.say(LogLevel::Warn, message, clock));
+                }
+                // The last list stands: every instance on it counts as listed now.
+                for index in self.live().collect::<Vec<_>>() {
+                    out.extend(self.one(index, Event::Listed { at: clock.now }, clock));
+                }
+                out
+            }
+            DiscoveryEvent::Listed { targets, looked_at } => {
+                let mut out = Vec::new();
+                discovering.answered = true;
+                if discovering.failing.take().is_some() {
+                    out.extend(self.say(LogLevel::Info, format!("🛰 Discovery ({source}) answers again"), clock));
+                }
+                let gone: Vec<usize> = self
+                    .live()
+                    .filter(|&index| self.instances[index].listing.is_some())
+                    .filter(|&index| !targets.iter().any(|target| target.url == self.urls[index]))
+                    .collect();
+                for index in gone {
+                    out.extend(self.leave(index, clock));
+                }
+                for target in targets {
+                    let watched = self.live().find(|&index| self.urls[index] == target.url);
+                    match watched {
+                        Some(index) => out.extend(self.one(index, Event::Listed { at: looked_at }, clock)),
+                        None => out.extend(self.join(target, looked_at, clock)),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// A listed instance joins: its state, probes, record and line.
+    fn join(&mut self, target: Discovered, looked_at: Instant, clock: Clock) -> Vec<Tagged> {
+        let Some(discovering) = &self.discovering else { return Vec::new() };
+        // A name still in use (say, a static target's) gets the address instead.
+        let taken =
+            |name: &str| self.live().any(|index| self.instances[index].settings.instance.as_deref() == Some(name));
+        let name = if taken(&target.name) { crate::discovery::address_of(&target.url) } else { target.name };
+        let mut state = (discovering.new_instance)(&name);
+        state.settings.instance = Some(name.clone());
+        state.listing = Some(Listing::at(looked_at));
+        let stamp = self.stamp(&name, clock);
+        self.instances.push(state);
+        self.done.push(false);
+        self.left.push(false);
+        self.urls.push(target.url.clone());
+        let index = self.instances.len() - 1;
+        if self.focused().is_none() {
+            self.focus = index;
+        }
+        let size = self.live().count();
+        let mut out = vec![(Some(index), Effect::StartProbes { name: name.clone() })];
+        let record = FleetRecord { stamp, change: FleetChange::Joined, url: target.url.clone(), instances: size };
+        out.push((Some(index), Effect::Write(Record::Fleet(record))));
+        out.push((None, Effect::Metric(MetricUpdate::Instances(size))));
+        out.extend(self.say(LogLevel::Info, format!("➕ {name} joined ({}): {size} instance(s)", target.url), clock));
+        out.extend(self.one(index, Event::Attach { url: target.url }, clock));
+        out
+    }
+
+    /// An instance discovery stopped listing leaves: its alerts resolve as `left`, its probes
+    /// stop, its gauges go.
+    fn leave(&mut self, index: usize, clock: Clock) -> Vec<Tagged> {
+        let mut out = self.one(index, Event::Left, clock);
+        self.left[index] = true;
+        self.done[index] = true;
+        let name = self.instances[index].settings.instance.clone().unwrap_or_default();
+        let size = self.live().count();
+        let stamp = self.stamp(&name, clock);
+        out.push((Some(index), Effect::StopProbes));
+        out.push((Some(index), Effect::Metric(MetricUpdate::TargetLeft)));
+        let record = FleetRecord { stamp, change: FleetChange::Left, url: self.urls[index].clone(), instances: size };
+        out.push((Some(index), Effect::Write(Record::Fleet(record))));
+        out.push((None, Effect::Metric(MetricUpdate::Instances(size))));
+        let message = format!("➖ {name} left ({}): {size} instance(s)", self.urls[index]);
+        out.extend(self.say(LogLevel::Info, message, clock));
+        if self.focus == index {
+            self.move_focus(1);
+        }
+        out
+    }
+
+    fn stamp(&self, name: &str, clock: Clock) -> Stamp {
+        let started = self.discovering.as_ref().map_or(clock.now, |d| d.started);
+        Stamp {
+            ts: clock.timestamp(),
+            uptime_s: clock.now.saturating_duration_since(started).as_secs_f64(),
+            instance: Some(name.to_owned()),
+        }
+    }
+
+    /// Positions of the instances still watched, worst first: down before degraded before
+    /// starting before healthy, then the louder alert, the higher error rate, the slower P95;
+    /// ties in the order they joined.
+    pub fn worst_first(&self, now: Instant) -> Vec<usize> {
+        let mut order: Vec<(usize, Badness)> =
+            self.live().map(|index| (index, Badness::of(&self.instances[index], now))).collect();
+        order.sort_by(|(a_index, a), (b_index, b)| b.cmp(a).then(a_index.cmp(b_index)));
+        order.into_iter().map(|(index, _)| index).collect()
     }
 }
 
@@ -282,5 +479,126 @@ mod tests {
         };
         fleet.update(of(1, Event::Health(refused)), clock);
         assert_eq!(fleet.worst_first(clock.now), [1, 0]);
+    }
+
+    fn discovering_fleet() -> (Fleet, Clock) {
+        let clock = Clock::at(Instant::now(), 1_795_701_600);
+        let config = Config::default();
+        let new_instance: NewInstance = Box::new(move |_: &str| {
+            DashState::new(&config, false, Stop { cycles: None, interactive: false }, clock.now)
+        });
+        (Fleet::of(Vec::new(), Vec::new()).discover("file:sd.json".to_owned(), new_instance, clock.now), clock)
+    }
+
+    fn listed(urls: &[&str], looked_at: Instant) -> Event {
+        let targets = urls
+            .iter()
+            .map(|url| Discovered { name: crate::discovery::address_of(url), url: (*url).to_owned() })
+            .collect();
+        Event::Discovery(DiscoveryEvent::Listed { targets, looked_at })
+    }
+
+    fn refused(clock: Clock) -> Event {
+        Event::Health(crate::dash::prober::HealthCheck {
+            at: clock.now,
+            latency: Duration::from_millis(1),
+            result: Err(crate::dash::prober::ProbeError::ConnectionRefused),
+        })
+    }
+
+    fn fleet_records(effects: &[Tagged]) -> Vec<(FleetChange, usize)> {
+        effects
+            .iter()
+            .filter_map(|(_, effect)| match effect {
+                Effect::Write(Record::Fleet(record)) => Some((record.change, record.instances)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn alerts(effects: &[Tagged]) -> Vec<(crate::alerts::RuleKind, crate::alerts::AlertTransition)> {
+        effects
+            .iter()
+            .filter_map(|(_, effect)| match effect {
+                Effect::Notify(alert) => Some((alert.rule, alert.transition)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn discovery_adds_and_retires_instances_with_their_probes_and_records() {
+        let (mut fleet, clock) = discovering_fleet();
+        assert!(fleet.focused().is_none() && fleet.is_several());
+        // Nobody listed yet: notes still reach the log and `q` still quits.
+        assert_eq!(fleet.update(Event::Note { message: "hi".to_owned() }, clock).len(), 1);
+        let joined = fleet.update(listed(&["http://127.0.0.2:8000", "http://127.0.0.3:8000"], clock.now), clock);
+        assert_eq!(fleet_records(&joined), [(FleetChange::Joined, 1), (FleetChange::Joined, 2)]);
+        assert!(joined.contains(&(Some(0), Effect::StartProbes { name: "127.0.0.2:8000".to_owned() })));
+        assert!(joined.contains(&(Some(1), Effect::SetProbeTarget(Some("http://127.0.0.3:8000".to_owned())))));
+        assert!(joined.contains(&(None, Effect::Metric(MetricUpdate::Instances(2)))));
+        assert_eq!(fleet.focused().and_then(|s| s.settings.instance.as_deref()), Some("127.0.0.2:8000"));
+        // The same list again changes nothing; a shorter one retires the missing instance.
+        assert!(
+            fleet_records(&fleet.update(listed(&["http://127.0.0.2:8000", "http://127.0.0.3:8000"], clock.now), clock))
+                .is_empty()
+        );
+        let left = fleet.update(listed(&["http://127.0.0.3:8000"], clock.now), clock);
+        assert_eq!(fleet_records(&left), [(FleetChange::Left, 1)]);
+        assert!(left.contains(&(Some(0), Effect::StopProbes)));
+        assert!(left.contains(&(Some(0), Effect::Metric(MetricUpdate::TargetLeft))));
+        assert_eq!(fleet.live().collect::<Vec<_>>(), [1]);
+        assert_eq!(fleet.focus(), 1, "the focus moves off an instance that left");
+        // Events still in flight for the retired instance count for nothing.
+        assert!(alerts(&fleet.update(of(0, refused(clock)), clock)).is_empty());
+        // A failing source keeps the last list and says so once.
+        let failed = || Event::Discovery(DiscoveryEvent::Failed { error: "gone".to_owned() });
+        let first = fleet.update(failed(), clock);
+        assert!(first.iter().any(|(_, e)| matches!(e, Effect::Log { level: LogLevel::Warn, message } if message.contains("still watching the 1 instance"))));
+        assert!(!fleet.update(failed(), clock).iter().any(|(_, e)| matches!(e, Effect::Log { .. })));
+        assert_eq!(fleet.live().count(), 1);
+    }
+
+    #[test]
+    fn a_listed_instance_that_fails_alerts_once_discovery_still_lists_it_and_a_removed_one_never_does() {
+        let (mut fleet, clock) = discovering_fleet();
+        let urls = ["http://127.0.0.2:8000", "http://127.0.0.3:8000"];
+        fleet.update(listed(&urls, clock.now), clock);
+        // Both fail: health_down would fire at once, but waits for discovery, which is asked.
+        let later = Clock { now: clock.now + Duration::from_secs(5), ..clock };
+        for instance in 0..2 {
+            let effects = fleet.update(of(instance, refused(later)), later);
+            assert!(alerts(&effects).is_empty(), "{effects:?}");
+            assert!(effects.contains(&(Some(instance), Effect::Rediscover)));
+        }
+        // Discovery, asked after the failures began, lists only the second: the first left
+        // without a page, the second is failing while listed and alerts now.
+        let after = Clock { now: later.now + Duration::from_secs(1), ..later };
+        let effects = fleet.update(listed(&urls[1..], after.now), after);
+        assert_eq!(alerts(&effects), [(crate::alerts::RuleKind::HealthDown, crate::alerts::AlertTransition::Fired)]);
+        assert!(effects.iter().all(|(instance, effect)| !matches!(effect, Effect::Notify(_)) || *instance == Some(1)));
+        // The second leaves later: its alert resolves as `left`.
+        let effects = fleet.update(listed(&[], after.now), after);
+        assert_eq!(alerts(&effects), [(crate::alerts::RuleKind::HealthDown, crate::alerts::AlertTransition::Left)]);
+        assert_eq!(fleet_records(&effects), [(FleetChange::Left, 0)]);
+    }
+
+    #[test]
+    fn a_held_alert_that_recovers_before_confirmation_is_never_raised() {
+        let (mut fleet, clock) = discovering_fleet();
+        fleet.update(listed(&["http://127.0.0.2:8000"], clock.now), clock);
+        let later = Clock { now: clock.now + Duration::from_secs(5), ..clock };
+        fleet.update(of(0, refused(later)), later);
+        let healthy = Event::Health(crate::dash::prober::HealthCheck {
+            at: later.now,
+            latency: Duration::from_millis(1),
+            result: Ok(crate::dash::prober::HealthBody::read(true, r#"{"status": "healthy"}"#)),
+        });
+        let mut effects = Vec::new();
+        for _ in 0..3 {
+            effects.extend(fleet.update(of(0, healthy.clone()), later));
+        }
+        effects.extend(fleet.update(listed(&["http://127.0.0.2:8000"], later.now), later));
+        assert!(alerts(&effects).is_empty(), "{effects:?}");
     }
 }

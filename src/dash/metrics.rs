@@ -43,6 +43,7 @@ pub const VARIANT_CAPTION_QUALITY_RATIO: &str = "capwatch_monitor_variant_captio
 pub const AB_LATENCY_RATIO: &str = "capwatch_monitor_ab_latency_ratio";
 pub const AB_WORSE: &str = "capwatch_monitor_ab_worse";
 pub const AB_PAIRS: &str = "capwatch_monitor_ab_pairs";
+pub const INSTANCES: &str = "capwatch_monitor_instances";
 
 /// `probe` label values.
 pub const PROBE_CAPTION: &str = "caption";
@@ -162,6 +163,7 @@ pub struct DashMetrics {
     ab_latency_ratio: Family<PairLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     ab_worse: Family<PairLabels, Gauge>,
     ab_pairs: Family<PairLabels, Gauge>,
+    instances: Gauge,
 }
 
 /// Registration name: the exposed name without the suffix the encoder adds back.
@@ -274,31 +276,19 @@ impl DashMetrics {
             service: config.alerts.service_name.clone(),
         })
         .set(1);
-        // Series that exist from the start (at zero), so rates and panels have data at once.
-        for target in targets {
-            let target = || TargetLabels { target: target.clone() };
-            for rule in RuleKind::ALL {
-                alert_severity.get_or_create(&RuleLabels { target: target().target, rule: rule.name() }).set(0);
-            }
-            for probe in [PROBE_CAPTION, PROBE_HEALTH] {
-                drop(probe_duration.get_or_create(&ProbeLabels { target: target().target, probe }));
-                drop(probes.get_or_create(&ProbeOutcomeLabels { target: target().target, probe, outcome: "success" }));
-            }
-            for family in
-                [&consecutive_failures, &consecutive_health_failures, &service_healthy, &server_up, &crash_loop]
-            {
-                drop(family.get_or_create(&target()));
-            }
-            drop(caption_quality.get_or_create(&target()));
-            drop(server_restarts.get_or_create(&target()));
-            drop(test_cycles.get_or_create(&target()));
-        }
+        let instances = Gauge::default();
+        registry.register(
+            INSTANCES,
+            "Instances watched now: the static ones and those discovery lists",
+            instances.clone(),
+        );
+        instances.set(i64::try_from(targets.len()).unwrap_or(i64::MAX));
         for sink in sinks {
             for outcome in ["delivered", "failed", "dropped"] {
                 drop(notifications.get_or_create(&SinkOutcomeLabels { sink: sink.clone(), outcome }));
             }
         }
-        Self {
+        let metrics = Self {
             registry,
             probe_duration,
             probes,
@@ -319,6 +309,58 @@ impl DashMetrics {
             ab_latency_ratio,
             ab_worse,
             ab_pairs,
+            instances,
+        };
+        for target in targets {
+            metrics.add_target(target);
+        }
+        metrics
+    }
+
+    /// Creates an instance's series at zero (at the start, or when it joins the fleet), so
+    /// rates and panels have data at once.
+    pub fn add_target(&self, target: &str) {
+        let of = || TargetLabels { target: target.to_owned() };
+        for rule in RuleKind::ALL {
+            self.alert_severity.get_or_create(&RuleLabels { target: target.to_owned(), rule: rule.name() }).set(0);
+        }
+        for probe in [PROBE_CAPTION, PROBE_HEALTH] {
+            drop(self.probe_duration.get_or_create(&ProbeLabels { target: target.to_owned(), probe }));
+            drop(self.probes.get_or_create(&ProbeOutcomeLabels {
+                target: target.to_owned(),
+                probe,
+                outcome: "success",
+            }));
+        }
+        for family in [
+            &self.consecutive_failures,
+            &self.consecutive_health_failures,
+            &self.service_healthy,
+            &self.server_up,
+            &self.crash_loop,
+        ] {
+            drop(family.get_or_create(&of()));
+        }
+        drop(self.caption_quality.get_or_create(&of()));
+        drop(self.server_restarts.get_or_create(&of()));
+        drop(self.test_cycles.get_or_create(&of()));
+    }
+
+    /// An instance left the fleet: its gauges go (a gauge of something gone would read as
+    /// current); its counters and histograms stay, as totals of the session.
+    fn remove_target(&self, target: &str) {
+        let of = TargetLabels { target: target.to_owned() };
+        for family in [
+            &self.consecutive_failures,
+            &self.consecutive_health_failures,
+            &self.service_healthy,
+            &self.server_up,
+            &self.crash_loop,
+        ] {
+            family.remove(&of);
+        }
+        for rule in RuleKind::ALL {
+            self.alert_severity.remove(&RuleLabels { target: target.to_owned(), rule: rule.name() });
         }
     }
 
@@ -353,6 +395,8 @@ impl DashMetrics {
                 self.notifications.get_or_create(&SinkOutcomeLabels { sink: sink.clone(), outcome }).inc();
             }
             MetricUpdate::Gauges(gauges) => self.set_gauges(&target, gauges),
+            MetricUpdate::Instances(count) => drop(self.instances.set(i64::try_from(*count).unwrap_or(i64::MAX))),
+            MetricUpdate::TargetLeft => self.remove_target(&target),
             MetricUpdate::VariantProbe { model, outcome, latency, quality } => {
                 let labels = ModelLabels { target: target.clone(), model: model.clone() };
                 if *outcome == "success" {

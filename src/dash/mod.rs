@@ -8,8 +8,10 @@
 //!   [`restart_policy`] (backoff, crash loops), [`preflight`] (checks before a start),
 //!   [`child_output`] (its URL and errors), [`contract`] (how to talk to the service),
 //!   [`prober`] (timed, classified HTTP probes),
-//!   [`probe_loops`] (their schedules), [`chaos_client`] (faults on a `--chaos` server).
-//! - Decisions: [`state`] (the whole dashboard state), [`update`] (event → effects, pure),
+//!   [`probe_loops`] (their schedules), [`discovery_loop`] (instances that come and go),
+//!   [`chaos_client`] (faults on a `--chaos` server).
+//! - Decisions: [`fleet`] (the watched instances, joins and leaves), [`state`] (one
+//!   instance's dashboard state), [`update`] (event → effects, pure),
 //!   [`stats`] (rolling window, totals), with the rules and their state machines in
 //!   `crate::alerts`,
 //!   [`ab`] (model variants compared on the same images).
@@ -27,6 +29,7 @@ pub mod chaos_client;
 pub mod child_output;
 pub mod console;
 pub mod contract;
+pub mod discovery_loop;
 pub mod drill;
 pub mod effect;
 pub mod event;

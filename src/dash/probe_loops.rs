@@ -1,11 +1,14 @@
-//! The probe schedulers: a health loop and an inference-test loop that send their results
-//! as [`Event`]s. They follow three controls the executor holds: where the server is,
-//! whether probing is paused, and "run a test cycle now". They decide nothing else.
+//! The probe schedulers: a health loop, a drift loop and an inference-test loop per watched
+//! instance, which send their results as [`Event`]s. They follow the controls the executor
+//! holds: where the server is, whether probing is paused, which variants to test, and "run
+//! a test cycle now". [`ProbeStarter`] starts one instance's loops (at the start, or when it
+//! joins the fleet); dropping its [`InstanceProbes`] stops them. They decide nothing else.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use super::event::Event;
@@ -74,6 +77,67 @@ pub fn controls() -> (ProbeHandles, ProbeControls) {
         ProbeHandles { url_tx, paused_tx, variants_tx, test_now: Arc::clone(&test_now) },
         ProbeControls { url_rx, paused_rx, variants_rx, test_now },
     )
+}
+
+/// What every instance's loops share.
+#[derive(Clone)]
+pub struct ProbeStarter {
+    pub prober: Prober,
+    pub health_interval: Duration,
+    pub inference_interval: Duration,
+    pub tests_per_cycle: usize,
+    pub images: Vec<ProbeImage>,
+    /// Only capwatch's own server has `/drift`.
+    pub drift: bool,
+    pub events_tx: mpsc::Sender<Event>,
+    /// Whether events are tagged with their instance ([`Event::Of`]): with one fixed
+    /// instance they need not be.
+    pub tagged: bool,
+}
+
+/// One instance's loops and their controls; dropping it stops the loops.
+pub struct InstanceProbes {
+    pub handles: ProbeHandles,
+    _tasks: JoinSet<()>,
+}
+
+impl ProbeStarter {
+    /// Starts the loops of the instance at `instance`; they probe once given a target.
+    pub fn start(&self, instance: usize) -> InstanceProbes {
+        let (handles, controls) = controls();
+        let mut tasks = JoinSet::new();
+        let events_tx =
+            if self.tagged { tagging(instance, self.events_tx.clone(), &mut tasks) } else { self.events_tx.clone() };
+        // Each instance's loops run on their own: one that hangs never stalls the others.
+        tasks.spawn(health_loop(self.prober.clone(), self.health_interval, controls.clone(), events_tx.clone()));
+        if self.drift {
+            // Checked as often as the health.
+            tasks.spawn(drift_loop(self.prober.clone(), self.health_interval, controls.clone(), events_tx.clone()));
+        }
+        tasks.spawn(inference_loop(
+            self.prober.clone(),
+            self.inference_interval,
+            self.tests_per_cycle,
+            self.images.clone(),
+            controls,
+            events_tx,
+        ));
+        InstanceProbes { handles, _tasks: tasks }
+    }
+}
+
+/// A sender for one instance's producers: what they send reaches the loop as
+/// [`Event::Of`] that instance (a forwarding task, in `tasks`).
+fn tagging(instance: usize, events_tx: mpsc::Sender<Event>, tasks: &mut JoinSet<()>) -> mpsc::Sender<Event> {
+    let (instance_tx, mut instance_rx) = mpsc::channel::<Event>(16);
+    tasks.spawn(async move {
+        while let Some(event) = instance_rx.recv().await {
+            if events_tx.send(Event::Of { instance, event: Box::new(event) }).await.is_err() {
+                return;
+            }
+        }
+    });
+    instance_tx
 }
 
 /// Runs `probe` on the target every `interval` and sends what it reports (None: nothing this

@@ -26,6 +26,7 @@ pub enum Record {
     Ab(Box<AbRecord>),
     Drift(Box<DriftRecord>),
     End(Box<EndRecord>),
+    Fleet(FleetRecord),
 }
 
 impl Record {
@@ -40,8 +41,27 @@ impl Record {
             Self::Ab(r) => &r.stamp,
             Self::Drift(r) => &r.stamp,
             Self::End(r) => &r.stamp,
+            Self::Fleet(r) => &r.stamp,
         }
     }
+}
+
+/// An instance joined or left the watched fleet (discovery listed it, or stopped listing
+/// it); `instances` is the fleet's size after the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetRecord {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    pub change: FleetChange,
+    pub url: String,
+    pub instances: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetChange {
+    Joined,
+    Left,
 }
 
 /// Wall-clock time (RFC 3339, milliseconds) and seconds since the monitor started.
@@ -223,7 +243,8 @@ pub struct AlertRecord {
     pub rule: RuleKind,
     pub severity: Severity,
     pub transition: AlertTransition,
-    pub value: f64,
+    /// Null when nothing was measured (resolved because the instance left the fleet).
+    pub value: Option<f64>,
     pub threshold: f64,
     /// The line the log and the alert pane show.
     pub message: String,
@@ -236,7 +257,7 @@ impl AlertRecord {
             rule: alert.rule,
             severity: alert.severity,
             transition: alert.transition,
-            value: alert.value,
+            value: alert.value.is_finite().then_some(alert.value),
             threshold: alert.threshold,
             message: alert.to_string(),
         }

@@ -150,6 +150,13 @@ pub struct TransitionCounts {
     pub deescalated: u64,
     pub repeated: u64,
     pub resolved: u64,
+    /// Resolved because the instance left the fleet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub left: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl TransitionCounts {
@@ -160,6 +167,7 @@ impl TransitionCounts {
             AlertTransition::Deescalated => &mut self.deescalated,
             AlertTransition::Repeated => &mut self.repeated,
             AlertTransition::Resolved => &mut self.resolved,
+            AlertTransition::Left => &mut self.left,
         };
         *counter += 1;
     }
@@ -171,7 +179,11 @@ impl std::fmt::Display for TransitionCounts {
             f,
             "{} fired, {} escalated, {} de-escalated, {} repeated, {} resolved",
             self.fired, self.escalated, self.deescalated, self.repeated, self.resolved
-        )
+        )?;
+        if self.left > 0 {
+            write!(f, ", {} resolved as their instance left", self.left)?;
+        }
+        Ok(())
     }
 }
 
@@ -337,6 +349,42 @@ pub struct DashState {
     pub ab: Option<super::ab::AbState>,
     /// The server's latest drift status (`GET /drift`), once it answered one.
     pub drift: Option<crate::protocol::drift::DriftStatus>,
+    /// Set for an instance that discovery found (None for a static one).
+    pub listing: Option<Listing>,
+    /// When the current run of failed health checks or inference tests began (None while
+    /// the last of each succeeded).
+    pub failing_since: Option<Instant>,
+}
+
+/// What discovery said of one instance: when it last listed it, and the alerts held until
+/// a lookup that began after the trouble began lists it still (an instance removed on
+/// purpose fails before discovery stops listing it; that is no incident).
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub listed_at: Option<Instant>,
+    pub held: Vec<AlertEvent>,
+    /// Discovery stopped listing it: retired.
+    pub left: bool,
+}
+
+impl Listing {
+    /// A listing by a lookup that began at `at`.
+    pub fn at(at: Instant) -> Self {
+        Self { listed_at: Some(at), held: Vec::new(), left: false }
+    }
+
+    /// Whether `state` is an instance that left the fleet.
+    pub fn has_left(state: &DashState) -> bool {
+        state.listing.as_ref().is_some_and(|listing| listing.left)
+    }
+
+    /// Whether discovery listed the instance after `since`.
+    pub fn confirms(&self, since: Option<Instant>) -> bool {
+        match since {
+            None => true,
+            Some(since) => self.listed_at.is_some_and(|listed_at| listed_at >= since),
+        }
+    }
 }
 
 impl DashState {
@@ -387,6 +435,8 @@ impl DashState {
             faults: Faults::default(),
             ab: None,
             drift: None,
+            listing: None,
+            failing_since: None,
         }
     }
 

@@ -32,6 +32,8 @@ pub enum Reason {
     Repeated,
     /// Back to OK.
     Resolved,
+    /// Back to OK because the instance left the fleet (a planned scale-down).
+    Left,
     /// `capwatch alert-test`.
     Test,
 }
@@ -59,8 +61,9 @@ pub struct Notification {
     pub state: AlertState,
     pub reason: Reason,
     pub resolved: bool,
-    /// The observed value in the rule's unit (ms, ratio 0..1, count, score 0..1).
-    pub value: f64,
+    /// The observed value in the rule's unit (ms, ratio 0..1, count, score 0..1); null when
+    /// nothing was measured (an alert resolved because its instance left the fleet).
+    pub value: Option<f64>,
     /// The threshold crossed (for a resolved alert: the one it had crossed).
     pub threshold: f64,
     /// The value and threshold as people read them (`4200.5ms`, `30.0%`).
@@ -93,6 +96,7 @@ impl Notification {
             AlertTransition::Deescalated => (AlertState::Firing, Reason::Deescalated),
             AlertTransition::Repeated => (AlertState::Firing, Reason::Repeated),
             AlertTransition::Resolved => (AlertState::Resolved, Reason::Resolved),
+            AlertTransition::Left => (AlertState::Resolved, Reason::Left),
         };
         Self {
             version: PAYLOAD_VERSION,
@@ -106,9 +110,9 @@ impl Notification {
             state,
             reason,
             resolved: state == AlertState::Resolved,
-            value: alert.value,
+            value: alert.value.is_finite().then_some(alert.value),
             threshold: alert.threshold,
-            value_text: alert.rule.format_value(alert.value),
+            value_text: if alert.value.is_finite() { alert.rule.format_value(alert.value) } else { "—".to_owned() },
             threshold_text: alert.rule.format_value(alert.threshold),
             message: match &alert.instance {
                 Some(instance) => format!("[{instance}] {alert}"),
@@ -154,7 +158,7 @@ impl Notification {
             state: AlertState::Test,
             reason: Reason::Test,
             resolved: false,
-            value: 0.0,
+            value: None,
             threshold: 0.0,
             value_text: String::new(),
             threshold_text: String::new(),
@@ -187,6 +191,9 @@ impl Notification {
         let headline = if self.drill { format!("🧯 DRILL · {headline}") } else { headline };
         let detail = match self.state {
             AlertState::Test => "capwatch alert delivery works (sent by `capwatch alert-test`)".to_owned(),
+            AlertState::Resolved if self.reason == Reason::Left => {
+                format!("{} (the instance left the fleet; threshold {})", self.rule, self.threshold_text)
+            }
             AlertState::Resolved => {
                 format!("{} = {} (back to normal; threshold {})", self.rule, self.value_text, self.threshold_text)
             }

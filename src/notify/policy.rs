@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
+use crate::alerts::{AlertEvent, RuleKind, Severity};
 use crate::config::MinSeverity;
 
 /// What a sink is sent for one event.
@@ -47,7 +47,7 @@ impl SinkPolicy {
         };
         // Each instance's incidents are its own: one instance's page never holds back another's.
         let key = (alert.instance.clone(), alert.rule);
-        if alert.transition == AlertTransition::Resolved || !loud_enough {
+        if alert.transition.is_resolve() || !loud_enough {
             // Back to OK, or (critical-only sink) down to WARNING: over for this sink.
             return self.told.remove(&key).map(|_| Tell::Resolved);
         }
@@ -64,6 +64,7 @@ impl SinkPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::AlertTransition;
 
     fn event(severity: Severity, transition: AlertTransition) -> AlertEvent {
         AlertEvent { rule: RuleKind::P95Latency, severity, transition, value: 1.0, threshold: 1.0, instance: None }

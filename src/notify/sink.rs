@@ -293,14 +293,7 @@ fn transport_error(error: reqwest::Error, timeout: Duration) -> AttemptError {
         };
     }
     let refused = error.is_connect();
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let message = crate::http_client::describe(&error.without_url());
     if message.contains("invalid peer certificate") {
         return AttemptError::Permanent { message, kind: FailureKind::Certificate };
     }

@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod chaos;
 mod default_model;
+mod discovery;
 mod drift_server;
 mod drill;
 mod faults;

@@ -435,8 +435,10 @@ impl Conductor {
 
 impl Companion for Conductor {
     fn observe(&mut self, event: &Event, effects: &[Tagged], fleet: &Fleet, clock: Clock) -> Vec<Tagged> {
+        // A drill watches the one server it launched.
+        let Some(server) = fleet.first() else { return Vec::new() };
         let plain: Vec<Effect> = effects.iter().map(|(_, effect)| effect.clone()).collect();
-        let own = Conductor::observe(self, event, &plain, fleet.first(), clock);
+        let own = Conductor::observe(self, event, &plain, server, clock);
         own.into_iter().map(|effect| (Some(0), effect)).collect()
     }
 }

@@ -3,9 +3,9 @@
 //! back, so the two cannot disagree. A session that ended normally closes with one `end`
 //! record per instance; a killed one ends on its last test cycle.
 
-use super::{AbSummary, SessionSummary, SinkTally};
+use super::{AbSummary, FleetChangeSummary, FleetSummary, SessionSummary, SinkTally};
 use crate::alerts::{AlertTransition, Severity};
-use crate::dash::record::{EndRecord, FaultEnd, FaultPhase, Record, StatsRecord};
+use crate::dash::record::{EndRecord, FaultEnd, FaultPhase, FleetChange, FleetRecord, Record, StatsRecord};
 use crate::dash::rehearsal::describe;
 use crate::dash::state::{FaultSummary, ServiceStatus, TransitionCounts};
 use crate::notify::DeliveryOutcome;
@@ -17,6 +17,8 @@ pub struct SummaryFold {
     parts: Vec<Part>,
     /// Records seen, to order the parts by their end records.
     seen: usize,
+    /// Joins and leaves, in order.
+    fleet: Vec<FleetRecord>,
 }
 
 /// One instance's records so far.
@@ -50,6 +52,10 @@ impl SummaryFold {
     /// Takes one record into account.
     pub fn add(&mut self, record: &Record) {
         self.seen += 1;
+        if let Record::Fleet(change) = record {
+            self.fleet.push(change.clone());
+            return;
+        }
         let stamp = record.stamp();
         let part = match self.parts.iter().position(|part| part.instance == stamp.instance) {
             Some(index) => &mut self.parts[index],
@@ -71,11 +77,42 @@ impl SummaryFold {
             self.parts.iter().filter_map(|part| Some((part, part.summary()?))).collect();
         // In the order the session listed its instances (the order of their end records).
         parts.sort_by_key(|(part, _)| part.end.as_ref().map_or(usize::MAX, |(seen, _)| *seen));
-        if parts.len() < 2 {
-            return parts.pop().map(|(_, summary)| summary);
+        let mut summary = if parts.len() < 2 && self.fleet.is_empty() {
+            parts.pop().map(|(_, summary)| summary)?
+        } else {
+            let named = parts.into_iter().map(|(part, summary)| (part.instance.clone().unwrap_or_default(), summary));
+            SessionSummary::combine(named.collect())
+        };
+        summary.fleet = self.fleet_summary();
+        for instance in &mut summary.instances {
+            let last =
+                self.fleet.iter().rev().find(|change| change.stamp.instance.as_ref() == Some(&instance.instance));
+            instance.left = last.is_some_and(|change| change.change == FleetChange::Left);
         }
-        let named = parts.into_iter().map(|(part, summary)| (part.instance.clone().unwrap_or_default(), summary));
-        Some(SessionSummary::combine(named.collect()))
+        Some(summary)
+    }
+
+    /// Joins and leaves, when there were any.
+    fn fleet_summary(&self) -> Option<FleetSummary> {
+        let sizes = self.fleet.iter().map(|change| change.instances);
+        let count = |kind: FleetChange| self.fleet.iter().filter(|change| change.change == kind).count() as u64;
+        Some(FleetSummary {
+            joined: count(FleetChange::Joined),
+            left: count(FleetChange::Left),
+            min_instances: sizes.clone().min()?,
+            max_instances: sizes.max()?,
+            final_instances: self.fleet.last()?.instances,
+            changes: self
+                .fleet
+                .iter()
+                .map(|change| FleetChangeSummary {
+                    uptime_s: change.stamp.uptime_s,
+                    change: change.change,
+                    instance: change.stamp.instance.clone().unwrap_or_default(),
+                    instances: change.instances,
+                })
+                .collect(),
+        })
     }
 }
 
@@ -96,7 +133,7 @@ impl Part {
             }
             Record::Alert(alert) => {
                 self.alert_events.count(alert.transition);
-                if !matches!(alert.transition, AlertTransition::Resolved | AlertTransition::Deescalated) {
+                if !alert.transition.is_resolve() && alert.transition != AlertTransition::Deescalated {
                     match alert.severity {
                         Severity::Critical => self.alerts_critical += 1,
                         Severity::Warning => self.alerts_warning += 1,
@@ -153,7 +190,7 @@ impl Part {
                     self.shadow.clone_from(&ab.shadow);
                 }
             }
-            Record::Drift(_) => {}
+            Record::Drift(_) | Record::Fleet(_) => {}
             Record::End(end) => {
                 if let Some(caption) = end.latest.as_ref().and_then(|latest| latest.caption()) {
                     self.last_caption = Some(caption.to_owned());
@@ -225,6 +262,7 @@ impl Part {
             ab: self.ab.clone(),
             shadow: self.shadow.clone(),
             instances: Vec::new(),
+            fleet: None,
         })
     }
 }

@@ -27,6 +27,9 @@ impl SessionSummary {
         if !self.instances.is_empty() {
             text.push_str(&self.instances_markdown());
         }
+        if let Some(fleet) = &self.fleet {
+            text.push_str(&fleet_markdown(fleet));
+        }
         text
     }
 
@@ -51,6 +54,10 @@ impl SessionSummary {
                 i.alerts_critical,
                 i.restarts
             ));
+            if i.left {
+                let at = text.rfind(&format!("| {} |", i.instance)).unwrap_or(0);
+                text.insert_str(at + i.instance.len() + 2, " (left)");
+            }
         }
         text
     }
@@ -165,4 +172,28 @@ impl SessionSummary {
 /// A latency that may not have been measured: `12.34 ms`, or `— (no successful test)`.
 fn measured_ms(value: Option<f64>) -> String {
     value.map_or_else(|| "— (no successful test)".to_owned(), |ms| format!("{ms:.2} ms"))
+}
+
+/// How many of the latest joins and leaves the Markdown lists (the JSON has them all).
+const FLEET_CHANGES_SHOWN: usize = 20;
+
+/// The fleet section: its size over the session and the latest changes.
+fn fleet_markdown(fleet: &FleetSummary) -> String {
+    let mut text = format!(
+        "\n## Fleet\n\n{} joined, {} left; between {} and {} instances, {} at the end.\n\n\
+         | at | change | instance | instances after |\n|---|---|---|---|\n",
+        fleet.joined, fleet.left, fleet.min_instances, fleet.max_instances, fleet.final_instances
+    );
+    let skipped = fleet.changes.len().saturating_sub(FLEET_CHANGES_SHOWN);
+    if skipped > 0 {
+        text.push_str(&format!("| … | {skipped} earlier changes | | |\n"));
+    }
+    for change in &fleet.changes[skipped..] {
+        let what = match change.change {
+            super::super::record::FleetChange::Joined => "➕ joined",
+            super::super::record::FleetChange::Left => "➖ left",
+        };
+        text.push_str(&format!("| {:.1} s | {what} | {} | {} |\n", change.uptime_s, change.instance, change.instances));
+    }
+    text
 }

@@ -55,6 +55,29 @@ pub struct SessionSummary {
     /// summed over them and the latency figures are the worst instance's).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<InstanceSummary>,
+    /// How the watched fleet changed, when discovery added or retired instances.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSummary>,
+}
+
+/// The fleet's size over the session: every join and leave, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetSummary {
+    pub joined: u64,
+    pub left: u64,
+    pub min_instances: usize,
+    pub max_instances: usize,
+    pub final_instances: usize,
+    pub changes: Vec<FleetChangeSummary>,
+}
+
+/// One join or leave: when (seconds into the session), who, and the fleet's size after it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetChangeSummary {
+    pub uptime_s: f64,
+    pub change: super::record::FleetChange,
+    pub instance: String,
+    pub instances: usize,
 }
 
 /// One watched instance's part of a session that watched several.
@@ -71,6 +94,9 @@ pub struct InstanceSummary {
     pub alerts_warning: u64,
     pub alerts_critical: u64,
     pub restarts: u32,
+    /// Discovery stopped listing it before the session ended.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub left: bool,
 }
 
 /// One variant against the baseline at the end of the session, with its verdict as a sentence.
@@ -204,6 +230,7 @@ impl SessionSummary {
             faults: parts.iter().flat_map(|(_, s)| s.faults.clone()).collect(),
             ab: parts.iter().flat_map(|(_, s)| s.ab.clone()).collect(),
             shadow: parts.iter().find_map(|(_, s)| s.shadow.clone()),
+            fleet: None,
             instances: parts
                 .iter()
                 .map(|(name, s)| InstanceSummary {
@@ -218,6 +245,7 @@ impl SessionSummary {
                     alerts_warning: s.alerts_warning,
                     alerts_critical: s.alerts_critical,
                     restarts: s.restarts,
+                    left: false,
                 })
                 .collect(),
         }

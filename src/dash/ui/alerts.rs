@@ -8,7 +8,6 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
 use super::{first_fitting, newest_whole, severity_colour, wrapped};
-use crate::alerts::AlertTransition;
 use crate::dash::state::{DashState, SinkStatus};
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &DashState) {
@@ -19,8 +18,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState) {
     let start = end.saturating_sub(usize::from(height));
     let mut entries = Vec::new();
     for alert in state.alert_log.iter().take(end).skip(start) {
-        let colour =
-            if alert.transition == AlertTransition::Resolved { Color::Green } else { severity_colour(alert.severity) };
+        let colour = if alert.transition.is_resolve() { Color::Green } else { severity_colour(alert.severity) };
         let rows = wrapped(&alert.to_string(), width, 2);
         entries.push(rows.into_iter().map(|row| Line::from(Span::styled(row, Style::default().fg(colour)))).collect());
     }

@@ -35,13 +35,18 @@ use crate::clock::Clock;
 /// focused instance's panes under it.
 pub fn draw(frame: &mut Frame, fleet: &Fleet, clock: Clock) {
     let area = frame.area();
-    if !fleet.is_several() {
-        return draw_instance(frame, area, fleet.focused(), clock);
+    if !fleet.is_several()
+        && let Some(state) = fleet.focused()
+    {
+        return draw_instance(frame, area, state, clock);
     }
     let rows = instances::height(fleet, area.height);
     let [instances_area, rest] = Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(area);
     instances::draw(frame, instances_area, fleet, clock);
-    draw_instance(frame, rest, fleet.focused(), clock);
+    match fleet.focused() {
+        Some(state) => draw_instance(frame, rest, state, clock),
+        None => instances::draw_waiting(frame, rest, fleet),
+    }
 }
 
 /// Draws one instance's panes in `area` (the overlays over the whole screen).

@@ -488,5 +488,5 @@ fn instances_pane_lists_the_worst_first_and_follows_the_focus() {
     assert!(screen.contains("capwatch · slow:8000"), "{screen}");
     fleet.update(Event::Input(Input::FocusPrevious), clock);
     fleet.update(Event::Input(Input::FocusPrevious), clock);
-    assert_eq!(fleet.focused().settings.instance.as_deref(), Some("gone:8000"));
+    assert_eq!(fleet.focused().unwrap().settings.instance.as_deref(), Some("gone:8000"));
 }

@@ -25,6 +25,7 @@ pub(super) fn on_probe(state: &mut DashState, probe: InferenceProbe, out: &mut E
         ab.record(tag, &probe);
     }
     state.consecutive_failures = if success { 0 } else { state.consecutive_failures + 1 };
+    track_failing(state, out);
     // One model's service times only: with variants, each test goes to several models.
     if probe.variant.is_none()
         && let Ok(result) = &probe.result

@@ -18,7 +18,7 @@ use super::state::{
     ALERT_LOG, DashState, LOG_LINES, Lifecycle, LogLine, Phase, RECENT_PROBES, RecentProbe, SinkFailure, SinkStatus,
 };
 use super::stats::ProbeSample;
-use crate::alerts::{AlertEvent, RuleKind, Severity};
+use crate::alerts::{AlertEvent, AlertTransition, RuleKind, Severity};
 use crate::clock::Clock;
 use crate::notify::{AlertState, DeliveryOutcome, DeliveryReport};
 use crate::protocol::shadow::ShadowReport;
@@ -45,7 +45,14 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
     let mut out = Effects { effects: Vec::new(), clock, instance: state.settings.instance.clone() };
     let counts_for_gauges = !matches!(
         event,
-        Event::Tick | Event::Input(_) | Event::Note { .. } | Event::Shutdown(_) | Event::Faults(_) | Event::Ended
+        Event::Tick
+            | Event::Input(_)
+            | Event::Note { .. }
+            | Event::Shutdown(_)
+            | Event::Faults(_)
+            | Event::Ended
+            | Event::Left
+            | Event::Discovery(_)
     );
     match event {
         Event::Tick => state.window.prune(clock.now),
@@ -69,7 +76,10 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
         Event::CycleDone => on_cycle_done(state, &mut out),
         Event::Notification(report) => on_notification(state, report, &mut out),
         Event::Ended => on_ended(state, &mut out),
-        Event::Of { .. } => {}
+        Event::Listed { at } => on_listed(state, at, &mut out),
+        Event::Left => on_left(state, &mut out),
+        // The fleet decides joins and leaves.
+        Event::Of { .. } | Event::Discovery(_) => {}
         Event::Shutdown(reason) => {
             let why = match reason {
                 ShutdownReason::Signal(signal) => format!("{signal} received"),
@@ -80,7 +90,8 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
             quit(state, &mut out);
         }
     }
-    if counts_for_gauges {
+    // A retired instance's gauges are gone from `/metrics` and stay gone.
+    if counts_for_gauges && !super::state::Listing::has_left(state) {
         out.effects.push(Effect::Metric(MetricUpdate::Gauges(gauges(state))));
     }
     out.effects
@@ -132,6 +143,84 @@ fn push_bounded<T>(queue: &mut std::collections::VecDeque<T>, capacity: usize, i
         queue.pop_front();
     }
     queue.push_back(item);
+}
+
+/// Discovery listed this instance in a lookup that began at `at`: alerts held for want of
+/// that confirmation go out now. A held alert that resolved meanwhile was a blip: dropped.
+fn on_listed(state: &mut DashState, at: tokio::time::Instant, out: &mut Effects) {
+    let Some(listing) = &mut state.listing else { return };
+    listing.listed_at = Some(listing.listed_at.map_or(at, |listed_at| listed_at.max(at)));
+    if listing.held.is_empty() || !listing.confirms(state.failing_since) {
+        return;
+    }
+    let held = std::mem::take(&mut listing.held);
+    for alert in held.iter().filter(|alert| !resolved_while_held(&held, alert.rule)) {
+        raise_now(state, alert.clone(), out);
+    }
+    let dropped: Vec<&AlertEvent> = held.iter().filter(|a| resolved_while_held(&held, a.rule)).collect();
+    if !dropped.is_empty() {
+        let message =
+            format!("⏳ Not raised: {} recovered before discovery confirmed the instance", rule_names(&dropped));
+        out.log(state, LogLevel::Info, message);
+    }
+}
+
+/// The rules of these alerts, each once, in order: `health_down, error_rate`.
+fn rule_names(alerts: &[&AlertEvent]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for alert in alerts {
+        if !names.contains(&alert.rule.name()) {
+            names.push(alert.rule.name());
+        }
+    }
+    names.join(", ")
+}
+
+/// Whether the last held event of `rule` ends its alert.
+fn resolved_while_held(held: &[AlertEvent], rule: RuleKind) -> bool {
+    held.iter().rev().find(|alert| alert.rule == rule).is_some_and(|alert| alert.transition.is_resolve())
+}
+
+/// Discovery no longer lists this instance: every alert it raised resolves as `left` (those
+/// it held were never raised and are dropped), and it stops counting, like a quitting
+/// instance; its end record comes with everyone's at the end of the session.
+fn on_left(state: &mut DashState, out: &mut Effects) {
+    let held = match &mut state.listing {
+        Some(listing) => {
+            listing.left = true;
+            std::mem::take(&mut listing.held)
+        }
+        None => Vec::new(),
+    };
+    for alert in state.alerts.retire() {
+        if !held.iter().any(|h| h.rule == alert.rule) {
+            raise_now(state, alert, out);
+        }
+    }
+    if !held.is_empty() {
+        let held: Vec<&AlertEvent> = held.iter().collect();
+        let message = format!("⏳ Not raised: {} (the instance left the fleet)", rule_names(&held));
+        out.log(state, LogLevel::Info, message);
+    }
+    if state.phase == Phase::Running {
+        state.phase = Phase::Draining { status_at_quit: state.status() };
+    }
+}
+
+/// Notes when a run of failures begins and ends. A discovered instance that starts failing
+/// asks discovery to look again: has it been removed, or is it failing while listed?
+fn track_failing(state: &mut DashState, out: &mut Effects) {
+    let failing = state.consecutive_health_failures > 0 || state.consecutive_failures > 0;
+    match (failing, state.failing_since) {
+        (true, None) => {
+            state.failing_since = Some(out.clock.now);
+            if state.listing.is_some() {
+                out.effects.push(Effect::Rediscover);
+            }
+        }
+        (false, Some(_)) => state.failing_since = None,
+        _ => {}
+    }
 }
 
 /// The session ends: from now on only the server's stop and the notifications count.
@@ -251,6 +340,7 @@ fn on_health(state: &mut DashState, check: HealthCheck, out: &mut Effects) {
         noticed_restart(state, body.uptime_s, out);
     }
     state.last_health = Some(check);
+    track_failing(state, out);
     judge(state, RuleKind::HealthDown, state.consecutive_health_failures as f64, u64::MAX, out);
     if state.settings.automatic_restart
         && state.supervised
@@ -383,8 +473,30 @@ fn judge(state: &mut DashState, kind: RuleKind, value: f64, samples: u64, out: &
     }
 }
 
+/// An alert transition, unless it is about a discovered instance that started failing and
+/// that discovery has not listed since: then it waits (see [`on_listed`]), and so does
+/// every later transition of its rule.
+fn raise(state: &mut DashState, alert: AlertEvent, out: &mut Effects) {
+    let failing_since = state.failing_since;
+    if let Some(listing) = &mut state.listing {
+        let rule_held = listing.held.iter().any(|held| held.rule == alert.rule);
+        let news = matches!(alert.transition, AlertTransition::Fired | AlertTransition::Escalated);
+        if rule_held || (news && !listing.confirms(failing_since)) {
+            let first = listing.held.is_empty();
+            listing.held.push(alert.clone());
+            if first {
+                let message =
+                    format!("⏳ {} held until discovery says whether this instance is still listed", alert.rule.name());
+                out.log(state, LogLevel::Info, message);
+            }
+            return;
+        }
+    }
+    raise_now(state, alert, out);
+}
+
 /// An alert transition: counted, logged, shown, recorded, measured and sent.
-fn raise(state: &mut DashState, mut alert: AlertEvent, out: &mut Effects) {
+fn raise_now(state: &mut DashState, mut alert: AlertEvent, out: &mut Effects) {
     alert.instance.clone_from(&state.settings.instance);
     push_bounded(&mut state.alert_log, ALERT_LOG, alert.clone());
     let level = match alert.severity {

@@ -212,8 +212,12 @@ pub fn spawn_server_with(
     env: &[(&str, &str)],
 ) -> (KillOnDrop, String, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
+    // Port 0 unless the caller names one.
+    let port: &[&str] = if extra.contains(&"--port") { &[] } else { &["--port", "0"] };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_capwatch"))
-        .args(["serve", "--port", "0", "--workers", "1", "--model"])
+        .arg("serve")
+        .args(port)
+        .args(["--workers", "1", "--model"])
         .arg(model)
         .args(extra)
         .current_dir(repo_path(""))
@@ -244,9 +248,9 @@ pub fn spawn_server_with(
     }
 }
 
-/// The `http://127.0.0.1:PORT` (or `https://`) a server's log line announces, if it has one.
+/// The `http://127.x.y.z:PORT` (or `https://`) a server's log line announces, if it has one.
 pub fn loopback_url_in(line: &str) -> Option<String> {
-    let start = line.find("http://127.0.0.1:").or_else(|| line.find("https://127.0.0.1:"))?;
+    let start = line.find("http://127.").or_else(|| line.find("https://127."))?;
     Some(line[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect())
 }
 
