@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-roofline bench-quant-choices bench-beams bench-container drill soak fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-roofline bench-fleet bench-quant-choices bench-beams bench-container drill soak fixtures clean-ort
 
 all: test
 
@@ -83,6 +83,12 @@ bench-scale: $(ORT_LIB) tools/.venv/bin/python
 ## measures them again in its own run for its floor ratios)
 bench-roofline: tools/.venv/bin/python
 	tools/.venv/bin/python tools/bench_roofline.py $(ARGS)
+
+## bench-fleet: the monitor's own CPU and memory watching 1 and 50 discovered servers (file_sd, the shipped
+## config's intervals; ~6 min, 51 servers of the bundled model), and how soon a replica added to the list is probed
+bench-fleet: $(ORT_LIB)
+	$(CARGO) build --release
+	$(PYTHON) tools/bench_fleet.py $(ARGS)
 
 ## bench-quant-choices: what tools/quantize_export.py's defaults rest on: int4 block sizes and accuracy levels,
 ## dynamic vs static int8 encoders, timed side by side on bench-scale's BLIP-base (~8 min once it exists;

@@ -32,6 +32,10 @@ const FILES: [&str; 8] = [
     "prometheusrule.yaml",
 ];
 
+/// The monitor in the cluster: what discovers the replicas, the monitor, what scrapes it.
+const MONITOR_FILES: [&str; 4] =
+    ["monitor-replicas-service.yaml", "monitor-deployment.yaml", "monitor-service.yaml", "monitor-servicemonitor.yaml"];
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("capwatch-k8s-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -47,7 +51,7 @@ async fn export(name: &str, extra: &[&str]) -> (PathBuf, String) {
     let (code, stdout, stderr) = capwatch_cli(args).await;
     assert_eq!(code, Some(0), "export failed:\n{stderr}");
     assert!(stdout.is_empty(), "with -o nothing goes to stdout: {stdout}");
-    for file in FILES {
+    for file in FILES.iter().chain(&MONITOR_FILES) {
         assert!(stderr.contains(&format!("wrote {}", dir.join(file).display())), "{file} not reported:\n{stderr}");
     }
     (dir, stderr)
@@ -409,12 +413,12 @@ async fn without_a_directory_every_object_goes_to_stdout_as_in_the_files() {
     let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&stdout)
         .map(|document| serde::Deserialize::deserialize(document).unwrap())
         .collect();
-    assert_eq!(documents.len(), FILES.len());
-    for (document, file) in documents.iter().zip(FILES) {
+    assert_eq!(documents.len(), FILES.len() + MONITOR_FILES.len());
+    for (document, file) in documents.iter().zip(FILES.iter().chain(&MONITOR_FILES)) {
         let mut from_file = read_yaml(&dir.join(file));
         let mut document = document.clone();
         // Each run measures anew: compare all but the measured numbers.
-        if file == "deployment.yaml" {
+        if *file == "deployment.yaml" {
             for object in [&mut from_file, &mut document] {
                 object["metadata"]["annotations"] = Value::Null;
                 object["spec"]["template"]["spec"]["containers"][0]["resources"] = Value::Null;
@@ -446,4 +450,75 @@ async fn a_model_that_cannot_load_fails_as_serve_does_and_bad_flags_are_usage_er
         assert!(stderr.contains("invalid --"), "{stderr}");
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The monitor's objects pass the strict validators (a misspelling fails); the monitor
+/// discovers the replicas through the headless Service over the server pods; no server
+/// selector picks a monitor pod; the servers' ServiceMonitor scrapes the main Service only;
+/// notification secrets come from a Secret, named in the manifest, never written into it.
+#[tokio::test]
+async fn the_monitor_runs_in_the_cluster_and_discovers_the_replicas_by_dns() {
+    let (config_dir, config) = common::monitor_config(
+        "k8s-monitor",
+        &[("  sinks: []\n", "  sinks:\n    - kind: webhook\n      url_env: CAPWATCH_ALERT_WEBHOOK_URL\n")],
+    );
+    let dir = config_dir.join("out");
+    let args = ["export", "kubernetes", "--config", &config.display().to_string(), "-o", &dir.display().to_string()];
+    let (code, _, stderr) = capwatch_cli(args.map(String::from).to_vec()).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    for file in ["monitor-replicas-service.yaml", "monitor-deployment.yaml", "monitor-service.yaml"] {
+        let (ok, output) = kubernetes_validate(&dir.join(file));
+        assert!(ok && output.contains("passed"), "{file}:\n{output}");
+    }
+    let (ok, output) = validate_crds(&[dir.join("monitor-servicemonitor.yaml")]);
+    assert!(ok && output.contains("ServiceMonitor/capwatch-monitor"), "{output}");
+    let copy = misspelled(&dir.join("monitor-replicas-service.yaml"), &dir.join("bad"), "clusterIP:", "clusterIp:");
+    let (ok, output) = kubernetes_validate(&copy);
+    assert!(!ok && output.contains("clusterIp"), "a misspelled headless Service must fail:\n{output}");
+    let copy = misspelled(&dir.join("monitor-deployment.yaml"), &dir.join("bad"), "livenessProbe:", "livenesProbe:");
+    let (ok, output) = kubernetes_validate(&copy);
+    assert!(!ok && output.contains("livenesProbe"), "a misspelled monitor Deployment must fail:\n{output}");
+
+    let headless = read_yaml(&dir.join("monitor-replicas-service.yaml"));
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let servers = read_yaml(&dir.join("deployment.yaml"));
+    let server_pods = &servers["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in headless["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&server_pods[key], value, "the headless Service lists the server pods");
+    }
+    let monitor = read_yaml(&dir.join("monitor-deployment.yaml"));
+    assert_eq!(monitor["spec"]["replicas"], 1);
+    let pod = &monitor["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false, "DNS discovery needs no API access");
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let flag = |name: &str| args[args.iter().position(|a| *a == name).unwrap() + 1];
+    assert_eq!(args[..2], ["monitor", "--headless"]);
+    // The headless Service's name and port (the test config's port is 0).
+    assert_eq!(flag("--discover"), format!("dns:capwatch-replicas:{}", headless["spec"]["ports"][0]["port"]));
+    assert_eq!(flag("--config"), "/etc/capwatch/monitoring_config.yaml");
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], read_yaml(&dir.join("configmap.yaml"))["metadata"]["name"]);
+    // The webhook URL comes from the Secret, by name; its value is nowhere in the manifests.
+    let env = &container["env"][0];
+    assert_eq!(env["name"], "CAPWATCH_ALERT_WEBHOOK_URL");
+    assert_eq!(env["valueFrom"]["secretKeyRef"]["name"], "capwatch-monitor");
+    let text = std::fs::read_to_string(dir.join("monitor-deployment.yaml")).unwrap();
+    assert!(text.contains("kubectl create secret generic capwatch-monitor --from-literal=CAPWATCH_ALERT_WEBHOOK_URL="));
+    // No selector of the servers picks the monitor pod.
+    let monitor_pod = &monitor["spec"]["template"]["metadata"]["labels"];
+    let picks = |selector: &Value| selector.as_object().unwrap().iter().all(|(k, v)| &monitor_pod[k] == v);
+    assert!(!picks(&servers["spec"]["selector"]["matchLabels"]));
+    assert!(!picks(&read_yaml(&dir.join("service.yaml"))["spec"]["selector"]));
+    // The servers' ServiceMonitor picks the main Service, not the headless one; the monitor's
+    // picks the monitor's Service, whose port serves --metrics-listen.
+    let scraped = read_yaml(&dir.join("servicemonitor.yaml"))["spec"]["selector"]["matchLabels"].clone();
+    let matches =
+        |object: &Value| scraped.as_object().unwrap().iter().all(|(k, v)| &object["metadata"]["labels"][k] == v);
+    assert!(matches(&read_yaml(&dir.join("service.yaml"))) && !matches(&headless));
+    let monitor_service = read_yaml(&dir.join("monitor-service.yaml"));
+    let own = read_yaml(&dir.join("monitor-servicemonitor.yaml"))["spec"]["selector"]["matchLabels"].clone();
+    assert!(own.as_object().unwrap().iter().all(|(k, v)| &monitor_service["metadata"]["labels"][k] == v));
+    assert_eq!(monitor_service["spec"]["ports"][0]["port"], 9465);
+    assert_eq!(flag("--metrics-listen"), "0.0.0.0:9465");
+    std::fs::remove_dir_all(config_dir).unwrap();
 }

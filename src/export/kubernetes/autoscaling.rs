@@ -130,7 +130,7 @@ pub(super) fn service_monitor(config: &Config, target: &Target) -> Manifest {
             "kind": "ServiceMonitor",
             "metadata": target.metadata(&target.name),
             "spec": {
-                "selector": {"matchLabels": target.selector()},
+                "selector": {"matchLabels": server_service_labels(target)},
                 "endpoints": [endpoint],
             },
         }),
@@ -161,4 +161,11 @@ pub(super) fn prometheus_rule(config: &Config, target: &Target) -> Result<Manife
         ],
         notes: Vec::new(),
     })
+}
+
+/// The labels that pick the main Service (not the headless one over the same pods).
+fn server_service_labels(target: &Target) -> Value {
+    let mut labels = target.selector();
+    labels["app.kubernetes.io/component"] = json!(SERVER_COMPONENT);
+    labels
 }

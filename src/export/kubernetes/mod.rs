@@ -4,8 +4,10 @@
 //! container), Service, PodDisruptionBudget, HorizontalPodAutoscaler on the server's own
 //! `capwatch_requests_in_flight`, the prometheus-adapter rule that exposes it to the custom
 //! metrics API, ServiceMonitor, and PrometheusRule with the groups of
-//! [`super::prometheus_rules`]. Generation only; the command measures and writes the files. [`deployment`] builds the
-//! Deployment, [`autoscaling`] the autoscaler and what scrapes and alerts on the server.
+//! [`super::prometheus_rules`]; and the monitor that watches the replicas from inside the cluster
+//! ([`monitor`]: headless Service, Deployment, its Service and ServiceMonitor). Generation only;
+//! the command measures and writes the files. [`deployment`] builds the Deployment,
+//! [`autoscaling`] the autoscaler and what scrapes and alerts on the server.
 //!
 //! Layout of the container (the project's Dockerfile follows it): the binary at [`BINARY`],
 //! working directory [`WORKDIR`] holding `models/default/` and `test_images/` (so the
@@ -24,10 +26,13 @@ use crate::server::metrics as server;
 
 mod autoscaling;
 mod deployment;
+mod monitor;
 
 pub use autoscaling::adapter_config;
 use autoscaling::{adapter_rule, autoscaler, prometheus_rule, service_monitor};
 use deployment::deployment;
+pub use monitor::{MONITOR_METRICS_PORT, MONITOR_PORT_NAME};
+use monitor::{monitor_deployment, monitor_service, monitor_service_monitor, replicas_service};
 
 /// The binary inside the image.
 pub const BINARY: &str = "/usr/local/bin/capwatch";
@@ -38,6 +43,9 @@ pub const CONFIG_DIR: &str = "/etc/capwatch";
 pub const CONFIG_FILE: &str = "monitoring_config.yaml";
 /// User and group of the image's `capwatch` account (not root, not a system id).
 pub const USER_ID: u32 = 10001;
+/// The main Service's `app.kubernetes.io/component`: its ServiceMonitor selects it by this,
+/// so the headless Service over the same pods (the monitor's discovery) is not scraped twice.
+pub const SERVER_COMPONENT: &str = "server";
 /// The container port's name: the Service, the probes and the ServiceMonitor refer to it.
 pub const PORT_NAME: &str = "http";
 
@@ -346,6 +354,10 @@ pub fn manifests(
         adapter_rule(target)?,
         service_monitor(config, target),
         prometheus_rule(config, target)?,
+        replicas_service(config, target),
+        monitor_deployment(config, target),
+        monitor_service(target),
+        monitor_service_monitor(target),
     ])
 }
 
@@ -369,12 +381,14 @@ fn config_map(config_text: &str, target: &Target) -> Manifest {
 }
 
 fn service(config: &Config, target: &Target) -> Manifest {
+    let mut metadata = target.metadata(&target.name);
+    metadata["labels"]["app.kubernetes.io/component"] = json!(SERVER_COMPONENT);
     Manifest {
         file_name: "service.yaml",
         object: json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": target.metadata(&target.name),
+            "metadata": metadata,
             "spec": {
                 "type": "ClusterIP",
                 "selector": target.selector(),

@@ -58,7 +58,11 @@ fn comments_land_above_their_keys_and_the_yaml_still_parses() {
             "hpa.yaml",
             "prometheus-adapter.yaml",
             "servicemonitor.yaml",
-            "prometheusrule.yaml"
+            "prometheusrule.yaml",
+            "monitor-replicas-service.yaml",
+            "monitor-deployment.yaml",
+            "monitor-service.yaml",
+            "monitor-servicemonitor.yaml",
         ]
     );
     for manifest in &all {
@@ -75,7 +79,7 @@ fn comments_land_above_their_keys_and_the_yaml_still_parses() {
     let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&stream)
         .map(|document| serde::Deserialize::deserialize(document).unwrap())
         .collect();
-    assert_eq!(documents.len(), 8);
+    assert_eq!(documents.len(), 12);
 }
 
 #[test]
