@@ -490,3 +490,51 @@ fn instances_pane_lists_the_worst_first_and_follows_the_focus() {
     fleet.update(Event::Input(Input::FocusPrevious), clock);
     assert_eq!(fleet.focused().unwrap().settings.instance.as_deref(), Some("gone:8000"));
 }
+
+/// A fleet discovery fills: before any lookup answers the dashboard says it is asking; once
+/// instances joined the pane names the source; one that left leaves the rows and is counted
+/// in the title; a failing source turns the title yellow and says the last list is kept.
+#[test]
+fn a_discovering_fleet_waits_then_lists_who_is_watched_and_counts_who_left() {
+    use crate::dash::event::DiscoveryEvent;
+    use crate::dash::fleet::Fleet;
+    use crate::discovery::Discovered;
+    let config = lenient_config();
+    let clock = Clock::at(Instant::now(), WALL_START);
+    let new_instance: crate::dash::fleet::NewInstance =
+        Box::new(move |_: &str| DashState::new(&config, false, Stop { cycles: None, interactive: true }, clock.now));
+    let mut fleet = Fleet::of(Vec::new(), Vec::new()).discover("dns:replicas:8000".to_owned(), new_instance, clock.now);
+    let render = |fleet: &Fleet| {
+        let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+        terminal.draw(|frame| draw(frame, fleet, clock)).unwrap();
+        terminal
+    };
+    let screen = text(render(&fleet).backend().buffer());
+    assert!(screen.contains("Asking discovery (dns:replicas:8000) for the instances to watch"), "{screen}");
+    assert!(screen.contains("Instances (0)"), "{screen}");
+    let listed = |addresses: &[&str]| {
+        let targets = addresses
+            .iter()
+            .map(|address| Discovered { name: (*address).to_owned(), url: format!("http://{address}") })
+            .collect();
+        Event::Discovery(DiscoveryEvent::Listed { targets, looked_at: clock.now })
+    };
+    fleet.update(listed(&[]), clock);
+    let screen = text(render(&fleet).backend().buffer());
+    assert!(screen.contains("lists no instance yet"), "{screen}");
+    fleet.update(listed(&["10.0.0.5:8000", "10.0.0.6:8000", "10.0.0.7:8000"]), clock);
+    fleet.update(listed(&["10.0.0.5:8000", "10.0.0.7:8000"]), clock);
+    let terminal = render(&fleet);
+    let screen = text(terminal.backend().buffer());
+    assert!(screen.contains("Instances (2) · 1 left"), "{screen}");
+    assert!(screen.contains("discovery: dns:replicas:8000"), "{screen}");
+    let pane: String = screen.lines().take_while(|line| !line.starts_with('└')).collect::<Vec<_>>().join("\n");
+    assert!(!pane.contains("10.0.0.6:8000"), "a retired instance has no row:\n{screen}");
+    assert!(screen.contains("10.0.0.6:8000 left"), "the log pane says who left:\n{screen}");
+    insta::assert_snapshot!("discovering_100x30", screen);
+    fleet.update(Event::Discovery(DiscoveryEvent::Failed { error: "no such name (NXDOMAIN)".to_owned() }), clock);
+    let terminal = render(&fleet);
+    let screen = text(terminal.backend().buffer());
+    assert!(screen.contains("dns:replicas:8000 failing: last list kept"), "{screen}");
+    assert_eq!(colour_of(terminal.backend().buffer(), "failing: last list kept"), Color::Yellow);
+}
