@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-roofline bench-fleet bench-quant-choices bench-beams bench-container drill soak fixtures clean-ort
+.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-roofline bench-fleet bench-quant-choices docs screenshots bench-beams bench-container drill soak fixtures clean-ort
 
 all: test
 
@@ -51,7 +51,7 @@ lint:
 test: setup lint
 	$(CARGO) test --lib --tests
 
-## bench: HTTP load benchmark of the server (see BENCHMARKS.md)
+## bench: HTTP load benchmark of the server (see docs/src/benchmarks.md)
 bench: $(ORT_LIB)
 	$(CARGO) build --release
 	$(CARGO) run --release --example loadbench -- $(ARGS)
@@ -83,6 +83,21 @@ bench-scale: $(ORT_LIB) tools/.venv/bin/python
 ## measures them again in its own run for its floor ratios)
 bench-roofline: tools/.venv/bin/python
 	tools/.venv/bin/python tools/bench_roofline.py $(ARGS)
+
+## docs: the book (docs/, mdBook) built offline into target/book; mdbook itself is built once from crates.io
+## into .tmp/mdbook (a few minutes the first time)
+MDBOOK := .tmp/mdbook/bin/mdbook
+docs: $(MDBOOK)
+	$(MDBOOK) build docs
+	@echo "open target/book/index.html"
+
+$(MDBOOK):
+	$(CARGO) install mdbook --version 0.5.4 --locked --root .tmp/mdbook
+
+## screenshots: the README's picture (docs/src/images/dashboard.svg) from a real run of the dashboard in a pseudo-terminal
+screenshots: $(ORT_LIB)
+	$(CARGO) build --release
+	$(CARGO) run --release --example screenshot
 
 ## bench-fleet: the monitor's own CPU and memory watching 1 and 50 discovered servers (file_sd, the shipped
 ## config's intervals; ~6 min, 51 servers of the bundled model), and how soon a replica added to the list is probed

@@ -361,7 +361,7 @@ pub fn rules(config: &Config) -> RulesFile {
         severity: "none",
         summary: "Always firing: proves that Prometheus and Alertmanager deliver alerts",
         description: "A dead man's switch: route it to a receiver that alarms when it stops arriving \
-                      (see README, \"Watchdog\"); never silence it.",
+                      (see docs/src/prometheus.md, \"Watchdog\"); never silence it.",
     });
 
     RulesFile {

@@ -12,7 +12,7 @@ use crate::dash::record::Record;
 /// Said before a plan from a session: what such a plan cannot know.
 pub const ONE_AT_A_TIME: &str = "Note: a session's times are one caption at a time (the probes never overlap): this \
      plan cannot count on batching and does not see the CPU a loaded server shares. The server's /metrics under load \
-     is the better input (README, Capacity planning).";
+     is the better input (docs/src/fleet.md, Capacity planning).";
 
 /// Why a session cannot be planned from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

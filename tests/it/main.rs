@@ -11,6 +11,7 @@ mod auth;
 mod chaos;
 mod default_model;
 mod discovery;
+mod docs;
 mod drift_server;
 mod drill;
 mod faults;

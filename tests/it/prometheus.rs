@@ -146,7 +146,7 @@ tests:
         alertname: CapwatchWatchdog
         exp_alerts:
           - exp_labels: {severity: none, service: capwatch, rule: watchdog}
-            exp_annotations: {summary: "Always firing: proves that Prometheus and Alertmanager deliver alerts", description: "A dead man's switch: route it to a receiver that alarms when it stops arriving (see README, \"Watchdog\"); never silence it."}
+            exp_annotations: {summary: "Always firing: proves that Prometheus and Alertmanager deliver alerts", description: "A dead man's switch: route it to a receiver that alarms when it stops arriving (see docs/src/prometheus.md, \"Watchdog\"); never silence it."}
       # Two minutes in, the window holds too few probes (min_samples 5): nothing fires yet.
       - eval_time: 2m
         alertname: CapwatchErrorRateHigh

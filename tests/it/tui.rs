@@ -223,7 +223,7 @@ fn the_fault_menu_injects_a_fault_that_the_alerts_catch() {
     let (dir, config) = common::monitor_config(
         "tui-chaos",
         &[
-            ("  request_timeout_s: 30\n", "  request_timeout_s: 30\n  chaos: true\n"),
+            ("  chaos: false ", "  chaos: true "),
             ("health_interval_s: 30", "health_interval_s: 0.5"),
             ("inference_interval_s: 10", "inference_interval_s: 0.5"),
             ("tests_per_cycle: 5 ", "tests_per_cycle: 2 "),

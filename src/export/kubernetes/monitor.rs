@@ -12,7 +12,7 @@ use crate::config::SinkTarget;
 /// The monitor's `/metrics` port (the dashboard's `--metrics-listen`) and its name.
 pub const MONITOR_METRICS_PORT: u16 = 9465;
 pub const MONITOR_PORT_NAME: &str = "metrics";
-/// The monitor's resources: measured at 50 discovered instances (BENCHMARKS.md, "The
+/// The monitor's resources: measured at 50 discovered instances (docs/src/benchmarks.md, "The
 /// monitor's own cost"), with room.
 pub const MONITOR_CPU_REQUEST: &str = "100m";
 pub const MONITOR_MEMORY_REQUEST: &str = "128Mi";
@@ -221,7 +221,7 @@ pub(super) fn monitor_deployment(config: &Config, target: &Target) -> Manifest {
             (
                 "resources",
                 vec![format!(
-                    "Measured at 50 discovered replicas (BENCHMARKS.md): a few % of a core and tens of MiB; request {MONITOR_CPU_REQUEST}, {MONITOR_MEMORY_REQUEST}."
+                    "Measured at 50 discovered replicas (docs/src/benchmarks.md): a few % of a core and tens of MiB; request {MONITOR_CPU_REQUEST}, {MONITOR_MEMORY_REQUEST}."
                 )],
             ),
             (
