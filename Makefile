@@ -85,7 +85,7 @@ bench-roofline: tools/.venv/bin/python
 	tools/.venv/bin/python tools/bench_roofline.py $(ARGS)
 
 ## docs: the book (docs/, mdBook) built offline into target/book; mdbook itself is built once from crates.io
-## into .tmp/mdbook (a few minutes the first time)
+## into .tmp/mdbook (5-10 minutes on 2 cores, the first time only)
 MDBOOK := .tmp/mdbook/bin/mdbook
 docs: $(MDBOOK)
 	$(MDBOOK) build docs
