@@ -10,7 +10,7 @@ ARGS ?=
 all: test
 
 ## setup: fetch the ONNX Runtime library (from the onnxruntime wheel on PyPI) and test tools
-setup: $(ORT_LIB) .ort/test-tools .ort/prometheus/promtool
+setup: $(ORT_LIB) .ort/test-tools .ort/prometheus/promtool .ort/chromium
 
 $(ORT_LIB): tools/fetch_onnxruntime.py
 	$(PYTHON) tools/fetch_onnxruntime.py
@@ -32,6 +32,13 @@ $(ORT_LIB): tools/fetch_onnxruntime.py
 # promtool and prometheus, unpacked from Debian's package (checks the exported rules).
 .ort/prometheus/promtool: tools/fetch_prometheus.sh
 	tools/fetch_prometheus.sh
+
+# Chromium renders the HTML session report in a test: Debian's chromium package (root, or sudo).
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+.ort/chromium:
+	@mkdir -p .ort
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+	command -v chromium > $@
 
 ## run: the dashboard: launches `capwatch serve` on the bundled model and watches it
 run: $(ORT_LIB)

@@ -37,6 +37,12 @@ pub enum Command {
     Report {
         /// A `service_metrics.jsonl` written by the monitor.
         file: PathBuf,
+        /// Also write the session as one self-contained HTML page with charts here.
+        #[arg(long, value_name = "OUT.html")]
+        html: Option<PathBuf>,
+        /// Config file whose thresholds the charts draw.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
     },
     /// Send a test notification to every configured alert sink and report what each answered.
     /// Exit code 0 when every sink took it, 1 otherwise, 2 when none is configured.

@@ -61,7 +61,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Some(Command::Serve(args)) => serve::run(&args, &runtime),
         Some(Command::Monitor(args)) => monitor::run(&args, &runtime),
-        Some(Command::Report { file }) => report::run(&file),
+        Some(Command::Report { file, html, config }) => report::run(&file, html.as_deref(), &config),
         Some(Command::AlertTest { config }) => alert_test::run(&config, &runtime),
         Some(Command::Drill(args)) => drill::run(&args, &runtime),
         Some(Command::Export(Export::PrometheusRules(args))) => export::prometheus_rules(&args),

@@ -61,6 +61,9 @@ pub(super) fn watch(
     if let Some((json, markdown)) = &end.summary_paths {
         println!("\nSummary written to {} and {}", json.display(), markdown.display());
     }
+    if let Some(report) = &end.report_path {
+        println!("Report with charts: {}", report.display());
+    }
     if let Some(wrong_shape) = &end.wrong_shape {
         eprintln!("error: {wrong_shape}");
     }

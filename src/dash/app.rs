@@ -157,6 +157,8 @@ pub struct SessionEnd {
     /// `None` only when nothing was recorded at all.
     pub summary: Option<SessionSummary>,
     pub summary_paths: Option<(PathBuf, PathBuf)>,
+    /// The session as an HTML page with charts, written beside the summary.
+    pub report_path: Option<PathBuf>,
     /// The service did not answer in the expected shape (the session stopped at once).
     pub wrong_shape: Option<String>,
 }
@@ -215,6 +217,8 @@ struct Session {
     /// The supervisor and its command channel, when capwatch launched the server.
     supervisor: Option<(JoinHandle<()>, mpsc::Sender<SupervisorCommand>)>,
     screen: Option<TerminalGuard>,
+    /// When the session started (RFC 3339): its records are those stamped since.
+    started_ts: String,
 }
 
 impl Session {
@@ -341,8 +345,16 @@ impl Session {
             chaos: ChaosClient::new(&contract.headers, ca_file.as_deref()),
             events_tx: events_tx.clone(),
         };
-        let mut session =
-            Self { config, fleet, executor, events_rx, tasks: JoinSet::new(), supervisor: None, screen: None };
+        let mut session = Self {
+            config,
+            fleet,
+            executor,
+            events_rx,
+            tasks: JoinSet::new(),
+            supervisor: None,
+            screen: None,
+            started_ts: started.timestamp(),
+        };
 
         // The producers.
         if let Some(listener) = metrics_listener {
@@ -504,7 +516,33 @@ impl Session {
                 None
             }
         });
-        SessionEnd { summary, summary_paths, wrong_shape }
+        let report_path = summary_paths.as_ref().and_then(|(json, _)| self.write_report(&json.with_extension("html")));
+        SessionEnd { summary, summary_paths, report_path, wrong_shape }
+    }
+}
+
+impl Session {
+    /// Writes this session's records (those stamped since it started) as the HTML report at
+    /// `path`; a failure costs the page, never the session (an error in the log).
+    fn write_report(&self, path: &std::path::Path) -> Option<PathBuf> {
+        let written = || -> Result<Option<()>, String> {
+            let (records, _) = RecordsFile::read(self.executor.records.path()).map_err(|err| err.to_string())?;
+            let ours: Vec<_> = records.into_iter().filter(|record| record.stamp().ts >= self.started_ts).collect();
+            let thresholds = super::report_html::Thresholds::of(&self.config);
+            let Some(page) = super::report_html::page(&ours, &thresholds).map_err(|err| err.to_string())? else {
+                return Ok(None);
+            };
+            std::fs::write(path, page).map_err(|err| err.to_string())?;
+            Ok(Some(()))
+        };
+        match written() {
+            Ok(Some(())) => Some(path.to_owned()),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!(error = %err, path = %path.display(), "cannot write the HTML report");
+                None
+            }
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub mod prober;
 pub mod record;
 pub mod records_file;
 pub mod rehearsal;
+pub mod report_html;
 pub mod restart_policy;
 pub mod state;
 pub mod stats;

@@ -108,7 +108,9 @@ fn a_healthy_session_exits_zero_with_metrics_and_summary() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().contains("session_summary_"))
         .collect();
-    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    // The summary (JSON, Markdown) and the report with charts (HTML).
+    assert_eq!(summaries.len(), 3, "{summaries:?}");
+    assert!(summaries.iter().any(|p| p.extension().unwrap() == "html"), "{summaries:?}");
     let json = summaries.iter().find(|p| p.extension().unwrap() == "json").unwrap();
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     assert_eq!(summary["cycles"], 2);

@@ -27,6 +27,7 @@ mod plan;
 mod prober;
 mod process;
 mod prometheus;
+mod report_html;
 mod schema;
 mod start_failures;
 mod supervisor;

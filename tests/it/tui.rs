@@ -164,7 +164,7 @@ fn dashboard_in_a_pseudo_terminal() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("session_summary_"))
         .count();
-    assert_eq!(summaries, 2);
+    assert_eq!(summaries, 3, "the summary (JSON, Markdown) and the report with charts (HTML)");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
