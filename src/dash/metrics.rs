@@ -332,13 +332,7 @@ impl DashMetrics {
                 outcome: "success",
             }));
         }
-        for family in [
-            &self.consecutive_failures,
-            &self.consecutive_health_failures,
-            &self.service_healthy,
-            &self.server_up,
-            &self.crash_loop,
-        ] {
+        for family in self.target_gauges() {
             drop(family.get_or_create(&of()));
         }
         drop(self.caption_quality.get_or_create(&of()));
@@ -346,17 +340,22 @@ impl DashMetrics {
         drop(self.test_cycles.get_or_create(&of()));
     }
 
-    /// An instance left the fleet: its gauges go (a gauge of something gone would read as
-    /// current); its counters and histograms stay, as totals of the session.
-    fn remove_target(&self, target: &str) {
-        let of = TargetLabels { target: target.to_owned() };
-        for family in [
+    /// The per-instance gauges (what an instance that leaves takes with it).
+    fn target_gauges(&self) -> [&Family<TargetLabels, Gauge>; 5] {
+        [
             &self.consecutive_failures,
             &self.consecutive_health_failures,
             &self.service_healthy,
             &self.server_up,
             &self.crash_loop,
-        ] {
+        ]
+    }
+
+    /// An instance left the fleet: its gauges go (a gauge of something gone would read as
+    /// current); its counters and histograms stay, as totals of the session.
+    fn remove_target(&self, target: &str) {
+        let of = TargetLabels { target: target.to_owned() };
+        for family in self.target_gauges() {
             family.remove(&of);
         }
         for rule in RuleKind::ALL {

@@ -48,13 +48,7 @@ pub(super) fn deployment(
                 "spec": {
                     "automountServiceAccountToken": false,
                     "terminationGracePeriodSeconds": size.termination_grace_s,
-                    "securityContext": {
-                        "runAsNonRoot": true,
-                        "runAsUser": USER_ID,
-                        "runAsGroup": USER_ID,
-                        "fsGroup": USER_ID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security(),
                     "topologySpreadConstraints": [{
                         "maxSkew": 1,
                         "topologyKey": "kubernetes.io/hostname",
@@ -100,15 +94,7 @@ pub(super) fn deployment(
                             "failureThreshold": size.liveness_failure_threshold,
                         },
                         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_S}}},
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            "runAsUser": USER_ID,
-                            "runAsGroup": USER_ID,
-                            "readOnlyRootFilesystem": true,
-                            "allowPrivilegeEscalation": false,
-                            "capabilities": {"drop": ["ALL"]},
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": container_security(),
                         "volumeMounts": volume_mounts,
                     }],
                     "volumes": volumes,

@@ -91,6 +91,30 @@ pub const TMP_SIZE_LIMIT: &str = "64Mi";
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The pod's security context: non-root as the image's user, its group owning the volumes.
+fn pod_security() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": USER_ID,
+        "runAsGroup": USER_ID,
+        "fsGroup": USER_ID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// A container's security context: read-only root, no privilege escalation, no capability.
+fn container_security() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": USER_ID,
+        "runAsGroup": USER_ID,
+        "readOnlyRootFilesystem": true,
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
 /// Bad flags for the objects.
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {

@@ -143,13 +143,7 @@ pub(super) fn monitor_deployment(config: &Config, target: &Target) -> Manifest {
                 "spec": {
                     "automountServiceAccountToken": false,
                     "terminationGracePeriodSeconds": whole_seconds(config.alerts.delivery.timeout_s.0) + DRAIN_MARGIN_S,
-                    "securityContext": {
-                        "runAsNonRoot": true,
-                        "runAsUser": USER_ID,
-                        "runAsGroup": USER_ID,
-                        "fsGroup": USER_ID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security(),
                     "containers": [{
                         "name": "monitor",
                         "image": target.image,
@@ -169,15 +163,7 @@ pub(super) fn monitor_deployment(config: &Config, target: &Target) -> Manifest {
                             "limits": {"memory": MONITOR_MEMORY_LIMIT},
                         },
                         "livenessProbe": {"httpGet": get, "periodSeconds": 30, "timeoutSeconds": 5, "failureThreshold": 3},
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            "runAsUser": USER_ID,
-                            "runAsGroup": USER_ID,
-                            "readOnlyRootFilesystem": true,
-                            "allowPrivilegeEscalation": false,
-                            "capabilities": {"drop": ["ALL"]},
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": container_security(),
                         "volumeMounts": [
                             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
                             {"name": "logs", "mountPath": logs},
