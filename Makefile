@@ -5,7 +5,7 @@ ORT_LIB := .ort/libonnxruntime.so
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all setup run serve test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-roofline bench-fleet bench-quant-choices docs screenshots bench-beams bench-container drill soak fixtures clean-ort
+.PHONY: all setup run serve demo test lint unit bench bench-drift bench-drift-calibration bench-plan bench-scale bench-roofline bench-fleet bench-quant-choices docs screenshots bench-beams bench-container drill soak fixtures clean-ort
 
 all: test
 
@@ -43,6 +43,11 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ## run: the dashboard: launches `capwatch serve` on the bundled model and watches it
 run: $(ORT_LIB)
 	$(CARGO) run --release -- $(ARGS)
+
+## demo: a two-minute tour: the dashboard on the bundled model through a latency spike, failing requests,
+## a crash, a bad canary and drift, with a banner saying what to look at (ARGS="--headless" for log lines)
+demo: $(ORT_LIB)
+	$(CARGO) run --release -- demo $(ARGS)
 
 ## serve: the captioning server alone
 serve: $(ORT_LIB)
@@ -101,10 +106,12 @@ docs: $(MDBOOK)
 $(MDBOOK):
 	$(CARGO) install mdbook --version 0.5.4 --locked --root .tmp/mdbook
 
-## screenshots: the README's picture (docs/src/images/dashboard.svg) from a real run of the dashboard in a pseudo-terminal
+## screenshots: the pictures of the README and docs (docs/src/images/dashboard.svg, demo.svg) from real runs of the
+## dashboard and of the demo in a pseudo-terminal
 screenshots: $(ORT_LIB)
 	$(CARGO) build --release
 	$(CARGO) run --release --example screenshot
+	$(CARGO) run --release --example screenshot -- --demo
 
 ## bench-fleet: the monitor's own CPU and memory watching 1 and 50 discovered servers (file_sd, the shipped
 ## config's intervals; ~6 min, 51 servers of the bundled model), and how soon a replica added to the list is probed

@@ -1,9 +1,11 @@
 //! `make screenshots`: runs the real dashboard on the bundled model in a pseudo-terminal
 //! (100×30, a test cycle every 2 s), lets it work for a while, and writes what the terminal
 //! shows — text, colours, bold — as an SVG picture (`docs/src/images/dashboard.svg` by default), the
-//! picture the README opens with. The terminal is parsed by `vt100`, as the PTY tests do.
+//! picture the README opens with. With `--demo` it runs `capwatch demo` instead and takes the
+//! picture when the latency spike escalates to critical (`docs/src/images/demo.svg`). The
+//! terminal is parsed by `vt100`, as the PTY tests do.
 //!
-//! Usage: cargo run --release --example screenshot -- [OUT.svg] [SECONDS]
+//! Usage: cargo run --release --example screenshot -- [--demo] [OUT.svg] [SECONDS]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fmt::Write as _;
@@ -23,10 +25,15 @@ const BACKGROUND: &str = "#1e1e1e";
 const FOREGROUND: &str = "#d4d4d4";
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let demo = args.first().is_some_and(|arg| arg == "--demo");
+    if demo {
+        args.remove(0);
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = args.first().map_or_else(|| root.join("docs/src/images/dashboard.svg"), PathBuf::from);
-    let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(25);
+    let default_out = if demo { "docs/src/images/demo.svg" } else { "docs/src/images/dashboard.svg" };
+    let out = args.first().map_or_else(|| root.join(default_out), PathBuf::from);
+    let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(if demo { 120 } else { 25 });
     // The binary next to this example's directory (`cargo build --release` first).
     let exe = std::env::current_exe().unwrap();
     let binary = exe.parent().and_then(Path::parent).unwrap().join("capwatch");
@@ -46,6 +53,9 @@ fn main() {
     let pair =
         native_pty_system().openpty(PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 }).unwrap();
     let mut command = CommandBuilder::new(&binary);
+    if demo {
+        command.arg("demo");
+    }
     command.args(["--config", config_path.to_str().unwrap()]);
     command.cwd(&root);
     command.env("TERM", "xterm-256color");
@@ -64,11 +74,24 @@ fn main() {
             sink.lock().unwrap().extend_from_slice(&buffer[..n]);
         }
     });
-    std::thread::sleep(Duration::from_secs(seconds));
-    let mut parser = vt100::Parser::new(ROWS, COLS, 0);
-    parser.process(&output.lock().unwrap());
-    let screen = parser.screen().clone();
-    assert!(screen.contents().contains("HEALTHY"), "the dashboard is not healthy yet:\n{}", screen.contents());
+    let screen_now = || {
+        let mut parser = vt100::Parser::new(ROWS, COLS, 0);
+        parser.process(&output.lock().unwrap());
+        parser.screen().clone()
+    };
+    // The dashboard: after a while. The demo: the moment the latency spike escalates to critical.
+    let wanted = |contents: &str| !demo || (contents.contains("latency spike") && contents.contains("CRITICAL"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    if !demo {
+        std::thread::sleep(Duration::from_secs(seconds));
+    }
+    let mut screen = screen_now();
+    while !wanted(&screen.contents()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        screen = screen_now();
+    }
+    let expected = if demo { "CRITICAL" } else { "HEALTHY" };
+    assert!(screen.contents().contains(expected), "no {expected} on the screen yet:\n{}", screen.contents());
     keys.write_all(b"q").unwrap();
     keys.flush().unwrap();
     child.wait().unwrap();

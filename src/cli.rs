@@ -56,6 +56,10 @@ pub enum Command {
     /// servers are restarted, and that every sink is notified (marked as a drill).
     /// Exit code 0 when everything held, 1 otherwise, 2 for a bad config.
     Drill(DrillArgs),
+    /// A two-minute tour: the dashboard on the bundled model through a latency spike, failing
+    /// requests, a crash, a bad canary and drifting traffic, with a banner saying what to look
+    /// at; then the session summary. Exit code 0 when every scene showed, 1 otherwise.
+    Demo(DemoArgs),
     /// Write files for an existing monitoring stack, derived from the config.
     #[command(subcommand)]
     Export(Export),
@@ -239,6 +243,20 @@ pub struct DrillArgs {
     /// unready, hang, crash).
     #[arg(long, value_delimiter = ',', value_parser = parse_fault_kind, value_name = "KIND,...")]
     pub faults: Vec<crate::protocol::faults::FaultKind>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Config file (YAML): the model, test images, logs directory (the demo writes into its
+    /// `demo/` folder) and restart policy come from it; the demo sets the rest.
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// No terminal UI: the same scenes as coloured log lines.
+    #[arg(long)]
+    pub headless: bool,
+    /// No pauses for reading between scenes (the events still take their time).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 fn parse_fault_kind(text: &str) -> Result<crate::protocol::faults::FaultKind, String> {

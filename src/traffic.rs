@@ -1,7 +1,8 @@
 //! The drift traffic generator (`capwatch drift traffic`): sends a bounded number of scenes
 //! ([`crate::drift::scenes`]) to a capwatch server on this machine, a few at a time, and every
-//! `check_every` requests reads `GET /drift` to see when the live window drifts. Loopback
-//! only: it refuses any host that is not this machine. Knows nothing about terminals.
+//! `check_every` requests reads `GET /drift` to see when the live window drifts; and freezes
+//! a server's drift reference (`capwatch demo`). Loopback only: it refuses any host that is
+//! not this machine. Knows nothing about terminals.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::drift::scenes::{Shift, encoded};
-use crate::protocol::drift::DriftStatus;
+use crate::protocol::drift::{DriftStatus, ReferenceInfo};
 
 /// Most requests one run may send.
 pub const MAX_REQUESTS: usize = 100_000;
@@ -113,6 +114,8 @@ pub enum TrafficError {
     Client(String),
     #[error("cannot read {url}/drift: {reason}")]
     Drift { url: String, reason: String },
+    #[error("cannot freeze the drift reference of {url}: {reason}")]
+    Baseline { url: String, reason: String },
 }
 
 impl TrafficError {
@@ -244,6 +247,28 @@ async fn read_drift(client: &reqwest::Client, base: &str, after: usize) -> Resul
             features: report.features.len(),
         },
     })
+}
+
+/// `POST /drift/baseline` to a server on this machine: its live window becomes the reference.
+pub async fn freeze_reference(url: &str, ca_file: Option<&std::path::Path>) -> Result<ReferenceInfo, TrafficError> {
+    let base = loopback_base(url)?;
+    let client = crate::http_client::for_capwatch(ca_file)
+        .map_err(TrafficError::Client)?
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| TrafficError::Client(e.to_string()))?;
+    let fail = |reason: String| TrafficError::Baseline { url: base.clone(), reason };
+    let response = client.post(format!("{base}/drift/baseline")).send().await.map_err(|e| fail(e.to_string()))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| fail(e.to_string()))?;
+    if !status.is_success() {
+        let why = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        return Err(fail(format!("answered {status}: {why}")));
+    }
+    serde_json::from_str(&body).map_err(|e| fail(format!("answered something unreadable: {e}")))
 }
 
 #[cfg(test)]

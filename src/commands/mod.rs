@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError};
 
 mod alert_test;
 mod dashboard;
+mod demo;
 mod drift;
 mod drill;
 mod export;
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Some(Command::Report { file, html, config }) => report::run(&file, html.as_deref(), &config),
         Some(Command::AlertTest { config }) => alert_test::run(&config, &runtime),
         Some(Command::Drill(args)) => drill::run(&args, &runtime),
+        Some(Command::Demo(args)) => demo::run(&args, &runtime),
         Some(Command::Export(Export::PrometheusRules(args))) => export::prometheus_rules(&args),
         Some(Command::Export(Export::GrafanaDashboard(args))) => export::grafana_dashboard(&args),
         Some(Command::Export(Export::Kubernetes(args))) => export::kubernetes(&args, &runtime),

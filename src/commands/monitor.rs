@@ -11,6 +11,7 @@ use crate::cli::{MonitorArgs, RunArgs};
 use crate::config::Config;
 use crate::dash::app::{self, StopAfter, Target, Watched};
 use crate::dash::console::Mode;
+use crate::dash::fleet::Companion;
 use crate::{shutdown, telemetry};
 
 pub fn run(args: &MonitorArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {
@@ -39,12 +40,19 @@ pub(super) fn start_logs(config: &Config, mode: Mode) -> Result<(), CliError> {
 }
 
 /// One monitoring session of `target` until it stops; prints its summary.
-pub(super) fn watch(
+pub(super) fn watch(run: &RunArgs, config: Config, target: Target, runtime: &Runtime) -> Result<ExitCode, CliError> {
+    watch_with(run, config, target, runtime, &mut ()).map(ExitCode::from)
+}
+
+/// [`watch`], with a companion (the demo's director) riding along the loop; returns the
+/// session's exit code (0 no alert fired, 1 only warnings, 2 a critical one).
+pub(super) fn watch_with(
     run: &RunArgs,
     mut config: Config,
     target: Target,
     runtime: &Runtime,
-) -> Result<ExitCode, CliError> {
+    companion: &mut dyn Companion,
+) -> Result<u8, CliError> {
     if let Some(address) = &run.metrics_listen {
         config.prometheus.listen = Some(address.clone());
     }
@@ -52,7 +60,7 @@ pub(super) fn watch(
     start_logs(&config, mode)?;
     let stop_after = StopAfter { cycles: run.cycles, duration: run.duration };
     let end = runtime
-        .block_on(app::run(config, target, stop_after, shutdown::signal(), mode))
+        .block_on(app::run_with(config, target, stop_after, shutdown::signal(), mode, companion))
         .map_err(|err| CliError::coded(err.exit_code(), err))?;
     println!();
     if let Some(summary) = &end.summary {
@@ -67,5 +75,5 @@ pub(super) fn watch(
     if let Some(wrong_shape) = &end.wrong_shape {
         eprintln!("error: {wrong_shape}");
     }
-    Ok(ExitCode::from(end.exit_code()))
+    Ok(end.exit_code())
 }

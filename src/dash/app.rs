@@ -32,6 +32,7 @@ use super::records_file::RecordsFile;
 use super::state::{DashState, Stop};
 use super::summary::{SessionSummary, SummaryFold};
 use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
+use super::traffic_client::TrafficClient;
 use super::tui::{self, TerminalGuard};
 use crate::clock::Clock;
 use crate::config::{Config, ServicePreset};
@@ -343,6 +344,7 @@ impl Session {
             notifier: Some(notifier),
             supervisor_tx: supervised.then(|| supervisor_tx.clone()),
             chaos: ChaosClient::new(&contract.headers, ca_file.as_deref()),
+            traffic: TrafficClient::new(ca_file.clone()),
             events_tx: events_tx.clone(),
         };
         let mut session = Self {
@@ -445,7 +447,7 @@ impl Session {
             effects.extend(own);
             let flow = self.executor.execute(effects, &clock);
             if redraw && let Some(screen) = &mut self.screen {
-                screen.draw(&self.fleet, clock);
+                screen.draw(&self.fleet, companion.banner().as_ref(), clock);
             }
             if flow == Flow::Quit {
                 break;

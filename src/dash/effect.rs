@@ -33,6 +33,11 @@ pub enum Effect {
     InjectFault { url: String, spec: crate::protocol::faults::FaultSpec },
     /// End every fault on the server at `url` (`DELETE /chaos`).
     ClearFaults { url: String },
+    /// Send `requests` scenes (`shift`: the kind of picture; `seed`: which ones) to the server
+    /// at `url`, as real caption requests (the demo's traffic; its drift window fills).
+    SendTraffic { url: String, shift: crate::drift::scenes::Shift, requests: usize, seed: u64 },
+    /// Freeze the drift reference of the server at `url` (`POST /drift/baseline`).
+    FreezeDriftReference { url: String },
     /// Start probing a new instance of the fleet (it joined), named `name`.
     StartProbes { name: String },
     /// Stop probing this instance (it left the fleet).

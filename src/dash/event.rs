@@ -31,6 +31,9 @@ pub enum Event {
     Notification(DeliveryReport),
     /// An answer of the server's `/chaos` routes (`capwatch --chaos`).
     Faults(FaultsEvent),
+    /// What came of requests the session sent the server on its own behalf (the demo's
+    /// scenes, its drift reference).
+    Traffic(TrafficEvent),
     /// The server's drift window against its reference (`GET /drift`).
     Drift(Box<crate::protocol::drift::DriftStatus>),
     /// Stop monitoring.
@@ -74,6 +77,15 @@ pub enum DiscoveryEvent {
     Listed { targets: Vec<crate::discovery::Discovered>, looked_at: tokio::time::Instant },
     /// The source could not be read; the last list stands.
     Failed { error: String },
+}
+
+/// The answer to an `Effect::SendTraffic` or `Effect::FreezeDriftReference`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrafficEvent {
+    /// The scenes went out: what was answered, or why they could not be sent.
+    Sent(Result<crate::traffic::TrafficOutcome, String>),
+    /// `POST /drift/baseline` answered: the reference, or why there is none.
+    ReferenceFrozen(Result<crate::protocol::drift::ReferenceInfo, String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

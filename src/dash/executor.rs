@@ -1,6 +1,7 @@
 //! Carries out what `update` decided: writes records, prints and logs lines, queues
-//! notifications, updates `/metrics`, steers the probe loops and the supervisor. The only
-//! place effects touch the outside world; it decides nothing itself.
+//! notifications, updates `/metrics`, steers the probe loops and the supervisor, sends faults
+//! and the demo's traffic to the server. The only place effects touch the outside world; it
+//! decides nothing itself.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use super::probe_loops::{InstanceProbes, ProbeHandles, ProbeStarter};
 use super::records_file::RecordsFile;
 use super::summary::SummaryFold;
 use super::supervisor::SupervisorCommand;
+use super::traffic_client::TrafficClient;
 use crate::clock::Clock;
 use crate::notify::Notifier;
 
@@ -50,6 +52,8 @@ pub struct Executor {
     pub supervisor_tx: Option<mpsc::Sender<SupervisorCommand>>,
     /// Talks to the server's `/chaos` routes; answers come back on `events_tx`.
     pub chaos: ChaosClient,
+    /// Sends the session's own scenes and freezes drift references; answers come back likewise.
+    pub traffic: TrafficClient,
     pub events_tx: mpsc::Sender<Event>,
 }
 
@@ -105,6 +109,13 @@ impl Executor {
                 }
                 Effect::ClearFaults { url } => {
                     tokio::spawn(self.chaos.clone().clear_and_report(url, self.events_tx.clone()));
+                }
+                Effect::SendTraffic { url, shift, requests, seed } => {
+                    let events_tx = self.events_tx.clone();
+                    tokio::spawn(self.traffic.clone().send_and_report(url, shift, requests, seed, events_tx));
+                }
+                Effect::FreezeDriftReference { url } => {
+                    tokio::spawn(self.traffic.clone().freeze_and_report(url, self.events_tx.clone()));
                 }
                 Effect::RestartServer { reason } => {
                     if let Some(supervisor_tx) = &self.supervisor_tx {

@@ -9,7 +9,8 @@
 //!   [`child_output`] (its URL and errors), [`contract`] (how to talk to the service),
 //!   [`prober`] (timed, classified HTTP probes),
 //!   [`probe_loops`] (their schedules), [`discovery_loop`] (instances that come and go),
-//!   [`chaos_client`] (faults on a `--chaos` server).
+//!   [`chaos_client`] (faults on a `--chaos` server), [`traffic_client`] (the demo's scenes and
+//!   drift reference).
 //! - Decisions: [`fleet`] (the watched instances, joins and leaves), [`state`] (one
 //!   instance's dashboard state), [`update`] (event → effects, pure),
 //!   [`stats`] (rolling window, totals), with the rules and their state machines in
@@ -21,7 +22,9 @@
 //! - Screen: [`ui`] (pure view, one module per pane), [`tui`] (terminal guard and input:
 //!   the only raw-mode code).
 //! - Wiring: [`app`] (the session: producers, the loop, the way out), [`drill`] (`capwatch
-//!   drill`: the same session with a conductor that injects faults and checks the alerts).
+//!   drill`: the same session with a conductor that injects faults and checks the alerts),
+//!   [`demo`] (`capwatch demo`: the same session with a director that plays scenes under a
+//!   banner).
 
 pub mod ab;
 pub mod app;
@@ -29,6 +32,7 @@ pub mod chaos_client;
 pub mod child_output;
 pub mod console;
 pub mod contract;
+pub mod demo;
 pub mod discovery_loop;
 pub mod drill;
 pub mod effect;
@@ -48,6 +52,7 @@ pub mod state;
 pub mod stats;
 pub mod summary;
 pub mod supervisor;
+pub mod traffic_client;
 pub mod tui;
 pub mod ui;
 pub mod update;

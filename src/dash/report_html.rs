@@ -1,8 +1,8 @@
 //! The session as one self-contained HTML page (`capwatch report FILE --html OUT`, and
 //! beside the summary when the dashboard quits): the summary's figures, then SVG charts drawn
 //! with plotters — window P50/P95 with the thresholds, error rate, caption quality, each per
-//! instance, and an alert timeline (fired → resolved bands) with restarts, faults and fleet
-//! changes marked. No script, no stylesheet or font from elsewhere. Pure: records in, text out.
+//! instance; with model variants, P95 and quality per variant; and an alert timeline (fired →
+//! resolved bands) with restarts, faults and fleet changes marked. No script, no stylesheet or font from elsewhere. Pure: records in, text out.
 
 use plotters::prelude::*;
 
@@ -107,14 +107,73 @@ pub fn page(records: &[Record], thresholds: &Thresholds) -> Result<Option<String
         ),
         ("Window caption quality (mean keyword share)", Scale::Linear { top: 1.0 }, quality, thresholds.quality),
     ];
+    // With model variants, each variant's figures from the A/B records (its answers so far, up
+    // to the comparison's last 2,000).
+    let per_variant_latency = per_variant(records, &|v| v.p95_ms.as_ref().map(|p95| p95.value), "P95");
+    let per_variant_quality = per_variant(records, &|v| v.quality_mean, "quality");
+    let variant_charts = [
+        (
+            "A/B: P95 per variant (ms, log scale; its answers so far)",
+            Scale::Log,
+            per_variant_latency,
+            thresholds.p95_ms,
+        ),
+        (
+            "A/B: mean caption quality per variant (its answers so far)",
+            Scale::Linear { top: 1.0 },
+            per_variant_quality,
+            thresholds.quality,
+        ),
+    ];
     let mut body = String::new();
-    for (title, scale, series, lines) in charts {
+    let with_points = |chart: &(&str, Scale, Vec<Series>, [f64; 2])| !chart.2.is_empty();
+    for (title, scale, series, lines) in charts.into_iter().chain(variant_charts.into_iter().filter(with_points)) {
         body.push_str(&format!("<h2>{}</h2>\n", escape(title)));
         body.push_str(&line_chart(scale, &series, lines, x_max, &marks)?);
     }
     body.push_str("<h2>Alerts</h2>\n");
     body.push_str(&timeline(records, x_max, &marks)?);
     Ok(Some(document(&summary, &body)))
+}
+
+/// One series per model variant (per instance, with several) from the A/B records: each
+/// compared variant's own figures, and the baseline's from its first comparison (it is in all).
+fn per_variant(
+    records: &[Record],
+    value: &dyn Fn(&crate::stats::comparison::VariantFigures) -> Option<f64>,
+    label: &str,
+) -> Vec<Series> {
+    let comparisons: Vec<&super::record::AbRecord> = records
+        .iter()
+        .filter_map(|record| match record {
+            Record::Ab(ab) => Some(ab.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let mut first_compared: Vec<(&Option<String>, &str)> = Vec::new();
+    for ab in &comparisons {
+        if !first_compared.iter().any(|(instance, _)| **instance == ab.stamp.instance) {
+            first_compared.push((&ab.stamp.instance, &ab.figures.b.name));
+        }
+    }
+    let mut series: Vec<Series> = Vec::new();
+    for ab in comparisons {
+        let who = ab.stamp.instance.as_ref().map_or_else(String::new, |name| format!("{name} "));
+        let with_baseline = first_compared.contains(&(&ab.stamp.instance, ab.figures.b.name.as_str()));
+        let variants = if with_baseline { vec![&ab.figures.a, &ab.figures.b] } else { vec![&ab.figures.b] };
+        for variant in variants {
+            let name = format!("{who}{} {label}", variant.name);
+            let point = (ab.stamp.uptime_s, value(variant));
+            match series.iter_mut().find(|line| line.name == name) {
+                Some(line) => line.points.push(point),
+                None => {
+                    let colour = PALETTE[series.len() % PALETTE.len()];
+                    series.push(Series { name, colour, width: 2, points: vec![point] });
+                }
+            }
+        }
+    }
+    series
 }
 
 /// Instance names in the order they first appear ("" for a session of one).

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::event::{Event, ShutdownReason, key_to_input};
 use super::fleet::Fleet;
+use super::ui::Banner;
 use crate::clock::Clock;
 
 /// Full-screen terminal for as long as it lives.
@@ -19,9 +20,9 @@ impl TerminalGuard {
         Self { terminal: ratatui::init() }
     }
 
-    /// Draws one frame of the view.
-    pub fn draw(&mut self, fleet: &Fleet, clock: Clock) {
-        if let Err(err) = self.terminal.draw(|frame| super::ui::draw(frame, fleet, clock)) {
+    /// Draws one frame of the view (with the demo's banner, while one plays).
+    pub fn draw(&mut self, fleet: &Fleet, banner: Option<&Banner>, clock: Clock) {
+        if let Err(err) = self.terminal.draw(|frame| super::ui::draw(frame, fleet, banner, clock)) {
             tracing::error!(error = %err, "cannot draw the dashboard");
         }
     }

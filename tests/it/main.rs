@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod chaos;
 mod default_model;
+mod demo;
 mod discovery;
 mod docs;
 mod drift_server;

@@ -15,6 +15,7 @@ use super::effect::{Effect, MetricUpdate};
 use super::event::{DiscoveryEvent, Event, Input};
 use super::record::{FleetChange, FleetRecord, Record, Stamp};
 use super::state::{DashState, Listing, LogLevel, LogLine};
+use super::ui::Banner;
 use super::update::update;
 use crate::alerts::Severity;
 use crate::clock::Clock;
@@ -24,9 +25,15 @@ use crate::discovery::Discovered;
 pub type Tagged = (Option<usize>, Effect);
 
 /// Rides along the event loop beside the fleet: sees each event and what `update` made of
-/// it, and may add effects of its own (a drill's conductor). `()` adds nothing.
+/// it, and may add effects of its own (a drill's conductor, the demo's director) and a
+/// banner over the screen. `()` adds nothing.
 pub trait Companion {
     fn observe(&mut self, event: &Event, effects: &[Tagged], fleet: &Fleet, clock: Clock) -> Vec<Tagged>;
+
+    /// What the screen's banner says now (None: no banner).
+    fn banner(&self) -> Option<Banner> {
+        None
+    }
 }
 
 impl Companion for () {

@@ -8,6 +8,7 @@
 
 mod ab;
 mod alerts;
+mod banner;
 mod caption;
 mod drift;
 mod fault_menu;
@@ -20,21 +21,29 @@ mod latency;
 mod log;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;
-use ratatui::text::Line;
 
 use super::fleet::Fleet;
 use super::state::DashState;
 use crate::alerts::Severity;
 use crate::clock::Clock;
 
-/// Draws the whole screen: with several instances, the instances pane on top and the
-/// focused instance's panes under it.
-pub fn draw(frame: &mut Frame, fleet: &Fleet, clock: Clock) {
-    let area = frame.area();
+pub use banner::Banner;
+use text::{first_fitting, newest_whole, wrapped};
+
+/// Draws the whole screen: the demo's banner when one plays; with several instances, the
+/// instances pane on top and the focused instance's panes under it.
+pub fn draw(frame: &mut Frame, fleet: &Fleet, banner: Option<&Banner>, clock: Clock) {
+    let mut area = frame.area();
+    if let Some(banner) = banner {
+        let [top, rest] = Layout::vertical([Constraint::Length(banner::HEIGHT), Constraint::Min(0)]).areas(area);
+        banner::draw(frame, top, banner);
+        area = rest;
+    }
     if !fleet.is_several()
         && let Some(state) = fleet.focused()
     {
@@ -98,35 +107,4 @@ pub fn severity_colour(severity: Severity) -> Color {
         Severity::Warning => Color::Yellow,
         Severity::Critical => Color::Red,
     }
-}
-
-/// `text` wrapped at word boundaries to `width` columns, each row styled by `style_row`;
-/// rows after the first are indented by `indent` columns.
-fn wrapped(text: &str, width: u16, indent: usize) -> Vec<String> {
-    let width = usize::from(width.max(1));
-    let pad = " ".repeat(indent.min(width.saturating_sub(1)));
-    let options = textwrap::Options::new(width).subsequent_indent(&pad);
-    textwrap::wrap(text, options).into_iter().map(|row| row.into_owned()).collect()
-}
-
-/// The newest entries whose rows all fit in `height` rows, oldest first: an entry is shown
-/// whole or not at all.
-fn newest_whole(entries: Vec<Vec<Line<'static>>>, height: u16) -> Vec<Line<'static>> {
-    let mut budget = usize::from(height);
-    let mut shown = Vec::new();
-    for entry in entries.into_iter().rev() {
-        if entry.len() > budget {
-            break;
-        }
-        budget -= entry.len();
-        shown.push(entry);
-    }
-    shown.into_iter().rev().flatten().collect()
-}
-
-/// The first text that fits in `width` columns (the last one when none does).
-fn first_fitting(width: u16, candidates: Vec<String>) -> String {
-    let fits = |text: &String| textwrap::core::display_width(text) <= usize::from(width);
-    let last = candidates.last().cloned().unwrap_or_default();
-    candidates.into_iter().find(fits).unwrap_or(last)
 }

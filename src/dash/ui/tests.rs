@@ -469,7 +469,7 @@ fn instances_pane_lists_the_worst_first_and_follows_the_focus() {
     feed(&mut fleet, 2, Event::Health(refused));
     let render = |fleet: &Fleet| {
         let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
-        terminal.draw(|frame| draw(frame, fleet, clock)).unwrap();
+        terminal.draw(|frame| draw(frame, fleet, None, clock)).unwrap();
         terminal
     };
     let terminal = render(&fleet);
@@ -506,7 +506,7 @@ fn a_discovering_fleet_waits_then_lists_who_is_watched_and_counts_who_left() {
     let mut fleet = Fleet::of(Vec::new(), Vec::new()).discover("dns:replicas:8000".to_owned(), new_instance, clock.now);
     let render = |fleet: &Fleet| {
         let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
-        terminal.draw(|frame| draw(frame, fleet, clock)).unwrap();
+        terminal.draw(|frame| draw(frame, fleet, None, clock)).unwrap();
         terminal
     };
     let screen = text(render(&fleet).backend().buffer());
@@ -537,4 +537,30 @@ fn a_discovering_fleet_waits_then_lists_who_is_watched_and_counts_who_left() {
     let screen = text(terminal.backend().buffer());
     assert!(screen.contains("dns:replicas:8000 failing: last list kept"), "{screen}");
     assert_eq!(colour_of(terminal.backend().buffer(), "failing: last list kept"), Color::Yellow);
+}
+
+/// The demo's banner sits above the panes: its heading in cyan, what is happening wrapped to
+/// the width, and where to look kept whole over two rows when it needs them.
+#[tokio::test(start_paused = true)]
+async fn the_demo_banner_sits_above_the_panes_and_wraps_where_to_look() {
+    let scene = healthy_scene();
+    let clock = scene.clock;
+    let fleet = crate::dash::fleet::Fleet::new(scene.state, Vec::new());
+    let banner = super::Banner {
+        heading: "Scene 2/7 · A latency spike".to_owned(),
+        happening: "700 ms now: P95 passes the 500 ms critical threshold and the alert escalates.".to_owned(),
+        look_at: "the P95 gauge and the latency chart; the alerts pane: fired, escalated, de-escalated, resolved"
+            .to_owned(),
+    };
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|frame| draw(frame, &fleet, Some(&banner), clock)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let screen = text(buffer);
+    let rows: Vec<&str> = screen.lines().collect();
+    assert!(rows[0].contains("capwatch demo · Scene 2/7 · A latency spike"), "{screen}");
+    assert!(rows[1].contains("700 ms now") && rows[2].starts_with("│Look at: the P95 gauge"), "{screen}");
+    assert!(rows[3].contains("de-escalated, resolved"), "where to look is not cut: {screen}");
+    assert!(rows[5].contains("capwatch") && rows[6].contains("HEALTHY"), "the panes follow: {screen}");
+    assert_eq!(colour_of(buffer, "Look at:"), Color::Cyan);
+    insta::assert_snapshot!("demo_banner_80x24", screen);
 }

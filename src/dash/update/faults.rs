@@ -1,10 +1,11 @@
-//! `update` for injected faults (`capwatch --chaos`): the fault menu's keys, and the answers
-//! of the server's `/chaos` routes turned into fault start and end records, log lines and the
-//! banner's state. Pure, like `update`.
+//! `update` for rehearsals: injected faults (`capwatch --chaos`) — the fault menu's keys, and
+//! the answers of the server's `/chaos` routes turned into fault start and end records, log
+//! lines and the banner's state — and the traffic the demo sends (a log line each). Pure, like
+//! `update`.
 
 use super::Effects;
 use crate::dash::effect::Effect;
-use crate::dash::event::{FaultsEvent, Input};
+use crate::dash::event::{FaultsEvent, Input, TrafficEvent};
 use crate::dash::record::{FaultEnd, FaultPhase, FaultRecord, Record};
 use crate::dash::rehearsal::describe;
 use crate::dash::state::FaultSummary;
@@ -44,6 +45,26 @@ pub(super) fn on_fault_input(state: &mut DashState, input: Input, out: &mut Effe
         }
         _ => {}
     }
+}
+
+/// What came of the scenes and the drift reference the session asked the server for.
+pub(super) fn on_traffic(state: &mut DashState, event: TrafficEvent, out: &mut Effects) {
+    let (level, message) = match event {
+        TrafficEvent::Sent(Ok(sent)) => (
+            if sent.failed == 0 { LogLevel::Info } else { LogLevel::Warn },
+            format!(
+                "🚦 {} {} scenes sent: {} answered, {} failed",
+                sent.sent,
+                sent.shift.name(),
+                sent.answered,
+                sent.failed
+            ),
+        ),
+        TrafficEvent::Sent(Err(why)) => (LogLevel::Error, format!("🚦 Scenes not sent: {why}")),
+        TrafficEvent::ReferenceFrozen(Ok(reference)) => (LogLevel::Info, format!("📌 {reference}")),
+        TrafficEvent::ReferenceFrozen(Err(why)) => (LogLevel::Error, format!("📌 {why}")),
+    };
+    out.log(state, level, message);
 }
 
 pub(super) fn on_faults(state: &mut DashState, event: FaultsEvent, out: &mut Effects) {

@@ -30,7 +30,7 @@ const NOTICE: std::time::Duration = std::time::Duration::from_secs(4);
 mod faults;
 mod server;
 
-use faults::{on_fault_input, on_faults, server_exited};
+use faults::{on_fault_input, on_faults, on_traffic, server_exited};
 use server::on_server;
 
 /// Applies one event to the state and returns what the event loop must do.
@@ -50,6 +50,7 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
             | Event::Note { .. }
             | Event::Shutdown(_)
             | Event::Faults(_)
+            | Event::Traffic(_)
             | Event::Ended
             | Event::Left
             | Event::Discovery(_)
@@ -70,6 +71,7 @@ pub fn update(state: &mut DashState, event: Event, clock: Clock) -> Vec<Effect> 
             on_server(state, event, &mut out);
         }
         Event::Faults(event) => on_faults(state, event, &mut out),
+        Event::Traffic(event) => on_traffic(state, event, &mut out),
         Event::Drift(status) => on_drift(state, *status, &mut out),
         Event::Health(check) => on_health(state, check, &mut out),
         Event::Probe(probe) => on_probe(state, probe, &mut out),
