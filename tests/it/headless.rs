@@ -197,6 +197,7 @@ fn a_session_without_a_successful_test_prints_no_latency_number() {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(output.status.code(), Some(2), "every test failed: critical\n{stdout}");
     assert!(stdout.contains("📈 P95 response time: — (no successful test in the window)"), "{stdout}");
+    assert!(stdout.contains("🎯 Quality score: — (no successful test in the window)"), "{stdout}");
     assert!(stdout.contains("| mean P95 | — (no successful test) |"), "{stdout}");
     assert!(stdout.contains("| final P95 | — (no successful test) |"), "{stdout}");
     assert!(!stdout.contains(" 0.00 ms"), "a latency that was never measured was printed:\n{stdout}");

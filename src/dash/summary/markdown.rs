@@ -49,7 +49,7 @@ impl SessionSummary {
                 i.error_rate * 100.0,
                 measured_ms(i.mean_p95_ms),
                 measured_ms(i.final_p95_ms),
-                i.quality_mean.map_or_else(|| "-".to_owned(), |q| format!("{q:.2}")),
+                i.quality_mean.map_or_else(|| "—".to_owned(), |q| format!("{q:.2}")),
                 i.alerts_warning,
                 i.alerts_critical,
                 i.restarts
@@ -69,7 +69,7 @@ impl SessionSummary {
         );
         let estimate = |e: &Option<Estimate>| {
             e.as_ref().map_or_else(
-                || "–".to_owned(),
+                || "—".to_owned(),
                 |e| format!("{:.1} ({:.1}–{:.1})", e.value, e.interval.lo, e.interval.hi),
             )
         };
@@ -81,7 +81,7 @@ impl SessionSummary {
                 estimate(&v.p50_ms),
                 estimate(&v.p95_ms),
                 v.error_rate * 100.0,
-                v.quality_mean.map_or_else(|| "–".to_owned(), |q| format!("{q:.2}"))
+                v.quality_mean.map_or_else(|| "—".to_owned(), |q| format!("{q:.2}"))
             )
         };
         if let Some(first) = self.ab.first() {
@@ -127,7 +127,7 @@ impl SessionSummary {
             ));
         }
         if let Some(shadow) = &self.shadow {
-            let agreement = shadow.agreement.map_or_else(|| "–".to_owned(), |a| format!("{:.1} %", a * 100.0));
+            let agreement = shadow.agreement.map_or_else(|| "—".to_owned(), |a| format!("{:.1} %", a * 100.0));
             text.push_str(&format!(
                 "- **shadow {}** ({:.0} % of routed requests): agreed {agreement} ({} agreed, {} differed, {} failed, {} dropped)\n",
                 shadow.model,

@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ab: &AbState) {
             estimate(variant.p50_ms.as_ref()),
             estimate(variant.p95_ms.as_ref()),
             variant.error_rate * 100.0,
-            variant.quality_mean.map_or_else(|| "–".to_owned(), |q| format!("{q:.2}")),
+            variant.quality_mean.map_or_else(|| "—".to_owned(), |q| format!("{q:.2}")),
         )));
     }
     let inner = area.width.saturating_sub(2);
@@ -68,7 +68,7 @@ fn clip(text: &str, width: usize) -> String {
 }
 
 fn estimate(estimate: Option<&Estimate>) -> String {
-    estimate.map_or_else(|| "–".to_owned(), |e| format!("{:.1} ({:.1}–{:.1})", e.value, e.interval.lo, e.interval.hi))
+    estimate.map_or_else(|| "—".to_owned(), |e| format!("{:.1} ({:.1}–{:.1})", e.value, e.interval.lo, e.interval.hi))
 }
 
 /// `b vs a: ×1.43 (1.38–1.49) · errors +0.0 pts (−8.8–8.8) · quality +0.00 (…) · same 100% · shadow …`
@@ -98,7 +98,7 @@ fn differences(figures: &Figures, ab: &AbState) -> String {
         parts.push(format!("· same caption {:.0}%", agreement * 100.0));
     }
     if let Some(shadow) = ab.shadow.as_ref().filter(|shadow| shadow.model == figures.b.name) {
-        let agreement = shadow.agreement.map_or_else(|| "–".to_owned(), |a| format!("{:.0}%", a * 100.0));
+        let agreement = shadow.agreement.map_or_else(|| "—".to_owned(), |a| format!("{:.0}%", a * 100.0));
         parts.push(format!(
             "· shadow agrees {agreement} of {} ({} dropped)",
             shadow.agreed + shadow.differed,

@@ -46,7 +46,6 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, window: &StatsSnap
         error_area,
     );
     let (failures_level, _) = judge(RuleKind::ConsecutiveFailures, state.consecutive_failures as f64, u64::MAX);
-    let quality = window.quality_mean.map_or_else(|| "-".to_owned(), |q| format!("{q:.2}"));
     let rate = format!(" · {:.2} tests/s", window.throughput_per_s);
     let failures = state.consecutive_failures.to_string();
     let label = first_fitting(
@@ -60,10 +59,20 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &DashState, window: &StatsSnap
             Span::styled(failures, Style::default().fg(severity_colour(failures_level))),
             Span::raw(rate),
         ]),
-        Line::from(format!("tests {} · cycles {} · quality {quality}", state.tests, state.cycles)),
+        Line::from(counts_line(state, window.quality_mean, inner.width)),
         Line::from(health_line(state, clock, inner.width)),
     ];
     frame.render_widget(Paragraph::new(lines), counts);
+}
+
+/// `tests 12 · cycles 3 · quality 0.94`; without a successful test in the window, the quality
+/// is `— (no success)`, or `—` where that does not fit.
+fn counts_line(state: &DashState, quality: Option<f64>, width: u16) -> String {
+    let counts = format!("tests {} · cycles {} · quality", state.tests, state.cycles);
+    match quality {
+        Some(quality) => format!("{counts} {quality:.2}"),
+        None => first_fitting(width, vec![format!("{counts} — (no success)"), format!("{counts} —")]),
+    }
 }
 
 /// The last health check, and what the service said of itself (capwatch: workers, queue)

@@ -79,9 +79,9 @@ fn row(state: &DashState, focused: bool, clock: Clock) -> Row<'static> {
     let coloured = |text: String, rule: RuleKind| {
         Cell::from(Span::styled(text, Style::default().fg(severity_colour(state.alerts.severity(rule)))))
     };
-    let p95 = window.latency.map_or_else(|| "-".to_owned(), |latency| format!("{:.1} ms", latency.p95_ms));
-    let errors = if window.probes == 0 { "-".to_owned() } else { format!("{:.1}%", window.error_rate * 100.0) };
-    let quality = window.quality_mean.map_or_else(|| "-".to_owned(), |q| format!("{q:.2}"));
+    let p95 = window.latency.map_or_else(|| "—".to_owned(), |latency| format!("{:.1} ms", latency.p95_ms));
+    let errors = if window.probes == 0 { "—".to_owned() } else { format!("{:.1}%", window.error_rate * 100.0) };
+    let quality = window.quality_mean.map_or_else(|| "—".to_owned(), |q| format!("{q:.2}"));
     let in_flight = state
         .last_health
         .as_ref()

@@ -124,9 +124,10 @@ pub(super) fn on_cycle_done(state: &mut DashState, out: &mut Effects) {
         );
         lines.insert(2, percentiles);
     }
-    if let Some(quality) = window.quality_mean {
-        lines.push(format!("🎯 Quality score: {quality:.2} [{}]", label(RuleKind::QualityScore)));
-    }
+    lines.push(match window.quality_mean {
+        Some(quality) => format!("🎯 Quality score: {quality:.2} [{}]", label(RuleKind::QualityScore)),
+        None => format!("🎯 Quality score: — (no successful test in the window) [{}]", label(RuleKind::QualityScore)),
+    });
     for line in lines {
         out.log(state, LogLevel::Info, line);
     }
