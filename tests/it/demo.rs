@@ -8,7 +8,8 @@ use std::process::Command;
 
 #[test]
 fn the_headless_demo_plays_every_scene_and_its_metrics_file_shows_each() {
-    let _machine = common::whole_machine();
+    // Not a whole-machine test: its thresholds (200 and 500 ms) sit far from the bundled model's
+    // time, and it held with both cores kept busy.
     let (dir, config) = common::monitor_config("demo", &[]);
     let output = Command::new(env!("CARGO_BIN_EXE_capwatch"))
         .args(["demo", "--headless", "--quick", "--config", config.to_str().unwrap()])
