@@ -60,6 +60,8 @@ pub fn plan(base: &Config, quick: bool) -> DemoPlan {
     service.chaos = true;
     service.models = variants;
     service.shadow = None;
+    // Loopback, a free port, and the demo's own scenes carry no API key.
+    service.auth = None;
     service.drift.window_requests = NonZeroUsize::new(DRIFT_WINDOW).unwrap_or(NonZeroUsize::MIN);
     service.drift.window_minutes = None;
     service.drift.reference = Some(drift_reference.clone());
@@ -139,7 +141,7 @@ mod tests {
         let names: Vec<&str> = config.service.models.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, [BASELINE, CANARY]);
         assert!(config.service.models.iter().all(|m| m.dir == base.service.model_dir));
-        assert!(config.alerts.sinks.0.is_empty());
+        assert!(config.alerts.sinks.0.is_empty() && config.service.auth.is_none());
         assert_eq!(config.logs.dir, base.logs.dir.join("demo"));
         assert_eq!(config.service.drift.reference.as_deref(), Some(plan.drift_reference.as_path()));
         assert!(config.service.variants().is_ok(), "the two variants make a valid config");
