@@ -10,9 +10,9 @@ use super::CliError;
 use super::monitor::watch;
 use crate::cli::{RunArgs, ServeArgs};
 use crate::config::{CHILD_CONFIG_ENV, Config};
-use crate::dash::app::Target;
 use crate::dash::preflight::Preflight;
 use crate::dash::supervisor::ServeCommand;
+use crate::dash::target::Target;
 
 pub fn run(run: &RunArgs, serve: &ServeArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {
     let config = serve.resolve_config()?;

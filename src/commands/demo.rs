@@ -11,9 +11,9 @@ use super::dashboard::child_command;
 use super::monitor::watch_with;
 use super::{CliError, load_config};
 use crate::cli::{DemoArgs, RunArgs};
-use crate::dash::app::Target;
 use crate::dash::demo::{self, Director};
 use crate::dash::fleet::Companion;
+use crate::dash::target::Target;
 
 pub fn run(args: &DemoArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {
     let base = load_config(&args.config)?;

@@ -11,9 +11,10 @@ use super::dashboard::child_command;
 use super::monitor::start_logs;
 use crate::cli::DrillArgs;
 use crate::clock::Clock;
-use crate::dash::app::{self, StopAfter, Target};
+use crate::dash::app::{self, StopAfter};
 use crate::dash::console::Mode;
 use crate::dash::drill::{self, Conductor, DrillReport};
+use crate::dash::target::Target;
 use crate::shutdown;
 
 pub fn run(args: &DrillArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {

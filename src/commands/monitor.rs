@@ -9,9 +9,10 @@ use tokio::runtime::Runtime;
 use super::{CliError, load_config};
 use crate::cli::{MonitorArgs, RunArgs};
 use crate::config::Config;
-use crate::dash::app::{self, StopAfter, Target, Watched};
+use crate::dash::app::{self, StopAfter};
 use crate::dash::console::Mode;
 use crate::dash::fleet::Companion;
+use crate::dash::target::{Target, Watched};
 use crate::{shutdown, telemetry};
 
 pub fn run(args: &MonitorArgs, runtime: &Runtime) -> Result<ExitCode, CliError> {

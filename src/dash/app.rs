@@ -31,7 +31,8 @@ use super::prober::{ProbeImage, Prober};
 use super::records_file::RecordsFile;
 use super::state::{DashState, Stop};
 use super::summary::{SessionSummary, SummaryFold};
-use super::supervisor::{self, RestartPolicy, ServeCommand, ServerEvent, SupervisorCommand};
+use super::supervisor::{self, RestartPolicy, ServerEvent, SupervisorCommand};
+use super::target::{Target, Watched};
 use super::traffic_client::TrafficClient;
 use super::tui::{self, TerminalGuard};
 use crate::clock::Clock;
@@ -84,64 +85,6 @@ impl MonitorError {
             Self::Contract(_) | Self::CaFile(_) | Self::Discovery(_) => crate::exit_code::CONFIG,
             _ => 1,
         }
-    }
-}
-
-/// What to watch.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// Launch and supervise this server command.
-    Child(ServeCommand),
-    /// Watch servers that are already running (several: one dashboard for all of them).
-    Urls(Vec<Watched>),
-}
-
-/// One server to watch and the name it goes by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watched {
-    pub name: String,
-    pub url: String,
-}
-
-impl Watched {
-    /// The instances to watch: `urls` from the command line, or else the config's
-    /// `monitoring.targets`. Named by the config, or by the URL's host and port; names and
-    /// URLs must be unique. None at all is fine only when discovery will list some.
-    pub fn resolve(
-        urls: &[String],
-        targets: &[crate::config::WatchTarget],
-        discovering: bool,
-    ) -> Result<Vec<Self>, String> {
-        let wanted: Vec<(Option<String>, String)> = if urls.is_empty() {
-            targets.iter().map(|target| (target.name.clone(), target.url.clone())).collect()
-        } else {
-            urls.iter().map(|url| (None, url.clone())).collect()
-        };
-        if wanted.is_empty() && !discovering {
-            return Err("nothing to watch: give --url (repeat it for several instances), --discover SOURCE, or \
-                        list monitoring.targets in the config"
-                .to_owned());
-        }
-        let mut watched: Vec<Self> = Vec::new();
-        for (name, url) in wanted {
-            let parsed = reqwest::Url::parse(&url).map_err(|err| format!("bad URL {url:?}: {err}"))?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                return Err(format!("bad URL {url:?}: expected http://HOST:PORT"));
-            }
-            let url = url.trim_end_matches('/').to_owned();
-            let name = name.unwrap_or_else(|| {
-                let host = parsed.host_str().unwrap_or_default();
-                parsed.port_or_known_default().map_or_else(|| host.to_owned(), |port| format!("{host}:{port}"))
-            });
-            if watched.iter().any(|other| other.url == url) {
-                return Err(format!("{url} is listed twice"));
-            }
-            if watched.iter().any(|other| other.name == name) {
-                return Err(format!("two instances are named {name:?}: give them names (monitoring.targets)"));
-            }
-            watched.push(Self { name, url });
-        }
-        Ok(watched)
     }
 }
 

@@ -21,8 +21,9 @@
 //!   dashboard's `/metrics`), [`console`] (headless lines, log file), [`summary`].
 //! - Screen: [`ui`] (pure view, one module per pane), [`tui`] (terminal guard and input:
 //!   the only raw-mode code).
-//! - Wiring: [`app`] (the session: producers, the loop, the way out), [`drill`] (`capwatch
-//!   drill`: the same session with a conductor that injects faults and checks the alerts),
+//! - Wiring: [`target`] (what a session watches), [`app`] (the session: producers, the loop,
+//!   the way out), [`drill`] (`capwatch drill`: the same session with a conductor that injects
+//!   faults and checks the alerts),
 //!   [`demo`] (`capwatch demo`: the same session with a director that plays scenes under a
 //!   banner).
 
@@ -52,6 +53,7 @@ pub mod state;
 pub mod stats;
 pub mod summary;
 pub mod supervisor;
+pub mod target;
 pub mod traffic_client;
 pub mod tui;
 pub mod ui;
