@@ -123,7 +123,8 @@ pub enum DriftCommand {
         ca_file: Option<PathBuf>,
     },
     /// Print the live window against the reference, per feature (`GET /drift`). Exit code 0
-    /// without drift, 1 when the window drifts, 2 when there is no reference yet.
+    /// without drift, 1 when the window drifts, 2 when there is no verdict yet (no reference,
+    /// or too few requests in the window).
     Status {
         /// The server, e.g. http://127.0.0.1:8000.
         #[arg(long, default_value = "http://127.0.0.1:8000")]

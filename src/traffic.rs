@@ -41,7 +41,7 @@ pub struct TrafficPlan {
 pub struct Check {
     /// Requests answered before it.
     pub after: usize,
-    /// None when the server has no reference yet.
+    /// None when the server has no verdict yet: no reference, or too few live requests.
     pub detected: Option<bool>,
     /// Names of the features that drifted.
     pub drifted: Vec<String>,
@@ -52,7 +52,7 @@ pub struct Check {
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.detected {
-            None => write!(f, "{:>7} sent: no reference yet", self.after),
+            None => write!(f, "{:>7} sent: no verdict yet (no reference, or too few requests to judge)", self.after),
             Some(detected) => write!(
                 f,
                 "{:>7} sent: {} ({} of {} features{}{})",

@@ -55,7 +55,12 @@ impl DriftStatus {
                 reference.path.as_ref().map_or_else(String::new, |p| format!(" ({p})"))
             )),
         }
-        let Some(report) = &self.report else { return text };
+        let Some(report) = &self.report else {
+            if self.reference.is_some() {
+                text.push_str("no verdict yet: too few requests in the live window to judge\n");
+            }
+            return text;
+        };
         text.push_str(&format!("\n{:<18} {:<15} {:>12}  {}\n", "feature", "test", "score", "drifted"));
         for feature in &report.features {
             text.push_str(&format!(

@@ -91,6 +91,9 @@ pub fn draw(frame: &mut Frame, area: Rect, drift: Option<&DriftStatus>, clock: C
                     Span::styled(format!(" {text}"), style),
                     Span::raw(format!(": {drifted} of {} features past their threshold", report.features.len())),
                 ]));
+            } else if status.reference.is_some() {
+                lines.push(Line::from(""));
+                lines.push(Line::from(" no verdict yet: too few requests in the live window to judge"));
             }
         }
     }
