@@ -7,7 +7,7 @@ use tokio::runtime::Runtime;
 
 use super::{CliError, http_call};
 use crate::cli::{DriftCommand, ExpectDrift, TrafficArgs};
-use crate::protocol::drift::{DriftStatus, ReferenceInfo};
+use crate::protocol::drift::DriftStatus;
 use crate::traffic::{self, TrafficPlan};
 
 pub fn run(command: &DriftCommand, runtime: &Runtime) -> Result<ExitCode, CliError> {
@@ -22,9 +22,7 @@ pub fn run(command: &DriftCommand, runtime: &Runtime) -> Result<ExitCode, CliErr
     match command {
         DriftCommand::Traffic(args) => runtime.block_on(send_traffic(args)),
         DriftCommand::Baseline { url, ca_file } => {
-            let body =
-                runtime.block_on(http_call(client(ca_file)?.post(format!("{}/drift/baseline", base(url))), url))?;
-            let info: ReferenceInfo = serde_json::from_str(&body).map_err(|err| unexpected(url, err))?;
+            let info = runtime.block_on(traffic::freeze_reference(url, ca_file.as_deref())).map_err(cli_error)?;
             println!("{info}");
             Ok(ExitCode::SUCCESS)
         }
@@ -53,9 +51,7 @@ async fn send_traffic(args: &TrafficArgs) -> Result<ExitCode, CliError> {
         ca_file: args.ca_file.clone(),
     };
     println!("Sending {} {} scenes to {} ({} at a time)", plan.requests, plan.shift.name(), plan.url, plan.concurrency);
-    let outcome = traffic::send(&plan, |check| println!("{check}")).await.map_err(|err| {
-        if err.is_usage() { CliError::Usage(err.to_string()) } else { CliError::Failed(err.to_string()) }
-    })?;
+    let outcome = traffic::send(&plan, |check| println!("{check}")).await.map_err(cli_error)?;
     println!("{outcome}");
     let last = outcome.checks.last().and_then(|c| c.detected);
     let expected = match args.expect {
@@ -72,4 +68,9 @@ async fn send_traffic(args: &TrafficArgs) -> Result<ExitCode, CliError> {
         eprintln!("error: expected {:?}, but the last check said {said}", args.expect);
     }
     Ok(if outcome.failed == 0 && expected { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// A traffic error as the command's: a wrong plan or URL is a usage error, the rest a failure.
+fn cli_error(err: traffic::TrafficError) -> CliError {
+    if err.is_usage() { CliError::Usage(err.to_string()) } else { CliError::Failed(err.to_string()) }
 }
