@@ -123,19 +123,8 @@ impl SessionEnd {
 }
 
 /// Runs the monitor until `stop_after`, `shutdown` (which resolves to the signal's name),
-/// or (TUI) the `q` key.
-pub async fn run(
-    config: Config,
-    target: Target,
-    stop_after: StopAfter,
-    shutdown: impl Future<Output = &'static str> + Send + 'static,
-    mode: Mode,
-) -> Result<SessionEnd, MonitorError> {
-    run_with(config, target, stop_after, shutdown, mode, &mut ()).await
-}
-
-/// [`run`], with a [`Companion`] (a drill's conductor) watching every event and adding its
-/// own effects.
+/// (TUI) the `q` key, or an effect of the `companion` (a drill's conductor, the demo's director;
+/// `()` for none), which watches every event and may add effects and a banner of its own.
 pub async fn run_with(
     config: Config,
     target: Target,

@@ -2,7 +2,8 @@
 //! beside the summary when the dashboard quits): the summary's figures, then SVG charts drawn
 //! with plotters — window P50/P95 with the thresholds, error rate, caption quality, each per
 //! instance; with model variants, P95 and quality per variant; and an alert timeline (fired →
-//! resolved bands) with restarts, faults and fleet changes marked. No script, no stylesheet or font from elsewhere. Pure: records in, text out.
+//! resolved bands) with restarts, faults and fleet changes marked. No script, no stylesheet or
+//! font from elsewhere. Pure: records in, text out.
 
 use plotters::prelude::*;
 
