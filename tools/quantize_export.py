@@ -36,6 +36,14 @@ MatMul + Add so that they are quantized too. The encoder gets int8 (`--encoder`)
 with block 32 and 128 alike (1,000 held-out scenes through the server, `tools/eval_server.py
 --reference-url`: 100 % agreement with fp32, 100 % exact).
 
+Before an encoder is quantized, its self-attention is fused into ONNX Runtime's `MultiHeadAttention`
+(`tools/fuse_attention.py`, checked against the unfused graph; `--no-fuse-attention` keeps the exporter's nodes,
+and the other `--encoder` methods do not fuse):
+the traced encoders spell attention out as ≈ 15 nodes a layer, which ONNX Runtime's optimizer does not fuse on
+its own. Measured on a 2-vCPU AMD EPYC (Zen 4, AVX-512 VNNI), 2 threads, interleaved, fastest of 8: BLIP-base's
+int8 vision encoder 271 → 257 ms (in the profiler: attention 108 → 90 ms, operators 299 → 277 ms, ≈ −7 %);
+ViT-GPT2-base's int8 encoder 113.9 → 112.2 ms and the bundled model's ≈ 1 ms: no measurable change, no loss.
+
 Each written file is checked: the number of quantized nodes per graph *and per subgraph* is counted
 (a graph that had quantizable weights but got no quantized node is an error), the file is loaded
 in onnxruntime, and a short greedy decode on random images is run with the fp32 and the int8 files
@@ -329,8 +337,10 @@ def quantize_file_int4(src: Path, dst: Path, settings: dict) -> dict:
     """4-bit blockwise weights for every MatMul with a constant weight (subgraphs included), with onnxruntime's
     MatMulNBitsQuantizer: symmetric, `block_size` weights per scale, `accuracy_level` (4: the activations are
     quantized to int8 and the product is computed in int8, VNNI/AMX where the CPU has them)."""
+    level = logging.getLogger().level
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    logging.getLogger().setLevel(level)  # its import sets the root logger to INFO (logging.basicConfig)
     source = onnx.load(str(src))
     gemm_as_matmul(source)
     expected = quantizable_weight_count(source, {"MatMul"})
@@ -426,7 +436,29 @@ def quantize_file_static(src: Path, dst: Path, settings: dict) -> dict:
 
 
 def quantize_any(src: Path, dst: Path, settings: dict) -> tuple[dict, str]:
-    """Quantizes one file as `settings` say for its role; returns the counts and what was done."""
+    """Quantizes one file as `settings` say for its role; returns the counts and what was done. An encoder's
+    attention is first fused into MultiHeadAttention nodes (tools/fuse_attention.py) where it matches, for the
+    dynamic encoder only: `dynamic+attention` quantizes the very MatMuls fusion removes, and the static encoder's
+    calibration and QDQ placement were measured on the graph as exported."""
+    fuse = settings.get("fuse_attention", True) and settings.get("encoder", DEFAULT_ENCODER) == "dynamic"
+    if src.name in ENCODER_FILES and fuse and not external_data_files(src):
+        import fuse_attention
+
+        with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+            fused = Path(tmp) / src.name
+            shutil.copyfile(src, fused)
+            try:
+                result = fuse_attention.fuse_file(fused, fuse_attention.pixel_shape(src.parent))
+            except ValueError as e:  # the fused graph did not match the original: quantize the original
+                counts, method = _quantize_one(src, dst, settings)
+                return counts, f"{method}, attention not fused ({e})"
+            if result["fused"]:
+                counts, method = _quantize_one(fused, dst, settings)
+                return counts, f"{method}, attention fused ({result['fused']} MultiHeadAttention nodes)"
+    return _quantize_one(src, dst, settings)
+
+
+def _quantize_one(src: Path, dst: Path, settings: dict) -> tuple[dict, str]:
     if src.name not in ENCODER_FILES and settings["precision"] == "int4":
         return quantize_file_int4(src, dst, settings), f"int4 (MatMulNBits, block {settings['block_size']}, accuracy level {settings['accuracy_level']})"
     if src.name in ENCODER_FILES and settings["encoder"] == "static":
@@ -600,6 +632,7 @@ def int4_settings(encoder: str = DEFAULT_ENCODER) -> dict:
         "accuracy_level": 4,
         "encoder": encoder,
         "calibration_images": 32,
+        "fuse_attention": True,
     }
 
 
@@ -713,6 +746,12 @@ def main() -> int:
         "MatMuls (dynamic+attention), or static QDQ calibrated on images (default: %(default)s)",
     )
     parser.add_argument("--calibration-images", type=int, default=32, help="--encoder static: images (%(default)s)")
+    parser.add_argument(
+        "--no-fuse-attention",
+        action="store_true",
+        help="keep the encoder's attention as the exporter wrote it (default with --encoder dynamic: fused, "
+        "tools/fuse_attention.py)",
+    )
     parser.add_argument("--force", action="store_true", help="replace a non-empty DST_DIR")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's "consider pre-processing" advice
@@ -726,6 +765,7 @@ def main() -> int:
         "accuracy_level": args.accuracy_level,
         "encoder": args.encoder,
         "calibration_images": args.calibration_images,
+        "fuse_attention": not args.no_fuse_attention,
     }
     try:
         quantize_directory(args.src, args.out, settings, force=args.force)

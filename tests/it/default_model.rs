@@ -2,7 +2,8 @@
 //! test scene listed in the config's `quality` section gets its exact expected caption
 //! (PNG and JPEG alike) and a perfect quality score; the noise image scores low. Its int4
 //! copy (`tests/fixtures/default_int4`, written by `tools/quantize_export.py --int4`: 4-bit
-//! MatMulNBits decoder, int8 encoder) does the same and says it is int4.
+//! MatMulNBits decoder, int8 encoder whose attention is one MultiHeadAttention node a layer)
+//! does the same and says it is int4.
 
 use crate::common;
 
