@@ -8,7 +8,8 @@ intra-op threads (capwatch's default 2): the encoder on one image, and greedy de
 
   - fp32; int8 (quantize_dynamic everywhere, today's --int8);
   - int4 decoder (MatMulNBits) with block size 16, 32, 64, 128 at accuracy level 4 (int8 compute), and
-    block 32 at accuracy level 0 (fp32 compute), each with the dynamic int8 encoder;
+    blocks 32 and 128 at accuracy level 0 (fp32 compute), each with the dynamic int8 encoder (its attention
+    fused, tools/fuse_attention.py), and block 128 with the dynamic encoder left unfused;
   - the int4 block-32 decoder with a static QDQ int8 encoder (per-channel, calibrated on images), and with
     a dynamic int8 encoder whose attention MatMuls (activation x activation) are quantized too.
 
@@ -95,6 +96,10 @@ def main() -> int:
             for block in (16, 32, 64, 128)
         },
         "int4 b32 a0": {**base, "precision": "int4", "encoder": "dynamic", "block_size": 32, "accuracy_level": 0},
+        "int4 b128 a0": {**base, "precision": "int4", "encoder": "dynamic", "block_size": 128, "accuracy_level": 0},
+        "int4 b128 a4, unfused encoder": {
+            **base, "precision": "int4", "encoder": "dynamic", "block_size": 128, "accuracy_level": 4, "fuse_attention": False
+        },
         "int4 b32 a4, static encoder": {**base, "precision": "int4", "encoder": "static", "block_size": 32, "accuracy_level": 4},
         "int4 b32 a4, dynamic+attention encoder": {**base, "precision": "int4", "encoder": "dynamic+attention", "block_size": 32, "accuracy_level": 4},
     }
