@@ -155,6 +155,8 @@ fixtures:
 	tools/.venv/bin/python tools/make_ab_fixtures.py
 	tools/.venv/bin/python tools/make_drift_fixtures.py
 	tools/.venv/bin/python tools/quantize_export.py models/default --int4 --out tests/fixtures/default_int4 --force
+	for m in blip_cross vit_gpt2_cross; do rm -rf tests/fixtures/$${m}_fused && cp -r tests/fixtures/$$m tests/fixtures/$${m}_fused \
+		&& tools/.venv/bin/python tools/fuse_attention.py tests/fixtures/$${m}_fused || exit 1; done
 
 clean-ort:
 	rm -rf .ort

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Replace each self-attention core of a ViT-style image encoder with one ONNX Runtime `MultiHeadAttention` node.
+"""Replace attention cores with ONNX Runtime's `MultiHeadAttention`: an image encoder's self-attention, and a
+cross-cache decoder's cross-attention over the keys and values the encoder computed once.
 
-    tools/.venv/bin/python tools/fuse_attention.py MODEL_DIR     # rewrites its encoder file in place
+    tools/.venv/bin/python tools/fuse_attention.py MODEL_DIR     # rewrites its encoder and decoder in place
 
 The traced encoders of BLIP and ViT spell attention out as ≈ 15 nodes a layer: the head split (`Reshape` +
 `Transpose`, for BLIP a packed `[B, S, 3, N, H]` tensor and three `Gather`s), the key's transpose, the score
@@ -10,9 +11,16 @@ for all of it (`com.microsoft.MultiHeadAttention`: query, key and value as `[B, 
 projections where they are instead of transposing them. The projections themselves (`MatMul` + `Add`) are left
 alone, so `quantize_dynamic` still turns them into int8.
 
+Decoders exported with a cross-attention cache (`tools/export_blip.py`, `tools/export_vit_gpt2.py`) take each
+layer's cross-attention keys and values as inputs `[B, N, S_enc, H]` and spell out the same ≈ 20 nodes at every
+step (the query's head split, the key's transpose, scores, scale, Softmax, weighted sum, head merge and the shape
+arithmetic around them); `MultiHeadAttention` reads such keys and values as they are. Only a constant scale is
+accepted (ViT-GPT2's decoder computes its scale from a shape at run time and is left alone).
+
 A layer is fused only when it has exactly the shape described above (no mask, one scalar scale); anything else
-is left as it was and counted. The fused file is checked against the original on a random image (largest
-difference of the outputs) before it replaces it. Shapes of the heads (N) are read by running the original once.
+is left as it was and counted. The fused file is checked against the original on random inputs (largest
+difference of the outputs, relative) before it replaces it. Shapes of the heads (N) are read by running the
+original once (encoders) or from the declared shape of the cached keys (decoders).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 ENCODER_FILES = ("vision_model.onnx", "encoder_model.onnx")
+DECODER_FILES = ("text_decoder.onnx", "decoder_model_merged.onnx")
 MS_DOMAIN = "com.microsoft"
 
 
@@ -181,6 +190,57 @@ def _match(g: Graph, softmax: onnx.NodeProto) -> dict | None:
     }
 
 
+def find_cross_layers(g: Graph) -> tuple[list[dict], int]:
+    """Every decoder cross-attention core over cached keys/values (graph inputs `[B, N, S, H]`, N declared),
+    and how many Softmax nodes did not match."""
+    declared = {}
+    for value in g.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value"):
+            declared[value.name] = dims[1].dim_value
+    found, other = [], 0
+    for softmax in [n for n in g.graph.node if n.op_type == "Softmax"]:
+        layer = _match_cross(g, softmax, declared)
+        if layer is None:
+            other += 1
+        else:
+            found.append(layer)
+    return found, other
+
+
+def _match_cross(g: Graph, softmax: onnx.NodeProto, declared: dict[str, int]) -> dict | None:
+    weighted = g.only_consumer(softmax.output[0])
+    if weighted is None or weighted.op_type != "MatMul" or weighted.input[0] != softmax.output[0]:
+        return None
+    value = weighted.input[1]
+    stripped = _strip_scale(g, softmax.input[0])
+    scores = g.op(stripped[0], "MatMul") if stripped is not None else None
+    if value not in declared or scores is None:
+        return None
+    transposed = g.op(scores.input[1], "Transpose")
+    if transposed is None or list(_attr(transposed, "perm")) != [0, 1, 3, 2] or transposed.input[0] not in declared:
+        return None
+    key = transposed.input[0]
+    query = _heads_source(g, scores.input[0])
+    merge = g.only_consumer(weighted.output[0])
+    if query is None or query[1] is not None or declared[key] != declared[value]:
+        return None
+    if merge is None or merge.op_type != "Transpose" or list(_attr(merge, "perm")) != [0, 2, 1, 3]:
+        return None
+    users = g.consumers.get(merge.output[0], [])
+    reshapes = [n for n in users if n.op_type == "Reshape"]
+    if len(reshapes) != 1 or any(n.op_type not in ("Reshape", "Shape") for n in users):
+        return None
+    return {
+        "sources": [query[0], key, value],
+        "packed": None,
+        "heads": declared[key],
+        "scale": stripped[1],
+        "output": reshapes[0].output[0],
+        "name": softmax.name or softmax.output[0],
+    }
+
+
 def _heads_count(model: onnx.ModelProto, layers: list[dict], feed: dict[str, np.ndarray]) -> dict[str, int]:
     """N of each layer's [B, N, S, H] query heads, read by running the original with those tensors exposed."""
     import onnxruntime as ort
@@ -230,14 +290,51 @@ def random_feed(model: onnx.ModelProto, shape: list[int]) -> dict[str, np.ndarra
     return {model.graph.input[0].name: np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
 
 
-def fuse(model: onnx.ModelProto, shape: list[int]) -> tuple[int, int]:
-    """Fuses every matching attention core of `model` (images of `shape`) in place; returns (fused, left as
-    they were)."""
+def random_decoder_feed(model: onnx.ModelProto, past: int = 3, seq: int = 1, enc: int = 7) -> dict[str, np.ndarray]:
+    """Random inputs for one decoding step: `seq` new tokens after `past` cached ones, `enc` image tokens. The
+    exporters' dimension names say which is which; an unknown name is a ValueError."""
+    rng = np.random.default_rng(0)
+
+    def size(dim) -> int:
+        if dim.HasField("dim_value"):
+            return dim.dim_value
+        name = dim.dim_param.lower()
+        for words, value in ((("batch",), 1), (("past_plus", "total"), past + seq), (("past",), past),
+                             (("enc",), enc), (("seq",), seq)):
+            if any(word in name for word in words):
+                return value
+        raise ValueError(f"no test size for the decoder dimension {dim.dim_param!r}")
+
+    feed = {}
+    for value in model.graph.input:
+        tensor = value.type.tensor_type
+        shape = [size(d) for d in tensor.shape.dim]
+        if tensor.elem_type == onnx.TensorProto.BOOL:
+            feed[value.name] = np.ones(shape, dtype=bool)
+        elif tensor.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            dtype = np.int64 if tensor.elem_type == onnx.TensorProto.INT64 else np.int32
+            ints = np.ones(shape) if "mask" in value.name else rng.integers(0, 10, shape)
+            feed[value.name] = ints.astype(dtype)
+        else:
+            feed[value.name] = rng.uniform(-1, 1, shape).astype(np.float32)
+    return feed
+
+
+def fuse(model: onnx.ModelProto, shape: list[int] | None) -> tuple[list[str], int]:
+    """Fuses every matching attention core of `model` in place: an encoder's self-attention (images of
+    `shape`), or with `shape` None a decoder's cross-attention over cached keys/values. Returns the fused
+    layers' outputs (the names they had before) and how many cores were left as they were."""
     g = Graph(model.graph)
-    layers, other = find_layers(g)
+    if shape is None:
+        layers, other = find_cross_layers(g)
+    else:
+        layers, other = find_layers(g)
+        if layers:
+            heads = _heads_count(model, layers, random_feed(model, shape))
+            for layer in layers:
+                layer["heads"] = heads[layer["heads"]]
     if not layers:
-        return 0, other
-    heads = _heads_count(model, layers, random_feed(model, shape))
+        return [], other
     replaced = {layer["output"] for layer in layers}
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     nodes = []
@@ -261,7 +358,7 @@ def fuse(model: onnx.ModelProto, shape: list[int]) -> tuple[int, int]:
                 [layer["output"]],
                 name=f"{layer['name']}/MultiHeadAttention",
                 domain=MS_DOMAIN,
-                num_heads=heads[layer["heads"]],
+                num_heads=layer["heads"],
                 scale=float(layer["scale"]),
             )
         )
@@ -273,7 +370,7 @@ def fuse(model: onnx.ModelProto, shape: list[int]) -> tuple[int, int]:
     _remove_dead(model.graph)
     if not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
-    return len(layers), other
+    return [layer["output"] for layer in layers], other
 
 
 def _topological(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[onnx.NodeProto]:
@@ -290,33 +387,55 @@ def _topological(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[on
     return ordered
 
 
-def fuse_file(path: Path, shape: list[int], tolerance: float = 1e-3) -> dict:
-    """Fuses one encoder file in place when every output stays within `tolerance` (relative to its largest
-    value); returns counts and the difference measured."""
+def _run_exposing(model: onnx.ModelProto, names: list[str], feed: dict[str, np.ndarray], where: Path) -> list:
+    """The model's outputs and the tensors `names`, on `feed`."""
     import onnxruntime as ort
 
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names)
+    path = where / "probe.onnx"
+    onnx.save(probe, str(path))
+    try:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    finally:
+        path.unlink()
+
+
+def fuse_file(path: Path, shape: list[int] | None, tolerance: float = 1e-3) -> dict:
+    """Fuses one file in place (an encoder with images of `shape`, a decoder with `shape` None) when the
+    outputs and every fused layer's own output stay within `tolerance` of the original, relative to the
+    tensor's largest value; returns counts and the largest difference. A fused graph that differs more is a
+    ValueError, and the file is left as it was."""
     model = onnx.load(str(path))
     if any(n.op_type == "MultiHeadAttention" for n in model.graph.node):
         return {"fused": 0, "other": 0, "already": True}
-    feed = random_feed(model, shape)
-    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
-    fused, other = fuse(model, shape)
-    if not fused:
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    outputs, other = fuse(model, shape)
+    if not outputs:
         return {"fused": 0, "other": other}
+    feed = random_feed(model, shape) if shape is not None else random_decoder_feed(model)  # inputs unchanged
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        scratch = Path(tmp) / path.name
-        onnx.save(model, str(scratch))
-        after = ort.InferenceSession(str(scratch), providers=["CPUExecutionProvider"]).run(None, feed)
+        before = _run_exposing(original, outputs, feed, Path(tmp))
+        del original
+        after = _run_exposing(model, outputs, feed, Path(tmp))
         worst = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-6)) for a, b in zip(before, after))
         if worst > tolerance:
-            raise ValueError(f"{path}: the fused encoder differs from the original by {worst:.2e} (relative)")
+            raise ValueError(f"{path}: the fused graph differs from the original by {worst:.2e} (relative)")
+        scratch = Path(tmp) / path.name
+        onnx.save(model, str(scratch))
         scratch.replace(path)
-    return {"fused": fused, "other": other, "max_rel_diff": worst}
+    return {"fused": len(outputs), "other": other, "max_rel_diff": worst}
 
 
 def fuse_directory(directory: Path) -> dict[str, dict]:
-    files = [name for name in ENCODER_FILES if (directory / name).is_file()]
-    return {name: fuse_file(directory / name, pixel_shape(directory)) for name in files}
+    found = {}
+    for name in ENCODER_FILES + DECODER_FILES:
+        if (directory / name).is_file():
+            shape = pixel_shape(directory) if name in ENCODER_FILES else None
+            found[name] = fuse_file(directory / name, shape)
+    return found
 
 
 def main() -> int:
@@ -326,7 +445,7 @@ def main() -> int:
     args = parser.parse_args()
     found = fuse_directory(args.model)
     if not found:
-        print(f"fuse_attention: {args.model} has no encoder file ({', '.join(ENCODER_FILES)})", file=sys.stderr)
+        print(f"fuse_attention: {args.model} has none of {', '.join(ENCODER_FILES + DECODER_FILES)}", file=sys.stderr)
         return 2
     for name, result in found.items():
         print(f"{name}: {result}")

@@ -28,9 +28,14 @@ fn ids(value: &Value) -> Vec<i64> {
 }
 
 fn check_model(name: &str) {
+    check_fixture(name, name);
+}
+
+/// The fixture directory `name` must give every token reference.json holds for `reference_name`.
+fn check_fixture(name: &str, reference_name: &str) {
     let reference = reference();
-    let model = &reference["models"][name];
-    assert!(model.is_object(), "reference.json has no model {name}");
+    let model = &reference["models"][reference_name];
+    assert!(model.is_object(), "reference.json has no model {reference_name}");
     let spec = ModelSpec::read(&fixture(name)).unwrap();
     assert_eq!(spec.generation.prompt_ids, vec![model["start_token_id"].as_i64().unwrap()], "{name}: start token");
     assert_eq!(spec.generation.stop_ids, vec![model["stop_token_id"].as_i64().unwrap()], "{name}: stop token");
@@ -374,6 +379,25 @@ fn blip_matches_transformers() {
 #[test]
 fn blip_with_cross_attention_cache_matches_transformers() {
     check_model("blip_cross");
+}
+
+/// The same exports with their attention fused into ONNX Runtime's MultiHeadAttention
+/// (`tools/fuse_attention.py`, as `tools/quantize_export.py` applies it): BLIP's vision
+/// self-attention and decoder cross-attention, ViT's self-attention. Every token stays
+/// transformers', alone, in batches, joining mid-decode and with beams.
+#[test]
+fn attention_fused_exports_match_transformers() {
+    for file in [
+        "blip_cross_fused/vision_model.onnx",
+        "blip_cross_fused/text_decoder.onnx",
+        "vit_gpt2_cross_fused/encoder_model.onnx",
+    ] {
+        let bytes = std::fs::read(fixture(file)).unwrap();
+        let fused = bytes.windows(b"MultiHeadAttention".len()).any(|w| w == b"MultiHeadAttention");
+        assert!(fused, "{file} has no MultiHeadAttention node: rebuild it with make fixtures");
+    }
+    check_fixture("blip_cross_fused", "blip_cross");
+    check_fixture("vit_gpt2_cross_fused", "vit_gpt2_cross");
 }
 
 /// A BLIP checkpoint as current transformers saves it: `text_config` without the token ids
