@@ -166,15 +166,9 @@ def _match(g: Graph, softmax: onnx.NodeProto) -> dict | None:
     sources = [_heads_source(g, q[0]), key_source, _heads_source(g, weighted.input[1])]
     if any(s is None for s in sources):
         return None
-    merge = g.only_consumer(weighted.output[0])
-    if merge is None or merge.op_type != "Transpose" or list(_attr(merge, "perm")) != [0, 2, 1, 3]:
+    output = _head_merge_output(g, weighted)
+    if output is None:
         return None
-    # The head merge; traced graphs also read its shape (Shape nodes) to compute the Reshape's target.
-    users = g.consumers.get(merge.output[0], [])
-    reshapes = [n for n in users if n.op_type == "Reshape"]
-    if len(reshapes) != 1 or any(n.op_type not in ("Reshape", "Shape") for n in users):
-        return None
-    reshape = reshapes[0]
     packed = {s[0] for s in sources if s[1] is not None}
     if packed and (len(packed) != 1 or [s[1] for s in sources] != [0, 1, 2]):
         return None
@@ -185,9 +179,22 @@ def _match(g: Graph, softmax: onnx.NodeProto) -> dict | None:
         "sources": [s[0] for s in sources],
         "packed": packed.pop() if packed else None,
         "scale": scale * q[1] * k[1],
-        "output": reshape.output[0],
+        "output": output,
         "name": softmax.name or softmax.output[0],
     }
+
+
+def _head_merge_output(g: Graph, weighted: onnx.NodeProto) -> str | None:
+    """The [B, S, N·H] tensor the weighted sum's heads are merged into (Transpose, then Reshape); traced graphs
+    also read the transpose's shape (Shape nodes) to compute the Reshape's target."""
+    merge = g.only_consumer(weighted.output[0])
+    if merge is None or merge.op_type != "Transpose" or list(_attr(merge, "perm")) != [0, 2, 1, 3]:
+        return None
+    users = g.consumers.get(merge.output[0], [])
+    reshapes = [n for n in users if n.op_type == "Reshape"]
+    if len(reshapes) != 1 or any(n.op_type not in ("Reshape", "Shape") for n in users):
+        return None
+    return reshapes[0].output[0]
 
 
 def find_cross_layers(g: Graph) -> tuple[list[dict], int]:
@@ -222,21 +229,17 @@ def _match_cross(g: Graph, softmax: onnx.NodeProto, declared: dict[str, int]) ->
         return None
     key = transposed.input[0]
     query = _heads_source(g, scores.input[0])
-    merge = g.only_consumer(weighted.output[0])
     if query is None or query[1] is not None or declared[key] != declared[value]:
         return None
-    if merge is None or merge.op_type != "Transpose" or list(_attr(merge, "perm")) != [0, 2, 1, 3]:
-        return None
-    users = g.consumers.get(merge.output[0], [])
-    reshapes = [n for n in users if n.op_type == "Reshape"]
-    if len(reshapes) != 1 or any(n.op_type not in ("Reshape", "Shape") for n in users):
+    output = _head_merge_output(g, weighted)
+    if output is None:
         return None
     return {
         "sources": [query[0], key, value],
         "packed": None,
         "heads": declared[key],
         "scale": stripped[1],
-        "output": reshapes[0].output[0],
+        "output": output,
         "name": softmax.name or softmax.output[0],
     }
 
