@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
-"""Replace attention cores with ONNX Runtime's `MultiHeadAttention`: an image encoder's self-attention, and a
-cross-cache decoder's cross-attention over the keys and values the encoder computed once.
+"""Replace each self-attention core of a ViT-style image encoder with one ONNX Runtime `MultiHeadAttention` node.
 
-    tools/.venv/bin/python tools/fuse_attention.py MODEL_DIR     # rewrites its encoder and decoder in place
+    tools/.venv/bin/python tools/fuse_attention.py MODEL_DIR     # rewrites its encoder file in place
 
 The traced encoders of BLIP and ViT spell attention out as ≈ 15 nodes a layer: the head split (`Reshape` +
 `Transpose`, for BLIP a packed `[B, S, 3, N, H]` tensor and three `Gather`s), the key's transpose, the score
@@ -11,16 +10,14 @@ for all of it (`com.microsoft.MultiHeadAttention`: query, key and value as `[B, 
 projections where they are instead of transposing them. The projections themselves (`MatMul` + `Add`) are left
 alone, so `quantize_dynamic` still turns them into int8.
 
-Decoders exported with a cross-attention cache (`tools/export_blip.py`, `tools/export_vit_gpt2.py`) take each
-layer's cross-attention keys and values as inputs `[B, N, S_enc, H]` and spell out the same ≈ 20 nodes at every
-step (the query's head split, the key's transpose, scores, scale, Softmax, weighted sum, head merge and the shape
-arithmetic around them); `MultiHeadAttention` reads such keys and values as they are. Only a constant scale is
-accepted (ViT-GPT2's decoder computes its scale from a shape at run time and is left alone).
-
 A layer is fused only when it has exactly the shape described above (no mask, one scalar scale); anything else
-is left as it was and counted. The fused file is checked against the original on random inputs (largest
-difference of the outputs, relative) before it replaces it. Shapes of the heads (N) are read by running the
-original once (encoders) or from the declared shape of the cached keys (decoders).
+is left as it was and counted. The fused file is checked against the original on a random image (the largest
+relative difference of its outputs and of every fused layer's own output) before it replaces it. Shapes of the
+heads (N) are read by running the original once.
+
+Decoders are not fused: a cross-cache decoder's cross-attention (the same pattern over cached `[B, N, S, H]` keys
+and values) was fused and measured on BLIP-base's int4 decoder — 360 of its 1,610 nodes fewer, and no faster a step
+through the server (docs/src/benchmarks.md, "Attention, fused").
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 ENCODER_FILES = ("vision_model.onnx", "encoder_model.onnx")
-DECODER_FILES = ("text_decoder.onnx", "decoder_model_merged.onnx")
 MS_DOMAIN = "com.microsoft"
 
 
@@ -197,53 +193,6 @@ def _head_merge_output(g: Graph, weighted: onnx.NodeProto) -> str | None:
     return reshapes[0].output[0]
 
 
-def find_cross_layers(g: Graph) -> tuple[list[dict], int]:
-    """Every decoder cross-attention core over cached keys/values (graph inputs `[B, N, S, H]`, N declared),
-    and how many Softmax nodes did not match."""
-    declared = {}
-    for value in g.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[1].HasField("dim_value"):
-            declared[value.name] = dims[1].dim_value
-    found, other = [], 0
-    for softmax in [n for n in g.graph.node if n.op_type == "Softmax"]:
-        layer = _match_cross(g, softmax, declared)
-        if layer is None:
-            other += 1
-        else:
-            found.append(layer)
-    return found, other
-
-
-def _match_cross(g: Graph, softmax: onnx.NodeProto, declared: dict[str, int]) -> dict | None:
-    weighted = g.only_consumer(softmax.output[0])
-    if weighted is None or weighted.op_type != "MatMul" or weighted.input[0] != softmax.output[0]:
-        return None
-    value = weighted.input[1]
-    stripped = _strip_scale(g, softmax.input[0])
-    scores = g.op(stripped[0], "MatMul") if stripped is not None else None
-    if value not in declared or scores is None:
-        return None
-    transposed = g.op(scores.input[1], "Transpose")
-    if transposed is None or list(_attr(transposed, "perm")) != [0, 1, 3, 2] or transposed.input[0] not in declared:
-        return None
-    key = transposed.input[0]
-    query = _heads_source(g, scores.input[0])
-    if query is None or query[1] is not None or declared[key] != declared[value]:
-        return None
-    output = _head_merge_output(g, weighted)
-    if output is None:
-        return None
-    return {
-        "sources": [query[0], key, value],
-        "packed": None,
-        "heads": declared[key],
-        "scale": stripped[1],
-        "output": output,
-        "name": softmax.name or softmax.output[0],
-    }
-
-
 def _heads_count(model: onnx.ModelProto, layers: list[dict], feed: dict[str, np.ndarray]) -> dict[str, int]:
     """N of each layer's [B, N, S, H] query heads, read by running the original with those tensors exposed."""
     import onnxruntime as ort
@@ -293,51 +242,14 @@ def random_feed(model: onnx.ModelProto, shape: list[int]) -> dict[str, np.ndarra
     return {model.graph.input[0].name: np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
 
 
-def random_decoder_feed(model: onnx.ModelProto, past: int = 3, seq: int = 1, enc: int = 7) -> dict[str, np.ndarray]:
-    """Random inputs for one decoding step: `seq` new tokens after `past` cached ones, `enc` image tokens. The
-    exporters' dimension names say which is which; an unknown name is a ValueError."""
-    rng = np.random.default_rng(0)
-
-    def size(dim) -> int:
-        if dim.HasField("dim_value"):
-            return dim.dim_value
-        name = dim.dim_param.lower()
-        for words, value in ((("batch",), 1), (("past_plus", "total"), past + seq), (("past",), past),
-                             (("enc",), enc), (("seq",), seq)):
-            if any(word in name for word in words):
-                return value
-        raise ValueError(f"no test size for the decoder dimension {dim.dim_param!r}")
-
-    feed = {}
-    for value in model.graph.input:
-        tensor = value.type.tensor_type
-        shape = [size(d) for d in tensor.shape.dim]
-        if tensor.elem_type == onnx.TensorProto.BOOL:
-            feed[value.name] = np.ones(shape, dtype=bool)
-        elif tensor.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
-            dtype = np.int64 if tensor.elem_type == onnx.TensorProto.INT64 else np.int32
-            ints = np.ones(shape) if "mask" in value.name else rng.integers(0, 10, shape)
-            feed[value.name] = ints.astype(dtype)
-        else:
-            feed[value.name] = rng.uniform(-1, 1, shape).astype(np.float32)
-    return feed
-
-
-def fuse(model: onnx.ModelProto, shape: list[int] | None) -> tuple[list[str], int]:
-    """Fuses every matching attention core of `model` in place: an encoder's self-attention (images of
-    `shape`), or with `shape` None a decoder's cross-attention over cached keys/values. Returns the fused
+def fuse(model: onnx.ModelProto, shape: list[int]) -> tuple[list[str], int]:
+    """Fuses every matching attention core of the encoder `model` (images of `shape`) in place; returns the fused
     layers' outputs (the names they had before) and how many cores were left as they were."""
     g = Graph(model.graph)
-    if shape is None:
-        layers, other = find_cross_layers(g)
-    else:
-        layers, other = find_layers(g)
-        if layers:
-            heads = _heads_count(model, layers, random_feed(model, shape))
-            for layer in layers:
-                layer["heads"] = heads[layer["heads"]]
+    layers, other = find_layers(g)
     if not layers:
         return [], other
+    heads = _heads_count(model, layers, random_feed(model, shape))
     replaced = {layer["output"] for layer in layers}
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     nodes = []
@@ -361,7 +273,7 @@ def fuse(model: onnx.ModelProto, shape: list[int] | None) -> tuple[list[str], in
                 [layer["output"]],
                 name=f"{layer['name']}/MultiHeadAttention",
                 domain=MS_DOMAIN,
-                num_heads=layer["heads"],
+                num_heads=heads[layer["heads"]],
                 scale=float(layer["scale"]),
             )
         )
@@ -405,11 +317,10 @@ def _run_exposing(model: onnx.ModelProto, names: list[str], feed: dict[str, np.n
         path.unlink()
 
 
-def fuse_file(path: Path, shape: list[int] | None, tolerance: float = 1e-3) -> dict:
-    """Fuses one file in place (an encoder with images of `shape`, a decoder with `shape` None) when the
-    outputs and every fused layer's own output stay within `tolerance` of the original, relative to the
-    tensor's largest value; returns counts and the largest difference. A fused graph that differs more is a
-    ValueError, and the file is left as it was."""
+def fuse_file(path: Path, shape: list[int], tolerance: float = 1e-3) -> dict:
+    """Fuses one encoder file in place (images of `shape`) when its outputs and every fused layer's own output
+    stay within `tolerance` of the original, relative to the tensor's largest value; returns counts and the
+    largest difference. A fused graph that differs more is a ValueError, and the file is left as it was."""
     model = onnx.load(str(path))
     if any(n.op_type == "MultiHeadAttention" for n in model.graph.node):
         return {"fused": 0, "other": 0, "already": True}
@@ -418,7 +329,7 @@ def fuse_file(path: Path, shape: list[int] | None, tolerance: float = 1e-3) -> d
     outputs, other = fuse(model, shape)
     if not outputs:
         return {"fused": 0, "other": other}
-    feed = random_feed(model, shape) if shape is not None else random_decoder_feed(model)  # inputs unchanged
+    feed = random_feed(model, shape)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         before = _run_exposing(original, outputs, feed, Path(tmp))
         del original
@@ -433,12 +344,8 @@ def fuse_file(path: Path, shape: list[int] | None, tolerance: float = 1e-3) -> d
 
 
 def fuse_directory(directory: Path) -> dict[str, dict]:
-    found = {}
-    for name in ENCODER_FILES + DECODER_FILES:
-        if (directory / name).is_file():
-            shape = pixel_shape(directory) if name in ENCODER_FILES else None
-            found[name] = fuse_file(directory / name, shape)
-    return found
+    files = [name for name in ENCODER_FILES if (directory / name).is_file()]
+    return {name: fuse_file(directory / name, pixel_shape(directory)) for name in files}
 
 
 def main() -> int:
@@ -448,7 +355,7 @@ def main() -> int:
     args = parser.parse_args()
     found = fuse_directory(args.model)
     if not found:
-        print(f"fuse_attention: {args.model} has none of {', '.join(ENCODER_FILES + DECODER_FILES)}", file=sys.stderr)
+        print(f"fuse_attention: {args.model} has no encoder file ({', '.join(ENCODER_FILES)})", file=sys.stderr)
         return 2
     for name, result in found.items():
         print(f"{name}: {result}")

@@ -36,16 +36,14 @@ MatMul + Add so that they are quantized too. The encoder gets int8 (`--encoder`)
 with block 32 and 128 alike (1,000 held-out scenes through the server, `tools/eval_server.py
 --reference-url`: 100 % agreement with fp32, 100 % exact).
 
-Before a file is quantized, its attention is fused into ONNX Runtime's `MultiHeadAttention` (`tools/fuse_attention.py`,
-each fused graph checked against the original on random inputs; `--no-fuse-attention` keeps the exporter's nodes):
-an encoder's self-attention (dynamic encoder only; the other `--encoder` methods do not fuse) and a cross-cache
-decoder's cross-attention over the keys and values the encoder computed. The traced graphs spell each attention
-out as 15-20 nodes, which ONNX Runtime's optimizer does not fuse on its own. Measured on a 2-vCPU AMD EPYC (Zen 4,
-AVX-512 VNNI), 2 threads, interleaved: BLIP-base's int8 vision encoder fastest of 8 271 -> 257 ms (in the profiler:
-attention 108 -> 90 ms, operators 299 -> 277 ms, about -7 %); through the server, BLIP-base int4 fused against
-unfused, interleaved, 30 rounds: P50 477 vs 494 ms (encoder 323 vs 335, decoder step 7.95 vs 8.08 ms, within
-noise); ViT-GPT2-base's int8 encoder 113.9 -> 112.2 ms and the bundled model's about 1 ms: no measurable change, no
-loss (ViT-GPT2's decoder computes its scale at run time and is left as it is).
+Before an encoder is quantized, its self-attention is fused into ONNX Runtime's `MultiHeadAttention`
+(`tools/fuse_attention.py`, checked against the unfused graph; `--no-fuse-attention` keeps the exporter's nodes,
+and the other `--encoder` methods do not fuse): the traced encoders spell attention out as about 15 nodes a layer,
+which ONNX Runtime's optimizer does not fuse on its own. Measured on a 2-vCPU AMD EPYC (Zen 4, AVX-512 VNNI),
+2 threads, interleaved: BLIP-base's int8 vision encoder fastest of 8 271 -> 257 ms (in the profiler: attention
+108 -> 90 ms, operators 299 -> 277 ms, about -7 %); through the server, BLIP-base int4 with and without it,
+interleaved, 12 and 30 rounds: encoder medians 308 vs 315 and 323 vs 335 ms; ViT-GPT2-base's int8 encoder 113.9 -> 112.2 ms and the
+bundled model's about 1 ms: no measurable change, no loss. Decoders are not fused (see fuse_attention.py).
 
 Each written file is checked: the number of quantized nodes per graph *and per subgraph* is counted
 (a graph that had quantizable weights but got no quantized node is an error), the file is loaded
@@ -441,26 +439,23 @@ def quantize_file_static(src: Path, dst: Path, settings: dict) -> dict:
 
 
 def quantize_any(src: Path, dst: Path, settings: dict) -> tuple[dict, str]:
-    """Quantizes one file as `settings` say for its role; returns the counts and what was done. Attention is
-    first fused into MultiHeadAttention nodes where it matches (tools/fuse_attention.py): a decoder's
-    cross-attention over cached keys/values, and an encoder's self-attention for the dynamic encoder only
-    (`dynamic+attention` quantizes the very MatMuls fusion removes, and the static encoder's calibration and QDQ
-    placement were measured on the graph as exported)."""
-    encoder = src.name in ENCODER_FILES
-    fuses = encoder and settings.get("encoder", DEFAULT_ENCODER) == "dynamic" or src.name in fuse_attention.DECODER_FILES
-    if settings.get("fuse_attention", True) and fuses and not external_data_files(src):
+    """Quantizes one file as `settings` say for its role; returns the counts and what was done. An encoder's
+    attention is first fused into MultiHeadAttention nodes (tools/fuse_attention.py) where it matches, for the
+    dynamic encoder only: `dynamic+attention` quantizes the very MatMuls fusion removes, and the static encoder's
+    calibration and QDQ placement were measured on the graph as exported."""
+    fuse = settings.get("fuse_attention", True) and settings.get("encoder", DEFAULT_ENCODER) == "dynamic"
+    if src.name in ENCODER_FILES and fuse and not external_data_files(src):
         with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
             fused = Path(tmp) / src.name
             shutil.copyfile(src, fused)
             try:
-                result = fuse_attention.fuse_file(fused, fuse_attention.pixel_shape(src.parent) if encoder else None)
+                result = fuse_attention.fuse_file(fused, fuse_attention.pixel_shape(src.parent))
             except ValueError as e:  # the fused graph did not match the original: quantize the original
                 counts, method = _quantize_one(src, dst, settings)
                 return counts, f"{method}, attention not fused ({e})"
             if result["fused"]:
                 counts, method = _quantize_one(fused, dst, settings)
-                kind = "self-attention" if encoder else "cross-attention"
-                return counts, f"{method}, {kind} fused ({result['fused']} MultiHeadAttention nodes)"
+                return counts, f"{method}, attention fused ({result['fused']} MultiHeadAttention nodes)"
     return _quantize_one(src, dst, settings)
 
 
@@ -755,8 +750,8 @@ def main() -> int:
     parser.add_argument(
         "--no-fuse-attention",
         action="store_true",
-        help="keep the attention as the exporter wrote it (default: a cross-cache decoder's cross-attention and, "
-        "with --encoder dynamic, the encoder's self-attention fused, tools/fuse_attention.py)",
+        help="keep the encoder's attention as the exporter wrote it (default with --encoder dynamic: fused, "
+        "tools/fuse_attention.py)",
     )
     parser.add_argument("--force", action="store_true", help="replace a non-empty DST_DIR")
     args = parser.parse_args()
