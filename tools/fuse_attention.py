@@ -195,36 +195,25 @@ def _head_merge_output(g: Graph, weighted: onnx.NodeProto) -> str | None:
 
 def _heads_count(model: onnx.ModelProto, layers: list[dict], feed: dict[str, np.ndarray]) -> dict[str, int]:
     """N of each layer's [B, N, S, H] query heads, read by running the original with those tensors exposed."""
-    import onnxruntime as ort
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    for layer in layers:
-        probe.graph.output.append(helper.make_tensor_value_info(layer["heads"], onnx.TensorProto.FLOAT, None))
+    names = [layer["heads"] for layer in layers]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "probe.onnx"
-        onnx.save(probe, str(path))
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = [layer["heads"] for layer in layers]
-        values = session.run(names, feed)
+        values = _run_exposing(model, names, feed, Path(tmp))[-len(names):]
     return {name: int(value.shape[1]) for name, value in zip(names, values)}
 
 
-def _remove_dead(graph: onnx.GraphProto) -> int:
+def _remove_dead(graph: onnx.GraphProto) -> None:
+    """Drops the nodes and initializers no graph output depends on (the unfused layers' leftovers)."""
     needed = {o.name for o in graph.output}
     kept = []
     for node in reversed(graph.node):
         if any(out in needed for out in node.output):
             kept.append(node)
             needed.update(i for i in node.input if i)
-    removed = len(graph.node) - len(kept)
     del graph.node[:]
     graph.node.extend(reversed(kept))
-    used = needed
-    inits = [init for init in graph.initializer if init.name in used]
+    inits = [init for init in graph.initializer if init.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(inits)
-    return removed
 
 
 def pixel_shape(directory: Path) -> list[int]:

@@ -42,8 +42,9 @@ and the other `--encoder` methods do not fuse): the traced encoders spell attent
 which ONNX Runtime's optimizer does not fuse on its own. Measured on a 2-vCPU AMD EPYC (Zen 4, AVX-512 VNNI),
 2 threads, interleaved: BLIP-base's int8 vision encoder fastest of 8 271 -> 257 ms (in the profiler: attention
 108 -> 90 ms, operators 299 -> 277 ms, about -7 %); through the server, BLIP-base int4 with and without it,
-interleaved, 12 and 30 rounds: encoder medians 308 vs 315 and 323 vs 335 ms; ViT-GPT2-base's int8 encoder 113.9 -> 112.2 ms and the
-bundled model's about 1 ms: no measurable change, no loss. Decoders are not fused (see fuse_attention.py).
+interleaved, 12 and 30 rounds: encoder medians 308 vs 315 and 323 vs 335 ms; ViT-GPT2-base's int8 encoder
+113.9 -> 112.2 ms and the bundled model's about 1 ms: no measurable change, no loss. Decoders are not fused (see
+fuse_attention.py).
 
 Each written file is checked: the number of quantized nodes per graph *and per subgraph* is counted
 (a graph that had quantizable weights but got no quantized node is an error), the file is loaded
